@@ -1,0 +1,1 @@
+//! Runnable sagas modelled on real uses: `travel` and `provision`.

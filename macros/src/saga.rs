@@ -1,0 +1,1086 @@
+//! `#[saga]`: turns an `async fn` made of step calls into a state machine.
+//!
+//! ```text
+//! #[saga]
+//! async fn book_trip(airline: &Airline, trip: Trip) -> Result<Itinerary, E> {
+//!     let flight = book_flight(airline, &trip).await?;
+//!     let total: u64 = flight.price + 10;
+//!     let payment = charge(airline, total).await?;
+//!     Ok(Itinerary { flight, payment })
+//! }
+//! ```
+//! becomes
+//! ```text
+//! async fn book_trip(airline: &Airline, trip: Trip) -> Result<Itinerary, SagaError<E>> {
+//!     run_in_memory(BookTripSaga::new(airline, trip)).await
+//! }
+//! struct BookTripSaga<'r> { airline: &'r Airline, trip: Trip }
+//! enum State<'r> {
+//!     F0 { airline, trip },                      // before step 0
+//!     F1 { airline, trip, flight, total },       // before step 1
+//!     F2 { flight, payment },                    // before `Ok(..)`
+//!     B1 { airline, trip, flight, failure },     // step 1 failed: undo step 0
+//! }
+//! impl Saga for BookTripSaga<'_> { .. loop { state = match state { F0 => run step 0 .. } } }
+//! ```
+//! A forward state `F<i>` holds what is still needed before step `i`: the inputs
+//! and outputs that a later step, local, the final `Ok(..)` or a compensation
+//! reads. A backward state `B<i>` holds only what compensating steps `i-1 .. 0`
+//! reads: their arguments, evaluated again, and their outputs.
+
+use std::collections::HashSet;
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::visit_mut::VisitMut;
+use syn::{Expr, FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Stmt, Token, Type};
+
+use crate::attr::parse_saga_attr;
+use crate::ctxt::Ctxt;
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            let error = syn::Error::new(
+                Span::call_site(),
+                "`#[saga]` goes on an `async fn` whose body is a sequence of step calls",
+            )
+            .to_compile_error();
+            return quote!(#error #item);
+        }
+    };
+    let cx = Ctxt::new();
+    let attr = parse_saga_attr(&cx, args);
+    let model = Model::build(&cx, &func, attr.name);
+    match (cx.check(), model) {
+        (Ok(()), Some(model)) => generate(&model),
+        (result, _) => {
+            let errors = result.err().map(|e| e.to_compile_error());
+            // The function as written is ordinary async Rust: emitting it keeps the
+            // rest of the crate compiling, so only the saga's own errors show.
+            func.sig.asyncness.get_or_insert_with(Default::default);
+            quote!(#errors #func)
+        }
+    }
+}
+
+struct Param {
+    name: Ident,
+    /// The type as written, for the function wrapper.
+    ty: Type,
+    /// The type with elided lifetimes named, for the generated types.
+    state_ty: Type,
+}
+
+struct StepCall {
+    binding: Ident,
+    /// False for `let _ = ..` and a bare call, whose output gets a generated name.
+    named_by_user: bool,
+    binding_ty: Option<Type>,
+    path: syn::Path,
+    call: syn::ExprCall,
+    question: Token![?],
+}
+
+struct Local {
+    name: Ident,
+    ty: Type,
+    expr: Expr,
+}
+
+/// The saga, read from the user's function, spans kept.
+struct Model {
+    attrs: Vec<syn::Attribute>,
+    vis: syn::Visibility,
+    sig: syn::Signature,
+    type_ident: Ident,
+    lifetimes: Vec<syn::Lifetime>,
+    needs_elided: bool,
+    params: Vec<Param>,
+    output_ty: Type,
+    error_ty: Type,
+    steps: Vec<StepCall>,
+    /// `locals[i]` are evaluated on the way into forward state `i`.
+    locals: Vec<Vec<Local>>,
+    final_expr: Expr,
+}
+
+const BODY_HELP: &str = "a saga body holds only step calls (`let x = step(args).await?;` or `step(args).await?;`), typed locals (`let x: T = expr;`) and a final `Ok(..)`";
+
+fn elided_lifetime() -> syn::Lifetime {
+    syn::Lifetime::new("'__sagaflow_r", Span::call_site())
+}
+
+/// Names the lifetimes that the user left out, so that the types can live in a struct.
+struct NameElided {
+    found: bool,
+}
+
+impl VisitMut for NameElided {
+    fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
+        if r.lifetime.is_none() {
+            r.lifetime = Some(elided_lifetime());
+            self.found = true;
+        }
+        syn::visit_mut::visit_type_reference_mut(self, r);
+    }
+
+    fn visit_lifetime_mut(&mut self, l: &mut syn::Lifetime) {
+        if l.ident == "_" {
+            *l = elided_lifetime();
+            self.found = true;
+        }
+    }
+
+    fn visit_type_impl_trait_mut(&mut self, _: &mut syn::TypeImplTrait) {}
+}
+
+fn upper_camel(name: &str) -> String {
+    let name = name.strip_prefix("r#").unwrap_or(name);
+    let mut out = String::new();
+    for part in name.split('_').filter(|p| !p.is_empty()) {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            out.extend(first.to_uppercase());
+            out.push_str(chars.as_str());
+        }
+    }
+    out
+}
+
+enum Parsed {
+    Step(StepCall),
+    Local(Local),
+    Final(Expr),
+    Skip,
+}
+
+impl Model {
+    fn build(cx: &Ctxt, func: &ItemFn, name: Option<Ident>) -> Option<Model> {
+        let sig = &func.sig;
+        let mut ok = true;
+        if sig.asyncness.is_none() {
+            cx.error_spanned_by(
+                sig.fn_token,
+                format!(
+                    "a saga must be an `async fn`: write `async fn {}`",
+                    sig.ident
+                ),
+            );
+            ok = false;
+        }
+        let mut lifetimes = Vec::new();
+        for param in &sig.generics.params {
+            match param {
+                GenericParam::Lifetime(l) => lifetimes.push(l.lifetime.clone()),
+                _ => {
+                    cx.error_spanned_by(
+                        param,
+                        "a saga cannot be generic yet: its state types must be concrete; take the concrete types, or a `&dyn Trait` resource",
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let (output_ty, error_ty) = match &sig.output {
+            ReturnType::Type(_, ty) => match result_args(ty) {
+                Some(pair) => pair,
+                None => {
+                    cx.error_spanned_by(
+                        ty,
+                        "a saga returns `Result<T, E>` with both types written out; the generated function returns `Result<T, sagaflow::SagaError<E>>`",
+                    );
+                    return None;
+                }
+            },
+            ReturnType::Default => {
+                cx.error_spanned_by(
+                    &sig.ident,
+                    format!(
+                        "a saga returns `Result<T, E>`: add `-> Result<T, E>` to `{}`",
+                        sig.ident
+                    ),
+                );
+                return None;
+            }
+        };
+
+        let mut names: HashSet<String> = HashSet::new();
+        let mut params = Vec::new();
+        let mut needs_elided = false;
+        for input in &sig.inputs {
+            match input {
+                FnArg::Receiver(r) => {
+                    cx.error_spanned_by(r, "a saga must be a free `async fn`, not a method");
+                    ok = false;
+                }
+                FnArg::Typed(pt) => {
+                    let ident = match &*pt.pat {
+                        Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                            if let Some(m) = pi.mutability {
+                                cx.error_spanned_by(
+                                    m,
+                                    "saga inputs are immutable (steps see them again on retry and compensation): remove `mut`",
+                                );
+                                ok = false;
+                            }
+                            pi.ident.clone()
+                        }
+                        other => {
+                            cx.error_spanned_by(
+                                other,
+                                "a saga's parameters must be plain names, such as `trip: Trip`; destructure in the steps instead",
+                            );
+                            ok = false;
+                            continue;
+                        }
+                    };
+                    if let Type::Reference(r) = &*pt.ty {
+                        if let Some(m) = r.mutability {
+                            cx.error_spanned_by(
+                                quote!(#m),
+                                "a saga cannot take `&mut`: a reference parameter is a resource (a client, a pool) that every step and compensation shares; take `&T` and use interior mutability inside it",
+                            );
+                            ok = false;
+                        }
+                    }
+                    check_name(cx, &ident, &mut names);
+                    let mut state_ty = (*pt.ty).clone();
+                    let mut namer = NameElided { found: false };
+                    namer.visit_type_mut(&mut state_ty);
+                    needs_elided |= namer.found;
+                    params.push(Param {
+                        name: ident,
+                        ty: (*pt.ty).clone(),
+                        state_ty,
+                    });
+                }
+            }
+        }
+
+        let mut steps = Vec::new();
+        let mut locals: Vec<Vec<Local>> = vec![Vec::new()];
+        let mut final_expr = None;
+        let count = func.block.stmts.len();
+        for (i, stmt) in func.block.stmts.iter().enumerate() {
+            let last = i + 1 == count;
+            if final_expr.is_some() {
+                cx.error_spanned_by(stmt, "nothing may follow the final `Ok(..)` of a saga");
+                ok = false;
+                continue;
+            }
+            match parse_stmt(cx, stmt, last, steps.len()) {
+                Parsed::Step(step) => {
+                    if step.named_by_user {
+                        check_name(cx, &step.binding, &mut names);
+                    }
+                    steps.push(step);
+                    locals.push(Vec::new());
+                }
+                Parsed::Local(mut local) => {
+                    check_name(cx, &local.name, &mut names);
+                    let mut namer = NameElided { found: false };
+                    namer.visit_type_mut(&mut local.ty);
+                    needs_elided |= namer.found;
+                    if let Some(slot) = locals.last_mut() {
+                        slot.push(local);
+                    }
+                }
+                Parsed::Final(expr) => final_expr = Some(expr),
+                Parsed::Skip => ok = false,
+            }
+        }
+        if steps.is_empty() && ok {
+            cx.error_spanned_by(
+                &sig.ident,
+                "a saga needs at least one step: call a `#[step]` function as `let x = step(args).await?;`",
+            );
+            ok = false;
+        }
+        let final_expr = match final_expr {
+            Some(e) => e,
+            None => {
+                if ok {
+                    let span = func
+                        .block
+                        .stmts
+                        .last()
+                        .map(|s| s.span())
+                        .unwrap_or_else(|| func.block.brace_token.span.close());
+                    cx.error_at(
+                        span,
+                        "a saga body ends with `Ok(value)`, the value the saga returns when every step succeeded",
+                    );
+                }
+                return None;
+            }
+        };
+        if !ok {
+            return None;
+        }
+        let type_ident = name.unwrap_or_else(|| {
+            Ident::new(
+                &format!("{}Saga", upper_camel(&sig.ident.to_string())),
+                sig.ident.span(),
+            )
+        });
+        Some(Model {
+            attrs: func.attrs.clone(),
+            vis: func.vis.clone(),
+            sig: sig.clone(),
+            type_ident,
+            lifetimes,
+            needs_elided,
+            params,
+            output_ty,
+            error_ty,
+            steps,
+            locals,
+            final_expr,
+        })
+    }
+}
+
+fn check_name(cx: &Ctxt, ident: &Ident, names: &mut HashSet<String>) {
+    let name = ident.to_string();
+    if name.starts_with("__sagaflow") {
+        cx.error_spanned_by(
+            ident,
+            "names starting with `__sagaflow` are reserved for generated code",
+        );
+    } else if !names.insert(name.clone()) {
+        cx.error_spanned_by(
+            ident,
+            format!(
+                "`{name}` is already bound in this saga; a saga keeps its values until it ends (compensations read them), so names cannot be shadowed: use another name"
+            ),
+        );
+    }
+}
+
+fn result_args(ty: &Type) -> Option<(Type, Type)> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter().filter_map(|a| match a {
+        syn::GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    });
+    let (t, e) = (types.next()?, types.next()?);
+    types.next().is_none().then_some((t, e))
+}
+
+/// Reads `EXPR.await?` as a step call, reporting what is missing when it is almost one.
+fn step_call(cx: &Ctxt, expr: &Expr) -> Option<Option<(syn::Path, syn::ExprCall, Token![?])>> {
+    match expr {
+        Expr::Try(t) => match &*t.expr {
+            Expr::Await(a) => match &*a.base {
+                Expr::Call(call) => match &*call.func {
+                    Expr::Path(p) if p.qself.is_none() => {
+                        if let Some(seg) = p.path.segments.iter().find(|s| !s.arguments.is_none()) {
+                            cx.error_spanned_by(
+                                &seg.arguments,
+                                "steps are not generic: call the step without `::<..>`",
+                            );
+                            return Some(None);
+                        }
+                        Some(Some((p.path.clone(), call.clone(), t.question_token)))
+                    }
+                    other => {
+                        cx.error_spanned_by(
+                            other,
+                            "a saga can only await a call to a `#[step]` function by its name, as in `book_flight(&trip).await?`",
+                        );
+                        Some(None)
+                    }
+                },
+                Expr::MethodCall(m) => {
+                    cx.error_spanned_by(
+                        &m.method,
+                        format!(
+                            "`{}` is a method, and a saga can only await calls to `#[step]` functions, as in `book_flight(&trip).await?`",
+                            m.method
+                        ),
+                    );
+                    Some(None)
+                }
+                other => {
+                    cx.error_spanned_by(
+                        other,
+                        "a saga can only await a call to a `#[step]` function, as in `book_flight(&trip).await?`",
+                    );
+                    Some(None)
+                }
+            },
+            Expr::Call(call) if matches!(&*call.func, Expr::Path(_)) => {
+                cx.error_spanned_by(
+                    t,
+                    "a step call needs `.await` before `?`: write `step(args).await?`",
+                );
+                Some(None)
+            }
+            _ => None,
+        },
+        Expr::Await(a) => {
+            cx.error_spanned_by(
+                a,
+                "add `?` after `.await`: a step's failure ends the saga and starts its compensation, so write `step(args).await?`",
+            );
+            Some(None)
+        }
+        _ => None,
+    }
+}
+
+/// Whether `expr` awaits anything, which only a step call may do.
+fn contains_await(expr: &Expr) -> Option<Span> {
+    struct Finder(Option<Span>);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_expr_await(&mut self, a: &'ast syn::ExprAwait) {
+            self.0.get_or_insert(a.await_token.span);
+        }
+        fn visit_expr_async(&mut self, _: &'ast syn::ExprAsync) {}
+        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+    }
+    let mut f = Finder(None);
+    f.visit_expr(expr);
+    f.0
+}
+
+fn parse_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Parsed {
+    match stmt {
+        Stmt::Local(local) => {
+            let Some(init) = &local.init else {
+                cx.error_spanned_by(local, "a saga local needs a value: `let x: T = expr;`");
+                return Parsed::Skip;
+            };
+            if let Some((_, diverge)) = &init.diverge {
+                cx.error_spanned_by(
+                    diverge,
+                    "`let .. else` is not part of a saga body; ".to_owned() + BODY_HELP,
+                );
+                return Parsed::Skip;
+            }
+            let (pat, ty) = match &local.pat {
+                Pat::Type(pt) => (&*pt.pat, Some((*pt.ty).clone())),
+                other => (other, None),
+            };
+            let binding = match pat {
+                Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                    if let Some(m) = pi.mutability {
+                        cx.error_spanned_by(
+                            m,
+                            "saga locals are immutable (compensations read them again later): remove `mut`",
+                        );
+                        return Parsed::Skip;
+                    }
+                    Some(pi.ident.clone())
+                }
+                Pat::Wild(_) => None,
+                other => {
+                    cx.error_spanned_by(
+                        other,
+                        "bind a step's output or a local to one name, as in `let booking = ..`; read its fields in later expressions",
+                    );
+                    return Parsed::Skip;
+                }
+            };
+            match step_call(cx, &init.expr) {
+                Some(Some((path, call, question))) => Parsed::Step(StepCall {
+                    named_by_user: binding.is_some(),
+                    binding: binding.unwrap_or_else(|| format_ident!("__sagaflow_output{}", index)),
+                    binding_ty: ty,
+                    path,
+                    call,
+                    question,
+                }),
+                Some(None) => Parsed::Skip,
+                None => {
+                    if let Some(span) = contains_await(&init.expr) {
+                        cx.error_at(
+                            span,
+                            "a saga can only await a `#[step]` call, alone on its line: `let x = step(args).await?;`",
+                        );
+                        return Parsed::Skip;
+                    }
+                    match (binding, ty) {
+                        (Some(name), Some(ty)) => Parsed::Local(Local {
+                            name,
+                            ty,
+                            expr: (*init.expr).clone(),
+                        }),
+                        (Some(name), None) => {
+                            cx.error_spanned_by(
+                                &name,
+                                format!(
+                                    "a saga local needs its type written out, as in `let {name}: u64 = ..;`: it becomes part of the saga's state (or, if this is meant to be a step call, write `step(args).await?`)"
+                                ),
+                            );
+                            Parsed::Skip
+                        }
+                        (None, _) => {
+                            cx.error_spanned_by(
+                                &local.pat,
+                                "`let _ = ..` in a saga is only for step calls whose output is not read: `let _ = step(args).await?;`",
+                            );
+                            Parsed::Skip
+                        }
+                    }
+                }
+            }
+        }
+        Stmt::Expr(expr, Some(_)) => match step_call(cx, expr) {
+            Some(Some((path, call, question))) => Parsed::Step(StepCall {
+                named_by_user: false,
+                binding: format_ident!("__sagaflow_output{}", index),
+                binding_ty: None,
+                path,
+                call,
+                question,
+            }),
+            Some(None) => Parsed::Skip,
+            None => {
+                cx.error_spanned_by(expr, BODY_HELP);
+                Parsed::Skip
+            }
+        },
+        Stmt::Expr(expr, None) => {
+            if let Expr::Call(call) = expr {
+                if let Expr::Path(p) = &*call.func {
+                    if p.qself.is_none() && p.path.is_ident("Ok") && call.args.len() == 1 {
+                        if let Some(span) = contains_await(&call.args[0]) {
+                            cx.error_at(
+                                span,
+                                "the final `Ok(..)` cannot await; call steps before it",
+                            );
+                            return Parsed::Skip;
+                        }
+                        return Parsed::Final(call.args[0].clone());
+                    }
+                }
+            }
+            if last {
+                cx.error_spanned_by(
+                    expr,
+                    "a saga body ends with `Ok(value)`, the value the saga returns when every step succeeded",
+                );
+            } else {
+                cx.error_spanned_by(expr, BODY_HELP);
+            }
+            Parsed::Skip
+        }
+        Stmt::Item(item) => {
+            cx.error_spanned_by(
+                item,
+                "items cannot be declared inside a saga body: move it out of the function",
+            );
+            Parsed::Skip
+        }
+        Stmt::Macro(m) => {
+            cx.error_spanned_by(m, BODY_HELP);
+            Parsed::Skip
+        }
+    }
+}
+
+/// The saga names an expression reads.
+fn names_used(tokens: &impl ToTokens, known: &HashSet<String>) -> HashSet<String> {
+    // Walking tokens instead of the syntax tree also sees names inside macro calls
+    // such as `format!("{}", trip.id)`. Keeping a name that only looks used costs a
+    // field; missing one would fail to compile, so over-approximation is the safe side.
+    fn walk(stream: TokenStream, known: &HashSet<String>, out: &mut HashSet<String>) {
+        let mut prev_dot = false;
+        for tt in stream {
+            match &tt {
+                TokenTree::Group(g) => walk(g.stream(), known, out),
+                TokenTree::Ident(i) => {
+                    let s = i.to_string();
+                    if !prev_dot && known.contains(&s) {
+                        out.insert(s);
+                    }
+                }
+                _ => {}
+            }
+            prev_dot = matches!(&tt, TokenTree::Punct(p) if p.as_char() == '.');
+        }
+    }
+    let mut out = HashSet::new();
+    walk(tokens.to_token_stream(), known, &mut out);
+    out
+}
+
+struct Layout {
+    /// Fields of forward state `i`, for `i` in `0..=steps`.
+    forward: Vec<Vec<Ident>>,
+    /// Fields of backward state `i`, for `i` in `1..steps` (index 0 unused).
+    backward: Vec<Vec<Ident>>,
+}
+
+fn layout(model: &Model) -> Layout {
+    let n = model.steps.len();
+    // Every name with its position: the forward state where it is first held.
+    let mut order: Vec<(Ident, usize, bool)> = Vec::new();
+    for p in &model.params {
+        order.push((p.name.clone(), 0, false));
+    }
+    for (i, slot) in model.locals.iter().enumerate() {
+        for local in slot {
+            order.push((local.name.clone(), i, false));
+        }
+        if i < n {
+            order.push((model.steps[i].binding.clone(), i + 1, true));
+        }
+    }
+    // `order` interleaves locals and outputs in source order except for the
+    // output of step `i`, which comes before the locals of slot `i + 1`.
+    order.sort_by_key(|(_, pos, is_output)| (*pos, !*is_output));
+    let known: HashSet<String> = order.iter().map(|(i, _, _)| i.to_string()).collect();
+    let step_uses: Vec<HashSet<String>> = model
+        .steps
+        .iter()
+        .map(|s| names_used(&s.call.args, &known))
+        .collect();
+    let any_step_use: HashSet<String> = step_uses.iter().flatten().cloned().collect();
+    // local_uses[j]: names read by the locals evaluated on the way into state j;
+    // index n + 1 stands for the final `Ok(..)`.
+    let mut local_uses: Vec<HashSet<String>> = model
+        .locals
+        .iter()
+        .map(|slot| {
+            let mut set = HashSet::new();
+            for l in slot {
+                set.extend(names_used(&l.expr, &known));
+            }
+            set
+        })
+        .collect();
+    local_uses.push(names_used(&model.final_expr, &known));
+
+    let forward = (0..=n)
+        .map(|i| {
+            order
+                .iter()
+                .filter(|(name, pos, is_output)| {
+                    let s = name.to_string();
+                    *pos <= i
+                        && (*is_output
+                            || any_step_use.contains(&s)
+                            || local_uses.iter().skip(i + 1).any(|u| u.contains(&s)))
+                })
+                .map(|(name, _, _)| name.clone())
+                .collect()
+        })
+        .collect();
+    let backward = (0..n)
+        .map(|i| {
+            order
+                .iter()
+                .filter(|(name, pos, is_output)| {
+                    let s = name.to_string();
+                    *pos <= i && (*is_output || step_uses.iter().take(i).any(|u| u.contains(&s)))
+                })
+                .map(|(name, _, _)| name.clone())
+                .collect()
+        })
+        .collect();
+    Layout { forward, backward }
+}
+
+fn generate(model: &Model) -> TokenStream {
+    let Model {
+        attrs,
+        vis,
+        sig,
+        type_ident,
+        params,
+        output_ty,
+        error_ty,
+        steps,
+        locals,
+        final_expr,
+        ..
+    } = model;
+    let fn_ident = &sig.ident;
+    let saga_name = fn_ident.to_string();
+    let n = steps.len();
+    let layout = layout(model);
+
+    let mut lifetimes: Vec<syn::Lifetime> = Vec::new();
+    if model.needs_elided {
+        lifetimes.push(elided_lifetime());
+    }
+    lifetimes.extend(model.lifetimes.iter().cloned());
+    let generics = if lifetimes.is_empty() {
+        quote!()
+    } else {
+        quote!(<#(#lifetimes),*>)
+    };
+    let marker_ty = quote!(::core::marker::PhantomData<fn() -> (#(&#lifetimes (),)*)>);
+
+    // Field types of every name the state can hold.
+    let mut types: std::collections::HashMap<String, TokenStream> = Default::default();
+    for p in params {
+        let ty = &p.state_ty;
+        types.insert(p.name.to_string(), quote!(#ty));
+    }
+    for slot in locals {
+        for l in slot {
+            let ty = &l.ty;
+            types.insert(l.name.to_string(), quote!(#ty));
+        }
+    }
+    for s in steps {
+        let path = &s.path;
+        types.insert(
+            s.binding.to_string(),
+            quote_spanned!(path.span()=> <#path as ::sagaflow::Step>::Output),
+        );
+    }
+    let field_decls = |fields: &[Ident]| -> Vec<TokenStream> {
+        fields
+            .iter()
+            .map(|f| {
+                let ty = types.get(&f.to_string()).cloned().unwrap_or_default();
+                quote!(#f: #ty)
+            })
+            .collect()
+    };
+
+    let forward_variants: Vec<Ident> = (0..=n).map(|i| format_ident!("F{}", i)).collect();
+    let backward_variants: Vec<Ident> = (0..n).map(|i| format_ident!("B{}", i)).collect();
+
+    let mut variants = Vec::new();
+    for (i, fields) in layout.forward.iter().enumerate() {
+        let v = &forward_variants[i];
+        let decls = field_decls(fields);
+        variants.push(quote!(#v { #(#decls,)* }));
+    }
+    for i in 1..n {
+        let v = &backward_variants[i];
+        let decls = field_decls(&layout.backward[i]);
+        variants.push(
+            quote!(#v { #(#decls,)* __sagaflow_failure: ::sagaflow::StepFailure<#error_ty> }),
+        );
+    }
+    let marker_variant = if lifetimes.is_empty() {
+        quote!()
+    } else {
+        quote!(__SagaflowMarker(::core::convert::Infallible, #marker_ty),)
+    };
+    let marker_arm = if lifetimes.is_empty() {
+        quote!()
+    } else {
+        quote!(__SagaflowState::__SagaflowMarker(never, _) => match never {},)
+    };
+
+    let eval_locals = |slot: &[Local]| -> Vec<TokenStream> {
+        slot.iter()
+            .map(|Local { name, ty, expr }| quote!(let #name: #ty = #expr;))
+            .collect()
+    };
+
+    let mut arms = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let StepCall {
+            binding,
+            binding_ty,
+            named_by_user: _,
+            path,
+            call,
+            question,
+        } = step;
+        let index = i as u32;
+        let v = &forward_variants[i];
+        let fields = &layout.forward[i];
+        let next = &forward_variants[i + 1];
+        let next_fields = &layout.forward[i + 1];
+        let next_locals = eval_locals(&locals[i + 1]);
+        let typed = binding_ty
+            .as_ref()
+            .map(|ty| quote!(let #binding: #ty = #binding;));
+        let call_span = call.span();
+        let closure = quote_spanned!(call_span=> || #call);
+        let q = question.span;
+        let convert = quote_spanned! {q=>
+            let __sagaflow_failure: ::sagaflow::StepFailure<#error_ty> =
+                __sagaflow_failure.map_err(::core::convert::From::from);
+        };
+        let on_failure = if i == 0 {
+            quote!(return ::core::result::Result::Err(__sagaflow_run.failed(__sagaflow_failure));)
+        } else {
+            let b = &backward_variants[i];
+            let b_fields = &layout.backward[i];
+            quote!(__SagaflowState::#b { #(#b_fields,)* __sagaflow_failure })
+        };
+        arms.push(quote! {
+            __SagaflowState::#v { #(#fields,)* } => {
+                match __sagaflow_run.step::<#path, _, _>(#index, #closure).await {
+                    ::core::result::Result::Ok(#binding) => {
+                        #typed
+                        #(#next_locals)*
+                        __SagaflowState::#next { #(#next_fields,)* }
+                    }
+                    ::core::result::Result::Err(__sagaflow_failure) => {
+                        #convert
+                        #on_failure
+                    }
+                }
+            }
+        });
+    }
+    {
+        let v = &forward_variants[n];
+        let fields = &layout.forward[n];
+        arms.push(quote! {
+            __SagaflowState::#v { #(#fields,)* } => {
+                let __sagaflow_output: #output_ty = #final_expr;
+                __sagaflow_run.committed();
+                return ::core::result::Result::Ok(__sagaflow_output);
+            }
+        });
+    }
+    for i in 1..n {
+        let v = &backward_variants[i];
+        let fields = &layout.backward[i];
+        let undo = &steps[i - 1];
+        let path = &undo.path;
+        let args = &undo.call.args;
+        let output = &undo.binding;
+        let index = (i - 1) as u32;
+        let span = undo.call.span();
+        let comp_call = quote_spanned! {span=>
+            || <#path>::__sagaflow_compensate(#args, &#output)
+        };
+        let comp_call = if args.is_empty() {
+            quote_spanned!(span=> || <#path>::__sagaflow_compensate(&#output))
+        } else {
+            comp_call
+        };
+        let then = if i == 1 {
+            quote!(return ::core::result::Result::Err(__sagaflow_run.failed(__sagaflow_failure));)
+        } else {
+            let prev = &backward_variants[i - 1];
+            let prev_fields = &layout.backward[i - 1];
+            quote!(__SagaflowState::#prev { #(#prev_fields,)* __sagaflow_failure })
+        };
+        arms.push(quote! {
+            __SagaflowState::#v { #(#fields,)* __sagaflow_failure } => {
+                __sagaflow_run.compensate::<#path, _, _>(#index, #comp_call).await;
+                #then
+            }
+        });
+    }
+
+    let param_names: Vec<&Ident> = params.iter().map(|p| &p.name).collect();
+    let param_state_tys: Vec<&Type> = params.iter().map(|p| &p.state_ty).collect();
+    let fn_params: Vec<TokenStream> = params
+        .iter()
+        .map(|p| {
+            let (name, ty) = (&p.name, &p.ty);
+            quote!(#name: #ty)
+        })
+        .collect();
+    let init_locals = eval_locals(&locals[0]);
+    let f0 = &forward_variants[0];
+    let f0_fields = &layout.forward[0];
+    let step_paths: Vec<&syn::Path> = steps.iter().map(|s| &s.path).collect();
+    let marker_field = if lifetimes.is_empty() {
+        quote!()
+    } else {
+        quote!(__sagaflow_marker: #marker_ty,)
+    };
+    let marker_init = if lifetimes.is_empty() {
+        quote!()
+    } else {
+        quote!(__sagaflow_marker: ::core::marker::PhantomData,)
+    };
+
+    let pivot_checks = pivot_checks(steps);
+    let fn_generics = &sig.generics;
+    let where_clause = &sig.generics.where_clause;
+    let fn_doc = saga_doc(model);
+    let type_doc = format!(
+        "The saga [`{saga_name}`] as a value, generated by `#[saga]`: build it with \
+         [`new`]({type_ident}::new), then run it with a [`Runner`](::sagaflow::Runner) \
+         (hooks, report) or await [`{saga_name}`] directly.\n\n{}",
+        steps_list(model)
+    );
+    let asyncness = &sig.asyncness;
+
+    quote! {
+        #(#attrs)*
+        #[doc = ""]
+        #[doc = #fn_doc]
+        #vis #asyncness fn #fn_ident #fn_generics (#(#fn_params),*)
+            -> ::core::result::Result<#output_ty, ::sagaflow::SagaError<#error_ty>>
+        #where_clause
+        {
+            ::sagaflow::__private::run_in_memory(#type_ident::new(#(#param_names),*)).await
+        }
+
+        #[doc = #type_doc]
+        #vis struct #type_ident #generics {
+            #(#param_names: #param_state_tys,)*
+            #marker_field
+        }
+
+        #[automatically_derived]
+        #[allow(clippy::too_many_arguments, clippy::new_without_default)]
+        impl #generics #type_ident #generics {
+            /// The saga with its inputs, ready to run.
+            #vis fn new(#(#param_names: #param_state_tys),*) -> Self {
+                Self { #(#param_names,)* #marker_init }
+            }
+
+            /// The saga's steps, their kinds and compensations; draws itself with
+            /// `to_mermaid()`, `to_dot()` and `to_svg()`.
+            #vis fn graph() -> ::sagaflow::SagaGraph {
+                <Self as ::sagaflow::Saga>::graph()
+            }
+        }
+
+        const _: () = {
+            #[allow(non_camel_case_types, clippy::large_enum_variant, clippy::enum_variant_names)]
+            enum __SagaflowState #generics {
+                #(#variants,)*
+                #marker_variant
+            }
+
+            #[automatically_derived]
+            impl #generics ::sagaflow::Saga for #type_ident #generics {
+                type Output = #output_ty;
+                type Error = #error_ty;
+                const NAME: &'static str = #saga_name;
+                const STEPS: &'static [::sagaflow::StepInfo] =
+                    &[#(<#step_paths as ::sagaflow::Step>::INFO),*];
+
+                #[allow(clippy::redundant_closure_call, clippy::needless_borrow, clippy::let_unit_value, unreachable_code, unused_braces)]
+                async fn __sagaflow_drive<__SagaflowHooks: ::sagaflow::Hooks>(
+                    self,
+                    __sagaflow_run: &mut ::sagaflow::__private::Run<'_, __SagaflowHooks>,
+                ) -> ::core::result::Result<#output_ty, ::sagaflow::SagaError<#error_ty>> {
+                    let Self { #(#param_names,)* .. } = self;
+                    #(#init_locals)*
+                    let mut __sagaflow_state = __SagaflowState::#f0 { #(#f0_fields,)* };
+                    loop {
+                        __sagaflow_state = match __sagaflow_state {
+                            #(#arms)*
+                            #marker_arm
+                        };
+                    }
+                }
+            }
+        };
+
+        #pivot_checks
+    }
+}
+
+/// Const checks that put "after the pivot" mistakes at the offending call.
+fn pivot_checks(steps: &[StepCall]) -> TokenStream {
+    let mut out = TokenStream::new();
+    for (i, step) in steps.iter().enumerate().skip(1) {
+        let path = &step.path;
+        let span = path.span();
+        let name = quote!(#path).to_string().replace(' ', "");
+        let earlier = steps[..i].iter().map(|s| {
+            let p = &s.path;
+            quote_spanned!(span=> ::core::matches!(<#p as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Pivot))
+        });
+        let second = format!(
+            "`{name}` is a second pivot, but a saga has at most one point of no return: make one of them `compensate = <fn>` or `retriable`"
+        );
+        let after = format!(
+            "`{name}` runs after the saga's pivot, so it could never be undone: make it `#[step(retriable)]`, or move it before the pivot"
+        );
+        out.extend(quote_spanned! {span=>
+            #[allow(clippy::nonminimal_bool)]
+            const _: () = {
+                if #(#earlier)||* {
+                    if ::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Pivot) {
+                        ::core::panic!(#second);
+                    }
+                    if !::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Retriable) {
+                        ::core::panic!(#after);
+                    }
+                }
+            };
+        });
+    }
+    out
+}
+
+fn steps_list(model: &Model) -> String {
+    let mut s = String::from("Steps, in order:\n");
+    for (i, step) in model.steps.iter().enumerate() {
+        let path = &step.path;
+        let path = quote!(#path).to_string().replace(' ', "");
+        s.push_str(&format!("{}. `{}`\n", i + 1, path));
+    }
+    s
+}
+
+fn saga_doc(model: &Model) -> String {
+    format!(
+        "# Saga\n\nA saga generated by `#[saga]`: awaiting it runs the steps in order and, \
+         when one fails for good, undoes the completed ones in reverse order, then returns \
+         [`SagaError`](::sagaflow::SagaError). [`{ty}`] is the same saga as a value, and \
+         [`{ty}::graph()`]({ty}::graph) describes it.\n\n{list}",
+        ty = model.type_ident,
+        list = steps_list(model)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(item: &str) -> String {
+        expand(TokenStream::new(), item.parse().unwrap()).to_string()
+    }
+
+    #[test]
+    fn camel_case_names() {
+        assert_eq!(upper_camel("book_trip"), "BookTrip");
+        assert_eq!(upper_camel("r#type"), "Type");
+        assert_eq!(upper_camel("a__b_"), "AB");
+    }
+
+    #[test]
+    fn shadowing_is_an_error() {
+        let out = expand_str("async fn s(x: u32) -> Result<u32, E> { let x = a(x).await?; Ok(x) }");
+        assert!(out.contains("already bound"), "{out}");
+    }
+
+    #[test]
+    fn backward_state_keeps_only_what_compensation_reads() {
+        let item: ItemFn = syn::parse_str(
+            "async fn s(r: &R, t: T, unused: u8) -> Result<u32, E> {
+                let a = one(r, &t).await?;
+                let k: u32 = a.n + 1;
+                let b = two(k).await?;
+                let c = three(&b).await?;
+                Ok(c)
+            }",
+        )
+        .unwrap();
+        let cx = Ctxt::new();
+        let model = Model::build(&cx, &item, None).unwrap();
+        cx.check().unwrap();
+        let l = layout(&model);
+        let names = |v: &Vec<Ident>| v.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&l.forward[0]), ["r", "t"]);
+        assert_eq!(names(&l.forward[1]), ["r", "t", "a", "k"]);
+        assert_eq!(names(&l.forward[3]), ["r", "t", "a", "k", "b", "c"]);
+        assert_eq!(names(&l.backward[1]), ["r", "t", "a"]);
+        assert_eq!(names(&l.backward[2]), ["r", "t", "a", "k", "b"]);
+    }
+}

@@ -1,0 +1,383 @@
+//! `#[step]`: keeps the function as it is and adds, under the same name in the
+//! type namespace, a hidden type that carries the step's declaration.
+//!
+//! ```text
+//! #[step(compensate = cancel_flight, retry = 3)]
+//! async fn book_flight(airline: &Airline, trip: &Trip) -> Result<Booking, E> { .. }
+//! ```
+//! becomes
+//! ```text
+//! async fn book_flight(airline: &Airline, trip: &Trip) -> Result<Booking, E> { .. }
+//! struct book_flight {}                       // same name: travels with the fn through `use`
+//! impl Step for book_flight { type Output = Booking; type Error = E; const INFO = .. }
+//! impl book_flight {
+//!     async fn __sagaflow_compensate(a0: &Airline, a1: &Trip, out: &Booking) -> Result<(), ..> {
+//!         compensation_result(cancel_flight(a0, a1, out).await)   // spanned at `cancel_flight`
+//!     }
+//! }
+//! ```
+//! `#[saga]` sees only a step's call path, so everything it needs comes through
+//! that type: the metadata as associated consts (checked in const context for
+//! pivot order) and the compensation call, generated here where the step's
+//! parameter types are known, so that rustc checks the compensation's signature
+//! against the step's and points at the `compensate = ..` path when they differ.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericParam, ItemFn, ReturnType, Type};
+
+use crate::attr::{Kind, Retry, StepAttr, parse_step_attr};
+use crate::ctxt::Ctxt;
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            let error = syn::Error::new(
+                Span::call_site(),
+                "`#[step]` goes on an `async fn` that returns `Result<T, E>`",
+            )
+            .to_compile_error();
+            return quote!(#error #item);
+        }
+    };
+    let cx = Ctxt::new();
+    let attr = parse_step_attr(&cx, args);
+    let signature_ok = validate_signature(&cx, &func);
+    if attr.kind.is_none() {
+        cx.error_at(
+            Span::call_site(),
+            "a step must say what undoes it when a later step fails: add `compensate = <fn>`, or mark it `read_only`, `pivot` or `retriable`",
+        );
+    }
+    validate_options(&cx, &attr);
+    let errors = match cx.check() {
+        Ok(()) => TokenStream::new(),
+        Err(e) => e.to_compile_error(),
+    };
+    if !signature_ok {
+        // Without a usable signature there is nothing to build the step type from;
+        // the function alone keeps the rest of the crate (and IDE completion) working.
+        return quote!(#errors #func);
+    }
+    let generated = generate(&func, &attr);
+    quote!(#errors #generated)
+}
+
+/// Checks the function's shape. Returns whether it is good enough to generate from.
+fn validate_signature(cx: &Ctxt, func: &ItemFn) -> bool {
+    let sig = &func.sig;
+    let mut ok = true;
+    if sig.asyncness.is_none() {
+        cx.error_spanned_by(
+            sig.fn_token,
+            format!(
+                "a step must be an `async fn`: write `async fn {}`",
+                sig.ident
+            ),
+        );
+        ok = false;
+    }
+    match &sig.output {
+        ReturnType::Default => {
+            cx.error_spanned_by(
+                &sig.ident,
+                format!(
+                    "a step must return `Result<T, E>` so that its failure can be compensated: add `-> Result<T, E>` to `{}`",
+                    sig.ident
+                ),
+            );
+            ok = false;
+        }
+        ReturnType::Type(_, ty) => {
+            if !looks_like_result(ty) {
+                cx.error_spanned_by(
+                    ty,
+                    "a step must return `Result<T, E>` (or an alias named `Result`) so that its failure can be compensated",
+                );
+                ok = false;
+            }
+        }
+    }
+    for param in &sig.generics.params {
+        match param {
+            GenericParam::Lifetime(_) => {}
+            GenericParam::Type(_) | GenericParam::Const(_) => {
+                cx.error_spanned_by(
+                    param,
+                    "a step cannot be generic: a saga needs one concrete step to record and compensate; write a non-generic step that calls a generic function",
+                );
+                ok = false;
+            }
+        }
+    }
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => {
+                cx.error_spanned_by(
+                    receiver,
+                    "a step must be a free `async fn`; methods cannot be steps yet: move the step out of the `impl` block and pass the value as a `&` parameter",
+                );
+                ok = false;
+            }
+            FnArg::Typed(pat) => {
+                if let Type::Reference(r) = &*pat.ty {
+                    if let Some(m) = r.mutability {
+                        cx.error_spanned_by(
+                            quote!(#m),
+                            "a step cannot take `&mut`: its arguments are evaluated again for each retry and for its compensation, so they must be shared; take `&T` and use interior mutability (such as a `Mutex`) if the step must change something",
+                        );
+                        ok = false;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(variadic) = &sig.variadic {
+        cx.error_spanned_by(variadic, "a step cannot be variadic");
+        ok = false;
+    }
+    ok
+}
+
+fn looks_like_result(ty: &Type) -> bool {
+    match ty {
+        Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == "Result"),
+        Type::Group(g) => looks_like_result(&g.elem),
+        Type::Paren(p) => looks_like_result(&p.elem),
+        _ => false,
+    }
+}
+
+fn validate_options(cx: &Ctxt, attr: &StepAttr) {
+    let kind = attr.kind.as_ref().map(|(k, _)| k);
+    if let (Some(Kind::Retriable), Some((retry, span))) = (kind, &attr.retry) {
+        if retry.max.is_some() {
+            cx.error_at(
+                *span,
+                "a `retriable` step is retried until it succeeds, so it takes no retry count; keep only `retry(backoff = .., max_backoff = ..)`",
+            );
+        }
+    }
+    if let Some((_, span)) = &attr.compensate_retry {
+        if let Some(kind) = kind {
+            if !matches!(kind, Kind::Compensate(_)) {
+                cx.error_at(
+                    *span,
+                    format!(
+                        "`compensate_retry` sets how a compensation is retried, but a `{}` step has no compensation; remove it or use `compensate = <fn>`",
+                        kind.word()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn retry_tokens(retry: &Retry, base: TokenStream) -> TokenStream {
+    let mut tokens = base;
+    if let Some(max) = retry.max {
+        tokens = quote!(::sagaflow::RetryPolicy::retries(#max));
+    }
+    if let Some(backoff) = retry.backoff {
+        let nanos = duration_nanos(backoff);
+        tokens = quote!(#tokens.with_backoff(::sagaflow::__private::Duration::from_nanos(#nanos)));
+    }
+    if let Some(max_backoff) = retry.max_backoff {
+        let nanos = duration_nanos(max_backoff);
+        tokens =
+            quote!(#tokens.with_max_backoff(::sagaflow::__private::Duration::from_nanos(#nanos)));
+    }
+    tokens
+}
+
+fn duration_nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn generate(func: &ItemFn, attr: &StepAttr) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = func;
+    let ident = &sig.ident;
+    let name = ident.to_string();
+    // After an attribute error the kind may be missing; `read_only` keeps the
+    // expansion quiet so that only the real error is reported.
+    let kind = attr
+        .kind
+        .as_ref()
+        .map(|(k, _)| k.clone())
+        .unwrap_or(Kind::ReadOnly);
+    let kind_tokens = match &kind {
+        Kind::Compensate(_) => quote!(Compensatable),
+        Kind::ReadOnly => quote!(ReadOnly),
+        Kind::Pivot => quote!(Pivot),
+        Kind::Retriable => quote!(Retriable),
+    };
+    let mut info = quote!(::sagaflow::StepInfo::new(#name, ::sagaflow::StepKind::#kind_tokens));
+    if let Kind::Compensate(path) = &kind {
+        let comp_name = path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default();
+        info = quote!(#info.with_compensation(#comp_name));
+    }
+    if let Some((retry, _)) = &attr.retry {
+        let base = if matches!(kind, Kind::Retriable) {
+            quote!(::sagaflow::RetryPolicy::FOREVER)
+        } else {
+            quote!(::sagaflow::RetryPolicy::NONE)
+        };
+        let policy = retry_tokens(retry, base);
+        info = quote!(#info.with_retry(#policy));
+    }
+    if let Some(timeout) = attr.timeout {
+        let nanos = duration_nanos(timeout);
+        info = quote!(#info.with_timeout(::sagaflow::__private::Duration::from_nanos(#nanos)));
+    }
+    if let Some((retry, _)) = &attr.compensate_retry {
+        let policy = retry_tokens(retry, quote!(::sagaflow::RetryPolicy::COMPENSATION_DEFAULT));
+        info = quote!(#info.with_compensation_retry(#policy));
+    }
+
+    let ReturnType::Type(_, ret) = &sig.output else {
+        return quote!(#func);
+    };
+    let ret_span = ret.span();
+    let output_ty = quote_spanned!(ret_span=> <#ret as ::sagaflow::__private::StepResult>::Ok);
+    let error_ty = quote_spanned!(ret_span=> <#ret as ::sagaflow::__private::StepResult>::Err);
+
+    let lifetimes: Vec<_> = sig.generics.lifetimes().collect();
+    let where_clause = &sig.generics.where_clause;
+    let mut params = Vec::new();
+    let mut arg_names = Vec::new();
+    for (i, input) in sig.inputs.iter().enumerate() {
+        if let FnArg::Typed(pat) = input {
+            let arg = format_ident!("__sagaflow_arg{}", i);
+            let ty = &pat.ty;
+            params.push(quote!(#arg: #ty));
+            arg_names.push(arg);
+        }
+    }
+    let compensate_body = match &kind {
+        Kind::Compensate(path) => {
+            let span = path.span();
+            quote_spanned! {span=>
+                ::sagaflow::__private::compensation_result(
+                    #path(#(#arg_names,)* __sagaflow_output).await
+                )
+            }
+        }
+        _ => quote! {
+            let _ = (#(#arg_names,)* __sagaflow_output);
+            ::sagaflow::__private::no_compensation().await
+        },
+    };
+    let doc = step_doc(&kind, attr);
+    quote! {
+        #(#attrs)*
+        #[doc = ""]
+        #[doc = #doc]
+        #vis #sig #block
+
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, dead_code, missing_docs, unreachable_pub)]
+        #vis struct #ident {}
+
+        #[automatically_derived]
+        impl ::sagaflow::Step for #ident {
+            type Output = #output_ty;
+            type Error = #error_ty;
+            const INFO: ::sagaflow::StepInfo = #info;
+        }
+
+        #[automatically_derived]
+        #[allow(dead_code, clippy::needless_lifetimes, clippy::ptr_arg, clippy::trivially_copy_pass_by_ref, unused_qualifications)]
+        impl #ident {
+            #[doc(hidden)]
+            #vis async fn __sagaflow_compensate<#(#lifetimes),*>(
+                #(#params,)*
+                __sagaflow_output: &<Self as ::sagaflow::Step>::Output,
+            ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError>
+            #where_clause
+            {
+                #compensate_body
+            }
+        }
+    }
+}
+
+fn step_doc(kind: &Kind, attr: &StepAttr) -> String {
+    let mut doc = String::from("# Saga step\n\n");
+    match kind {
+        Kind::Compensate(path) => {
+            let path = quote!(#path).to_string().replace(' ', "");
+            doc.push_str(&format!(
+                "Compensatable: if a later step of its saga fails, this step is undone by [`{path}`]."
+            ));
+        }
+        Kind::ReadOnly => doc.push_str("Read-only: it changes nothing, so nothing is undone."),
+        Kind::Pivot => doc.push_str(
+            "Pivot: the saga's point of no return. If it fails, the steps before it are undone; once it succeeds, the saga only goes forward.",
+        ),
+        Kind::Retriable => {
+            doc.push_str("Retriable: never undone; retried until it succeeds.")
+        }
+    }
+    if let Some((retry, _)) = &attr.retry {
+        if let Some(max) = retry.max {
+            doc.push_str(&format!(
+                " Retried up to {max} times after the first attempt."
+            ));
+        }
+    }
+    if let Some(timeout) = attr.timeout {
+        doc.push_str(&format!(
+            " Each attempt is limited to {}.",
+            humantime::format_duration(timeout)
+        ));
+    }
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(args: &str, item: &str) -> String {
+        expand(args.parse().unwrap(), item.parse().unwrap()).to_string()
+    }
+
+    #[test]
+    fn no_kind_is_an_error_that_lists_the_kinds() {
+        let out = expand_str("", "async fn a() -> Result<(), E> { Ok(()) }");
+        assert!(out.contains("compile_error"), "{out}");
+        assert!(out.contains("read_only"), "{out}");
+    }
+
+    #[test]
+    fn compensate_generates_the_call() {
+        let out = expand_str(
+            "compensate = undo_a, retry = 2",
+            "async fn a(x: &u32) -> Result<u8, E> { Ok(1) }",
+        );
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(
+            out.contains("undo_a (__sagaflow_arg0 , __sagaflow_output)"),
+            "{out}"
+        );
+        assert!(out.contains("retries (2u32)"), "{out}");
+    }
+
+    #[test]
+    fn non_async_keeps_the_function() {
+        let out = expand_str("read_only", "fn a() -> Result<(), E> { Ok(()) }");
+        assert!(out.contains("compile_error"));
+        assert!(out.contains("fn a ()"));
+    }
+}

@@ -1,0 +1,197 @@
+//! What a running step can learn about itself: saga id, step name, attempt, idempotency key.
+
+use core::cell::Cell;
+use core::fmt;
+
+/// Identifies one run of a saga. Stable for the life of that run, across retries.
+///
+/// Shown as 32 lowercase hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SagaId(u128);
+
+impl SagaId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        SagaId(fastrand::u128(..))
+    }
+
+    /// The id with this numeric value.
+    pub const fn from_u128(value: u128) -> Self {
+        SagaId(value)
+    }
+
+    /// The numeric value.
+    pub const fn as_u128(&self) -> u128 {
+        self.0
+    }
+}
+
+impl fmt::Display for SagaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// Whether a step is being done or undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// The step itself runs.
+    Forward,
+    /// The step's compensation runs.
+    Compensation,
+}
+
+/// The context of the step (or compensation) that is running now.
+///
+/// Read it from inside a step with [`StepContext::current`]:
+///
+/// ```
+/// use sagaflow::{step, StepContext};
+///
+/// #[step(retriable)]
+/// async fn send_receipt(email: &str) -> Result<(), std::io::Error> {
+///     if let Some(cx) = StepContext::current() {
+///         // The same key on every retry of this step in this saga run:
+///         // hand it to the mail service so that it sends the receipt once.
+///         let _key = cx.idempotency_key().to_string();
+///         let _ = (cx.saga_id(), cx.step(), cx.attempt());
+///     }
+///     let _ = email;
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepContext {
+    pub(crate) saga: &'static str,
+    pub(crate) saga_id: SagaId,
+    pub(crate) step: &'static str,
+    pub(crate) index: u32,
+    pub(crate) attempt: u32,
+    pub(crate) phase: Phase,
+}
+
+thread_local! {
+    static CURRENT: Cell<Option<StepContext>> = const { Cell::new(None) };
+}
+
+impl StepContext {
+    /// The context of the step whose future is being polled on this thread, if any.
+    ///
+    /// `None` outside a saga, for example when a step function is called directly in a
+    /// unit test, or in a task that the step spawned.
+    pub fn current() -> Option<StepContext> {
+        CURRENT.with(Cell::get)
+    }
+
+    /// Makes `self` current while `f` runs; restores what was there before, even on panic.
+    pub(crate) fn enter<R>(self, f: impl FnOnce() -> R) -> R {
+        struct Restore(Option<StepContext>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                CURRENT.with(|c| c.set(self.0));
+            }
+        }
+        let _restore = Restore(CURRENT.with(|c| c.replace(Some(self))));
+        f()
+    }
+
+    /// The saga's name (its function's name).
+    pub fn saga(&self) -> &'static str {
+        self.saga
+    }
+
+    /// The saga run's id.
+    pub fn saga_id(&self) -> SagaId {
+        self.saga_id
+    }
+
+    /// The step function's name.
+    pub fn step(&self) -> &'static str {
+        self.step
+    }
+
+    /// The step's position in the saga, from 0.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The attempt number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Whether the step or its compensation is running.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// A key that is the same for every attempt of this step (or of its compensation)
+    /// in this saga run, and different for any other step or run.
+    pub fn idempotency_key(&self) -> IdempotencyKey {
+        IdempotencyKey {
+            saga_id: self.saga_id,
+            index: self.index,
+            phase: self.phase,
+        }
+    }
+}
+
+/// A stable key for one step (or compensation) of one saga run; see
+/// [`StepContext::idempotency_key`]. Shown as `<saga id>-<step index>` with a `-undo`
+/// suffix for a compensation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey {
+    saga_id: SagaId,
+    index: u32,
+    phase: Phase,
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.phase {
+            Phase::Forward => write!(f, "{}-{}", self.saga_id, self.index),
+            Phase::Compensation => write!(f, "{}-{}-undo", self.saga_id, self.index),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cx(attempt: u32, phase: Phase) -> StepContext {
+        StepContext {
+            saga: "s",
+            saga_id: SagaId::from_u128(0xab),
+            step: "a",
+            index: 2,
+            attempt,
+            phase,
+        }
+    }
+
+    #[test]
+    fn key_is_stable_across_attempts_and_differs_for_compensation() {
+        assert_eq!(
+            cx(1, Phase::Forward).idempotency_key(),
+            cx(7, Phase::Forward).idempotency_key()
+        );
+        assert_ne!(
+            cx(1, Phase::Forward).idempotency_key(),
+            cx(1, Phase::Compensation).idempotency_key()
+        );
+        assert_eq!(
+            cx(1, Phase::Compensation).idempotency_key().to_string(),
+            "000000000000000000000000000000ab-2-undo"
+        );
+    }
+
+    #[test]
+    fn enter_restores_on_panic() {
+        assert!(StepContext::current().is_none());
+        let r = std::panic::catch_unwind(|| cx(1, Phase::Forward).enter(|| panic!("boom")));
+        assert!(r.is_err());
+        assert!(StepContext::current().is_none());
+        cx(3, Phase::Forward).enter(|| assert_eq!(StepContext::current().unwrap().attempt(), 3));
+    }
+}

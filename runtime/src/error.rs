@@ -1,0 +1,276 @@
+//! How a saga that did not commit tells what happened.
+
+use core::fmt;
+use core::time::Duration;
+
+use crate::report::RunReport;
+
+/// Why a step failed for good, after its retries.
+#[derive(Debug)]
+pub enum StepFailure<E> {
+    /// The step returned this error.
+    Error(E),
+    /// An attempt took longer than the step's `timeout`.
+    TimedOut {
+        /// The step's per-attempt timeout.
+        after: Duration,
+    },
+    /// The step panicked; the panic was caught and the saga compensated.
+    Panicked {
+        /// The panic's message, when it had one.
+        message: String,
+    },
+}
+
+impl<E> StepFailure<E> {
+    /// The step's own error, `None` for a timeout or a panic.
+    pub fn cause(&self) -> Option<&E> {
+        match self {
+            StepFailure::Error(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The same failure with the error converted, as `?` would convert it.
+    pub fn map_err<F>(self, f: impl FnOnce(E) -> F) -> StepFailure<F> {
+        match self {
+            StepFailure::Error(e) => StepFailure::Error(f(e)),
+            StepFailure::TimedOut { after } => StepFailure::TimedOut { after },
+            StepFailure::Panicked { message } => StepFailure::Panicked { message },
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for StepFailure<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepFailure::Error(e) => e.fmt(f),
+            StepFailure::TimedOut { after } => {
+                write!(f, "timed out after {}", humanize(*after))
+            }
+            StepFailure::Panicked { message } => write!(f, "panicked: {message}"),
+        }
+    }
+}
+
+pub(crate) fn humanize(d: Duration) -> String {
+    if d.as_secs() > 0 && d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.as_nanos() % 1_000_000 == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{d:?}")
+    }
+}
+
+/// A compensation that still failed after its retries: the effect of its step
+/// is still in place and needs a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedCompensation {
+    pub(crate) step: &'static str,
+    pub(crate) compensation: &'static str,
+    pub(crate) error: String,
+    pub(crate) attempts: u32,
+}
+
+impl FailedCompensation {
+    /// The name of the step whose effect could not be undone.
+    pub fn step(&self) -> &str {
+        self.step
+    }
+
+    /// The compensation function's name.
+    pub fn compensation(&self) -> &str {
+        self.compensation
+    }
+
+    /// The last error's text (its `Display`), or what timed out or panicked.
+    pub fn error(&self) -> &str {
+        &self.error
+    }
+
+    /// How many times the compensation was tried.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+}
+
+impl fmt::Display for FailedCompensation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` (undoing `{}`) failed after {} attempt{}: {}",
+            self.compensation,
+            self.step,
+            self.attempts,
+            plural(self.attempts),
+            self.error
+        )
+    }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Why a saga did not commit.
+///
+/// ```
+/// # use sagaflow::{SagaError, StepFailure};
+/// fn explain(err: &SagaError<std::io::Error>) -> String {
+///     if err.is_compensated() {
+///         format!("`{}` failed and everything was undone", err.failed_step())
+///     } else {
+///         let broken: Vec<_> = err.failed_compensations().iter().map(|c| c.step()).collect();
+///         format!("needs manual repair of {broken:?}")
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SagaError<E> {
+    /// A step failed for good and every completed compensatable step was undone.
+    Compensated {
+        /// The failed step's name.
+        step: &'static str,
+        /// Why it failed.
+        failure: StepFailure<E>,
+        /// The steps that were undone, in the order their compensations ran.
+        undone: Vec<&'static str>,
+        /// Everything that happened in the run.
+        report: Box<RunReport>,
+    },
+    /// A step failed for good and at least one compensation failed too. The other
+    /// steps were still compensated; the failed ones need a person.
+    CompensationFailed {
+        /// The failed step's name.
+        step: &'static str,
+        /// Why it failed.
+        failure: StepFailure<E>,
+        /// The steps that were undone, in the order their compensations ran.
+        undone: Vec<&'static str>,
+        /// The compensations that failed for good, in the order they ran.
+        failed: Vec<FailedCompensation>,
+        /// Everything that happened in the run.
+        report: Box<RunReport>,
+    },
+}
+
+impl<E> SagaError<E> {
+    /// The name of the step function that failed.
+    pub fn failed_step(&self) -> &str {
+        match self {
+            SagaError::Compensated { step, .. } | SagaError::CompensationFailed { step, .. } => {
+                step
+            }
+        }
+    }
+
+    /// How the step failed.
+    pub fn failure(&self) -> &StepFailure<E> {
+        match self {
+            SagaError::Compensated { failure, .. }
+            | SagaError::CompensationFailed { failure, .. } => failure,
+        }
+    }
+
+    /// The step's own error; `None` if it timed out or panicked.
+    pub fn cause(&self) -> Option<&E> {
+        self.failure().cause()
+    }
+
+    /// The step's own error, by value.
+    pub fn into_cause(self) -> Option<E> {
+        match self {
+            SagaError::Compensated { failure, .. }
+            | SagaError::CompensationFailed { failure, .. } => match failure {
+                StepFailure::Error(e) => Some(e),
+                _ => None,
+            },
+        }
+    }
+
+    /// Whether every completed step was undone.
+    pub fn is_compensated(&self) -> bool {
+        matches!(self, SagaError::Compensated { .. })
+    }
+
+    /// The steps that were undone, in the order their compensations ran.
+    pub fn undone(&self) -> &[&'static str] {
+        match self {
+            SagaError::Compensated { undone, .. }
+            | SagaError::CompensationFailed { undone, .. } => undone,
+        }
+    }
+
+    /// Each compensation that failed for good, in the order they ran.
+    pub fn failed_compensations(&self) -> &[FailedCompensation] {
+        match self {
+            SagaError::Compensated { .. } => &[],
+            SagaError::CompensationFailed { failed, .. } => failed,
+        }
+    }
+
+    /// Everything that happened in the run: each step's and compensation's outcome,
+    /// attempts, timings and errors.
+    pub fn report(&self) -> &RunReport {
+        match self {
+            SagaError::Compensated { report, .. }
+            | SagaError::CompensationFailed { report, .. } => report,
+        }
+    }
+}
+
+fn write_names(f: &mut fmt::Formatter<'_>, names: &[&str]) -> fmt::Result {
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "`{name}`")?;
+    }
+    Ok(())
+}
+
+impl<E: fmt::Display> fmt::Display for SagaError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "saga step `{}` failed ({})",
+            self.failed_step(),
+            self.failure()
+        )?;
+        let undone = self.undone();
+        match self {
+            SagaError::Compensated { .. } => {
+                if undone.is_empty() {
+                    f.write_str("; nothing had to be undone")
+                } else {
+                    f.write_str("; undone: ")?;
+                    write_names(f, undone)
+                }
+            }
+            SagaError::CompensationFailed { failed, .. } => {
+                f.write_str("; could not undo ")?;
+                for (i, c) in failed.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "`{}` ({})", c.step, c.error)?;
+                }
+                f.write_str(", which needs manual repair")?;
+                if !undone.is_empty() {
+                    f.write_str("; undone: ")?;
+                    write_names(f, undone)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for SagaError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

@@ -1,0 +1,107 @@
+//! Lifecycle hooks: user code told of every step of a saga's life.
+
+use core::time::Duration;
+
+use crate::context::{SagaId, StepContext};
+use crate::report::RunReport;
+
+/// Observes a saga's life. Every method has an empty default: implement the ones you need.
+///
+/// Hooks run inline on the saga's task; keep them quick. Error texts are the
+/// `Display` of the step's error (or what timed out or panicked).
+///
+/// ```
+/// use sagaflow::{Hooks, RunReport, StepContext};
+///
+/// struct PrintSummary;
+///
+/// impl Hooks for PrintSummary {
+///     fn step_retrying(&self, cx: &StepContext, error: &str, delay: std::time::Duration) {
+///         println!("{} attempt {} failed ({error}), retrying in {delay:?}", cx.step(), cx.attempt());
+///     }
+///     fn saga_finished(&self, report: &RunReport) {
+///         println!("{report}");
+///     }
+/// }
+/// ```
+pub trait Hooks {
+    /// A saga run begins.
+    fn saga_started(&self, saga: &'static str, id: SagaId) {
+        let _ = (saga, id);
+    }
+    /// An attempt of a step begins.
+    fn step_started(&self, cx: &StepContext) {
+        let _ = cx;
+    }
+    /// A step succeeded; `elapsed` covers all its attempts.
+    fn step_succeeded(&self, cx: &StepContext, elapsed: Duration) {
+        let _ = (cx, elapsed);
+    }
+    /// An attempt failed and another follows after `delay`.
+    fn step_retrying(&self, cx: &StepContext, error: &str, delay: Duration) {
+        let _ = (cx, error, delay);
+    }
+    /// A step failed for good; compensation follows.
+    fn step_failed(&self, cx: &StepContext, error: &str) {
+        let _ = (cx, error);
+    }
+    /// An attempt of a compensation begins.
+    fn compensation_started(&self, cx: &StepContext) {
+        let _ = cx;
+    }
+    /// A compensation succeeded.
+    fn compensation_succeeded(&self, cx: &StepContext, elapsed: Duration) {
+        let _ = (cx, elapsed);
+    }
+    /// A compensation attempt failed and another follows after `delay`.
+    fn compensation_retrying(&self, cx: &StepContext, error: &str, delay: Duration) {
+        let _ = (cx, error, delay);
+    }
+    /// A compensation failed for good: recorded, and the saga goes on undoing earlier steps.
+    fn compensation_failed(&self, cx: &StepContext, error: &str) {
+        let _ = (cx, error);
+    }
+    /// The run ended, committed or not.
+    fn saga_finished(&self, report: &RunReport) {
+        let _ = report;
+    }
+}
+
+/// No hooks: the default, which costs nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHooks;
+
+impl Hooks for NoHooks {}
+
+impl<H: Hooks + ?Sized> Hooks for &H {
+    fn saga_started(&self, saga: &'static str, id: SagaId) {
+        (**self).saga_started(saga, id)
+    }
+    fn step_started(&self, cx: &StepContext) {
+        (**self).step_started(cx)
+    }
+    fn step_succeeded(&self, cx: &StepContext, elapsed: Duration) {
+        (**self).step_succeeded(cx, elapsed)
+    }
+    fn step_retrying(&self, cx: &StepContext, error: &str, delay: Duration) {
+        (**self).step_retrying(cx, error, delay)
+    }
+    fn step_failed(&self, cx: &StepContext, error: &str) {
+        (**self).step_failed(cx, error)
+    }
+    fn compensation_started(&self, cx: &StepContext) {
+        (**self).compensation_started(cx)
+    }
+    fn compensation_succeeded(&self, cx: &StepContext, elapsed: Duration) {
+        (**self).compensation_succeeded(cx, elapsed)
+    }
+    fn compensation_retrying(&self, cx: &StepContext, error: &str, delay: Duration) {
+        (**self).compensation_retrying(cx, error, delay)
+    }
+    fn compensation_failed(&self, cx: &StepContext, error: &str) {
+        (**self).compensation_failed(cx, error)
+    }
+    fn saga_finished(&self, report: &RunReport) {
+        (**self).saga_finished(report)
+    }
+}

@@ -1,0 +1,113 @@
+//! Sagas as declarations.
+//!
+//! Mark async service functions with [`#[step]`](step), write the orchestration as one
+//! [`#[saga]`](saga) async function, and get a generated state machine that this crate
+//! drives forward through the steps and backward through the compensations.
+//!
+//! ```
+//! use sagaflow::{saga, step, SagaError};
+//!
+//! #[derive(Debug)]
+//! struct Booking(u32);
+//!
+//! #[step(compensate = cancel_seat)]
+//! async fn reserve_seat(flight: &str) -> Result<Booking, String> {
+//!     Ok(Booking(42))
+//! }
+//!
+//! async fn cancel_seat(flight: &str, booking: &Booking) -> Result<(), String> {
+//!     println!("cancelled seat {} on {flight}", booking.0);
+//!     Ok(())
+//! }
+//!
+//! #[step(pivot)]
+//! async fn charge_card(amount: u64) -> Result<u64, String> {
+//!     if amount > 1000 { Err(format!("{amount} is over the limit")) } else { Ok(amount) }
+//! }
+//!
+//! #[saga]
+//! async fn book(flight: String, amount: u64) -> Result<u32, String> {
+//!     let seat = reserve_seat(&flight).await?;
+//!     let _ = charge_card(amount).await?;
+//!     Ok(seat.0)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! assert_eq!(book("LH123".into(), 300).await.unwrap(), 42);
+//!
+//! let err: SagaError<String> = book("LH123".into(), 5000).await.unwrap_err();
+//! assert_eq!(err.failed_step(), "charge_card");
+//! assert_eq!(err.undone(), ["reserve_seat"]);
+//! assert!(err.is_compensated());
+//! # }
+//! ```
+//!
+//! See the README for the body language of a saga, the step kinds and options,
+//! and what fails to compile.
+#![warn(missing_docs)]
+
+mod context;
+mod error;
+mod graph;
+mod hooks;
+mod report;
+mod run;
+mod saga;
+mod step;
+
+pub use context::{IdempotencyKey, Phase, SagaId, StepContext};
+pub use error::{FailedCompensation, SagaError, StepFailure};
+pub use graph::SagaGraph;
+pub use hooks::{Hooks, NoHooks};
+pub use report::{Outcome, RunOutcome, RunReport, StepRecord};
+pub use run::CompensationResult;
+pub use saga::{Runner, Saga};
+pub use step::{RetryPolicy, Step, StepInfo, StepKind};
+
+#[doc(inline)]
+pub use sagaflow_macros::{saga, step};
+
+/// Not public API: what the generated code needs. It changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::run::{CompensationError, Run};
+    pub use core::time::Duration;
+
+    use crate::{Saga, SagaError};
+
+    /// What a step may return: `Result<T, E>`, under any alias.
+    #[diagnostic::on_unimplemented(
+        message = "a step must return `Result<T, E>`, not `{Self}`",
+        label = "not a `Result`"
+    )]
+    pub trait StepResult {
+        /// `T`.
+        type Ok;
+        /// `E`.
+        type Err;
+    }
+
+    impl<T, E> StepResult for Result<T, E> {
+        type Ok = T;
+        type Err = E;
+    }
+
+    /// Runs a saga in memory with default policies and no hooks.
+    pub async fn run_in_memory<S: Saga>(saga: S) -> Result<S::Output, SagaError<S::Error>> {
+        crate::Runner::new().run(saga).await
+    }
+
+    /// Converts a compensation's result into what the runtime records.
+    #[inline]
+    pub fn compensation_result<R: crate::CompensationResult>(
+        result: R,
+    ) -> Result<(), CompensationError> {
+        result.into_compensation_result()
+    }
+
+    /// The compensation stand-in of a step that has none; never called.
+    #[inline]
+    pub async fn no_compensation() -> Result<(), CompensationError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! What happened in one saga run, step by step.
+
+use core::fmt;
+use core::time::Duration;
+
+use crate::context::{Phase, SagaId};
+use crate::error::humanize;
+
+/// How a step or compensation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// It succeeded (perhaps after retries).
+    Succeeded,
+    /// It returned an error on its last attempt.
+    Failed,
+    /// Its last attempt timed out.
+    TimedOut,
+    /// Its last attempt panicked.
+    Panicked,
+}
+
+impl Outcome {
+    fn word(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "ok",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed out",
+            Outcome::Panicked => "panicked",
+        }
+    }
+}
+
+/// One step's, or one compensation's, part of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRecord {
+    pub(crate) step: &'static str,
+    pub(crate) function: &'static str,
+    pub(crate) index: u32,
+    pub(crate) phase: Phase,
+    pub(crate) outcome: Outcome,
+    pub(crate) attempts: u32,
+    pub(crate) duration: Duration,
+    pub(crate) error: Option<String>,
+}
+
+impl StepRecord {
+    /// The step's name.
+    pub fn step(&self) -> &'static str {
+        self.step
+    }
+
+    /// The function that ran: the step itself, or its compensation.
+    pub fn function(&self) -> &'static str {
+        self.function
+    }
+
+    /// The step's position in the saga, from 0.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Whether the step or its compensation ran.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// How it ended.
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    /// Attempts made, from 1.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Time from the first attempt's start to the end, backoff included.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// The last error's text, if the last attempt failed; for a success after
+    /// retries, the error that caused the last retry.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+}
+
+/// How a whole run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunOutcome {
+    /// Every step succeeded.
+    Committed,
+    /// A step failed and everything was undone.
+    Compensated,
+    /// A step failed and a compensation failed too.
+    CompensationFailed,
+}
+
+/// Everything that happened in one saga run: each step's and each compensation's
+/// outcome, attempts, timing and errors, in the order they ran.
+///
+/// Its `Display` is a summary table for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    pub(crate) saga: &'static str,
+    pub(crate) id: SagaId,
+    pub(crate) outcome: RunOutcome,
+    pub(crate) duration: Duration,
+    pub(crate) records: Vec<StepRecord>,
+}
+
+impl RunReport {
+    /// The saga's name.
+    pub fn saga(&self) -> &'static str {
+        self.saga
+    }
+
+    /// The run's id.
+    pub fn id(&self) -> SagaId {
+        self.id
+    }
+
+    /// How the run ended.
+    pub fn outcome(&self) -> RunOutcome {
+        self.outcome
+    }
+
+    /// The run's wall-clock time.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// Every step and compensation, in the order they ran.
+    pub fn records(&self) -> &[StepRecord] {
+        &self.records
+    }
+
+    /// The steps that ran forward, in order.
+    pub fn steps(&self) -> impl Iterator<Item = &StepRecord> {
+        self.records.iter().filter(|r| r.phase == Phase::Forward)
+    }
+
+    /// The compensations that ran, in order.
+    pub fn compensations(&self) -> impl Iterator<Item = &StepRecord> {
+        self.records
+            .iter()
+            .filter(|r| r.phase == Phase::Compensation)
+    }
+
+    /// The record of the step named `step` in the given phase.
+    pub fn find(&self, step: &str, phase: Phase) -> Option<&StepRecord> {
+        self.records
+            .iter()
+            .find(|r| r.step == step && r.phase == phase)
+    }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let outcome = match self.outcome {
+            RunOutcome::Committed => "committed",
+            RunOutcome::Compensated => "compensated",
+            RunOutcome::CompensationFailed => "compensation failed, needs manual repair",
+        };
+        writeln!(
+            f,
+            "saga `{}` {} ({}) in {}",
+            self.saga,
+            outcome,
+            self.id,
+            humanize_short(self.duration)
+        )?;
+        let width = self
+            .records
+            .iter()
+            .map(|r| r.function.len() + if r.phase == Phase::Compensation { 7 } else { 0 })
+            .max()
+            .unwrap_or(0);
+        for r in &self.records {
+            let name = match r.phase {
+                Phase::Forward => r.function.to_string(),
+                Phase::Compensation => format!("undo: {}", r.function),
+            };
+            write!(
+                f,
+                "  {:<width$}  {:<9}  {} attempt{}  {}",
+                name,
+                r.outcome.word(),
+                r.attempts,
+                if r.attempts == 1 { " " } else { "s" },
+                humanize_short(r.duration),
+            )?;
+            if let Some(e) = &r.error {
+                write!(f, "  ({e})")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+fn humanize_short(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{:.2}s", d.as_secs_f64())
+    } else if d >= Duration::from_millis(1) {
+        format!("{:.1}ms", d.as_secs_f64() * 1e3)
+    } else {
+        humanize(d)
+    }
+}

@@ -1,0 +1,1 @@
+//! Integration tests of sagaflow live in `tests/`.

@@ -48,7 +48,6 @@
 
 mod context;
 mod error;
-mod graph;
 mod hooks;
 mod report;
 mod run;
@@ -57,12 +56,12 @@ mod step;
 
 pub use context::{IdempotencyKey, Phase, SagaId, StepContext};
 pub use error::{FailedCompensation, SagaError, StepFailure};
-pub use graph::SagaGraph;
 pub use hooks::{Hooks, NoHooks};
 pub use report::{Outcome, RunOutcome, RunReport, StepRecord};
 pub use run::CompensationResult;
 pub use saga::{Runner, Saga};
-pub use step::{RetryPolicy, Step, StepInfo, StepKind};
+pub use sagaflow_graph::{RetryPolicy, SagaGraph, StepInfo, StepKind};
+pub use step::Step;
 
 #[doc(inline)]
 pub use sagaflow_macros::{saga, step};

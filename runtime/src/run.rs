@@ -20,7 +20,8 @@ use crate::context::{Phase, SagaId, StepContext};
 use crate::error::{FailedCompensation, SagaError, StepFailure};
 use crate::hooks::Hooks;
 use crate::report::{Outcome, RunOutcome, RunReport, StepRecord};
-use crate::step::{Step, StepKind};
+use crate::step::Step;
+use crate::{RetryPolicy, StepKind};
 
 /// The error text of a compensation that failed; built only on failure.
 #[doc(hidden)]
@@ -106,6 +107,16 @@ where
     }
 }
 
+/// The wait before retry number `retry`, with equal jitter: between half of the
+/// policy's [`base_delay`](RetryPolicy::base_delay) and all of it, so that sagas
+/// failing together do not retry in lock step.
+fn jittered_delay(policy: RetryPolicy, retry: u32) -> Duration {
+    let base = policy.base_delay(retry);
+    let half = base / 2;
+    let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+    half + Duration::from_nanos(fastrand::u64(0..=nanos))
+}
+
 fn outcome_of<E>(failure: &StepFailure<E>) -> Outcome {
     match failure {
         StepFailure::Error(_) => Outcome::Failed,
@@ -173,6 +184,7 @@ impl<'h, H: Hooks> Run<'h, H> {
     /// evaluated again each time.
     pub async fn step<S, F, Fut>(
         &mut self,
+        _step: core::marker::PhantomData<S>,
         index: u32,
         mut call: F,
     ) -> Result<S::Output, StepFailure<S::Error>>
@@ -211,7 +223,7 @@ impl<'h, H: Hooks> Run<'h, H> {
             };
             let text = failure.to_string();
             if info.retry().allows_attempt_after(attempt_no) {
-                let delay = info.retry().jittered_delay(attempt_no);
+                let delay = jittered_delay(info.retry(), attempt_no);
                 tracing::warn!(parent: &self.span, step = info.name(), attempt = attempt_no, error = %text, ?delay, "step failed, retrying");
                 self.hooks.step_retrying(&cx, &text, delay);
                 last_error = Some(text);
@@ -240,7 +252,12 @@ impl<'h, H: Hooks> Run<'h, H> {
 
     /// Undoes step `S` (at position `index`) if it is compensatable, retrying its
     /// compensation by policy; a compensation that still fails is recorded.
-    pub async fn compensate<S, F, Fut>(&mut self, index: u32, mut call: F)
+    pub async fn compensate<S, F, Fut>(
+        &mut self,
+        _step: core::marker::PhantomData<S>,
+        index: u32,
+        mut call: F,
+    )
     where
         S: Step,
         F: FnMut() -> Fut,
@@ -280,7 +297,7 @@ impl<'h, H: Hooks> Run<'h, H> {
             };
             let text = failure.to_string();
             if policy.allows_attempt_after(attempt_no) {
-                let delay = policy.jittered_delay(attempt_no);
+                let delay = jittered_delay(policy, attempt_no);
                 tracing::warn!(parent: &self.span, step = info.name(), compensation = function, attempt = attempt_no, error = %text, ?delay, "compensation failed, retrying");
                 self.hooks.compensation_retrying(&cx, &text, delay);
                 last_error = Some(text);
@@ -354,5 +371,22 @@ impl<'h, H: Hooks> Run<'h, H> {
 
     pub(crate) fn take_report(&mut self) -> Option<RunReport> {
         self.report.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_between_half_and_whole() {
+        let p = RetryPolicy::retries(3).with_backoff(Duration::from_millis(100));
+        for _ in 0..1000 {
+            let d = jittered_delay(p, 2);
+            assert!(
+                d >= Duration::from_millis(100) && d <= Duration::from_millis(200),
+                "{d:?}"
+            );
+        }
     }
 }

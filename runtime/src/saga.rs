@@ -6,11 +6,11 @@ use tracing::Instrument;
 
 use crate::context::SagaId;
 use crate::error::SagaError;
-use crate::graph::SagaGraph;
+use crate::SagaGraph;
 use crate::hooks::{Hooks, NoHooks};
 use crate::report::RunReport;
 use crate::run::Run;
-use crate::step::StepInfo;
+use crate::StepInfo;
 
 /// A saga as a value: its input, ready to run. `#[saga]` implements it on the
 /// generated `…Saga` type.

@@ -26,7 +26,7 @@ use crate::step::{RetryPolicy, StepInfo, StepKind};
 /// renderers turn it into a picture for documentation or for a dashboard.
 ///
 /// ```
-/// use sagaflow::{RetryPolicy, SagaGraph, StepInfo, StepKind};
+/// use sagaflow_graph::{RetryPolicy, SagaGraph, StepInfo, StepKind};
 /// use std::time::Duration;
 ///
 /// const STEPS: &[StepInfo] = &[
@@ -104,7 +104,7 @@ impl SagaGraph {
     /// could end the label or start markup, so no step name can break the chart.
     ///
     /// ```
-    /// use sagaflow::{SagaGraph, StepInfo, StepKind};
+    /// use sagaflow_graph::{SagaGraph, StepInfo, StepKind};
     ///
     /// const STEPS: &[StepInfo] = &[
     ///     StepInfo::new("book_flight", StepKind::Compensatable).with_compensation("cancel_flight"),
@@ -197,7 +197,7 @@ impl SagaGraph {
     /// so that they do not disturb the left-to-right order of the steps.
     ///
     /// ```
-    /// use sagaflow::{SagaGraph, StepInfo, StepKind};
+    /// use sagaflow_graph::{SagaGraph, StepInfo, StepKind};
     ///
     /// const STEPS: &[StepInfo] = &[
     ///     StepInfo::new("book_flight", StepKind::Compensatable).with_compensation("cancel_flight"),
@@ -289,7 +289,7 @@ impl SagaGraph {
     /// share ids.
     ///
     /// ```
-    /// use sagaflow::{SagaGraph, StepInfo, StepKind};
+    /// use sagaflow_graph::{SagaGraph, StepInfo, StepKind};
     ///
     /// const STEPS: &[StepInfo] = &[
     ///     StepInfo::new("book_flight", StepKind::Compensatable).with_compensation("cancel_flight"),

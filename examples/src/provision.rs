@@ -1,0 +1,546 @@
+//! Provisioning a machine: create a user, create a VM for it, assign the VM an
+//! IP address.
+//!
+//! Cloud control planes are slow and flaky, so each step here says how long an
+//! attempt may take (`timeout`) and how often to try again (`retry`):
+//!
+//! | step | timeout | retries | undone by |
+//! |---|---|---|---|
+//! | [`create_user`] | 200 ms | none | [`remove_user`] |
+//! | [`create_vm`] | 500 ms | 3, backing off 20–50 ms | [`delete_vm`] (3 retries, from 10 ms) |
+//! | [`assign_ip`] | 50 ms | 2, backing off 10–40 ms | [`release_ip`] |
+//!
+//! If the network runs out of addresses for good, the VM is deleted and then
+//! the user removed. If the VM cannot be deleted, the saga still removes the
+//! user and ends [`CompensationFailed`](sagaflow::SagaError::CompensationFailed),
+//! naming the VM that a person has to clean up.
+//!
+//! A step whose attempt times out may still have had its effect (the request got
+//! through, the answer was lost), so [`create_vm`] and [`assign_ip`] hand the
+//! services their [idempotency key](sagaflow::StepContext::idempotency_key): a
+//! retry with the same key gets the same VM or address instead of a second one.
+//!
+//! The services are in-memory fakes ([`Directory`], [`Cloud`], [`Network`]) that
+//! can be told to misbehave and remember what happened to them; [`Summary`] is
+//! a [`Hooks`] that prints each retry and, at the end, the run report.
+//!
+//! ```
+//! use sagaflow::{Phase, Runner};
+//! use sagaflow_examples::provision::{Cloud, Directory, Network, ProvisionSaga, Request};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let (directory, network) = (Directory::new(), Network::with_addresses(4));
+//! let cloud = Cloud::new().failing_creates(2);
+//!
+//! let saga = ProvisionSaga::new(&directory, &cloud, &network, Request::new("grace", "small"));
+//! let (machine, report) = Runner::new().run_reported(saga).await;
+//!
+//! assert_eq!(machine.unwrap().ip.to_string(), "10.0.0.1");
+//! assert_eq!(report.find("create_vm", Phase::Forward).unwrap().attempts(), 3);
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use sagaflow::{Hooks, RunReport, SagaId, StepContext, saga, step};
+
+/// Locks a fake's state; a panic in another test thread does not make it unusable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The idempotency key of the running step, or a key that is fresh for each call
+/// when the step function is called outside a saga.
+fn idempotency_key(fallback: &str) -> String {
+    match StepContext::current() {
+        Some(cx) => cx.idempotency_key().to_string(),
+        None => format!("{fallback}-{}", SagaId::random()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The request, the results and the error
+// ---------------------------------------------------------------------------
+
+/// What a team asked for: an account named `username` with a VM of size `size`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The new user's login name.
+    pub username: String,
+    /// The VM size, such as `small` or `large`.
+    pub size: String,
+}
+
+impl Request {
+    /// A request for user `username` with a VM of size `size`.
+    pub fn new(username: &str, size: &str) -> Self {
+        Request {
+            username: username.to_owned(),
+            size: size.to_owned(),
+        }
+    }
+}
+
+/// A user account in the [`Directory`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The directory's numeric id.
+    pub uid: u32,
+    /// The login name.
+    pub name: String,
+}
+
+/// A virtual machine in the [`Cloud`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vm {
+    /// The cloud's id, such as `vm-1`.
+    pub id: String,
+    /// The [`User::uid`] of its owner.
+    pub owner: u32,
+    /// Its size.
+    pub size: String,
+}
+
+/// What [`provision`] returns: a user with a reachable VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// The user.
+    pub user: User,
+    /// The user's VM.
+    pub vm: Vm,
+    /// The VM's address.
+    pub ip: Ipv4Addr,
+}
+
+impl fmt::Display for Machine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (uid {}) owns {} ({}) at {}",
+            self.user.name, self.user.uid, self.vm.id, self.vm.size, self.ip
+        )
+    }
+}
+
+/// Why an infrastructure service said no.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProvisionError {
+    /// The login name is taken.
+    UserExists(String),
+    /// The cloud API answered 503.
+    CloudUnavailable,
+    /// The cloud will not delete a VM while a backup of it runs.
+    VmLocked(String),
+    /// Every address in the pool is in use.
+    OutOfAddresses,
+}
+
+impl fmt::Display for ProvisionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProvisionError::UserExists(name) => write!(f, "user {name} already exists"),
+            ProvisionError::CloudUnavailable => f.write_str("cloud API: 503 service unavailable"),
+            ProvisionError::VmLocked(id) => write!(f, "{id} is locked by a running backup"),
+            ProvisionError::OutOfAddresses => f.write_str("no free IP addresses in the pool"),
+        }
+    }
+}
+
+impl std::error::Error for ProvisionError {}
+
+// ---------------------------------------------------------------------------
+// The fake services
+// ---------------------------------------------------------------------------
+
+/// A user directory that remembers who was added and who removed.
+#[derive(Debug, Default)]
+pub struct Directory {
+    state: Mutex<DirectoryState>,
+}
+
+#[derive(Debug, Default)]
+struct DirectoryState {
+    users: Vec<User>,
+    removed: Vec<User>,
+    next_uid: u32,
+}
+
+impl Directory {
+    /// An empty directory.
+    pub fn new() -> Self {
+        Directory::default()
+    }
+
+    /// The users that exist now.
+    pub fn users(&self) -> Vec<User> {
+        lock(&self.state).users.clone()
+    }
+
+    /// The users that were removed, in the order they were.
+    pub fn removed(&self) -> Vec<User> {
+        lock(&self.state).removed.clone()
+    }
+
+    /// Adds a user named `name`.
+    pub fn add(&self, name: &str) -> Result<User, ProvisionError> {
+        let mut state = lock(&self.state);
+        if state.users.iter().any(|u| u.name == name) {
+            return Err(ProvisionError::UserExists(name.to_owned()));
+        }
+        state.next_uid += 1;
+        let user = User {
+            uid: 1000 + state.next_uid,
+            name: name.to_owned(),
+        };
+        state.users.push(user.clone());
+        Ok(user)
+    }
+
+    /// Removes `user`; removing one that is gone does nothing.
+    pub fn remove(&self, user: &User) {
+        let mut state = lock(&self.state);
+        if let Some(i) = state.users.iter().position(|u| u == user) {
+            let removed = state.users.remove(i);
+            state.removed.push(removed);
+        }
+    }
+}
+
+/// A cloud API that creates and deletes VMs, and can be flaky.
+///
+/// Creation is idempotent: a second create with the same key returns the VM the
+/// first one made.
+#[derive(Debug, Default)]
+pub struct Cloud {
+    state: Mutex<CloudState>,
+}
+
+#[derive(Debug, Default)]
+struct CloudState {
+    failing_creates: u32,
+    refusing_deletes: bool,
+    create_calls: u32,
+    delete_calls: u32,
+    by_key: HashMap<String, Vm>,
+    vms: Vec<Vm>,
+    deleted: Vec<Vm>,
+    next: u32,
+}
+
+impl Cloud {
+    /// A cloud that works.
+    pub fn new() -> Self {
+        Cloud::default()
+    }
+
+    /// The same cloud, answering the next `calls` creates with
+    /// [`ProvisionError::CloudUnavailable`].
+    pub fn failing_creates(self, calls: u32) -> Self {
+        lock(&self.state).failing_creates = calls;
+        self
+    }
+
+    /// The same cloud, refusing every delete with [`ProvisionError::VmLocked`].
+    pub fn refusing_deletes(self) -> Self {
+        lock(&self.state).refusing_deletes = true;
+        self
+    }
+
+    /// The VMs that exist now.
+    pub fn vms(&self) -> Vec<Vm> {
+        lock(&self.state).vms.clone()
+    }
+
+    /// The VMs that were deleted, in the order they were.
+    pub fn deleted(&self) -> Vec<Vm> {
+        lock(&self.state).deleted.clone()
+    }
+
+    /// How many creates were asked for, failed ones included.
+    pub fn create_calls(&self) -> u32 {
+        lock(&self.state).create_calls
+    }
+
+    /// How many deletes were asked for, refused ones included.
+    pub fn delete_calls(&self) -> u32 {
+        lock(&self.state).delete_calls
+    }
+
+    /// Creates a VM of `size` for `owner`, or returns the one created before under `key`.
+    pub async fn create(&self, key: &str, owner: &User, size: &str) -> Result<Vm, ProvisionError> {
+        // A control plane takes a moment.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut state = lock(&self.state);
+        state.create_calls += 1;
+        if state.failing_creates > 0 {
+            state.failing_creates -= 1;
+            return Err(ProvisionError::CloudUnavailable);
+        }
+        if let Some(vm) = state.by_key.get(key) {
+            return Ok(vm.clone());
+        }
+        state.next += 1;
+        let vm = Vm {
+            id: format!("vm-{}", state.next),
+            owner: owner.uid,
+            size: size.to_owned(),
+        };
+        state.by_key.insert(key.to_owned(), vm.clone());
+        state.vms.push(vm.clone());
+        Ok(vm)
+    }
+
+    /// Deletes `vm`; deleting one that is gone does nothing.
+    pub async fn delete(&self, vm: &Vm) -> Result<(), ProvisionError> {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let mut state = lock(&self.state);
+        state.delete_calls += 1;
+        if state.refusing_deletes {
+            return Err(ProvisionError::VmLocked(vm.id.clone()));
+        }
+        if let Some(i) = state.vms.iter().position(|v| v == vm) {
+            let deleted = state.vms.remove(i);
+            state.deleted.push(deleted);
+        }
+        Ok(())
+    }
+}
+
+/// An IP address manager with a pool of addresses `10.0.0.1`, `10.0.0.2`, …
+///
+/// Assignment is idempotent: a second assignment with the same key returns the
+/// address of the first. The manager can be told to stall: it assigns the
+/// address and then does not answer for a minute, as when a reply is lost.
+#[derive(Debug, Default)]
+pub struct Network {
+    state: Mutex<NetworkState>,
+}
+
+#[derive(Debug, Default)]
+struct NetworkState {
+    free: Vec<Ipv4Addr>,
+    assigned: Vec<(String, Ipv4Addr)>,
+    by_key: HashMap<String, Ipv4Addr>,
+    stalling: u32,
+    calls: u32,
+}
+
+impl Network {
+    /// A network with `count` free addresses, from `10.0.0.1` up (at most 254).
+    pub fn with_addresses(count: u8) -> Self {
+        let free = (1..=count.min(254))
+            .rev()
+            .map(|i| Ipv4Addr::new(10, 0, 0, i))
+            .collect();
+        Network {
+            state: Mutex::new(NetworkState {
+                free,
+                ..NetworkState::default()
+            }),
+        }
+    }
+
+    /// A network with no free address: every assignment fails with
+    /// [`ProvisionError::OutOfAddresses`].
+    pub fn exhausted() -> Self {
+        Network::with_addresses(0)
+    }
+
+    /// The same network, stalling on the next `calls` assignments after making them.
+    pub fn stalling(self, calls: u32) -> Self {
+        lock(&self.state).stalling = calls;
+        self
+    }
+
+    /// The addresses in use, with the VM each is assigned to.
+    pub fn assigned(&self) -> Vec<(String, Ipv4Addr)> {
+        lock(&self.state).assigned.clone()
+    }
+
+    /// How many addresses are free.
+    pub fn free(&self) -> usize {
+        lock(&self.state).free.len()
+    }
+
+    /// How many assignments were asked for, failed and stalled ones included.
+    pub fn calls(&self) -> u32 {
+        lock(&self.state).calls
+    }
+
+    /// Assigns a free address to `vm`, or returns the one assigned before under `key`.
+    pub async fn assign(&self, key: &str, vm: &Vm) -> Result<Ipv4Addr, ProvisionError> {
+        let (ip, stall) = {
+            let mut state = lock(&self.state);
+            state.calls += 1;
+            let ip = match state.by_key.get(key) {
+                Some(ip) => *ip,
+                None => {
+                    let ip = state.free.pop().ok_or(ProvisionError::OutOfAddresses)?;
+                    state.by_key.insert(key.to_owned(), ip);
+                    state.assigned.push((vm.id.clone(), ip));
+                    ip
+                }
+            };
+            let stall = state.stalling > 0;
+            if stall {
+                state.stalling -= 1;
+            }
+            (ip, stall)
+        };
+        if stall {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+        Ok(ip)
+    }
+
+    /// Returns `ip` to the pool; releasing a free address does nothing.
+    pub fn release(&self, ip: Ipv4Addr) {
+        let mut state = lock(&self.state);
+        if let Some(i) = state.assigned.iter().position(|(_, a)| *a == ip) {
+            state.assigned.remove(i);
+            state.by_key.retain(|_, a| *a != ip);
+            state.free.push(ip);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The steps and their compensations
+// ---------------------------------------------------------------------------
+
+/// Adds the requested user to the directory. Undone by [`remove_user`].
+#[step(compensate = remove_user, timeout = "200ms")]
+pub async fn create_user(directory: &Directory, request: &Request) -> Result<User, ProvisionError> {
+    directory.add(&request.username)
+}
+
+/// Undoes [`create_user`]: removes the user.
+pub async fn remove_user(
+    directory: &Directory,
+    request: &Request,
+    user: &User,
+) -> Result<(), ProvisionError> {
+    let _ = request;
+    directory.remove(user);
+    Ok(())
+}
+
+/// Creates the user's VM. The cloud API is flaky, so each attempt gets 500 ms
+/// and up to 3 retries follow a failure. Undone by [`delete_vm`], itself retried
+/// up to 3 times.
+#[step(
+    compensate = delete_vm,
+    timeout = "500ms",
+    retry(max = 3, backoff = "20ms", max_backoff = "50ms"),
+    compensate_retry(max = 3, backoff = "10ms", max_backoff = "50ms")
+)]
+pub async fn create_vm(
+    cloud: &Cloud,
+    request: &Request,
+    user: &User,
+) -> Result<Vm, ProvisionError> {
+    cloud
+        .create(&idempotency_key("create_vm"), user, &request.size)
+        .await
+}
+
+/// Undoes [`create_vm`]: deletes the VM.
+pub async fn delete_vm(
+    cloud: &Cloud,
+    request: &Request,
+    user: &User,
+    vm: &Vm,
+) -> Result<(), ProvisionError> {
+    let _ = (request, user);
+    cloud.delete(vm).await
+}
+
+/// Gives the VM an address. Each attempt gets 50 ms, and up to 2 retries follow
+/// a failure or a timeout. Undone by [`release_ip`].
+#[step(
+    compensate = release_ip,
+    timeout = "50ms",
+    retry(max = 2, backoff = "10ms", max_backoff = "40ms")
+)]
+pub async fn assign_ip(network: &Network, vm: &Vm) -> Result<Ipv4Addr, ProvisionError> {
+    network.assign(&idempotency_key("assign_ip"), vm).await
+}
+
+/// Undoes [`assign_ip`]: returns the address to the pool.
+///
+/// [`provision`] never calls it (nothing after [`assign_ip`] can fail); it is
+/// declared so that a step added later is undone correctly.
+pub async fn release_ip(network: &Network, vm: &Vm, ip: &Ipv4Addr) -> Result<(), ProvisionError> {
+    let _ = vm;
+    network.release(*ip);
+    Ok(())
+}
+
+/// Provisions a machine: a user, a VM for it, and an address for the VM.
+///
+/// If a step fails for good, the steps before it are undone in reverse order:
+/// the VM is deleted, then the user removed. Run it with a
+/// [`Runner`](sagaflow::Runner) through [`ProvisionSaga`] to add hooks such as
+/// [`Summary`] or get a report.
+#[saga]
+pub async fn provision(
+    directory: &Directory,
+    cloud: &Cloud,
+    network: &Network,
+    request: Request,
+) -> Result<Machine, ProvisionError> {
+    let user = create_user(directory, &request).await?;
+    let vm = create_vm(cloud, &request, &user).await?;
+    let ip = assign_ip(network, &vm).await?;
+    Ok(Machine { user, vm, ip })
+}
+
+// ---------------------------------------------------------------------------
+// The summary
+// ---------------------------------------------------------------------------
+
+/// [`Hooks`] for an operator's terminal: one line for each retry and each
+/// failure, and the run report when the saga ends.
+#[derive(Debug, Default)]
+pub struct Summary;
+
+impl Hooks for Summary {
+    fn step_retrying(&self, cx: &StepContext, error: &str, delay: Duration) {
+        println!(
+            "  {} attempt {} failed ({error}); retrying in {delay:.1?}",
+            cx.step(),
+            cx.attempt()
+        );
+    }
+
+    fn step_failed(&self, cx: &StepContext, error: &str) {
+        println!(
+            "  {} gave up after {} attempt(s) ({error}); undoing",
+            cx.step(),
+            cx.attempt()
+        );
+    }
+
+    fn compensation_retrying(&self, cx: &StepContext, error: &str, delay: Duration) {
+        println!(
+            "  undoing {} attempt {} failed ({error}); retrying in {delay:.1?}",
+            cx.step(),
+            cx.attempt()
+        );
+    }
+
+    fn compensation_failed(&self, cx: &StepContext, error: &str) {
+        println!(
+            "  could not undo {} ({error}); it needs a person",
+            cx.step()
+        );
+    }
+
+    fn saga_finished(&self, report: &RunReport) {
+        println!("{report}");
+    }
+}

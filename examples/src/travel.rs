@@ -1,0 +1,728 @@
+//! Booking a trip: debit the customer, book the flight, book the hotel, e-mail
+//! the itinerary.
+//!
+//! This is the saga that travel agencies used to write by hand with a pile of
+//! `if let Err(..)` blocks. Here each service call is a [`#[step]`](sagaflow::step)
+//! that says what undoes it, and [`book_trip`] is the orchestration:
+//!
+//! | step | kind | undone by |
+//! |---|---|---|
+//! | [`debit_customer`] | compensatable | [`refund_customer`] |
+//! | [`book_flight`] | compensatable | [`cancel_flight`] |
+//! | [`book_hotel`] | pivot: once the hotel is booked, the trip is on | — |
+//! | [`email_itinerary`] | retriable: retried until the mail goes out | — |
+//!
+//! If the hotel has no rooms, the flight is cancelled and then the customer is
+//! refunded, in that order (the reverse of how they were done). Once the hotel
+//! is booked, nothing is undone any more: a busy mail server only delays the
+//! itinerary.
+//!
+//! The services are in-memory fakes ([`Bank`], [`Airline`], [`Hotels`],
+//! [`Mailer`]) that remember what happened to them, so that a test can look at
+//! their state after a run; [`Narrator`] is a [`Hooks`] that tells the story of a
+//! run in plain words.
+//!
+//! ```
+//! use sagaflow_examples::travel::{Airline, Bank, Hotels, Mailer, Trip, book_trip, euros};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let bank = Bank::new().with_account("ada", euros(2_000));
+//! let (airline, mailer) = (Airline::new(), Mailer::new());
+//! let hotels = Hotels::new().with_no_rooms_in("Venice");
+//!
+//! let trip = Trip::new("ada", "ada@example.com", "Venice", 3, euros(900));
+//! let err = book_trip(&bank, &airline, &hotels, &mailer, trip).await.unwrap_err();
+//!
+//! assert_eq!(err.failed_step(), "book_hotel");
+//! assert_eq!(err.undone(), ["book_flight", "debit_customer"]);
+//! assert!(airline.booked().is_empty());
+//! assert_eq!(bank.balance("ada"), Some(euros(2_000)));
+//! # }
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use sagaflow::{Hooks, RunOutcome, RunReport, SagaId, StepContext, saga, step};
+
+/// An amount of money, in cents.
+pub type Cents = u64;
+
+/// `whole` euros, in cents.
+pub const fn euros(whole: u64) -> Cents {
+    whole * 100
+}
+
+/// Shows an amount of cents as euros, such as `€1234.50`.
+pub fn format_euros(amount: Cents) -> String {
+    format!("€{}.{:02}", amount / 100, amount % 100)
+}
+
+/// Locks a fake's state; a panic in another test thread does not make it unusable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// ---------------------------------------------------------------------------
+// The request, the results and the error
+// ---------------------------------------------------------------------------
+
+/// What the customer asked for: a return flight to `city` and `nights` nights
+/// in a hotel there, for an agreed package `price`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trip {
+    /// The customer's account name at the [`Bank`].
+    pub customer: String,
+    /// Where the itinerary is sent.
+    pub email: String,
+    /// The destination.
+    pub city: String,
+    /// How many nights in the hotel.
+    pub nights: u32,
+    /// The package price, taken from the customer's account up front.
+    pub price: Cents,
+}
+
+impl Trip {
+    /// A trip for `customer` (reachable at `email`) to `city`, for `nights` nights, at `price`.
+    pub fn new(customer: &str, email: &str, city: &str, nights: u32, price: Cents) -> Self {
+        Trip {
+            customer: customer.to_owned(),
+            email: email.to_owned(),
+            city: city.to_owned(),
+            nights,
+            price,
+        }
+    }
+}
+
+/// Money taken from a customer's account by [`Bank::debit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    /// The bank's reference, such as `PAY-1`.
+    pub reference: String,
+    /// Whose account was debited.
+    pub customer: String,
+    /// How much.
+    pub amount: Cents,
+}
+
+/// A seat on a flight, from [`Airline::book`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlightBooking {
+    /// The airline's reference, such as `FL-1`.
+    pub reference: String,
+    /// The passenger.
+    pub customer: String,
+    /// The destination.
+    pub city: String,
+}
+
+/// A hotel room, from [`Hotels::book`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HotelBooking {
+    /// The hotel's reference, such as `HT-1`.
+    pub reference: String,
+    /// The guest.
+    pub customer: String,
+    /// Where the hotel is.
+    pub city: String,
+    /// How many nights.
+    pub nights: u32,
+    /// The flight whose passenger arrives at the hotel.
+    pub flight: String,
+}
+
+/// An e-mail that [`Mailer`] sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    /// The recipient.
+    pub to: String,
+    /// The subject line.
+    pub subject: String,
+    /// The text.
+    pub body: String,
+}
+
+/// What [`book_trip`] returns when the trip is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Itinerary {
+    /// The money taken from the customer.
+    pub payment: Payment,
+    /// The flight.
+    pub flight: FlightBooking,
+    /// The hotel.
+    pub hotel: HotelBooking,
+}
+
+impl fmt::Display for Itinerary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} flies to {} (flight {}) and stays {} nights (hotel {}), paid {} ({})",
+            self.flight.customer,
+            self.flight.city,
+            self.flight.reference,
+            self.hotel.nights,
+            self.hotel.reference,
+            format_euros(self.payment.amount),
+            self.payment.reference,
+        )
+    }
+}
+
+/// Why a travel service said no.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TripError {
+    /// The bank has no account by that name.
+    UnknownCustomer(String),
+    /// The account holds less than the price.
+    InsufficientFunds {
+        /// The customer.
+        customer: String,
+        /// What the account holds.
+        balance: Cents,
+        /// What the trip costs.
+        needed: Cents,
+    },
+    /// The bank's refund service is down.
+    RefundsUnavailable,
+    /// Every seat to that city is taken.
+    NoSeats {
+        /// The destination.
+        city: String,
+    },
+    /// Every room in that city is taken.
+    NoRooms {
+        /// The destination.
+        city: String,
+    },
+    /// The mail server asked to be tried again later.
+    MailServerBusy,
+}
+
+impl fmt::Display for TripError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TripError::UnknownCustomer(customer) => {
+                write!(f, "the bank has no account for {customer}")
+            }
+            TripError::InsufficientFunds {
+                customer,
+                balance,
+                needed,
+            } => write!(
+                f,
+                "{customer} has {} but the trip costs {}",
+                format_euros(*balance),
+                format_euros(*needed)
+            ),
+            TripError::RefundsUnavailable => f.write_str("the bank's refund service is down"),
+            TripError::NoSeats { city } => write!(f, "no seats left on flights to {city}"),
+            TripError::NoRooms { city } => write!(f, "no hotel rooms left in {city}"),
+            TripError::MailServerBusy => f.write_str("the mail server is busy, try again later"),
+        }
+    }
+}
+
+impl std::error::Error for TripError {}
+
+// ---------------------------------------------------------------------------
+// The fake services
+// ---------------------------------------------------------------------------
+
+/// A bank that holds customers' balances and remembers every debit and refund.
+///
+/// Refunds are idempotent: refunding the same payment twice credits it once, so
+/// that a retried compensation cannot pay the customer twice.
+#[derive(Debug, Default)]
+pub struct Bank {
+    state: Mutex<BankState>,
+}
+
+#[derive(Debug, Default)]
+struct BankState {
+    balances: HashMap<String, Cents>,
+    debits: Vec<Payment>,
+    refunds: Vec<Payment>,
+    refunded: HashSet<String>,
+    refusing_refunds: bool,
+    next: u32,
+}
+
+impl Bank {
+    /// A bank with no accounts.
+    pub fn new() -> Self {
+        Bank::default()
+    }
+
+    /// The same bank with an account for `customer` holding `balance`.
+    pub fn with_account(self, customer: &str, balance: Cents) -> Self {
+        lock(&self.state)
+            .balances
+            .insert(customer.to_owned(), balance);
+        self
+    }
+
+    /// The same bank, whose refund service is down: every refund fails with
+    /// [`TripError::RefundsUnavailable`].
+    pub fn refusing_refunds(self) -> Self {
+        lock(&self.state).refusing_refunds = true;
+        self
+    }
+
+    /// What `customer`'s account holds, or `None` if there is no such account.
+    pub fn balance(&self, customer: &str) -> Option<Cents> {
+        lock(&self.state).balances.get(customer).copied()
+    }
+
+    /// Every debit made, in order, refunded or not.
+    pub fn debits(&self) -> Vec<Payment> {
+        lock(&self.state).debits.clone()
+    }
+
+    /// Every refund made, in order.
+    pub fn refunds(&self) -> Vec<Payment> {
+        lock(&self.state).refunds.clone()
+    }
+
+    /// Takes `amount` from `customer`'s account.
+    pub fn debit(&self, customer: &str, amount: Cents) -> Result<Payment, TripError> {
+        let mut state = lock(&self.state);
+        let balance = state
+            .balances
+            .get_mut(customer)
+            .ok_or_else(|| TripError::UnknownCustomer(customer.to_owned()))?;
+        if *balance < amount {
+            return Err(TripError::InsufficientFunds {
+                customer: customer.to_owned(),
+                balance: *balance,
+                needed: amount,
+            });
+        }
+        *balance -= amount;
+        state.next += 1;
+        let payment = Payment {
+            reference: format!("PAY-{}", state.next),
+            customer: customer.to_owned(),
+            amount,
+        };
+        state.debits.push(payment.clone());
+        Ok(payment)
+    }
+
+    /// Gives `payment` back to its customer; does nothing if it was already refunded.
+    pub fn refund(&self, payment: &Payment) -> Result<(), TripError> {
+        let mut state = lock(&self.state);
+        if state.refusing_refunds {
+            return Err(TripError::RefundsUnavailable);
+        }
+        if !state.refunded.insert(payment.reference.clone()) {
+            return Ok(());
+        }
+        *state.balances.entry(payment.customer.clone()).or_default() += payment.amount;
+        state.refunds.push(payment.clone());
+        Ok(())
+    }
+}
+
+/// An airline that books seats, and remembers what it booked and cancelled.
+#[derive(Debug, Default)]
+pub struct Airline {
+    state: Mutex<AirlineState>,
+}
+
+#[derive(Debug, Default)]
+struct AirlineState {
+    full: HashSet<String>,
+    booked: Vec<FlightBooking>,
+    cancelled: Vec<FlightBooking>,
+    next: u32,
+}
+
+impl Airline {
+    /// An airline with seats to everywhere.
+    pub fn new() -> Self {
+        Airline::default()
+    }
+
+    /// The same airline, with every flight to `city` full.
+    pub fn with_no_seats_to(self, city: &str) -> Self {
+        lock(&self.state).full.insert(city.to_owned());
+        self
+    }
+
+    /// The bookings that stand (booked and not cancelled).
+    pub fn booked(&self) -> Vec<FlightBooking> {
+        lock(&self.state).booked.clone()
+    }
+
+    /// The bookings that were cancelled, in the order they were.
+    pub fn cancelled(&self) -> Vec<FlightBooking> {
+        lock(&self.state).cancelled.clone()
+    }
+
+    /// Books a seat for `customer` to `city`.
+    pub fn book(&self, customer: &str, city: &str) -> Result<FlightBooking, TripError> {
+        let mut state = lock(&self.state);
+        if state.full.contains(city) {
+            return Err(TripError::NoSeats {
+                city: city.to_owned(),
+            });
+        }
+        state.next += 1;
+        let booking = FlightBooking {
+            reference: format!("FL-{}", state.next),
+            customer: customer.to_owned(),
+            city: city.to_owned(),
+        };
+        state.booked.push(booking.clone());
+        Ok(booking)
+    }
+
+    /// Cancels `booking`; cancelling one that no longer stands does nothing.
+    pub fn cancel(&self, booking: &FlightBooking) {
+        let mut state = lock(&self.state);
+        if let Some(i) = state.booked.iter().position(|b| b == booking) {
+            let cancelled = state.booked.remove(i);
+            state.cancelled.push(cancelled);
+        }
+    }
+}
+
+/// A hotel chain that books rooms, and remembers what it booked and cancelled.
+#[derive(Debug, Default)]
+pub struct Hotels {
+    state: Mutex<HotelState>,
+}
+
+#[derive(Debug, Default)]
+struct HotelState {
+    full: HashSet<String>,
+    booked: Vec<HotelBooking>,
+    cancelled: Vec<HotelBooking>,
+    next: u32,
+}
+
+impl Hotels {
+    /// Hotels with rooms everywhere.
+    pub fn new() -> Self {
+        Hotels::default()
+    }
+
+    /// The same hotels, with every room in `city` taken.
+    pub fn with_no_rooms_in(self, city: &str) -> Self {
+        lock(&self.state).full.insert(city.to_owned());
+        self
+    }
+
+    /// The bookings that stand.
+    pub fn booked(&self) -> Vec<HotelBooking> {
+        lock(&self.state).booked.clone()
+    }
+
+    /// The bookings that were cancelled, in the order they were.
+    pub fn cancelled(&self) -> Vec<HotelBooking> {
+        lock(&self.state).cancelled.clone()
+    }
+
+    /// Books a room in `city` for the passenger of `flight`, for `nights` nights.
+    pub fn book(
+        &self,
+        city: &str,
+        nights: u32,
+        flight: &FlightBooking,
+    ) -> Result<HotelBooking, TripError> {
+        let mut state = lock(&self.state);
+        if state.full.contains(city) {
+            return Err(TripError::NoRooms {
+                city: city.to_owned(),
+            });
+        }
+        state.next += 1;
+        let booking = HotelBooking {
+            reference: format!("HT-{}", state.next),
+            customer: flight.customer.clone(),
+            city: city.to_owned(),
+            nights,
+            flight: flight.reference.clone(),
+        };
+        state.booked.push(booking.clone());
+        Ok(booking)
+    }
+
+    /// Cancels `booking`; cancelling one that no longer stands does nothing.
+    ///
+    /// [`book_trip`] never calls this (the hotel is its point of no return); it is
+    /// here for the customer service desk.
+    pub fn cancel(&self, booking: &HotelBooking) {
+        let mut state = lock(&self.state);
+        if let Some(i) = state.booked.iter().position(|b| b == booking) {
+            let cancelled = state.booked.remove(i);
+            state.cancelled.push(cancelled);
+        }
+    }
+}
+
+/// A mail server that remembers what it sent, and can be busy for a while.
+#[derive(Debug, Default)]
+pub struct Mailer {
+    state: Mutex<MailerState>,
+}
+
+#[derive(Debug, Default)]
+struct MailerState {
+    busy_for: u32,
+    attempts: u32,
+    sent: Vec<Email>,
+}
+
+impl Mailer {
+    /// A mail server that sends everything at once.
+    pub fn new() -> Self {
+        Mailer::default()
+    }
+
+    /// A mail server that refuses the first `attempts` sends with
+    /// [`TripError::MailServerBusy`], then sends.
+    pub fn busy_for(attempts: u32) -> Self {
+        let mailer = Mailer::new();
+        lock(&mailer.state).busy_for = attempts;
+        mailer
+    }
+
+    /// The e-mails sent, in order.
+    pub fn sent(&self) -> Vec<Email> {
+        lock(&self.state).sent.clone()
+    }
+
+    /// How many sends were attempted, refused ones included.
+    pub fn attempts(&self) -> u32 {
+        lock(&self.state).attempts
+    }
+
+    /// Sends `email`, unless the server is busy.
+    pub fn send(&self, email: Email) -> Result<(), TripError> {
+        let mut state = lock(&self.state);
+        state.attempts += 1;
+        if state.busy_for > 0 {
+            state.busy_for -= 1;
+            return Err(TripError::MailServerBusy);
+        }
+        state.sent.push(email);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The steps and their compensations
+// ---------------------------------------------------------------------------
+
+/// Takes the trip's price from the customer's account.
+///
+/// Done first, so that nobody gets a flight they cannot pay for. Undone by
+/// [`refund_customer`].
+#[step(compensate = refund_customer)]
+pub async fn debit_customer(bank: &Bank, trip: &Trip) -> Result<Payment, TripError> {
+    bank.debit(&trip.customer, trip.price)
+}
+
+/// Undoes [`debit_customer`]: gives the payment back. The bank ignores a second
+/// refund of the same payment, so retrying this is safe.
+pub async fn refund_customer(bank: &Bank, trip: &Trip, payment: &Payment) -> Result<(), TripError> {
+    let _ = trip;
+    bank.refund(payment)
+}
+
+/// Books the customer's seat to the trip's city. Undone by [`cancel_flight`].
+#[step(compensate = cancel_flight)]
+pub async fn book_flight(airline: &Airline, trip: &Trip) -> Result<FlightBooking, TripError> {
+    airline.book(&trip.customer, &trip.city)
+}
+
+/// Undoes [`book_flight`]: cancels the seat.
+pub async fn cancel_flight(
+    airline: &Airline,
+    trip: &Trip,
+    booking: &FlightBooking,
+) -> Result<(), TripError> {
+    let _ = trip;
+    airline.cancel(booking);
+    Ok(())
+}
+
+/// Books the hotel room for the passenger of `flight`.
+///
+/// The saga's point of no return: if there is no room, the flight is cancelled
+/// and the customer refunded; once the room is booked, the trip is on and
+/// nothing is undone any more.
+#[step(pivot)]
+pub async fn book_hotel(
+    hotels: &Hotels,
+    trip: &Trip,
+    flight: &FlightBooking,
+) -> Result<HotelBooking, TripError> {
+    hotels.book(&trip.city, trip.nights, flight)
+}
+
+/// Sends the itinerary to the customer.
+///
+/// Comes after the pivot, so it is never undone: it is retried until the mail
+/// server takes it, waiting 10 ms before the first retry and at most 100 ms
+/// between two.
+#[step(retriable, retry(backoff = "10ms", max_backoff = "100ms"))]
+pub async fn email_itinerary(
+    mailer: &Mailer,
+    trip: &Trip,
+    flight: &FlightBooking,
+    hotel: &HotelBooking,
+) -> Result<(), TripError> {
+    mailer.send(Email {
+        to: trip.email.clone(),
+        subject: format!("Your trip to {}", trip.city),
+        body: format!(
+            "Flight {} to {}, then {} nights at hotel booking {}. Paid: {}.",
+            flight.reference,
+            trip.city,
+            hotel.nights,
+            hotel.reference,
+            format_euros(trip.price)
+        ),
+    })
+}
+
+/// Books a trip: debits the customer, books the flight and the hotel, and
+/// e-mails the itinerary.
+///
+/// Fails with [`SagaError`](sagaflow::SagaError) if the customer cannot pay, the
+/// flight is full or the hotel is; whatever was done before is undone, in reverse
+/// order. Run it with a [`Runner`](sagaflow::Runner) through [`BookTripSaga`] to
+/// add hooks or get a report.
+#[saga]
+pub async fn book_trip(
+    bank: &Bank,
+    airline: &Airline,
+    hotels: &Hotels,
+    mailer: &Mailer,
+    trip: Trip,
+) -> Result<Itinerary, TripError> {
+    let payment = debit_customer(bank, &trip).await?;
+    let flight = book_flight(airline, &trip).await?;
+    let hotel = book_hotel(hotels, &trip, &flight).await?;
+    email_itinerary(mailer, &trip, &flight, &hotel).await?;
+    Ok(Itinerary {
+        payment,
+        flight,
+        hotel,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Telling the story
+// ---------------------------------------------------------------------------
+
+/// [`Hooks`] that tell what a saga does, one plain sentence per event.
+///
+/// Each line is kept (see [`lines`](Narrator::lines)) and, unless the narrator
+/// is [`quiet`](Narrator::quiet), printed to standard output as it happens.
+#[derive(Debug, Default)]
+pub struct Narrator {
+    quiet: bool,
+    lines: Mutex<Vec<String>>,
+}
+
+impl Narrator {
+    /// A narrator that prints as it goes.
+    pub fn new() -> Self {
+        Narrator::default()
+    }
+
+    /// A narrator that only keeps its lines, for tests.
+    pub fn quiet() -> Self {
+        Narrator {
+            quiet: true,
+            lines: Mutex::default(),
+        }
+    }
+
+    /// Everything said so far, in order.
+    pub fn lines(&self) -> Vec<String> {
+        lock(&self.lines).clone()
+    }
+
+    fn say(&self, line: String) {
+        if !self.quiet {
+            println!("{line}");
+        }
+        lock(&self.lines).push(line);
+    }
+}
+
+fn attempt_note(cx: &StepContext) -> String {
+    if cx.attempt() > 1 {
+        format!(" (attempt {})", cx.attempt())
+    } else {
+        String::new()
+    }
+}
+
+impl Hooks for Narrator {
+    fn saga_started(&self, saga: &'static str, id: SagaId) {
+        self.say(format!("saga `{saga}` starts, run {id}"));
+    }
+
+    fn step_started(&self, cx: &StepContext) {
+        self.say(format!("  `{}` starts{}", cx.step(), attempt_note(cx)));
+    }
+
+    fn step_succeeded(&self, cx: &StepContext, elapsed: Duration) {
+        self.say(format!("  `{}` succeeded in {elapsed:.1?}", cx.step()));
+    }
+
+    fn step_retrying(&self, cx: &StepContext, error: &str, delay: Duration) {
+        self.say(format!(
+            "  `{}` failed: {error}; trying again in {delay:.1?}",
+            cx.step()
+        ));
+    }
+
+    fn step_failed(&self, cx: &StepContext, error: &str) {
+        self.say(format!(
+            "  `{}` failed for good: {error}; undoing what was done",
+            cx.step()
+        ));
+    }
+
+    fn compensation_started(&self, cx: &StepContext) {
+        self.say(format!("  undoing `{}`{}", cx.step(), attempt_note(cx)));
+    }
+
+    fn compensation_succeeded(&self, cx: &StepContext, elapsed: Duration) {
+        self.say(format!("  `{}` undone in {elapsed:.1?}", cx.step()));
+    }
+
+    fn compensation_retrying(&self, cx: &StepContext, error: &str, delay: Duration) {
+        self.say(format!(
+            "  undoing `{}` failed: {error}; trying again in {delay:.1?}",
+            cx.step()
+        ));
+    }
+
+    fn compensation_failed(&self, cx: &StepContext, error: &str) {
+        self.say(format!(
+            "  could not undo `{}`: {error}; a person has to repair it",
+            cx.step()
+        ));
+    }
+
+    fn saga_finished(&self, report: &RunReport) {
+        let how = match report.outcome() {
+            RunOutcome::Committed => "committed",
+            RunOutcome::Compensated => "gave up; everything was undone",
+            RunOutcome::CompensationFailed => "gave up; some of it could not be undone",
+        };
+        self.say(format!("saga `{}` {how}", report.saga()));
+    }
+}

@@ -1,0 +1,14 @@
+//! The declaration of a [sagaflow](https://docs.rs/sagaflow) saga, step by step, and
+//! its pictures.
+//!
+//! This crate is shared by the runtime, which builds a [`SagaGraph`] from the step
+//! table that `#[saga]` writes, and by the macros, which draw the same picture into
+//! the saga's rustdoc at expansion time. Users reach it through `sagaflow`, which
+//! re-exports everything here.
+#![warn(missing_docs)]
+
+mod graph;
+mod step;
+
+pub use graph::SagaGraph;
+pub use step::{RetryPolicy, StepInfo, StepKind};

@@ -822,7 +822,7 @@ fn generate(model: &Model) -> TokenStream {
         };
         arms.push(quote! {
             __SagaflowState::#v { #(#fields,)* } => {
-                match __sagaflow_run.step::<#path, _, _>(#index, #closure).await {
+                match __sagaflow_run.step(<#path as ::sagaflow::Step>::__SAGAFLOW_MARKER, #index, #closure).await {
                     ::core::result::Result::Ok(#binding) => {
                         #typed
                         #(#next_locals)*
@@ -873,7 +873,7 @@ fn generate(model: &Model) -> TokenStream {
         };
         arms.push(quote! {
             __SagaflowState::#v { #(#fields,)* __sagaflow_failure } => {
-                __sagaflow_run.compensate::<#path, _, _>(#index, #comp_call).await;
+                __sagaflow_run.compensate(<#path as ::sagaflow::Step>::__SAGAFLOW_MARKER, #index, #comp_call).await;
                 #then
             }
         });

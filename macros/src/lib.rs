@@ -6,6 +6,7 @@
 
 mod attr;
 mod ctxt;
+mod graph_doc;
 mod saga;
 mod step;
 
@@ -20,7 +21,32 @@ use proc_macro::TokenStream;
 /// See the `sagaflow` crate's documentation for the full contract.
 #[proc_macro_attribute]
 pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
-    step::expand(args.into(), item.into()).into()
+    let site = proc_macro::Span::call_site();
+    let salt = call_site_salt(&site.file(), site.line(), site.column());
+    step::expand_salted(args.into(), item.into(), salt).into()
+}
+
+/// Tells apart the `#[step]` call sites of one crate: no two share file, line and column.
+fn call_site_salt(file: &str, line: usize, column: usize) -> u64 {
+    // FNV-1a: stable across compilations, so the generated names do not churn.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in file
+        .bytes()
+        .chain(line.to_le_bytes())
+        .chain(column.to_le_bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// Not public API: renders a saga's rustdoc section from its steps' declarations,
+/// fed by the per-step callbacks that `#[step]` defines.
+#[doc(hidden)]
+#[proc_macro]
+pub fn saga_graph_doc(input: TokenStream) -> TokenStream {
+    graph_doc::expand(input.into()).into()
 }
 
 /// Turns an `async fn` made of step calls into a saga: a generated state machine

@@ -71,6 +71,7 @@ pub use sagaflow_macros::{saga, step};
 pub mod __private {
     pub use crate::run::{CompensationError, Run};
     pub use core::time::Duration;
+    pub use sagaflow_macros::saga_graph_doc;
 
     use crate::{Saga, SagaError};
 

@@ -1,0 +1,170 @@
+//! The saga's picture in its rustdoc, drawn at expansion time.
+//!
+//! `#[saga]` sees only the call paths of its steps, not their `#[step]`
+//! attributes, yet the picture needs each step's kind, compensation and policies.
+//! They travel through a per-step `macro_rules!` callback: `#[step]` defines a
+//! `#[macro_export]`ed macro under a unique name and re-exports it under the step's
+//! own name, in the macro namespace beside the function (value) and the hidden
+//! type (type namespace), so it goes wherever the function goes, through `use`
+//! and across crates. `#[saga]` writes
+//!
+//! ```text
+//! #[doc = book_flight!(@sagaflow_graph [{book_hotel} {charge}] ["book_trip"])]
+//! ```
+//!
+//! and each step's macro appends its declaration and calls the next one, the last
+//! calling [`saga_graph_doc!`](crate::saga_graph_doc), which renders the section
+//! with the same renderer as `BookTripSaga::graph().to_svg()`. Trait metadata
+//! could not do this: rustdoc needs a literal, and consts are not evaluated into docs.
+
+use std::time::Duration;
+
+use proc_macro2::{Literal, TokenStream, TokenTree};
+use quote::quote;
+use sagaflow_graph::{RetryPolicy, SagaGraph, StepInfo, StepKind};
+
+/// The fields of a step's declaration, in the order the callback carries them.
+pub(crate) fn encode(info: &StepInfo) -> TokenStream {
+    let retry = info.retry();
+    let comp = info.compensation_retry();
+    let fields = [
+        info.name().to_string(),
+        info.kind().keyword().to_string(),
+        info.compensation().unwrap_or_default().to_string(),
+        encode_max(retry.max_retries()),
+        retry.backoff().as_nanos().to_string(),
+        retry.max_backoff().as_nanos().to_string(),
+        info.timeout()
+            .map(|t| t.as_nanos().to_string())
+            .unwrap_or_default(),
+        encode_max(comp.max_retries()),
+        comp.backoff().as_nanos().to_string(),
+        comp.max_backoff().as_nanos().to_string(),
+    ];
+    let literals = fields.iter().map(|f| Literal::string(f));
+    quote!({ #(#literals)* })
+}
+
+fn encode_max(max: Option<u32>) -> String {
+    max.map(|m| m.to_string())
+        .unwrap_or_else(|| "forever".to_string())
+}
+
+pub(crate) fn leak(s: String) -> &'static str {
+    // A proc macro lives for one compilation; the few bytes of a step's name are
+    // cheaper leaked than threading lifetimes through the graph types.
+    Box::leak(s.into_boxed_str())
+}
+
+fn string_of(tt: &TokenTree) -> Option<String> {
+    let TokenTree::Literal(lit) = tt else {
+        return None;
+    };
+    match syn::parse_str::<syn::LitStr>(&lit.to_string()) {
+        Ok(s) => Some(s.value()),
+        Err(_) => None,
+    }
+}
+
+fn decode_step(group: TokenStream) -> Option<StepInfo> {
+    let fields: Vec<String> = group
+        .into_iter()
+        .map(|tt| string_of(&tt))
+        .collect::<Option<_>>()?;
+    let [name, kind, compensation, max, backoff, max_backoff, timeout, cmax, cbackoff, cmax_backoff] =
+        <[String; 10]>::try_from(fields).ok()?;
+    let kind = match kind.as_str() {
+        "compensate" => StepKind::Compensatable,
+        "read_only" => StepKind::ReadOnly,
+        "pivot" => StepKind::Pivot,
+        "retriable" => StepKind::Retriable,
+        _ => return None,
+    };
+    let nanos = |s: &str| s.parse::<u64>().ok().map(Duration::from_nanos);
+    let policy = |max: &str, backoff: &str, max_backoff: &str| -> Option<RetryPolicy> {
+        let base = match max {
+            "forever" => RetryPolicy::FOREVER,
+            n => RetryPolicy::retries(n.parse().ok()?),
+        };
+        Some(
+            base.with_backoff(nanos(backoff)?)
+                .with_max_backoff(nanos(max_backoff)?),
+        )
+    };
+    let mut info = StepInfo::new(leak(name), kind)
+        .with_retry(policy(&max, &backoff, &max_backoff)?)
+        .with_compensation_retry(policy(&cmax, &cbackoff, &cmax_backoff)?);
+    if !compensation.is_empty() {
+        info = info.with_compensation(leak(compensation));
+    }
+    if !timeout.is_empty() {
+        info = info.with_timeout(nanos(&timeout)?);
+    }
+    Some(info)
+}
+
+/// `saga_graph_doc!("book_trip" {step..} {step..} ..)` → the rustdoc section, as a string literal.
+pub(crate) fn expand(input: TokenStream) -> TokenStream {
+    let mut tokens = input.into_iter();
+    let name = tokens.next().as_ref().and_then(string_of);
+    let steps: Option<Vec<StepInfo>> = tokens
+        .map(|tt| match tt {
+            TokenTree::Group(g) => decode_step(g.stream()),
+            _ => None,
+        })
+        .collect();
+    let (Some(name), Some(steps)) = (name, steps) else {
+        // Only reachable if a step macro from another sagaflow version fed us.
+        return quote!(::core::compile_error!(
+            "sagaflow: a step was declared by a different version of `#[step]`; build the saga and its steps with the same sagaflow"
+        ));
+    };
+    let graph = SagaGraph::new(leak(name), Vec::leak(steps));
+    let section = section(&graph);
+    let lit = Literal::string(&section);
+    quote!(#lit)
+}
+
+fn section(graph: &SagaGraph) -> String {
+    format!(
+        "\n\n# Saga graph\n\n{svg}\n\nSteps run left to right. A solid box is undone by the compensation \
+         drawn under it; a dashed box is read-only; the thick box is the pivot, the point of no \
+         return; a retriable step is retried until it succeeds. When a step fails, the \
+         compensations to its left run right to left.\n\n\
+         As text:\n\n```text\n{text}\n```\n",
+        svg = graph.to_svg(),
+        text = graph,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_survives_the_trip_through_the_callback() {
+        let info = StepInfo::new("book_flight", StepKind::Compensatable)
+            .with_compensation("cancel_flight")
+            .with_retry(RetryPolicy::retries(3).with_backoff(Duration::from_millis(10)))
+            .with_timeout(Duration::from_secs(2));
+        let TokenTree::Group(g) = encode(&info).into_iter().next().unwrap() else {
+            panic!("a group")
+        };
+        assert_eq!(decode_step(g.stream()), Some(info));
+        let forever = StepInfo::new("notify", StepKind::Retriable);
+        let TokenTree::Group(g) = encode(&forever).into_iter().next().unwrap() else {
+            panic!("a group")
+        };
+        assert_eq!(decode_step(g.stream()), Some(forever));
+    }
+
+    #[test]
+    fn the_section_holds_the_svg_without_blank_lines_inside() {
+        let out = expand(quote!("trip" { "a" "compensate" "undo_a" "0" "1" "2" "" "5" "1" "2" }));
+        let text: String = syn::parse2::<syn::LitStr>(out).unwrap().value();
+        let start = text.find("<svg").unwrap();
+        let end = text.find("</svg>").unwrap();
+        assert!(!text[start..end].contains("\n\n"));
+        assert!(text.contains("undo_a"));
+    }
+}

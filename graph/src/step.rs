@@ -127,7 +127,6 @@ impl RetryPolicy {
             .unwrap_or(self.max_backoff);
         delay.min(self.max_backoff)
     }
-
 }
 
 /// The declaration of one step, as `#[step(...)]` wrote it.

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
@@ -37,19 +38,69 @@ pub(crate) struct Retry {
     pub(crate) max: Option<u32>,
     pub(crate) backoff: Option<Duration>,
     pub(crate) max_backoff: Option<Duration>,
+    /// The `max = N` (or `retry = N`) tokens as written, to point at them.
+    pub(crate) max_tokens: Option<TokenStream>,
 }
 
 /// `#[step(...)]`.
 #[derive(Default)]
 pub(crate) struct StepAttr {
     pub(crate) kind: Option<(Kind, Span)>,
-    pub(crate) retry: Option<(Retry, Span)>,
+    /// Whether a kind was written at all, even a malformed one (which has its
+    /// own error): then "no kind" would only repeat it.
+    pub(crate) kind_written: bool,
+    /// The policy and the option's tokens as written.
+    pub(crate) retry: Option<(Retry, TokenStream)>,
     pub(crate) timeout: Option<Duration>,
-    pub(crate) compensate_retry: Option<(Retry, Span)>,
+    pub(crate) compensate_retry: Option<(Retry, TokenStream)>,
 }
 
 const STEP_KEYS: &str = "`compensate = <fn>`, `read_only`, `pivot`, `retriable`, `retry`, `timeout`, `compensate_retry`";
+const STEP_WORDS: &[&str] = &[
+    "compensate",
+    "read_only",
+    "pivot",
+    "retriable",
+    "retry",
+    "timeout",
+    "compensate_retry",
+];
 const RETRY_KEYS: &str = "`max`, `backoff`, `max_backoff`";
+const RETRY_WORDS: &[&str] = &["max", "backoff", "max_backoff"];
+
+/// `" (did you mean `retry`?)"` when `written` is a near miss of one of `valid`.
+fn did_you_mean(written: &str, valid: &[&str]) -> String {
+    let written_lower = written.to_lowercase();
+    valid
+        .iter()
+        .map(|v| (edit_distance(&written_lower, v), *v))
+        .filter(|(d, v)| {
+            let common = written_lower
+                .chars()
+                .zip(v.chars())
+                .take_while(|(a, b)| a == b)
+                .count();
+            *d <= (v.len() / 3).max(1) || common >= v.len().min(4)
+        })
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, v)| format!(" (did you mean `{v}`?)"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
 
 pub(crate) fn parse_step_attr(cx: &Ctxt, args: TokenStream) -> StepAttr {
     let mut attr = StepAttr::default();
@@ -75,6 +126,7 @@ pub(crate) fn parse_step_attr(cx: &Ctxt, args: TokenStream) -> StepAttr {
         };
         match name.as_str() {
             "compensate" | "read_only" | "pivot" | "retriable" => {
+                attr.kind_written = true;
                 let kind = match (name.as_str(), &meta) {
                     ("compensate", Meta::NameValue(nv)) => match &nv.value {
                         Expr::Path(p) if p.qself.is_none() => {
@@ -113,7 +165,10 @@ pub(crate) fn parse_step_attr(cx: &Ctxt, args: TokenStream) -> StepAttr {
                         if previous.word() == kind.word() {
                             cx.error_spanned_by(
                                 &meta,
-                                format!("duplicate step option `{}`", kind.word()),
+                                format!(
+                                    "duplicate step option `{}`: remove one of them",
+                                    kind.word()
+                                ),
                             );
                         } else {
                             cx.error_spanned_by(
@@ -138,9 +193,14 @@ pub(crate) fn parse_step_attr(cx: &Ctxt, args: TokenStream) -> StepAttr {
                     &mut attr.compensate_retry
                 };
                 if slot.is_some() {
-                    cx.error_spanned_by(&meta, format!("duplicate step option `{name}`"));
+                    cx.error_spanned_by(
+                        &meta,
+                        format!(
+                            "duplicate step option `{name}`: keep one, and write a count with a backoff as `{name}(max = 3, backoff = \"10ms\")`"
+                        ),
+                    );
                 } else if let Some(retry) = retry {
-                    *slot = Some((retry, meta.span()));
+                    *slot = Some((retry, meta.to_token_stream()));
                 }
             }
             "timeout" => {
@@ -155,7 +215,10 @@ pub(crate) fn parse_step_attr(cx: &Ctxt, args: TokenStream) -> StepAttr {
                     }
                 };
                 if timeout_seen {
-                    cx.error_spanned_by(&meta, "duplicate step option `timeout`");
+                    cx.error_spanned_by(
+                        &meta,
+                        "duplicate step option `timeout`: a step has one timeout per attempt, remove one of them",
+                    );
                 }
                 timeout_seen = true;
                 if let Some(d) = value {
@@ -168,7 +231,10 @@ pub(crate) fn parse_step_attr(cx: &Ctxt, args: TokenStream) -> StepAttr {
             }
             _ => cx.error_spanned_by(
                 key,
-                format!("unknown step option `{name}`; expected one of {STEP_KEYS}"),
+                format!(
+                    "unknown step option `{name}`{}; expected one of {STEP_KEYS}",
+                    did_you_mean(&name, STEP_WORDS)
+                ),
             ),
         }
     }
@@ -179,6 +245,7 @@ fn parse_retry(cx: &Ctxt, name: &str, meta: &Meta) -> Option<Retry> {
     match meta {
         Meta::NameValue(nv) => parse_u32(cx, name, &nv.value).map(|max| Retry {
             max: Some(max),
+            max_tokens: Some(meta.to_token_stream()),
             ..Retry::default()
         }),
         Meta::List(list) => {
@@ -219,8 +286,9 @@ fn parse_retry(cx: &Ctxt, name: &str, meta: &Meta) -> Option<Retry> {
                         cx.error_spanned_by(
                             item.path(),
                             format!(
-                                "unknown `{name}` option `{}`; expected one of {RETRY_KEYS}",
-                                item.path().to_token_stream_string()
+                                "unknown `{name}` option `{}`{}; expected one of {RETRY_KEYS}",
+                                item.path().to_token_stream_string(),
+                                did_you_mean(&key, RETRY_WORDS)
                             ),
                         );
                         ok = false;
@@ -228,18 +296,24 @@ fn parse_retry(cx: &Ctxt, name: &str, meta: &Meta) -> Option<Retry> {
                     }
                 };
                 if duplicate {
-                    cx.error_spanned_by(item.path(), format!("duplicate `{name}` option `{key}`"));
+                    cx.error_spanned_by(
+                        &item,
+                        format!("duplicate `{name}` option `{key}`: remove one of them"),
+                    );
                     ok = false;
                     continue;
                 }
                 match key.as_str() {
-                    "max" => retry.max = parse_u32(cx, "max", &nv.value),
+                    "max" => {
+                        retry.max = parse_u32(cx, "max", &nv.value);
+                        retry.max_tokens = Some(item.to_token_stream());
+                    }
                     "backoff" => retry.backoff = parse_duration(cx, "backoff", &nv.value),
                     _ => retry.max_backoff = parse_duration(cx, "max_backoff", &nv.value),
                 }
             }
-            if let (Some(b), Some(m)) = (retry.backoff, retry.max_backoff) {
-                if b > m {
+            if let (Some(b), Some(m)) = (retry.backoff, retry.max_backoff)
+                && b > m {
                     cx.error_spanned_by(
                         list,
                         format!(
@@ -250,7 +324,6 @@ fn parse_retry(cx: &Ctxt, name: &str, meta: &Meta) -> Option<Retry> {
                     );
                     ok = false;
                 }
-            }
             ok.then_some(retry)
         }
         Meta::Path(_) => {
@@ -279,11 +352,9 @@ fn parse_u32(cx: &Ctxt, name: &str, value: &Expr) -> Option<u32> {
     if let Expr::Lit(syn::ExprLit {
         lit: Lit::Int(int), ..
     }) = value
-    {
-        if let Ok(n) = int.base10_parse::<u32>() {
+        && let Ok(n) = int.base10_parse::<u32>() {
             return Some(n);
         }
-    }
     cx.error_spanned_by(
         value,
         format!(
@@ -347,7 +418,10 @@ pub(crate) fn parse_saga_attr(cx: &Ctxt, args: TokenStream) -> SagaAttr {
             (Meta::NameValue(nv), Some("name")) => match &nv.value {
                 Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {
                     if attr.name.is_some() {
-                        cx.error_spanned_by(&meta, "duplicate saga option `name`");
+                        cx.error_spanned_by(
+                            &meta,
+                            "duplicate saga option `name`: remove one of them",
+                        );
                     } else {
                         attr.name = p.path.get_ident().cloned();
                     }
@@ -363,7 +437,10 @@ pub(crate) fn parse_saga_attr(cx: &Ctxt, args: TokenStream) -> SagaAttr {
             ),
             _ => cx.error_spanned_by(
                 meta.path(),
-                "unknown saga option; the only option is `name = TypeName`",
+                format!(
+                    "unknown saga option `{}`; the only option is `name = TypeName`, as in `#[saga(name = BookTrip)]`",
+                    meta.path().to_token_stream_string()
+                ),
             ),
         }
     }

@@ -71,8 +71,18 @@ fn decode_step(group: TokenStream) -> Option<StepInfo> {
         .into_iter()
         .map(|tt| string_of(&tt))
         .collect::<Option<_>>()?;
-    let [name, kind, compensation, max, backoff, max_backoff, timeout, cmax, cbackoff, cmax_backoff] =
-        <[String; 10]>::try_from(fields).ok()?;
+    let [
+        name,
+        kind,
+        compensation,
+        max,
+        backoff,
+        max_backoff,
+        timeout,
+        cmax,
+        cbackoff,
+        cmax_backoff,
+    ] = <[String; 10]>::try_from(fields).ok()?;
     let kind = match kind.as_str() {
         "compensate" => StepKind::Compensatable,
         "read_only" => StepKind::ReadOnly,

@@ -26,14 +26,20 @@ pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
     step::expand_salted(args.into(), item.into(), salt).into()
 }
 
-/// Tells apart the `#[step]` call sites of one crate: no two share file, line and column.
+/// Tells apart the `#[step]` expansions of one crate. File, line and column
+/// differ between call sites; the counter tells apart the expansions of one call
+/// site, as when a user's `macro_rules!` declares steps in several modules.
 fn call_site_salt(file: &str, line: usize, column: usize) -> u64 {
-    // FNV-1a: stable across compilations, so the generated names do not churn.
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static EXPANSIONS: AtomicU64 = AtomicU64::new(0);
+    let expansion = EXPANSIONS.fetch_add(1, Ordering::Relaxed);
+    // FNV-1a over the location and the expansion count.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in file
         .bytes()
         .chain(line.to_le_bytes())
         .chain(column.to_le_bytes())
+        .chain(expansion.to_le_bytes())
     {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);

@@ -62,8 +62,30 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             // The function as written is ordinary async Rust: emitting it keeps the
             // rest of the crate compiling, so only the saga's own errors show.
             func.sig.asyncness.get_or_insert_with(Default::default);
+            for stmt in &mut func.block.stmts {
+                if let Stmt::Local(local) = stmt {
+                    strip_mut(&mut local.pat);
+                }
+            }
+            let returns_result =
+                matches!(&func.sig.output, ReturnType::Type(_, ty) if result_args(ty).is_some());
+            if !returns_result {
+                // The body's `?`s would only add errors about the return type.
+                func.block =
+                    syn::parse_quote!({ ::core::unreachable!("this saga did not compile") });
+                func.attrs
+                    .push(syn::parse_quote!(#[allow(unused_variables)]));
+            }
             quote!(#errors #func)
         }
+    }
+}
+
+fn strip_mut(pat: &mut Pat) {
+    match pat {
+        Pat::Ident(pi) => pi.mutability = None,
+        Pat::Type(pt) => strip_mut(&mut pt.pat),
+        _ => {}
     }
 }
 
@@ -238,15 +260,14 @@ impl Model {
                             continue;
                         }
                     };
-                    if let Type::Reference(r) = &*pt.ty {
-                        if let Some(m) = r.mutability {
+                    if let Type::Reference(r) = &*pt.ty
+                        && let Some(m) = r.mutability {
                             cx.error_spanned_by(
                                 quote!(#m),
                                 "a saga cannot take `&mut`: a reference parameter is a resource (a client, a pool) that every step and compensation shares; take `&T` and use interior mutability inside it",
                             );
                             ok = false;
                         }
-                    }
                     check_name(cx, &ident, &mut names);
                     let mut state_ty = (*pt.ty).clone();
                     let mut namer = NameElided { found: false };
@@ -392,6 +413,20 @@ fn step_call(cx: &Ctxt, expr: &Expr) -> Option<Option<(syn::Path, syn::ExprCall,
                             );
                             return Some(None);
                         }
+                        let mut ok = true;
+                        for arg in &call.args {
+                            if let Expr::Reference(r) = arg
+                                && !is_place(&r.expr) {
+                                    cx.error_spanned_by(
+                                        arg,
+                                        "a step argument cannot borrow a temporary: arguments are evaluated again for each retry and for the compensation, so they must borrow something the saga keeps; bind it first as a typed local (`let value: T = ..;`) and pass `&value`",
+                                    );
+                                    ok = false;
+                                }
+                        }
+                        if !ok {
+                            return Some(None);
+                        }
                         Some(Some((p.path.clone(), call.clone(), t.question_token)))
                     }
                     other => {
@@ -437,6 +472,20 @@ fn step_call(cx: &Ctxt, expr: &Expr) -> Option<Option<(syn::Path, syn::ExprCall,
             Some(None)
         }
         _ => None,
+    }
+}
+
+/// Whether `&expr` borrows a place that outlives the step call (a name, a field or
+/// an element of one, a dereference, a literal), rather than a temporary.
+fn is_place(expr: &Expr) -> bool {
+    match expr {
+        Expr::Path(_) | Expr::Lit(_) => true,
+        Expr::Field(f) => is_place(&f.base),
+        Expr::Index(i) => is_place(&i.expr),
+        Expr::Paren(p) => is_place(&p.expr),
+        Expr::Group(g) => is_place(&g.expr),
+        Expr::Unary(u) => matches!(u.op, syn::UnOp::Deref(_)),
+        _ => false,
     }
 }
 
@@ -553,9 +602,9 @@ fn parse_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Parsed {
             }
         },
         Stmt::Expr(expr, None) => {
-            if let Expr::Call(call) = expr {
-                if let Expr::Path(p) = &*call.func {
-                    if p.qself.is_none() && p.path.is_ident("Ok") && call.args.len() == 1 {
+            if let Expr::Call(call) = expr
+                && let Expr::Path(p) = &*call.func
+                    && p.qself.is_none() && p.path.is_ident("Ok") && call.args.len() == 1 {
                         if let Some(span) = contains_await(&call.args[0]) {
                             cx.error_at(
                                 span,
@@ -565,8 +614,6 @@ fn parse_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Parsed {
                         }
                         return Parsed::Final(call.args[0].clone());
                     }
-                }
-            }
             if last {
                 cx.error_spanned_by(
                     expr,
@@ -712,6 +759,7 @@ fn generate(model: &Model) -> TokenStream {
     let saga_name = fn_ident.to_string();
     let n = steps.len();
     let layout = layout(model);
+    let known = all_names(model);
 
     let mut lifetimes: Vec<syn::Lifetime> = Vec::new();
     if model.needs_elided {
@@ -763,9 +811,8 @@ fn generate(model: &Model) -> TokenStream {
         let decls = field_decls(fields);
         variants.push(quote!(#v { #(#decls,)* }));
     }
-    for i in 1..n {
-        let v = &backward_variants[i];
-        let decls = field_decls(&layout.backward[i]);
+    for (v, fields) in backward_variants.iter().zip(&layout.backward).skip(1) {
+        let decls = field_decls(fields);
         variants.push(
             quote!(#v { #(#decls,)* __sagaflow_failure: ::sagaflow::StepFailure<#error_ty> }),
         );
@@ -807,11 +854,12 @@ fn generate(model: &Model) -> TokenStream {
             .as_ref()
             .map(|ty| quote!(let #binding: #ty = #binding;));
         let call_span = call.span();
+        let call = reusable_call(call, &known);
         let closure = quote_spanned!(call_span=> || #call);
         let q = question.span;
         let convert = quote_spanned! {q=>
             let __sagaflow_failure: ::sagaflow::StepFailure<#error_ty> =
-                __sagaflow_failure.map_err(::core::convert::From::from);
+                ::sagaflow::__private::step_error_converts_into_saga_error(__sagaflow_failure);
         };
         let on_failure = if i == 0 {
             quote!(return ::core::result::Result::Err(__sagaflow_run.failed(__sagaflow_failure));)
@@ -847,12 +895,11 @@ fn generate(model: &Model) -> TokenStream {
             }
         });
     }
-    for i in 1..n {
-        let v = &backward_variants[i];
+    for (i, v) in backward_variants.iter().enumerate().skip(1) {
         let fields = &layout.backward[i];
         let undo = &steps[i - 1];
         let path = &undo.path;
-        let args = &undo.call.args;
+        let args = reusable_args(&undo.call.args, &known);
         let output = &undo.binding;
         let index = (i - 1) as u32;
         let span = undo.call.span();
@@ -919,7 +966,7 @@ fn generate(model: &Model) -> TokenStream {
         #(#attrs)*
         #[doc = ""]
         #[doc = #fn_doc]
-        #[doc = #graph_doc]
+        #[cfg_attr(doc, doc = #graph_doc)]
         #vis #asyncness fn #fn_ident #fn_generics (#(#fn_params),*)
             -> ::core::result::Result<#output_ty, ::sagaflow::SagaError<#error_ty>>
         #where_clause
@@ -928,7 +975,7 @@ fn generate(model: &Model) -> TokenStream {
         }
 
         #[doc = #type_doc]
-        #[doc = #graph_doc]
+        #[cfg_attr(doc, doc = #graph_doc)]
         #vis struct #type_ident #generics {
             #(#param_names: #param_state_tys,)*
             #marker_field
@@ -964,7 +1011,7 @@ fn generate(model: &Model) -> TokenStream {
                 const STEPS: &'static [::sagaflow::StepInfo] =
                     &[#(<#step_paths as ::sagaflow::Step>::INFO),*];
 
-                #[allow(clippy::redundant_closure_call, clippy::needless_borrow, clippy::let_unit_value, unreachable_code, unused_braces)]
+                #[allow(clippy::redundant_closure, clippy::redundant_closure_call, clippy::needless_borrow, clippy::let_unit_value, unreachable_code, unused_braces)]
                 async fn __sagaflow_drive<__SagaflowHooks: ::sagaflow::Hooks>(
                     self,
                     __sagaflow_run: &mut ::sagaflow::__private::Run<'_, __SagaflowHooks>,
@@ -986,8 +1033,45 @@ fn generate(model: &Model) -> TokenStream {
     }
 }
 
+fn all_names(model: &Model) -> HashSet<String> {
+    let mut names: HashSet<String> = model.params.iter().map(|p| p.name.to_string()).collect();
+    names.extend(model.locals.iter().flatten().map(|l| l.name.to_string()));
+    names.extend(model.steps.iter().map(|s| s.binding.to_string()));
+    names
+}
+
+/// A step argument that is a bare saga name is read through `reuse`, so that moving
+/// an owned value says why it cannot be moved, at the argument.
+fn reusable_args(
+    args: &syn::punctuated::Punctuated<Expr, Token![,]>,
+    known: &HashSet<String>,
+) -> TokenStream {
+    let args = args.iter().map(|arg| match arg {
+        Expr::Path(p)
+            if p.qself.is_none()
+                && p.path
+                    .get_ident()
+                    .is_some_and(|i| known.contains(&i.to_string())) =>
+        {
+            let span = arg.span();
+            quote_spanned!(span=> ::sagaflow::__private::reuse(&#arg))
+        }
+        other => quote!(#other),
+    });
+    quote!(#(#args),*)
+}
+
+fn reusable_call(call: &syn::ExprCall, known: &HashSet<String>) -> TokenStream {
+    let func = &call.func;
+    let args = reusable_args(&call.args, known);
+    let span = call.span();
+    quote_spanned!(span=> #func(#args))
+}
+
 /// The rustdoc "Saga graph" section: a chain of the steps' own callback macros
 /// that ends in a string literal (see `graph_doc.rs` for why it takes a chain).
+/// Expanded only under rustdoc (`cfg(doc)`): ordinary builds pay nothing for it,
+/// and a call to a non-step is reported once, not again as a missing macro.
 fn graph_doc_call(model: &Model) -> TokenStream {
     let name = model.sig.ident.to_string();
     let mut paths = model.steps.iter().map(|s| &s.path);
@@ -1014,17 +1098,26 @@ fn pivot_checks(steps: &[StepCall]) -> TokenStream {
         let after = format!(
             "`{name}` runs after the saga's pivot, so it could never be undone: make it `#[step(retriable)]`, or move it before the pivot"
         );
+        let check = format_ident!(
+            "__sagaflow_pivot_order_of_{}",
+            step.path
+                .segments
+                .last()
+                .map(|s| s.ident.to_string())
+                .unwrap_or_default(),
+            span = span
+        );
         out.extend(quote_spanned! {span=>
-            #[allow(clippy::nonminimal_bool)]
             const _: () = {
-                if #(#earlier)||* {
+                #[allow(non_upper_case_globals, clippy::nonminimal_bool)]
+                const #check: () = if #(#earlier)||* {
                     if ::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Pivot) {
                         ::core::panic!(#second);
                     }
                     if !::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Retriable) {
                         ::core::panic!(#after);
                     }
-                }
+                };
             };
         });
     }

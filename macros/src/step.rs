@@ -29,8 +29,16 @@ use syn::{FnArg, GenericParam, ItemFn, ReturnType, Type};
 
 use crate::attr::{Kind, Retry, StepAttr, parse_step_attr};
 use crate::ctxt::Ctxt;
+use crate::graph_doc;
+use sagaflow_graph::{RetryPolicy, StepInfo, StepKind};
 
+#[cfg(test)]
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand_salted(args, item, 0)
+}
+
+/// `salt` tells apart the call sites of `#[step]` in one crate (see [`graph_callback`]).
+pub(crate) fn expand_salted(args: TokenStream, item: TokenStream, salt: u64) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
         Err(_) => {
@@ -45,7 +53,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let cx = Ctxt::new();
     let attr = parse_step_attr(&cx, args);
     let signature_ok = validate_signature(&cx, &func);
-    if attr.kind.is_none() {
+    if !attr.kind_written {
         cx.error_at(
             Span::call_site(),
             "a step must say what undoes it when a later step fails: add `compensate = <fn>`, or mark it `read_only`, `pivot` or `retriable`",
@@ -61,7 +69,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         // the function alone keeps the rest of the crate (and IDE completion) working.
         return quote!(#errors #func);
     }
-    let generated = generate(&func, &attr);
+    let generated = generate(&func, &attr, salt);
     quote!(#errors #generated)
 }
 
@@ -97,6 +105,12 @@ fn validate_signature(cx: &Ctxt, func: &ItemFn) -> bool {
                     "a step must return `Result<T, E>` (or an alias named `Result`) so that its failure can be compensated",
                 );
                 ok = false;
+            } else if let Some(borrow) = borrowed_output(ty) {
+                cx.error_spanned_by(
+                    borrow,
+                    "a step's output cannot borrow from its arguments: the saga keeps the output until it ends (its compensation reads it), so return an owned value, such as `Booking` or `Arc<Booking>`, or a `&'static` reference",
+                );
+                ok = false;
             }
         }
     }
@@ -122,15 +136,14 @@ fn validate_signature(cx: &Ctxt, func: &ItemFn) -> bool {
                 ok = false;
             }
             FnArg::Typed(pat) => {
-                if let Type::Reference(r) = &*pat.ty {
-                    if let Some(m) = r.mutability {
+                if let Type::Reference(r) = &*pat.ty
+                    && let Some(m) = r.mutability {
                         cx.error_spanned_by(
                             quote!(#m),
                             "a step cannot take `&mut`: its arguments are evaluated again for each retry and for its compensation, so they must be shared; take `&T` and use interior mutability (such as a `Mutex`) if the step must change something",
                         );
                         ok = false;
                     }
-                }
             }
         }
     }
@@ -139,6 +152,30 @@ fn validate_signature(cx: &Ctxt, func: &ItemFn) -> bool {
         ok = false;
     }
     ok
+}
+
+/// The first borrow in a step's return type that is not `'static`: an elided
+/// `&`, `'_` or a named lifetime.
+fn borrowed_output(ty: &Type) -> Option<TokenStream> {
+    use syn::visit::Visit;
+    struct Finder(Option<TokenStream>);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
+            if self.0.is_none() && r.lifetime.is_none() {
+                let and = r.and_token;
+                self.0 = Some(quote!(#and));
+            }
+            syn::visit::visit_type_reference(self, r);
+        }
+        fn visit_lifetime(&mut self, l: &'ast syn::Lifetime) {
+            if self.0.is_none() && l.ident != "static" {
+                self.0 = Some(quote!(#l));
+            }
+        }
+    }
+    let mut finder = Finder(None);
+    finder.visit_type(ty);
+    finder.0
 }
 
 fn looks_like_result(ty: &Type) -> bool {
@@ -152,27 +189,24 @@ fn looks_like_result(ty: &Type) -> bool {
 
 fn validate_options(cx: &Ctxt, attr: &StepAttr) {
     let kind = attr.kind.as_ref().map(|(k, _)| k);
-    if let (Some(Kind::Retriable), Some((retry, span))) = (kind, &attr.retry) {
-        if retry.max.is_some() {
-            cx.error_at(
-                *span,
-                "a `retriable` step is retried until it succeeds, so it takes no retry count; keep only `retry(backoff = .., max_backoff = ..)`",
+    if let (Some(Kind::Retriable), Some((retry, tokens))) = (kind, &attr.retry)
+        && retry.max.is_some() {
+            cx.error_spanned_by(
+                retry.max_tokens.as_ref().unwrap_or(tokens),
+                "a `retriable` step is retried until it succeeds, so it takes no retry count: remove it, and keep only `retry(backoff = .., max_backoff = ..)` to set the waits, or make the step `compensate = <fn>` to give up after a count",
             );
         }
-    }
-    if let Some((_, span)) = &attr.compensate_retry {
-        if let Some(kind) = kind {
-            if !matches!(kind, Kind::Compensate(_)) {
-                cx.error_at(
-                    *span,
+    if let Some((_, tokens)) = &attr.compensate_retry
+        && let Some(kind) = kind
+            && !matches!(kind, Kind::Compensate(_)) {
+                cx.error_spanned_by(
+                    tokens,
                     format!(
                         "`compensate_retry` sets how a compensation is retried, but a `{}` step has no compensation; remove it or use `compensate = <fn>`",
                         kind.word()
                     ),
                 );
             }
-        }
-    }
 }
 
 fn retry_tokens(retry: &Retry, base: TokenStream) -> TokenStream {
@@ -196,7 +230,7 @@ fn duration_nanos(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn generate(func: &ItemFn, attr: &StepAttr) -> TokenStream {
+fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream {
     let ItemFn {
         attrs,
         vis,
@@ -267,10 +301,16 @@ fn generate(func: &ItemFn, attr: &StepAttr) -> TokenStream {
     let compensate_body = match &kind {
         Kind::Compensate(path) => {
             let span = path.span();
+            // A local check function, so that a compensation returning the wrong
+            // type is reported "required by a bound in `compensation_returns_result`"
+            // at the `compensate = ..` path, rather than in the runtime's internals.
             quote_spanned! {span=>
-                ::sagaflow::__private::compensation_result(
-                    #path(#(#arg_names,)* __sagaflow_output).await
-                )
+                fn compensation_returns_result<R: ::sagaflow::CompensationResult>(
+                    result: R,
+                ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError> {
+                    ::sagaflow::__private::compensation_result(result)
+                }
+                compensation_returns_result(#path(#(#arg_names,)* __sagaflow_output).await)
             }
         }
         _ => quote! {
@@ -279,7 +319,10 @@ fn generate(func: &ItemFn, attr: &StepAttr) -> TokenStream {
         },
     };
     let doc = step_doc(&kind, attr);
+    let callback = graph_callback(vis, ident, &info_value(&name, &kind, attr), salt);
     quote! {
+        #callback
+
         #(#attrs)*
         #[doc = ""]
         #[doc = #doc]
@@ -312,6 +355,78 @@ fn generate(func: &ItemFn, attr: &StepAttr) -> TokenStream {
     }
 }
 
+/// The step's declaration as a value, for the saga's rustdoc picture: the same
+/// values as the `INFO` tokens, with the runtime's defaults filled in.
+fn info_value(name: &str, kind: &Kind, attr: &StepAttr) -> StepInfo {
+    let graph_kind = match kind {
+        Kind::Compensate(_) => StepKind::Compensatable,
+        Kind::ReadOnly => StepKind::ReadOnly,
+        Kind::Pivot => StepKind::Pivot,
+        Kind::Retriable => StepKind::Retriable,
+    };
+    let mut info = StepInfo::new(graph_doc::leak(name.to_string()), graph_kind);
+    if let Kind::Compensate(path) = kind
+        && let Some(last) = path.segments.last() {
+            info = info.with_compensation(graph_doc::leak(last.ident.to_string()));
+        }
+    let policy = |retry: &Retry, mut base: RetryPolicy| {
+        if let Some(max) = retry.max {
+            base = RetryPolicy::retries(max);
+        }
+        if let Some(b) = retry.backoff {
+            base = base.with_backoff(b);
+        }
+        if let Some(m) = retry.max_backoff {
+            base = base.with_max_backoff(m);
+        }
+        base
+    };
+    if let Some((retry, _)) = &attr.retry {
+        info = info.with_retry(policy(retry, info.retry()));
+    }
+    if let Some(timeout) = attr.timeout {
+        info = info.with_timeout(timeout);
+    }
+    if let Some((retry, _)) = &attr.compensate_retry {
+        info = info.with_compensation_retry(policy(retry, info.compensation_retry()));
+    }
+    info
+}
+
+/// The per-step `macro_rules!` callback that carries the declaration to `#[saga]`'s
+/// rustdoc picture (see `graph_doc`). Exported under a name unique in the crate
+/// (the step's name and its call site), and re-exported under the step's own name
+/// in the macro namespace, so that it travels with the function through `use`.
+fn graph_callback(
+    vis: &syn::Visibility,
+    ident: &syn::Ident,
+    info: &StepInfo,
+    salt: u64,
+) -> TokenStream {
+    let unique = format_ident!(
+        "__sagaflow_step_{}_{:016x}",
+        ident.to_string().trim_start_matches("r#"),
+        salt
+    );
+    let encoded = graph_doc::encode(info);
+    quote! {
+        #[doc(hidden)]
+        #[macro_export]
+        #[allow(non_local_definitions)]
+        macro_rules! #unique {
+            (@sagaflow_graph [ { $($next:tt)* } $($rest:tt)* ] [ $($acc:tt)* ]) => {
+                $($next)* ! ( @sagaflow_graph [ $($rest)* ] [ $($acc)* #encoded ] )
+            };
+            (@sagaflow_graph [] [ $($acc:tt)* ]) => {
+                ::sagaflow::__private::saga_graph_doc! ( $($acc)* #encoded )
+            };
+        }
+        #[doc(hidden)]
+        #[allow(unused_imports)]
+        #vis use #unique as #ident;
+    }
+}
+
 fn step_doc(kind: &Kind, attr: &StepAttr) -> String {
     let mut doc = String::from("# Saga step\n\n");
     match kind {
@@ -329,13 +444,12 @@ fn step_doc(kind: &Kind, attr: &StepAttr) -> String {
             doc.push_str("Retriable: never undone; retried until it succeeds.")
         }
     }
-    if let Some((retry, _)) = &attr.retry {
-        if let Some(max) = retry.max {
+    if let Some((retry, _)) = &attr.retry
+        && let Some(max) = retry.max {
             doc.push_str(&format!(
                 " Retried up to {max} times after the first attempt."
             ));
         }
-    }
     if let Some(timeout) = attr.timeout {
         doc.push_str(&format!(
             " Each attempt is limited to {}.",
@@ -372,6 +486,51 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("retries (2u32)"), "{out}");
+    }
+
+    #[test]
+    fn a_malformed_kind_is_not_also_a_missing_kind() {
+        let out = expand_str("compensate", "async fn a() -> Result<(), E> { Ok(()) }");
+        assert!(out.contains("compensate = cancel_flight"), "{out}");
+        assert!(!out.contains("must say what undoes it"), "{out}");
+    }
+
+    #[test]
+    fn a_near_miss_option_gets_a_suggestion() {
+        let out = expand_str(
+            "read_only, timout = \"1s\"",
+            "async fn a() -> Result<(), E> { Ok(()) }",
+        );
+        assert!(out.contains("did you mean `timeout`?"), "{out}");
+        let out = expand_str(
+            "read_only, retries = 3",
+            "async fn a() -> Result<(), E> { Ok(()) }",
+        );
+        assert!(out.contains("did you mean `retry`?"), "{out}");
+        let out = expand_str(
+            "read_only, colour = 3",
+            "async fn a() -> Result<(), E> { Ok(()) }",
+        );
+        assert!(!out.contains("did you mean"), "{out}");
+    }
+
+    #[test]
+    fn a_borrowed_output_is_an_error_but_static_is_fine() {
+        let out = expand_str(
+            "read_only",
+            "async fn a(x: &X) -> Result<&str, E> { Ok(\"\") }",
+        );
+        assert!(out.contains("cannot borrow"), "{out}");
+        let out = expand_str(
+            "read_only",
+            "async fn a<'x>(x: &'x X) -> Result<Cow<'x, str>, E> { todo!() }",
+        );
+        assert!(out.contains("cannot borrow"), "{out}");
+        let out = expand_str(
+            "read_only",
+            "async fn a(x: &X) -> Result<&'static str, E> { Ok(\"\") }",
+        );
+        assert!(!out.contains("compile_error"), "{out}");
     }
 
     #[test]

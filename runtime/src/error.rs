@@ -56,7 +56,7 @@ impl<E: fmt::Display> fmt::Display for StepFailure<E> {
 pub(crate) fn humanize(d: Duration) -> String {
     if d.as_secs() > 0 && d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
-    } else if d.as_nanos() % 1_000_000 == 0 {
+    } else if d.as_nanos().is_multiple_of(1_000_000) {
         format!("{}ms", d.as_millis())
     } else {
         format!("{d:?}")

@@ -105,6 +105,30 @@ pub mod __private {
         result.into_compensation_result()
     }
 
+    /// A value a step call reads by name, which must survive being read again.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is moved into a step, but a step's arguments are evaluated again for each retry and for its compensation",
+        label = "moved into the step here",
+        note = "pass a reference (`&name`), a `Copy` value, or an explicit `.clone()`"
+    )]
+    pub trait ReusableArgument: Copy {}
+
+    impl<T: Copy> ReusableArgument for T {}
+
+    /// Reads a saga name passed to a step by value: only `Copy` values can be.
+    #[inline(always)]
+    pub fn reuse<T: ReusableArgument>(value: &T) -> T {
+        *value
+    }
+
+    /// Converts a step's failure as `?` would convert its error.
+    #[inline(always)]
+    pub fn step_error_converts_into_saga_error<S, E: From<S>>(
+        failure: crate::StepFailure<S>,
+    ) -> crate::StepFailure<E> {
+        failure.map_err(E::from)
+    }
+
     /// The compensation stand-in of a step that has none; never called.
     #[inline]
     pub async fn no_compensation() -> Result<(), CompensationError> {

@@ -4,7 +4,6 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::context::{Phase, SagaId};
-use crate::error::humanize;
 
 /// How a step or compensation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,7 +73,9 @@ impl StepRecord {
         self.attempts
     }
 
-    /// Time from the first attempt's start to the end, backoff included.
+    /// Time from the first attempt's start to the end, backoff included. Measured on
+    /// the wall clock (`std::time::Instant`), so it does not follow tokio's paused
+    /// clock in tests.
     pub fn duration(&self) -> Duration {
         self.duration
     }
@@ -174,7 +175,7 @@ impl fmt::Display for RunReport {
         let width = self
             .records
             .iter()
-            .map(|r| r.function.len() + if r.phase == Phase::Compensation { 7 } else { 0 })
+            .map(|r| r.function.len() + if r.phase == Phase::Compensation { 6 } else { 0 })
             .max()
             .unwrap_or(0);
         for r in &self.records {
@@ -191,8 +192,10 @@ impl fmt::Display for RunReport {
                 if r.attempts == 1 { " " } else { "s" },
                 humanize_short(r.duration),
             )?;
-            if let Some(e) = &r.error {
-                write!(f, "  ({e})")?;
+            match (&r.error, r.outcome) {
+                (Some(e), Outcome::Succeeded) => write!(f, "  (retried after: {e})")?,
+                (Some(e), _) => write!(f, "  ({e})")?,
+                (None, _) => {}
             }
             writeln!(f)?;
         }
@@ -200,12 +203,14 @@ impl fmt::Display for RunReport {
     }
 }
 
+/// One decimal in the unit that fits, so that a column of durations lines up.
 fn humanize_short(d: Duration) -> String {
+    let secs = d.as_secs_f64();
     if d >= Duration::from_secs(1) {
-        format!("{:.2}s", d.as_secs_f64())
+        format!("{secs:.1}s")
     } else if d >= Duration::from_millis(1) {
-        format!("{:.1}ms", d.as_secs_f64() * 1e3)
+        format!("{:.1}ms", secs * 1e3)
     } else {
-        humanize(d)
+        format!("{:.1}µs", secs * 1e6)
     }
 }

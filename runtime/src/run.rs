@@ -257,8 +257,7 @@ impl<'h, H: Hooks> Run<'h, H> {
         _step: core::marker::PhantomData<S>,
         index: u32,
         mut call: F,
-    )
-    where
+    ) where
         S: Step,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), CompensationError>>,

@@ -4,13 +4,13 @@ use core::future::Future;
 
 use tracing::Instrument;
 
+use crate::SagaGraph;
+use crate::StepInfo;
 use crate::context::SagaId;
 use crate::error::SagaError;
-use crate::SagaGraph;
 use crate::hooks::{Hooks, NoHooks};
 use crate::report::RunReport;
 use crate::run::Run;
-use crate::StepInfo;
 
 /// A saga as a value: its input, ready to run. `#[saga]` implements it on the
 /// generated `…Saga` type.

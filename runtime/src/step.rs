@@ -25,4 +25,3 @@ pub trait Step {
     #[doc(hidden)]
     const __SAGAFLOW_MARKER: core::marker::PhantomData<Self> = core::marker::PhantomData;
 }
-

@@ -1,0 +1,665 @@
+//! What declaring a saga costs at run time, against the same steps written by hand.
+//!
+//! Run with `cargo bench -p sagaflow-tests --bench overhead`. It is a measurement,
+//! not a test: it prints a table and whether the targets of DESIGN.md ("Cost") are
+//! met, and always exits 0.
+//!
+//! The saga has ten steps, each `#[step(compensate = undo_i)]`, taking a `&Counter`
+//! resource and a `u64`, returning `Result<u64, BenchError>`. The baseline is one
+//! hand-written `async fn` that awaits the same ten step functions (the very same
+//! bodies: `#[step]` leaves the function as it is) and, on an error, awaits the undo
+//! functions in reverse order by hand.
+//!
+//! Two flavours:
+//! - `trivial`: each step does a little arithmetic behind `black_box` and never
+//!   suspends; the figure of merit is the overhead in ns per step.
+//! - `yielding`: each step suspends once (`tokio::task::yield_now`), so every step
+//!   costs a trip through the scheduler; the figure of merit is the ratio saga/hand.
+//!
+//! Both run on a current-thread tokio runtime, many sagas per measurement, the
+//! measurements of each side interleaved (so that both see the same machine noise),
+//! best and median of several repetitions. The saga runs in its default
+//! configuration: awaiting the generated function, in memory, report built and
+//! tracing spans created, no tracing subscriber installed.
+//!
+//! A counting global allocator gives heap allocations per saga run on the success
+//! path. Allocations per step are the slope between a one-step and the ten-step
+//! saga: (allocs(10 steps) - allocs(1 step)) / 9, so a constant per saga shows as 0.
+//!
+//! Environment:
+//! - `OVERHEAD_ITERS`: sagas per measurement in the trivial flavour (default
+//!   200000); the yielding flavour runs a quarter of that.
+//! - `OVERHEAD_REPS`: repetitions per side (default 9).
+//! - `OVERHEAD_ONLY`: `trivial` or `yielding` to run one flavour (for profiling).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::fmt;
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sagaflow::{Runner, saga, step};
+
+// ---------------------------------------------------------------------------
+// Counting allocator
+// ---------------------------------------------------------------------------
+
+struct CountingAlloc;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to `System` unchanged; only counts.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        ALLOC_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        ALLOC_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // A growing realloc is an allocation as far as cost goes.
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        ALLOC_BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn allocs() -> (u64, u64) {
+    (
+        ALLOCS.load(Ordering::Relaxed),
+        ALLOC_BYTES.load(Ordering::Relaxed),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// The resource, the error, and the step bodies shared by both sides
+// ---------------------------------------------------------------------------
+
+const NO_FAILURE: u64 = u64::MAX;
+
+/// The resource every step and compensation is handed: a running sum, the number
+/// of compensations that ran, and which step (if any) is made to fail.
+pub struct Counter {
+    sum: Cell<u64>,
+    undone: Cell<u64>,
+    fail_at: Cell<u64>,
+}
+
+impl Counter {
+    fn new(fail_at: u64) -> Self {
+        Counter {
+            sum: Cell::new(0),
+            undone: Cell::new(0),
+            fail_at: Cell::new(fail_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BenchError {
+    step: u64,
+}
+
+impl fmt::Display for BenchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "step {} failed", self.step)
+    }
+}
+
+impl std::error::Error for BenchError {}
+
+/// The body of step `k`: a little arithmetic, one write to the resource, and a
+/// failure only when the resource says so (which keeps the error paths alive).
+#[inline(always)]
+fn work(c: &Counter, x: u64, k: u64) -> Result<u64, BenchError> {
+    if c.fail_at.get() == k {
+        return Err(BenchError { step: k });
+    }
+    let v = black_box(x)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(k as u32 + 1)
+        ^ k;
+    c.sum.set(c.sum.get().wrapping_add(v));
+    Ok(black_box(v))
+}
+
+/// The body of undo `k`: takes back what step `k` added.
+#[inline(always)]
+fn unwork(c: &Counter, _x: u64, out: u64, _k: u64) -> Result<(), BenchError> {
+    c.sum.set(c.sum.get().wrapping_sub(black_box(out)));
+    c.undone.set(c.undone.get() + 1);
+    Ok(())
+}
+
+/// One flavour: ten steps with their undos, the ten-step and one-step sagas, and
+/// the same two written by hand. `$($suspend)*` is what each step does before its
+/// work: nothing, or one `yield_now().await`.
+macro_rules! flavour {
+    ($module:ident, $($suspend:tt)*) => {
+        pub mod $module {
+            use super::*;
+
+            #[step(compensate = undo0)]
+            pub async fn s0(c: &Counter, x: u64) -> Result<u64, BenchError> { $($suspend)* work(c, x, 0) }
+            #[step(compensate = undo1)]
+            pub async fn s1(c: &Counter, x: u64) -> Result<u64, BenchError> { $($suspend)* work(c, x, 1) }
+            #[step(compensate = undo2)]
+            pub async fn s2(c: &Counter, x: u64) -> Result<u64, BenchError> { $($suspend)* work(c, x, 2) }
+            #[step(compensate = undo3)]
+            pub async fn s3(c: &Counter, x: u64) -> Result<u64, BenchError> { $($suspend)* work(c, x, 3) }
+            #[step(compensate = undo4)]
+            pub async fn s4(c: &Counter, x: u64) -> Result<u64, BenchError> { $($suspend)* work(c, x, 4) }
+            #[step(compensate = undo5)]
+            pub async fn s5(c: &Counter, x: u64) -> Result<u64, BenchError> { $($suspend)* work(c, x, 5) }
+            #[step(compensate = undo6)]
+            pub async fn s6(c: &Counter, x: u64) -> Result<u64, BenchError> { $($suspend)* work(c, x, 6) }
+            #[step(compensate = undo7)]
+            pub async fn s7(c: &Counter, x: u64) -> Result<u64, BenchError> { $($suspend)* work(c, x, 7) }
+            #[step(compensate = undo8)]
+            pub async fn s8(c: &Counter, x: u64) -> Result<u64, BenchError> { $($suspend)* work(c, x, 8) }
+            #[step(compensate = undo9)]
+            pub async fn s9(c: &Counter, x: u64) -> Result<u64, BenchError> { $($suspend)* work(c, x, 9) }
+
+            pub async fn undo0(c: &Counter, x: u64, out: &u64) -> Result<(), BenchError> { $($suspend)* unwork(c, x, *out, 0) }
+            pub async fn undo1(c: &Counter, x: u64, out: &u64) -> Result<(), BenchError> { $($suspend)* unwork(c, x, *out, 1) }
+            pub async fn undo2(c: &Counter, x: u64, out: &u64) -> Result<(), BenchError> { $($suspend)* unwork(c, x, *out, 2) }
+            pub async fn undo3(c: &Counter, x: u64, out: &u64) -> Result<(), BenchError> { $($suspend)* unwork(c, x, *out, 3) }
+            pub async fn undo4(c: &Counter, x: u64, out: &u64) -> Result<(), BenchError> { $($suspend)* unwork(c, x, *out, 4) }
+            pub async fn undo5(c: &Counter, x: u64, out: &u64) -> Result<(), BenchError> { $($suspend)* unwork(c, x, *out, 5) }
+            pub async fn undo6(c: &Counter, x: u64, out: &u64) -> Result<(), BenchError> { $($suspend)* unwork(c, x, *out, 6) }
+            pub async fn undo7(c: &Counter, x: u64, out: &u64) -> Result<(), BenchError> { $($suspend)* unwork(c, x, *out, 7) }
+            pub async fn undo8(c: &Counter, x: u64, out: &u64) -> Result<(), BenchError> { $($suspend)* unwork(c, x, *out, 8) }
+            pub async fn undo9(c: &Counter, x: u64, out: &u64) -> Result<(), BenchError> { $($suspend)* unwork(c, x, *out, 9) }
+
+            #[saga]
+            pub async fn ten(c: &Counter, x: u64) -> Result<u64, BenchError> {
+                let a0 = s0(c, x).await?;
+                let a1 = s1(c, a0).await?;
+                let a2 = s2(c, a1).await?;
+                let a3 = s3(c, a2).await?;
+                let a4 = s4(c, a3).await?;
+                let a5 = s5(c, a4).await?;
+                let a6 = s6(c, a5).await?;
+                let a7 = s7(c, a6).await?;
+                let a8 = s8(c, a7).await?;
+                let a9 = s9(c, a8).await?;
+                Ok(a9)
+            }
+
+            #[saga]
+            pub async fn one(c: &Counter, x: u64) -> Result<u64, BenchError> {
+                let a0 = s0(c, x).await?;
+                Ok(a0)
+            }
+
+            /// The ten steps by hand: on an error, undo the completed steps in
+            /// reverse order (each undo called with its step's arguments and output,
+            /// as the saga does), then return the error.
+            pub async fn hand_ten(c: &Counter, x: u64) -> Result<u64, BenchError> {
+                let a0 = s0(c, x).await?;
+                let a1 = match s1(c, a0).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = undo0(c, x, &a0).await;
+                        return Err(e);
+                    }
+                };
+                let a2 = match s2(c, a1).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = undo1(c, a0, &a1).await;
+                        let _ = undo0(c, x, &a0).await;
+                        return Err(e);
+                    }
+                };
+                let a3 = match s3(c, a2).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = undo2(c, a1, &a2).await;
+                        let _ = undo1(c, a0, &a1).await;
+                        let _ = undo0(c, x, &a0).await;
+                        return Err(e);
+                    }
+                };
+                let a4 = match s4(c, a3).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = undo3(c, a2, &a3).await;
+                        let _ = undo2(c, a1, &a2).await;
+                        let _ = undo1(c, a0, &a1).await;
+                        let _ = undo0(c, x, &a0).await;
+                        return Err(e);
+                    }
+                };
+                let a5 = match s5(c, a4).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = undo4(c, a3, &a4).await;
+                        let _ = undo3(c, a2, &a3).await;
+                        let _ = undo2(c, a1, &a2).await;
+                        let _ = undo1(c, a0, &a1).await;
+                        let _ = undo0(c, x, &a0).await;
+                        return Err(e);
+                    }
+                };
+                let a6 = match s6(c, a5).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = undo5(c, a4, &a5).await;
+                        let _ = undo4(c, a3, &a4).await;
+                        let _ = undo3(c, a2, &a3).await;
+                        let _ = undo2(c, a1, &a2).await;
+                        let _ = undo1(c, a0, &a1).await;
+                        let _ = undo0(c, x, &a0).await;
+                        return Err(e);
+                    }
+                };
+                let a7 = match s7(c, a6).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = undo6(c, a5, &a6).await;
+                        let _ = undo5(c, a4, &a5).await;
+                        let _ = undo4(c, a3, &a4).await;
+                        let _ = undo3(c, a2, &a3).await;
+                        let _ = undo2(c, a1, &a2).await;
+                        let _ = undo1(c, a0, &a1).await;
+                        let _ = undo0(c, x, &a0).await;
+                        return Err(e);
+                    }
+                };
+                let a8 = match s8(c, a7).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = undo7(c, a6, &a7).await;
+                        let _ = undo6(c, a5, &a6).await;
+                        let _ = undo5(c, a4, &a5).await;
+                        let _ = undo4(c, a3, &a4).await;
+                        let _ = undo3(c, a2, &a3).await;
+                        let _ = undo2(c, a1, &a2).await;
+                        let _ = undo1(c, a0, &a1).await;
+                        let _ = undo0(c, x, &a0).await;
+                        return Err(e);
+                    }
+                };
+                let a9 = match s9(c, a8).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = undo8(c, a7, &a8).await;
+                        let _ = undo7(c, a6, &a7).await;
+                        let _ = undo6(c, a5, &a6).await;
+                        let _ = undo5(c, a4, &a5).await;
+                        let _ = undo4(c, a3, &a4).await;
+                        let _ = undo3(c, a2, &a3).await;
+                        let _ = undo2(c, a1, &a2).await;
+                        let _ = undo1(c, a0, &a1).await;
+                        let _ = undo0(c, x, &a0).await;
+                        return Err(e);
+                    }
+                };
+                Ok(a9)
+            }
+
+            pub async fn hand_one(c: &Counter, x: u64) -> Result<u64, BenchError> {
+                let a0 = s0(c, x).await?;
+                Ok(a0)
+            }
+        }
+    };
+}
+
+flavour!(trivial,);
+flavour!(yielding, tokio::task::yield_now().await;);
+
+// ---------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime")
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v.trim().replace('_', "").parse().unwrap_or_else(|_| {
+            eprintln!("{name}={v:?} is not a number; using {default}");
+            default
+        }),
+        Err(_) => default,
+    }
+}
+
+/// Runs `n` sagas one after the other inside one `block_on`, and times the loop.
+fn time_loop<'c, F, Fut, T>(rt: &tokio::runtime::Runtime, n: u64, f: &F) -> Duration
+where
+    F: Fn(u64) -> Fut + 'c,
+    Fut: Future<Output = T> + 'c,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        for i in 0..n {
+            black_box(f(black_box(i)).await);
+        }
+        start.elapsed()
+    })
+}
+
+/// Heap allocations (count, bytes) per run, over `n` runs after a warm-up.
+fn allocs_per_run<'c, F, Fut, T>(rt: &tokio::runtime::Runtime, n: u64, f: &F) -> (f64, f64)
+where
+    F: Fn(u64) -> Fut + 'c,
+    Fut: Future<Output = T> + 'c,
+{
+    rt.block_on(async {
+        for i in 0..n.min(1000) {
+            black_box(f(black_box(i)).await);
+        }
+        let (c0, b0) = allocs();
+        for i in 0..n {
+            black_box(f(black_box(i)).await);
+        }
+        let (c1, b1) = allocs();
+        ((c1 - c0) as f64 / n as f64, (b1 - b0) as f64 / n as f64)
+    })
+}
+
+struct Samples(Vec<Duration>);
+
+impl Samples {
+    fn best(&self) -> Duration {
+        self.0.iter().copied().min().unwrap_or_default()
+    }
+
+    fn median(&self) -> Duration {
+        let mut v = self.0.clone();
+        v.sort();
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    }
+}
+
+fn ns_per(d: Duration, n: u64) -> f64 {
+    d.as_nanos() as f64 / n as f64
+}
+
+struct Row {
+    flavour: &'static str,
+    iters: u64,
+    hand: Samples,
+    saga: Samples,
+    runner: Samples,
+    hand_allocs: (f64, f64),
+    saga_allocs: (f64, f64),
+    runner_allocs: (f64, f64),
+    hand_step_allocs: f64,
+    saga_step_allocs: f64,
+    hand_size: usize,
+    saga_size: usize,
+}
+
+/// Everything one flavour needs, as closures over one `Counter`.
+macro_rules! measure {
+    ($flavour:ident, $name:literal, $iters:expr, $reps:expr, $rt:expr) => {{
+        let rt = $rt;
+        let iters: u64 = $iters;
+        let reps: u64 = $reps;
+        let counter = Counter::new(NO_FAILURE);
+        let c = &counter;
+        let hand = move |x: u64| $flavour::hand_ten(c, x);
+        let saga = move |x: u64| $flavour::ten(c, x);
+        // `Runner::new()` is a zero-sized value; borrowing one is what a caller that
+        // keeps a runner does.
+        let the_runner = Runner::new();
+        let rn = &the_runner;
+        let runner = move |x: u64| rn.run($flavour::TenSaga::new(c, x));
+        let hand_one = move |x: u64| $flavour::hand_one(c, x);
+        let saga_one = move |x: u64| $flavour::one(c, x);
+
+        let hand_size = std::mem::size_of_val(&hand(0));
+        let saga_size = std::mem::size_of_val(&saga(0));
+
+        // Allocations first (not timed).
+        let alloc_n = (iters / 20).max(1000);
+        let hand_allocs = allocs_per_run(rt, alloc_n, &hand);
+        let saga_allocs = allocs_per_run(rt, alloc_n, &saga);
+        let runner_allocs = allocs_per_run(rt, alloc_n, &runner);
+        let hand_one_allocs = allocs_per_run(rt, alloc_n, &hand_one);
+        let saga_one_allocs = allocs_per_run(rt, alloc_n, &saga_one);
+        let hand_step_allocs = (hand_allocs.0 - hand_one_allocs.0) / 9.0;
+        let saga_step_allocs = (saga_allocs.0 - saga_one_allocs.0) / 9.0;
+
+        // Warm-up: caches, branch predictors, CPU frequency.
+        let warm = (iters / 10).max(1);
+        for _ in 0..2 {
+            time_loop(rt, warm, &hand);
+            time_loop(rt, warm, &saga);
+            time_loop(rt, warm, &runner);
+        }
+
+        // Interleaved repetitions, rotating the order so that no side is always first.
+        let (mut h, mut s, mut r) = (Vec::new(), Vec::new(), Vec::new());
+        for rep in 0..reps {
+            for k in 0..3 {
+                match (rep + k) % 3 {
+                    0 => h.push(time_loop(rt, iters, &hand)),
+                    1 => s.push(time_loop(rt, iters, &saga)),
+                    _ => r.push(time_loop(rt, iters, &runner)),
+                }
+            }
+        }
+        black_box(counter.sum.get());
+        Row {
+            flavour: $name,
+            iters,
+            hand: Samples(h),
+            saga: Samples(s),
+            runner: Samples(r),
+            hand_allocs,
+            saga_allocs,
+            runner_allocs,
+            hand_step_allocs,
+            saga_step_allocs,
+            hand_size,
+            saga_size,
+        }
+    }};
+}
+
+/// Both sides must do the same thing, on success and on each failure: same result,
+/// same steps undone, the resource back where it started after a rollback.
+fn sanity_check(rt: &tokio::runtime::Runtime) {
+    macro_rules! check {
+        ($flavour:ident) => {
+            for fail_at in [NO_FAILURE, 0, 1, 5, 9] {
+                let (ch, cs, cr) = (
+                    Counter::new(fail_at),
+                    Counter::new(fail_at),
+                    Counter::new(fail_at),
+                );
+                let (h, s, r) = rt.block_on(async {
+                    (
+                        $flavour::hand_ten(&ch, 7).await,
+                        $flavour::ten(&cs, 7).await,
+                        Runner::new().run($flavour::TenSaga::new(&cr, 7)).await,
+                    )
+                });
+                match (&h, &s, &r) {
+                    (Ok(h), Ok(s), Ok(r)) => assert!(h == s && s == r, "results differ"),
+                    (Err(h), Err(s), Err(r)) => {
+                        assert_eq!(Some(h), s.cause(), "errors differ");
+                        assert_eq!(Some(h), r.cause(), "errors differ");
+                        assert!(s.is_compensated() && r.is_compensated());
+                        assert_eq!(s.undone().len() as u64, fail_at);
+                        assert_eq!(ch.sum.get(), 0, "hand-written rollback left a sum");
+                    }
+                    _ => panic!(
+                        "{}: outcomes differ at fail_at={fail_at}",
+                        stringify!($flavour)
+                    ),
+                }
+                assert_eq!(ch.sum.get(), cs.sum.get());
+                assert_eq!(ch.sum.get(), cr.sum.get());
+                assert_eq!(ch.undone.get(), cs.undone.get());
+                assert_eq!(ch.undone.get(), cr.undone.get());
+            }
+        };
+    }
+    check!(trivial);
+    check!(yielding);
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; filters and other flags are ignored.
+    let iters = env_u64("OVERHEAD_ITERS", 200_000).max(1);
+    let reps = env_u64("OVERHEAD_REPS", 9).max(1);
+    let only = std::env::var("OVERHEAD_ONLY").unwrap_or_default();
+    let rt = runtime();
+    let started = Instant::now();
+
+    sanity_check(&rt);
+
+    let mut rows = Vec::new();
+    if only.is_empty() || only == "trivial" {
+        rows.push(measure!(trivial, "trivial", iters, reps, &rt));
+    }
+    if only.is_empty() || only == "yielding" {
+        rows.push(measure!(
+            yielding,
+            "yielding",
+            (iters / 4).max(1),
+            reps,
+            &rt
+        ));
+    }
+
+    println!();
+    println!(
+        "sagaflow overhead: 10-step saga vs the same steps by hand (current-thread tokio, \
+         best of {reps}; median in brackets)"
+    );
+    println!();
+    println!(
+        "{:<9} {:<22} {:>9} {:>20} {:>20} {:>16} {:>15} {:>10}",
+        "flavour",
+        "sagaflow entry",
+        "sagas",
+        "hand ns/saga",
+        "sagaflow ns/saga",
+        "overhead ns/step",
+        "ratio",
+        "future B"
+    );
+    for row in &rows {
+        let n = row.iters;
+        let hb = ns_per(row.hand.best(), n);
+        let hm = ns_per(row.hand.median(), n);
+        for (entry, samples) in [
+            ("ten(..).await", &row.saga),
+            ("Runner::new().run(..)", &row.runner),
+        ] {
+            let sb = ns_per(samples.best(), n);
+            let sm = ns_per(samples.median(), n);
+            println!(
+                "{:<9} {:<22} {:>9} {:>9.1} [{:>8.1}] {:>9.1} [{:>8.1}] {:>6.1} [{:>7.1}] {:>5.2} [{:>6.2}] {:>5}/{:<4}",
+                row.flavour,
+                entry,
+                n,
+                hb,
+                hm,
+                sb,
+                sm,
+                (sb - hb) / 10.0,
+                (sm - hm) / 10.0,
+                sb / hb,
+                sm / hm,
+                row.hand_size,
+                row.saga_size,
+            );
+        }
+    }
+    println!();
+    println!(
+        "{:<9} {:>16} {:>16} {:>16} {:>18} {:>18}",
+        "flavour",
+        "hand allocs/saga",
+        "saga allocs/saga",
+        "Runner allocs",
+        "hand allocs/step",
+        "saga allocs/step"
+    );
+    for row in &rows {
+        println!(
+            "{:<9} {:>7.2} ({:>4.0} B) {:>7.2} ({:>4.0} B) {:>7.2} ({:>4.0} B) {:>18.3} {:>18.3}",
+            row.flavour,
+            row.hand_allocs.0,
+            row.hand_allocs.1,
+            row.saga_allocs.0,
+            row.saga_allocs.1,
+            row.runner_allocs.0,
+            row.runner_allocs.1,
+            row.hand_step_allocs,
+            row.saga_step_allocs,
+        );
+    }
+    println!("(allocs/step = (allocs of the 10-step saga - allocs of a 1-step saga) / 9)");
+    println!();
+    println!("targets (DESIGN.md, \"Cost\"):");
+    for row in &rows {
+        let n = row.iters;
+        let hb = ns_per(row.hand.best(), n);
+        let sb = ns_per(row.saga.best(), n);
+        match row.flavour {
+            "trivial" => {
+                let per_step = (sb - hb) / 10.0;
+                println!(
+                    "  trivial steps: overhead {per_step:.1} ns/step <= 25 ns/step: {}",
+                    verdict(per_step <= 25.0)
+                );
+            }
+            _ => {
+                let ratio = sb / hb;
+                println!(
+                    "  suspending steps: ratio {ratio:.2} <= 1.20: {}",
+                    verdict(ratio <= 1.2)
+                );
+            }
+        }
+        let per_step = row.saga_step_allocs;
+        println!(
+            "  {} steps: {per_step:.3} heap allocations per step (want 0; {:.2} per saga): {}",
+            row.flavour,
+            row.saga_allocs.0,
+            verdict(per_step.abs() < 0.01),
+        );
+    }
+    println!();
+    println!(
+        "(a measurement, not a test: misses are reported, never fatal; took {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+}

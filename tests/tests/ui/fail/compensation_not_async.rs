@@ -1,0 +1,17 @@
+use sagaflow::step;
+
+struct Airline;
+struct Trip;
+struct Booking;
+
+#[step(compensate = cancel_flight)]
+async fn book_flight(airline: &Airline, trip: &Trip) -> Result<Booking, String> {
+    let _ = (airline, trip);
+    Ok(Booking)
+}
+
+fn cancel_flight(_airline: &Airline, _trip: &Trip, _booking: &Booking) -> Result<(), String> {
+    Ok(())
+}
+
+fn main() {}

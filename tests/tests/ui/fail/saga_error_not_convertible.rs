@@ -1,0 +1,36 @@
+use sagaflow::{saga, step};
+
+pub struct Airline;
+pub struct Trip {
+    pub id: u32,
+}
+pub struct Booking {
+    pub price: u64,
+}
+
+#[step(compensate = cancel_flight)]
+async fn book_flight(airline: &Airline, trip: &Trip) -> Result<Booking, String> {
+    let _ = (airline, trip);
+    Ok(Booking { price: 100 })
+}
+
+async fn cancel_flight(_airline: &Airline, _trip: &Trip, _booking: &Booking) -> Result<(), String> {
+    Ok(())
+}
+
+#[derive(Debug)]
+pub struct TripError;
+
+impl std::fmt::Display for TripError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("trip failed")
+    }
+}
+
+#[saga]
+async fn book_trip(airline: &Airline, trip: Trip) -> Result<u64, TripError> {
+    let flight = book_flight(airline, &trip).await?;
+    Ok(flight.price)
+}
+
+fn main() {}

@@ -1,0 +1,12 @@
+use sagaflow::step;
+
+struct Trip;
+struct Booking;
+
+#[step]
+async fn book_flight(trip: &Trip) -> Result<Booking, String> {
+    let _ = trip;
+    Ok(Booking)
+}
+
+fn main() {}

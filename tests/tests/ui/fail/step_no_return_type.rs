@@ -1,0 +1,10 @@
+use sagaflow::step;
+
+struct Trip;
+
+#[step(retriable)]
+async fn send_confirmation(trip: &Trip) {
+    let _ = trip;
+}
+
+fn main() {}

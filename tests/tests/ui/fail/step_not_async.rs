@@ -1,0 +1,12 @@
+use sagaflow::step;
+
+struct Trip;
+struct Quote(u64);
+
+#[step(read_only)]
+fn quote_flight(trip: &Trip) -> Result<Quote, String> {
+    let _ = trip;
+    Ok(Quote(420))
+}
+
+fn main() {}

@@ -303,6 +303,28 @@ impl SagaGraph {
         self.to_svg_with_prefix(&default_prefix(self.name))
     }
 
+    /// The SVG as a file of its own, for a README or a web page that shows it as an
+    /// `<img>`: there `currentColor` does not come from the page, so a small style
+    /// picks dark strokes on a light scheme and light ones on a dark scheme
+    /// (following the reader's system setting). The inline picture of
+    /// [`to_svg`](Self::to_svg) stays without a style, so that it follows rustdoc's theme.
+    ///
+    /// ```
+    /// use sagaflow_graph::{SagaGraph, StepInfo, StepKind};
+    ///
+    /// const STEPS: &[StepInfo] = &[StepInfo::new("check", StepKind::ReadOnly)];
+    /// let svg = SagaGraph::new("trip", STEPS).to_svg_standalone();
+    /// assert!(svg.contains("prefers-color-scheme:dark"));
+    /// ```
+    pub fn to_svg_standalone(&self) -> String {
+        let svg = self.to_svg();
+        let style = "<style>svg{color:#1f2328}@media (prefers-color-scheme:dark){svg{color:#e6edf3}}</style>";
+        match svg.find('>') {
+            Some(end) => format!("{}\n{}{}", &svg[..=end], style, &svg[end + 1..]),
+            None => svg,
+        }
+    }
+
     /// The graph as a self-contained SVG picture whose ids all start with `prefix`.
     ///
     /// The layout is written for the saga's shape: the steps in a row from left to

@@ -313,8 +313,9 @@ fn parse_retry(cx: &Ctxt, name: &str, meta: &Meta) -> Option<Retry> {
                 }
             }
             if let (Some(b), Some(m)) = (retry.backoff, retry.max_backoff)
-                && b > m {
-                    cx.error_spanned_by(
+                && b > m
+            {
+                cx.error_spanned_by(
                         list,
                         format!(
                             "`backoff` ({}) is longer than `max_backoff` ({}); the first wait cannot exceed the cap",
@@ -322,8 +323,8 @@ fn parse_retry(cx: &Ctxt, name: &str, meta: &Meta) -> Option<Retry> {
                             humantime::format_duration(m)
                         ),
                     );
-                    ok = false;
-                }
+                ok = false;
+            }
             ok.then_some(retry)
         }
         Meta::Path(_) => {
@@ -352,9 +353,10 @@ fn parse_u32(cx: &Ctxt, name: &str, value: &Expr) -> Option<u32> {
     if let Expr::Lit(syn::ExprLit {
         lit: Lit::Int(int), ..
     }) = value
-        && let Ok(n) = int.base10_parse::<u32>() {
-            return Some(n);
-        }
+        && let Ok(n) = int.base10_parse::<u32>()
+    {
+        return Some(n);
+    }
     cx.error_spanned_by(
         value,
         format!(

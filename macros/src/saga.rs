@@ -261,13 +261,14 @@ impl Model {
                         }
                     };
                     if let Type::Reference(r) = &*pt.ty
-                        && let Some(m) = r.mutability {
-                            cx.error_spanned_by(
+                        && let Some(m) = r.mutability
+                    {
+                        cx.error_spanned_by(
                                 quote!(#m),
                                 "a saga cannot take `&mut`: a reference parameter is a resource (a client, a pool) that every step and compensation shares; take `&T` and use interior mutability inside it",
                             );
-                            ok = false;
-                        }
+                        ok = false;
+                    }
                     check_name(cx, &ident, &mut names);
                     let mut state_ty = (*pt.ty).clone();
                     let mut namer = NameElided { found: false };
@@ -416,13 +417,14 @@ fn step_call(cx: &Ctxt, expr: &Expr) -> Option<Option<(syn::Path, syn::ExprCall,
                         let mut ok = true;
                         for arg in &call.args {
                             if let Expr::Reference(r) = arg
-                                && !is_place(&r.expr) {
-                                    cx.error_spanned_by(
+                                && !is_place(&r.expr)
+                            {
+                                cx.error_spanned_by(
                                         arg,
                                         "a step argument cannot borrow a temporary: arguments are evaluated again for each retry and for the compensation, so they must borrow something the saga keeps; bind it first as a typed local (`let value: T = ..;`) and pass `&value`",
                                     );
-                                    ok = false;
-                                }
+                                ok = false;
+                            }
                         }
                         if !ok {
                             return Some(None);
@@ -604,16 +606,19 @@ fn parse_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Parsed {
         Stmt::Expr(expr, None) => {
             if let Expr::Call(call) = expr
                 && let Expr::Path(p) = &*call.func
-                    && p.qself.is_none() && p.path.is_ident("Ok") && call.args.len() == 1 {
-                        if let Some(span) = contains_await(&call.args[0]) {
-                            cx.error_at(
-                                span,
-                                "the final `Ok(..)` cannot await; call steps before it",
-                            );
-                            return Parsed::Skip;
-                        }
-                        return Parsed::Final(call.args[0].clone());
-                    }
+                && p.qself.is_none()
+                && p.path.is_ident("Ok")
+                && call.args.len() == 1
+            {
+                if let Some(span) = contains_await(&call.args[0]) {
+                    cx.error_at(
+                        span,
+                        "the final `Ok(..)` cannot await; call steps before it",
+                    );
+                    return Parsed::Skip;
+                }
+                return Parsed::Final(call.args[0].clone());
+            }
             if last {
                 cx.error_spanned_by(
                     expr,

@@ -137,13 +137,14 @@ fn validate_signature(cx: &Ctxt, func: &ItemFn) -> bool {
             }
             FnArg::Typed(pat) => {
                 if let Type::Reference(r) = &*pat.ty
-                    && let Some(m) = r.mutability {
-                        cx.error_spanned_by(
+                    && let Some(m) = r.mutability
+                {
+                    cx.error_spanned_by(
                             quote!(#m),
                             "a step cannot take `&mut`: its arguments are evaluated again for each retry and for its compensation, so they must be shared; take `&T` and use interior mutability (such as a `Mutex`) if the step must change something",
                         );
-                        ok = false;
-                    }
+                    ok = false;
+                }
             }
         }
     }
@@ -190,23 +191,25 @@ fn looks_like_result(ty: &Type) -> bool {
 fn validate_options(cx: &Ctxt, attr: &StepAttr) {
     let kind = attr.kind.as_ref().map(|(k, _)| k);
     if let (Some(Kind::Retriable), Some((retry, tokens))) = (kind, &attr.retry)
-        && retry.max.is_some() {
-            cx.error_spanned_by(
+        && retry.max.is_some()
+    {
+        cx.error_spanned_by(
                 retry.max_tokens.as_ref().unwrap_or(tokens),
                 "a `retriable` step is retried until it succeeds, so it takes no retry count: remove it, and keep only `retry(backoff = .., max_backoff = ..)` to set the waits, or make the step `compensate = <fn>` to give up after a count",
             );
-        }
+    }
     if let Some((_, tokens)) = &attr.compensate_retry
         && let Some(kind) = kind
-            && !matches!(kind, Kind::Compensate(_)) {
-                cx.error_spanned_by(
+        && !matches!(kind, Kind::Compensate(_))
+    {
+        cx.error_spanned_by(
                     tokens,
                     format!(
                         "`compensate_retry` sets how a compensation is retried, but a `{}` step has no compensation; remove it or use `compensate = <fn>`",
                         kind.word()
                     ),
                 );
-            }
+    }
 }
 
 fn retry_tokens(retry: &Retry, base: TokenStream) -> TokenStream {
@@ -366,9 +369,10 @@ fn info_value(name: &str, kind: &Kind, attr: &StepAttr) -> StepInfo {
     };
     let mut info = StepInfo::new(graph_doc::leak(name.to_string()), graph_kind);
     if let Kind::Compensate(path) = kind
-        && let Some(last) = path.segments.last() {
-            info = info.with_compensation(graph_doc::leak(last.ident.to_string()));
-        }
+        && let Some(last) = path.segments.last()
+    {
+        info = info.with_compensation(graph_doc::leak(last.ident.to_string()));
+    }
     let policy = |retry: &Retry, mut base: RetryPolicy| {
         if let Some(max) = retry.max {
             base = RetryPolicy::retries(max);
@@ -445,11 +449,12 @@ fn step_doc(kind: &Kind, attr: &StepAttr) -> String {
         }
     }
     if let Some((retry, _)) = &attr.retry
-        && let Some(max) = retry.max {
-            doc.push_str(&format!(
-                " Retried up to {max} times after the first attempt."
-            ));
-        }
+        && let Some(max) = retry.max
+    {
+        doc.push_str(&format!(
+            " Retried up to {max} times after the first attempt."
+        ));
+    }
     if let Some(timeout) = attr.timeout {
         doc.push_str(&format!(
             " Each attempt is limited to {}.",

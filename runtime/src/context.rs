@@ -71,7 +71,9 @@ pub struct StepContext {
 }
 
 thread_local! {
-    static CURRENT: Cell<Option<StepContext>> = const { Cell::new(None) };
+    // A pointer rather than a copy: the context lives, pinned, beside the step's
+    // future, and setting a pointer per poll is cheaper than moving 64 bytes in and out.
+    static CURRENT: Cell<*const StepContext> = const { Cell::new(core::ptr::null()) };
 }
 
 impl StepContext {
@@ -80,18 +82,24 @@ impl StepContext {
     /// `None` outside a saga, for example when a step function is called directly in a
     /// unit test, or in a task that the step spawned.
     pub fn current() -> Option<StepContext> {
-        CURRENT.with(Cell::get)
+        let current = CURRENT.with(Cell::get);
+        // SAFETY: the pointer is non-null only inside `enter`, whose caller keeps
+        // the context borrowed (and so alive and unmoved) until `enter` returns and
+        // the previous pointer is restored, on unwind too.
+        unsafe { current.as_ref() }.copied()
     }
 
-    /// Makes `self` current while `f` runs; restores what was there before, even on panic.
-    pub(crate) fn enter<R>(self, f: impl FnOnce() -> R) -> R {
-        struct Restore(Option<StepContext>);
+    /// Makes `cx` current while `f` runs; restores what was there before, even on panic.
+    #[inline]
+    pub(crate) fn enter<R>(cx: &StepContext, f: impl FnOnce() -> R) -> R {
+        struct Restore(*const StepContext);
         impl Drop for Restore {
+            #[inline]
             fn drop(&mut self) {
                 CURRENT.with(|c| c.set(self.0));
             }
         }
-        let _restore = Restore(CURRENT.with(|c| c.replace(Some(self))));
+        let _restore = Restore(CURRENT.with(|c| c.replace(cx)));
         f()
     }
 
@@ -189,9 +197,17 @@ mod tests {
     #[test]
     fn enter_restores_on_panic() {
         assert!(StepContext::current().is_none());
-        let r = std::panic::catch_unwind(|| cx(1, Phase::Forward).enter(|| panic!("boom")));
+        let outer = cx(1, Phase::Forward);
+        let r = std::panic::catch_unwind(|| StepContext::enter(&outer, || panic!("boom")));
         assert!(r.is_err());
         assert!(StepContext::current().is_none());
-        cx(3, Phase::Forward).enter(|| assert_eq!(StepContext::current().unwrap().attempt(), 3));
+        let inner = cx(3, Phase::Forward);
+        StepContext::enter(&outer, || {
+            StepContext::enter(&inner, || {
+                assert_eq!(StepContext::current().unwrap().attempt(), 3)
+            });
+            assert_eq!(StepContext::current().unwrap().attempt(), 1);
+        });
+        assert!(StepContext::current().is_none());
     }
 }

@@ -25,6 +25,16 @@ use crate::report::RunReport;
 /// }
 /// ```
 pub trait Hooks {
+    /// Whether runs with these hooks are timed by default, so that `elapsed`
+    /// and the report's durations are real. `true` unless overridden; [`NoHooks`]
+    /// says `false`, which keeps the clock off the default path.
+    const TIMED: bool = true;
+
+    /// Whether these hooks ignore every event, so that a run need not build a
+    /// report only to hand it to them. Not public API: only [`NoHooks`] says `true`.
+    #[doc(hidden)]
+    const __SILENT: bool = false;
+
     /// A saga run begins.
     fn saga_started(&self, saga: &'static str, id: SagaId) {
         let _ = (saga, id);
@@ -71,9 +81,15 @@ pub trait Hooks {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoHooks;
 
-impl Hooks for NoHooks {}
+impl Hooks for NoHooks {
+    const TIMED: bool = false;
+    const __SILENT: bool = true;
+}
 
 impl<H: Hooks + ?Sized> Hooks for &H {
+    const TIMED: bool = H::TIMED;
+    const __SILENT: bool = H::__SILENT;
+
     fn saga_started(&self, saga: &'static str, id: SagaId) {
         (**self).saga_started(saga, id)
     }

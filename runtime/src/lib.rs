@@ -47,6 +47,7 @@
 #![warn(missing_docs)]
 
 mod context;
+pub mod durable;
 mod error;
 mod hooks;
 mod report;

@@ -38,7 +38,7 @@ pub struct StepRecord {
     pub(crate) phase: Phase,
     pub(crate) outcome: Outcome,
     pub(crate) attempts: u32,
-    pub(crate) duration: Duration,
+    pub(crate) duration: Option<Duration>,
     pub(crate) error: Option<String>,
 }
 
@@ -73,10 +73,12 @@ impl StepRecord {
         self.attempts
     }
 
-    /// Time from the first attempt's start to the end, backoff included. Measured on
-    /// the wall clock (`std::time::Instant`), so it does not follow tokio's paused
-    /// clock in tests.
-    pub fn duration(&self) -> Duration {
+    /// Time from the first attempt's start to the end, backoff included; `None` when
+    /// the run was not timed. Runs are timed when the runner has hooks or the report
+    /// was asked for ([`Runner::run_reported`](crate::Runner::run_reported)), or with
+    /// [`Runner::with_timings`](crate::Runner::with_timings). Measured on the wall
+    /// clock (`std::time::Instant`), so it does not follow tokio's paused clock.
+    pub fn duration(&self) -> Option<Duration> {
         self.duration
     }
 
@@ -107,7 +109,7 @@ pub struct RunReport {
     pub(crate) saga: &'static str,
     pub(crate) id: SagaId,
     pub(crate) outcome: RunOutcome,
-    pub(crate) duration: Duration,
+    pub(crate) duration: Option<Duration>,
     pub(crate) records: Vec<StepRecord>,
 }
 
@@ -127,8 +129,8 @@ impl RunReport {
         self.outcome
     }
 
-    /// The run's wall-clock time.
-    pub fn duration(&self) -> Duration {
+    /// The run's wall-clock time, if it was timed (see [`StepRecord::duration`]).
+    pub fn duration(&self) -> Option<Duration> {
         self.duration
     }
 
@@ -164,14 +166,11 @@ impl fmt::Display for RunReport {
             RunOutcome::Compensated => "compensated",
             RunOutcome::CompensationFailed => "compensation failed, needs manual repair",
         };
-        writeln!(
-            f,
-            "saga `{}` {} ({}) in {}",
-            self.saga,
-            outcome,
-            self.id,
-            humanize_short(self.duration)
-        )?;
+        write!(f, "saga `{}` {} ({})", self.saga, outcome, self.id)?;
+        if let Some(d) = self.duration {
+            write!(f, " in {}", humanize_short(d))?;
+        }
+        writeln!(f)?;
         let width = self
             .records
             .iter()
@@ -190,7 +189,7 @@ impl fmt::Display for RunReport {
                 r.outcome.word(),
                 r.attempts,
                 if r.attempts == 1 { " " } else { "s" },
-                humanize_short(r.duration),
+                r.duration.map(humanize_short).unwrap_or_default(),
             )?;
             match (&r.error, r.outcome) {
                 (Some(e), Outcome::Succeeded) => write!(f, "  (retried after: {e})")?,

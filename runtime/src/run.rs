@@ -21,7 +21,7 @@ use crate::error::{FailedCompensation, SagaError, StepFailure};
 use crate::hooks::Hooks;
 use crate::report::{Outcome, RunOutcome, RunReport, StepRecord};
 use crate::step::Step;
-use crate::{RetryPolicy, StepKind};
+use crate::{RetryPolicy, StepInfo, StepKind};
 
 /// The error text of a compensation that failed; built only on failure.
 #[doc(hidden)]
@@ -59,12 +59,15 @@ pin_project_lite::pin_project! {
 impl<F: Future> Future for Guarded<F> {
     type Output = Result<F::Output, String>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let future = this.future;
-        let polled = this
-            .cx
-            .enter(|| std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(task))));
+        // `cx` is pinned with the future, so the thread-local may point at it for
+        // the duration of this poll instead of copying it in and out.
+        let polled = StepContext::enter(this.cx, || {
+            std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(task)))
+        });
         match polled {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
@@ -83,28 +86,42 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// One attempt: the future, guarded, under a timeout only if the step has one.
-async fn attempt<Fut, T, E>(
-    future: Fut,
-    cx: StepContext,
-    timeout: Option<Duration>,
-) -> Result<T, StepFailure<E>>
-where
-    Fut: Future<Output = Result<T, E>>,
-{
-    let guarded = Guarded { future, cx };
-    let outcome = match timeout {
-        None => guarded.await,
-        Some(after) => match tokio::time::timeout(after, guarded).await {
-            Ok(outcome) => outcome,
-            Err(_elapsed) => return Err(StepFailure::TimedOut { after }),
-        },
-    };
+fn settle<T, E>(outcome: Result<Result<T, E>, String>) -> Result<T, StepFailure<E>> {
     match outcome {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(StepFailure::Error(error)),
         Err(message) => Err(StepFailure::Panicked { message }),
     }
+}
+
+/// One attempt: the future, guarded, under a timeout only if the step has one, in
+/// a span only if someone listens.
+async fn attempt<Fut, T, E>(
+    future: Fut,
+    cx: StepContext,
+    timeout: Option<Duration>,
+    span: Option<tracing::Span>,
+) -> Result<T, StepFailure<E>>
+where
+    Fut: Future<Output = Result<T, E>>,
+{
+    let guarded = Guarded { future, cx };
+    let outcome = match (timeout, span) {
+        (None, None) => guarded.await,
+        (None, Some(span)) => guarded.instrument(span).await,
+        (Some(after), span) => {
+            let limited = tokio::time::timeout(after, guarded);
+            let result = match span {
+                None => limited.await,
+                Some(span) => limited.instrument(span).await,
+            };
+            match result {
+                Ok(outcome) => outcome,
+                Err(_elapsed) => return Err(StepFailure::TimedOut { after }),
+            }
+        }
+    };
+    settle(outcome)
 }
 
 /// The wait before retry number `retry`, with equal jitter: between half of the
@@ -133,8 +150,20 @@ pub struct Run<'h, H> {
     saga: &'static str,
     id: SagaId,
     span: tracing::Span,
-    started: Instant,
-    mark: Instant,
+    /// Whether to read the clock for each step. Off in the default configuration:
+    /// on this kind of machine one clock read costs about as much as the whole
+    /// per-step budget, and without hooks or `run_reported` nobody sees a duration.
+    timed: bool,
+    /// Whether anyone will read the report of a committed run.
+    reported: bool,
+    started: Option<Instant>,
+    /// The saga's steps, to write the records of plain successes at the end.
+    steps: &'static [StepInfo],
+    /// Forward steps that succeeded so far (they run in order).
+    succeeded: u32,
+    /// What cannot be rebuilt at the end: every forward step that was retried, timed
+    /// or failed, and every compensation. A step that succeeded at its first attempt
+    /// in an untimed run is not pushed, so the default success path never allocates.
     records: Vec<StepRecord>,
     undone: Vec<&'static str>,
     failed: Vec<FailedCompensation>,
@@ -147,19 +176,23 @@ impl<'h, H: Hooks> Run<'h, H> {
         hooks: &'h H,
         saga: &'static str,
         id: SagaId,
-        steps: usize,
+        steps: &'static [StepInfo],
         span: tracing::Span,
+        timed: bool,
+        reported: bool,
     ) -> Self {
         hooks.saga_started(saga, id);
-        let now = Instant::now();
         Run {
             hooks,
             saga,
             id,
             span,
-            started: now,
-            mark: now,
-            records: Vec::with_capacity(steps),
+            timed,
+            reported: reported || !H::__SILENT,
+            started: if timed { Some(Instant::now()) } else { None },
+            steps,
+            succeeded: 0,
+            records: Vec::new(),
             undone: Vec::new(),
             failed: Vec::new(),
             failed_step: "",
@@ -167,6 +200,7 @@ impl<'h, H: Hooks> Run<'h, H> {
         }
     }
 
+    #[inline]
     fn context(&self, step: &'static str, index: u32, attempt: u32, phase: Phase) -> StepContext {
         StepContext {
             saga: self.saga,
@@ -178,10 +212,40 @@ impl<'h, H: Hooks> Run<'h, H> {
         }
     }
 
+    #[inline]
+    fn now(&self) -> Option<Instant> {
+        if self.timed {
+            Some(Instant::now())
+        } else {
+            None
+        }
+    }
+
+    fn span_for(
+        &self,
+        phase: Phase,
+        step: &'static str,
+        function: &'static str,
+        attempt: u32,
+    ) -> Option<tracing::Span> {
+        // Step spans are children of the saga span: when nobody listens to that,
+        // they are skipped altogether rather than created disabled.
+        if self.span.is_disabled() {
+            return None;
+        }
+        Some(match phase {
+            Phase::Forward => tracing::info_span!(parent: &self.span, "step", step, attempt),
+            Phase::Compensation => {
+                tracing::info_span!(parent: &self.span, "compensation", step, compensation = function, attempt)
+            }
+        })
+    }
+
     /// Runs step `S` (at position `index`) to success, or to failure after its retries.
     ///
     /// `call` builds a fresh future for each attempt: the step's arguments are
     /// evaluated again each time.
+    #[inline]
     pub async fn step<S, F, Fut>(
         &mut self,
         _step: core::marker::PhantomData<S>,
@@ -193,60 +257,114 @@ impl<'h, H: Hooks> Run<'h, H> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<S::Output, S::Error>>,
     {
-        let info = S::INFO;
-        let started = self.mark;
-        let mut attempt_no = 1u32;
-        let mut last_error = None;
-        loop {
-            let cx = self.context(info.name(), index, attempt_no, Phase::Forward);
+        let started = self.now();
+        // The first attempt of a step without a timeout takes a short path: no
+        // timer, no retry state, no span unless someone listens. Everything else
+        // lives in `step_retrying`, entered only once an attempt has failed.
+        let first = if S::INFO.timeout().is_none() {
+            let cx = self.context(S::INFO.name(), index, 1, Phase::Forward);
             self.hooks.step_started(&cx);
-            let span = tracing::info_span!(parent: &self.span, "step", step = info.name(), attempt = attempt_no);
-            let failure = match attempt(call(), cx, info.timeout()).instrument(span).await {
+            let outcome = match self.span_for(Phase::Forward, S::INFO.name(), "", 1) {
+                None => Guarded { future: call(), cx }.await,
+                Some(span) => Guarded { future: call(), cx }.instrument(span).await,
+            };
+            match settle(outcome) {
                 Ok(output) => {
-                    let now = Instant::now();
-                    self.mark = now;
-                    let elapsed = now.saturating_duration_since(started);
-                    self.hooks.step_succeeded(&cx, elapsed);
-                    self.records.push(StepRecord {
-                        step: info.name(),
-                        function: info.name(),
-                        index,
-                        phase: Phase::Forward,
-                        outcome: Outcome::Succeeded,
-                        attempts: attempt_no,
-                        duration: elapsed,
-                        error: last_error,
-                    });
+                    self.record_success::<S>(&cx, index, 1, started, None);
                     return Ok(output);
                 }
-                Err(failure) => failure,
-            };
-            let text = failure.to_string();
-            if info.retry().allows_attempt_after(attempt_no) {
-                let delay = jittered_delay(info.retry(), attempt_no);
-                tracing::warn!(parent: &self.span, step = info.name(), attempt = attempt_no, error = %text, ?delay, "step failed, retrying");
+                Err(failure) => Some(failure),
+            }
+        } else {
+            None
+        };
+        self.step_retrying::<S, F, Fut>(index, call, first, started)
+            .await
+    }
+
+    fn record_success<S: Step>(
+        &mut self,
+        cx: &StepContext,
+        index: u32,
+        attempts: u32,
+        started: Option<Instant>,
+        last_error: Option<String>,
+    ) {
+        let duration = started.map(|s| s.elapsed());
+        self.hooks.step_succeeded(cx, duration.unwrap_or_default());
+        self.succeeded += 1;
+        if attempts == 1 && duration.is_none() {
+            return;
+        }
+        self.records.push(StepRecord {
+            step: S::INFO.name(),
+            function: S::INFO.name(),
+            index,
+            phase: Phase::Forward,
+            outcome: Outcome::Succeeded,
+            attempts,
+            duration,
+            error: last_error,
+        });
+    }
+
+    /// Attempts after a failure, and every attempt of a step with a timeout.
+    async fn step_retrying<S, F, Fut>(
+        &mut self,
+        index: u32,
+        mut call: F,
+        first: Option<StepFailure<S::Error>>,
+        started: Option<Instant>,
+    ) -> Result<S::Output, StepFailure<S::Error>>
+    where
+        S: Step,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<S::Output, S::Error>>,
+    {
+        let name = S::INFO.name();
+        let policy = S::INFO.retry();
+        let mut last_error = None;
+        let (mut attempt_no, mut pending) = match first {
+            Some(failure) => (1u32, Some(failure)),
+            None => (0u32, None),
+        };
+        loop {
+            if let Some(failure) = pending.take() {
+                let cx = self.context(name, index, attempt_no, Phase::Forward);
+                let text = failure.to_string();
+                if !policy.allows_attempt_after(attempt_no) {
+                    tracing::warn!(parent: &self.span, step = name, attempts = attempt_no, error = %text, "step failed for good, compensating");
+                    self.hooks.step_failed(&cx, &text);
+                    self.records.push(StepRecord {
+                        step: name,
+                        function: name,
+                        index,
+                        phase: Phase::Forward,
+                        outcome: outcome_of(&failure),
+                        attempts: attempt_no,
+                        duration: started.map(|s| s.elapsed()),
+                        error: Some(text),
+                    });
+                    self.failed_step = name;
+                    return Err(failure);
+                }
+                let delay = jittered_delay(policy, attempt_no);
+                tracing::warn!(parent: &self.span, step = name, attempt = attempt_no, error = %text, ?delay, "step failed, retrying");
                 self.hooks.step_retrying(&cx, &text, delay);
                 last_error = Some(text);
                 tokio::time::sleep(delay).await;
-                attempt_no = attempt_no.saturating_add(1);
-                continue;
             }
-            tracing::warn!(parent: &self.span, step = info.name(), attempts = attempt_no, error = %text, "step failed for good, compensating");
-            self.hooks.step_failed(&cx, &text);
-            let now = Instant::now();
-            self.mark = now;
-            self.records.push(StepRecord {
-                step: info.name(),
-                function: info.name(),
-                index,
-                phase: Phase::Forward,
-                outcome: outcome_of(&failure),
-                attempts: attempt_no,
-                duration: now.saturating_duration_since(started),
-                error: Some(text),
-            });
-            self.failed_step = info.name();
-            return Err(failure);
+            attempt_no = attempt_no.saturating_add(1);
+            let cx = self.context(name, index, attempt_no, Phase::Forward);
+            self.hooks.step_started(&cx);
+            let span = self.span_for(Phase::Forward, name, "", attempt_no);
+            match attempt(call(), cx, S::INFO.timeout(), span).await {
+                Ok(output) => {
+                    self.record_success::<S>(&cx, index, attempt_no, started, last_error);
+                    return Ok(output);
+                }
+                Err(failure) => pending = Some(failure),
+            }
         }
     }
 
@@ -262,32 +380,33 @@ impl<'h, H: Hooks> Run<'h, H> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), CompensationError>>,
     {
-        let info = S::INFO;
-        let (StepKind::Compensatable, Some(function)) = (info.kind(), info.compensation()) else {
+        let (StepKind::Compensatable, Some(function)) = (S::INFO.kind(), S::INFO.compensation())
+        else {
             return;
         };
-        let policy = info.compensation_retry();
-        let started = Instant::now();
+        let name = S::INFO.name();
+        let policy = S::INFO.compensation_retry();
+        let started = self.now();
         let mut attempt_no = 1u32;
         let mut last_error = None;
         loop {
-            let cx = self.context(info.name(), index, attempt_no, Phase::Compensation);
+            let cx = self.context(name, index, attempt_no, Phase::Compensation);
             self.hooks.compensation_started(&cx);
-            let span = tracing::info_span!(parent: &self.span, "compensation", step = info.name(), compensation = function, attempt = attempt_no);
-            let result = attempt(call(), cx, None).instrument(span).await;
-            let failure = match result {
+            let span = self.span_for(Phase::Compensation, name, function, attempt_no);
+            let failure = match attempt(call(), cx, None, span).await {
                 Ok(()) => {
-                    let elapsed = started.elapsed();
-                    self.hooks.compensation_succeeded(&cx, elapsed);
-                    self.undone.push(info.name());
+                    let duration = started.map(|s| s.elapsed());
+                    self.hooks
+                        .compensation_succeeded(&cx, duration.unwrap_or_default());
+                    self.undone.push(name);
                     self.records.push(StepRecord {
-                        step: info.name(),
+                        step: name,
                         function,
                         index,
                         phase: Phase::Compensation,
                         outcome: Outcome::Succeeded,
                         attempts: attempt_no,
-                        duration: elapsed,
+                        duration,
                         error: last_error,
                     });
                     return;
@@ -297,27 +416,27 @@ impl<'h, H: Hooks> Run<'h, H> {
             let text = failure.to_string();
             if policy.allows_attempt_after(attempt_no) {
                 let delay = jittered_delay(policy, attempt_no);
-                tracing::warn!(parent: &self.span, step = info.name(), compensation = function, attempt = attempt_no, error = %text, ?delay, "compensation failed, retrying");
+                tracing::warn!(parent: &self.span, step = name, compensation = function, attempt = attempt_no, error = %text, ?delay, "compensation failed, retrying");
                 self.hooks.compensation_retrying(&cx, &text, delay);
                 last_error = Some(text);
                 tokio::time::sleep(delay).await;
                 attempt_no = attempt_no.saturating_add(1);
                 continue;
             }
-            tracing::error!(parent: &self.span, step = info.name(), compensation = function, attempts = attempt_no, error = %text, "compensation failed for good; the step's effect needs manual repair");
+            tracing::error!(parent: &self.span, step = name, compensation = function, attempts = attempt_no, error = %text, "compensation failed for good; the step's effect needs manual repair");
             self.hooks.compensation_failed(&cx, &text);
             self.records.push(StepRecord {
-                step: info.name(),
+                step: name,
                 function,
                 index,
                 phase: Phase::Compensation,
                 outcome: outcome_of(&failure),
                 attempts: attempt_no,
-                duration: started.elapsed(),
+                duration: started.map(|s| s.elapsed()),
                 error: Some(text.clone()),
             });
             self.failed.push(FailedCompensation {
-                step: info.name(),
+                step: name,
                 compensation: function,
                 error: text,
                 attempts: attempt_no,
@@ -326,21 +445,58 @@ impl<'h, H: Hooks> Run<'h, H> {
         }
     }
 
+    /// Every record in the order things ran: the plain successes that were not
+    /// pushed are rebuilt from the step table, since forward steps run in order.
+    fn all_records(&mut self) -> Vec<StepRecord> {
+        let kept = core::mem::take(&mut self.records);
+        let forward_run = self.succeeded as usize + usize::from(!self.failed_step.is_empty());
+        let forward_kept = kept.iter().filter(|r| r.phase == Phase::Forward).count();
+        if forward_kept >= forward_run {
+            // Every forward step has a record already (a timed run).
+            return kept;
+        }
+        let mut all = Vec::with_capacity(kept.len() + forward_run);
+        let mut kept = kept.into_iter().peekable();
+        for (index, info) in self.steps.iter().enumerate().take(forward_run) {
+            let index = index as u32;
+            match kept.peek() {
+                Some(r) if r.phase == Phase::Forward && r.index == index => {
+                    all.extend(kept.next());
+                }
+                _ => all.push(StepRecord {
+                    step: info.name(),
+                    function: info.name(),
+                    index,
+                    phase: Phase::Forward,
+                    outcome: Outcome::Succeeded,
+                    attempts: 1,
+                    duration: None,
+                    error: None,
+                }),
+            }
+        }
+        all.extend(kept);
+        all
+    }
+
     fn finish(&mut self, outcome: RunOutcome) -> &RunReport {
         let report = RunReport {
             saga: self.saga,
             id: self.id,
             outcome,
-            duration: self.started.elapsed(),
-            records: core::mem::take(&mut self.records),
+            duration: self.started.map(|s| s.elapsed()),
+            records: self.all_records(),
         };
         self.hooks.saga_finished(&report);
         self.report.insert(report)
     }
 
     /// Ends a run whose steps all succeeded.
+    #[inline]
     pub fn committed(&mut self) {
-        self.finish(RunOutcome::Committed);
+        if self.reported {
+            self.finish(RunOutcome::Committed);
+        }
     }
 
     /// Ends a run that failed with `failure` and compensated what it could.

@@ -70,19 +70,36 @@ pub trait Saga: Sized {
 #[derive(Debug, Clone, Default)]
 pub struct Runner<H = NoHooks> {
     hooks: H,
+    timings: Option<bool>,
 }
 
 impl Runner<NoHooks> {
     /// A runner without hooks.
     pub const fn new() -> Self {
-        Runner { hooks: NoHooks }
+        Runner {
+            hooks: NoHooks,
+            timings: None,
+        }
     }
 }
 
 impl<H: Hooks> Runner<H> {
     /// The same runner, telling `hooks` of every step of each saga's life.
     pub fn with_hooks<H2: Hooks>(self, hooks: H2) -> Runner<H2> {
-        Runner { hooks }
+        Runner {
+            hooks,
+            timings: self.timings,
+        }
+    }
+
+    /// Whether to time each step and compensation for the report and the hooks.
+    ///
+    /// By default runs are timed when the runner has hooks or the report is asked
+    /// for with [`run_reported`](Self::run_reported), and not otherwise: a clock read
+    /// costs about as much as the rest of a step's bookkeeping.
+    pub fn with_timings(mut self, timed: bool) -> Self {
+        self.timings = Some(timed);
+        self
     }
 
     /// The hooks.
@@ -92,7 +109,8 @@ impl<H: Hooks> Runner<H> {
 
     /// Runs `saga` to its end: committed, or compensated.
     pub async fn run<S: Saga>(&self, saga: S) -> Result<S::Output, SagaError<S::Error>> {
-        self.run_inner(saga, SagaId::random()).await.0
+        let timed = self.timings.unwrap_or(H::TIMED);
+        self.run_inner(saga, SagaId::random(), timed, false).await.0
     }
 
     /// Runs `saga` to its end and returns its report as well.
@@ -100,7 +118,8 @@ impl<H: Hooks> Runner<H> {
         &self,
         saga: S,
     ) -> (Result<S::Output, SagaError<S::Error>>, RunReport) {
-        let (result, report) = self.run_inner(saga, SagaId::random()).await;
+        let timed = self.timings.unwrap_or(true);
+        let (result, report) = self.run_inner(saga, SagaId::random(), timed, true).await;
         (result, report.unwrap_or_else(|| empty_report::<S>()))
     }
 
@@ -110,17 +129,32 @@ impl<H: Hooks> Runner<H> {
         saga: S,
         id: SagaId,
     ) -> Result<S::Output, SagaError<S::Error>> {
-        self.run_inner(saga, id).await.0
+        let timed = self.timings.unwrap_or(H::TIMED);
+        self.run_inner(saga, id, timed, false).await.0
     }
 
     async fn run_inner<S: Saga>(
         &self,
         saga: S,
         id: SagaId,
+        timed: bool,
+        reported: bool,
     ) -> (Result<S::Output, SagaError<S::Error>>, Option<RunReport>) {
         let span = tracing::info_span!("saga", saga = S::NAME, id = %id);
-        let mut run = Run::new(&self.hooks, S::NAME, id, S::STEPS.len(), span.clone());
-        let result = saga.__sagaflow_drive(&mut run).instrument(span).await;
+        let mut run = Run::new(
+            &self.hooks,
+            S::NAME,
+            id,
+            S::STEPS,
+            span.clone(),
+            timed,
+            reported,
+        );
+        let result = if span.is_disabled() {
+            saga.__sagaflow_drive(&mut run).await
+        } else {
+            saga.__sagaflow_drive(&mut run).instrument(span).await
+        };
         (result, run.take_report())
     }
 }
@@ -132,7 +166,7 @@ fn empty_report<S: Saga>() -> RunReport {
         saga: S::NAME,
         id: SagaId::from_u128(0),
         outcome: crate::report::RunOutcome::Committed,
-        duration: core::time::Duration::ZERO,
+        duration: None,
         records: Vec::new(),
     }
 }

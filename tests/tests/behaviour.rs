@@ -186,6 +186,37 @@ async fn a_failing_pivot_undoes_compensatable_steps_in_reverse_and_skips_read_on
         "saga step `ship` failed (ship refused); undone: `charge`, `reserve`"
     );
     assert_eq!(err.report().outcome(), RunOutcome::Compensated);
+    let steps: Vec<_> = err
+        .report()
+        .steps()
+        .map(|r| (r.step(), r.outcome(), r.attempts()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("reserve", Outcome::Succeeded, 1),
+            ("quote_price", Outcome::Succeeded, 1),
+            ("charge", Outcome::Succeeded, 1),
+            ("ship", Outcome::Failed, 1)
+        ]
+    );
+    let order: Vec<_> = err
+        .report()
+        .records()
+        .iter()
+        .map(|r| r.function())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "reserve",
+            "quote_price",
+            "charge",
+            "ship",
+            "refund",
+            "unreserve"
+        ]
+    );
     let comps: Vec<_> = err
         .report()
         .compensations()

@@ -1,0 +1,225 @@
+//! What a durable executor needs from storage, independent of the database.
+//!
+//! The embedded default is [`SqliteStore`](super::SqliteStore). The interface is
+//! shaped so that a store shared by several worker processes (PostgreSQL, with
+//! leases) fits without a rewrite: every write names its saga, every write is
+//! durable when its future completes, and recovery asks for the sagas this
+//! executor may take over ([`Store::claim_unfinished`]) rather than reading a
+//! table it owns alone. A leasing store would record the owner and lease there and
+//! refuse appends from a worker whose lease has passed.
+
+use core::fmt;
+use core::future::Future;
+
+use crate::SagaId;
+
+/// Where a saga stands, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SagaStatus {
+    /// Started and not finished: recovery resumes it.
+    Running,
+    /// Every step succeeded.
+    Committed,
+    /// A step failed and everything was undone.
+    Compensated,
+    /// A compensation failed for good: parked, with its history, until a person
+    /// retries it or marks it resolved. Never resumed on its own, never dropped.
+    Parked,
+    /// Parked, then marked resolved by a person, with a note.
+    Resolved,
+}
+
+impl SagaStatus {
+    /// The word stored for this status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SagaStatus::Running => "running",
+            SagaStatus::Committed => "committed",
+            SagaStatus::Compensated => "compensated",
+            SagaStatus::Parked => "parked",
+            SagaStatus::Resolved => "resolved",
+        }
+    }
+
+    /// The status stored as `word`.
+    pub fn parse(word: &str) -> Option<SagaStatus> {
+        Some(match word {
+            "running" => SagaStatus::Running,
+            "committed" => SagaStatus::Committed,
+            "compensated" => SagaStatus::Compensated,
+            "parked" => SagaStatus::Parked,
+            "resolved" => SagaStatus::Resolved,
+            _ => return None,
+        })
+    }
+
+    /// Whether the saga has ended (a parked saga has not: it waits for a person).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            SagaStatus::Committed | SagaStatus::Compensated | SagaStatus::Resolved
+        )
+    }
+}
+
+impl fmt::Display for SagaStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One transition of a saga, written before the saga moves past it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// Attempt `attempt` of step `index` is about to start (its intent). Written
+    /// before the step's future is first polled.
+    StepStarted {
+        /// The step's position.
+        index: u32,
+        /// From 1.
+        attempt: u32,
+    },
+    /// Step `index` succeeded with this serialized output.
+    StepSucceeded {
+        /// The step's position.
+        index: u32,
+        /// The output, serialized.
+        output: Vec<u8>,
+    },
+    /// Step `index` failed for good with this error text; compensation follows.
+    StepFailed {
+        /// The step's position.
+        index: u32,
+        /// The error's `Display` text (or the timeout or panic).
+        error: String,
+    },
+    /// Attempt `attempt` of the compensation of step `index` is about to start.
+    CompensationStarted {
+        /// The step's position.
+        index: u32,
+        /// From 1.
+        attempt: u32,
+    },
+    /// The compensation of step `index` succeeded.
+    CompensationSucceeded {
+        /// The step's position.
+        index: u32,
+    },
+    /// The compensation of step `index` failed for good with this error text.
+    CompensationFailed {
+        /// The step's position.
+        index: u32,
+        /// The last error's text.
+        error: String,
+    },
+    /// The saga ended (or was parked) with this status; a committed saga's output,
+    /// serialized.
+    Finished {
+        /// The final status; also becomes the saga's status.
+        status: SagaStatus,
+        /// The saga's serialized output, when it committed.
+        output: Option<Vec<u8>>,
+    },
+    /// A person acted on a parked saga: `retry` sends it back to compensating,
+    /// otherwise it is marked resolved. The note says who and why.
+    Intervention {
+        /// Whether the failed compensations are to be tried again.
+        retry: bool,
+        /// Free text for the record.
+        note: String,
+    },
+}
+
+/// A saga about to start, as it is made durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSaga {
+    /// Its id.
+    pub id: SagaId,
+    /// The saga function's name (`Saga::NAME`).
+    pub saga_type: String,
+    /// A fingerprint of the step list, to refuse recovering a changed definition.
+    pub fingerprint: String,
+    /// The owned inputs, serialized.
+    pub input: Vec<u8>,
+}
+
+/// A stored saga with its whole history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SagaRecord {
+    /// Its id.
+    pub id: SagaId,
+    /// The saga function's name.
+    pub saga_type: String,
+    /// The fingerprint of its step list when it started.
+    pub fingerprint: String,
+    /// The owned inputs, serialized.
+    pub input: Vec<u8>,
+    /// Where it stands.
+    pub status: SagaStatus,
+    /// Every transition, in the order written.
+    pub journal: Vec<Entry>,
+}
+
+/// A storage failure. Names the file (or server) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    message: String,
+}
+
+impl StoreError {
+    /// An error with this message; say which file and what is wrong with it.
+    pub fn new(message: impl Into<String>) -> Self {
+        StoreError {
+            message: message.into(),
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Durable storage of sagas and their transitions.
+///
+/// Every write is durable (to the store's durability level) when its future
+/// completes; the executor does not go on before that. Implementations batch
+/// concurrent writes into one commit where they can: that is where the speed is.
+pub trait Store: Send + Sync + 'static {
+    /// Makes a new saga and its input durable, with status `Running`.
+    fn create(&self, saga: NewSaga) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Appends one transition to a saga's journal. A [`Entry::Finished`] also sets
+    /// the saga's status; an [`Entry::Intervention`] sets it to `Running` (retry)
+    /// or `Resolved`.
+    fn append(
+        &self,
+        id: SagaId,
+        entry: Entry,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The sagas with status `Running` that this executor should resume, with their
+    /// journals. A single-process store returns them all; a shared store would
+    /// lease them to the caller.
+    fn claim_unfinished(&self) -> impl Future<Output = Result<Vec<SagaRecord>, StoreError>> + Send;
+
+    /// One saga with its journal.
+    fn get(
+        &self,
+        id: SagaId,
+    ) -> impl Future<Output = Result<Option<SagaRecord>, StoreError>> + Send;
+
+    /// The sagas with this status, oldest first, with their journals.
+    fn with_status(
+        &self,
+        status: SagaStatus,
+    ) -> impl Future<Output = Result<Vec<SagaRecord>, StoreError>> + Send;
+}

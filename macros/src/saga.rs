@@ -867,7 +867,7 @@ fn generate(model: &Model) -> TokenStream {
                 ::sagaflow::__private::step_error_converts_into_saga_error(__sagaflow_failure);
         };
         let on_failure = if i == 0 {
-            quote!(return ::core::result::Result::Err(__sagaflow_run.failed(__sagaflow_failure));)
+            quote!(return ::core::result::Result::Err(__sagaflow_run.failed(__sagaflow_failure).await);)
         } else {
             let b = &backward_variants[i];
             let b_fields = &layout.backward[i];
@@ -895,7 +895,7 @@ fn generate(model: &Model) -> TokenStream {
         arms.push(quote! {
             __SagaflowState::#v { #(#fields,)* } => {
                 let __sagaflow_output: #output_ty = #final_expr;
-                __sagaflow_run.committed();
+                __sagaflow_run.committed(&__sagaflow_output).await;
                 return ::core::result::Result::Ok(__sagaflow_output);
             }
         });
@@ -917,7 +917,7 @@ fn generate(model: &Model) -> TokenStream {
             comp_call
         };
         let then = if i == 1 {
-            quote!(return ::core::result::Result::Err(__sagaflow_run.failed(__sagaflow_failure));)
+            quote!(return ::core::result::Result::Err(__sagaflow_run.failed(__sagaflow_failure).await);)
         } else {
             let prev = &backward_variants[i - 1];
             let prev_fields = &layout.backward[i - 1];
@@ -965,6 +965,45 @@ fn generate(model: &Model) -> TokenStream {
          (hooks, report) or await [`{saga_name}`] directly."
     );
     let asyncness = &sig.asyncness;
+    let journal = quote!(__SagaflowJournal);
+    let mut keep_bounds = Vec::new();
+    let mut encode_inputs = Vec::new();
+    let mut rebuild_fields = Vec::new();
+    for p in params {
+        let (name, ty) = (&p.name, &p.state_ty);
+        let key = name.to_string();
+        match ty {
+            Type::Reference(r) => {
+                let referent = &r.elem;
+                keep_bounds.push(
+                    quote_spanned!(p.ty.span()=> #journal: ::sagaflow::__private::Share<#referent>),
+                );
+                rebuild_fields.push(quote! {
+                    #name: <#journal as ::sagaflow::__private::Share<#referent>>::get(__sagaflow_resources)
+                        .map_err(|e| ::std::string::ToString::to_string(&e))?
+                });
+            }
+            _ => {
+                keep_bounds
+                    .push(quote_spanned!(p.ty.span()=> #journal: ::sagaflow::__private::Keep<#ty>));
+                encode_inputs
+                    .push(quote!(__sagaflow_input.put::<#journal, _>(#key, &self.#name)?;));
+                rebuild_fields.push(quote!(#name: __sagaflow_input.take::<#journal, _>(#key)?));
+            }
+        }
+    }
+    for step in steps {
+        let path = &step.path;
+        keep_bounds.push(quote_spanned!(path.span()=> #journal: ::sagaflow::__private::Keep<<#path as ::sagaflow::Step>::Output>));
+    }
+    keep_bounds
+        .push(quote_spanned!(output_ty.span()=> #journal: ::sagaflow::__private::Keep<#output_ty>));
+    let with_type = if lifetimes.is_empty() {
+        quote!(#type_ident)
+    } else {
+        let same = lifetimes.iter().map(|_| quote!('__sagaflow_a));
+        quote!(#type_ident<#(#same),*>)
+    };
     let graph_doc = graph_doc_call(model);
 
     quote! {
@@ -1016,10 +1055,50 @@ fn generate(model: &Model) -> TokenStream {
                 const STEPS: &'static [::sagaflow::StepInfo] =
                     &[#(<#step_paths as ::sagaflow::Step>::INFO),*];
 
-                #[allow(clippy::redundant_closure, clippy::redundant_closure_call, clippy::needless_borrow, clippy::let_unit_value, unreachable_code, unused_braces)]
-                async fn __sagaflow_drive<__SagaflowHooks: ::sagaflow::Hooks>(
+                fn __sagaflow_drive<__SagaflowHooks: ::sagaflow::Hooks>(
                     self,
                     __sagaflow_run: &mut ::sagaflow::__private::Run<'_, __SagaflowHooks>,
+                ) -> impl ::core::future::Future<
+                    Output = ::core::result::Result<#output_ty, ::sagaflow::SagaError<#error_ty>>,
+                > {
+                    <Self as ::sagaflow::durable::DurableSaga<::sagaflow::__private::NoJournal>>::__sagaflow_drive_with(self, __sagaflow_run)
+                }
+            }
+
+            // The state machine, once: in memory it runs with `NoJournal`, which
+            // keeps and records nothing; a durable executor runs it with a journal
+            // that persists each transition, and only then do the serde bounds apply.
+            #[automatically_derived]
+            impl <#(#lifetimes,)* __SagaflowJournal> ::sagaflow::durable::DurableSaga<__SagaflowJournal> for #type_ident #generics
+            where
+                __SagaflowJournal: ::sagaflow::__private::Journal,
+                #(#keep_bounds,)*
+            {
+                type With<'__sagaflow_a> = #with_type;
+
+                fn __sagaflow_encode_input(&self) -> ::core::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                    #[allow(unused_mut)]
+                    let mut __sagaflow_input = ::sagaflow::__private::InputMap::new();
+                    #(#encode_inputs)*
+                    __sagaflow_input.finish()
+                }
+
+                fn __sagaflow_rebuild<'__sagaflow_a>(
+                    __sagaflow_resources: &'__sagaflow_a ::sagaflow::durable::Resources,
+                    __sagaflow_stored: &[u8],
+                ) -> ::core::result::Result<Self::With<'__sagaflow_a>, ::std::string::String> {
+                    #[allow(unused_mut)]
+                    let mut __sagaflow_input = ::sagaflow::__private::InputMap::parse(__sagaflow_stored)?;
+                    ::core::result::Result::Ok(#type_ident {
+                        #(#rebuild_fields,)*
+                        #marker_init
+                    })
+                }
+
+                #[allow(clippy::redundant_closure, clippy::redundant_closure_call, clippy::needless_borrow, clippy::let_unit_value, unreachable_code, unused_braces)]
+                async fn __sagaflow_drive_with<__SagaflowHooks: ::sagaflow::Hooks>(
+                    self,
+                    __sagaflow_run: &mut ::sagaflow::__private::Run<'_, __SagaflowHooks, __SagaflowJournal>,
                 ) -> ::core::result::Result<#output_ty, ::sagaflow::SagaError<#error_ty>> {
                     let Self { #(#param_names,)* .. } = self;
                     #(#init_locals)*

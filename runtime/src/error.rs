@@ -7,6 +7,7 @@ use crate::report::RunReport;
 
 /// Why a step failed for good, after its retries.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum StepFailure<E> {
     /// The step returned this error.
     Error(E),
@@ -18,6 +19,18 @@ pub enum StepFailure<E> {
     /// The step panicked; the panic was caught and the saga compensated.
     Panicked {
         /// The panic's message, when it had one.
+        message: String,
+    },
+    /// A durable saga's step that failed before the executor restarted: its error
+    /// as persisted, in text.
+    Recovered {
+        /// The persisted error text.
+        message: String,
+    },
+    /// A durable saga's step succeeded but its output could not be persisted (or
+    /// read back), so the saga cannot go on past it and treats it as failed.
+    NotPersisted {
+        /// What went wrong.
         message: String,
     },
 }
@@ -37,6 +50,8 @@ impl<E> StepFailure<E> {
             StepFailure::Error(e) => StepFailure::Error(f(e)),
             StepFailure::TimedOut { after } => StepFailure::TimedOut { after },
             StepFailure::Panicked { message } => StepFailure::Panicked { message },
+            StepFailure::Recovered { message } => StepFailure::Recovered { message },
+            StepFailure::NotPersisted { message } => StepFailure::NotPersisted { message },
         }
     }
 }
@@ -49,6 +64,10 @@ impl<E: fmt::Display> fmt::Display for StepFailure<E> {
                 write!(f, "timed out after {}", humanize(*after))
             }
             StepFailure::Panicked { message } => write!(f, "panicked: {message}"),
+            StepFailure::Recovered { message } => write!(f, "{message} (before a restart)"),
+            StepFailure::NotPersisted { message } => {
+                write!(f, "its output could not be persisted: {message}")
+            }
         }
     }
 }

@@ -17,6 +17,8 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use crate::context::{Phase, SagaId, StepContext};
+use crate::durable::journal::{Journal, Keep, NoJournal, Replayed};
+use crate::durable::{Entry, SagaStatus, StoreError};
 use crate::error::{FailedCompensation, SagaError, StepFailure};
 use crate::hooks::Hooks;
 use crate::report::{Outcome, RunOutcome, RunReport, StepRecord};
@@ -136,17 +138,29 @@ fn jittered_delay(policy: RetryPolicy, retry: u32) -> Duration {
 
 fn outcome_of<E>(failure: &StepFailure<E>) -> Outcome {
     match failure {
-        StepFailure::Error(_) => Outcome::Failed,
         StepFailure::TimedOut { .. } => Outcome::TimedOut,
         StepFailure::Panicked { .. } => Outcome::Panicked,
+        _ => Outcome::Failed,
+    }
+}
+
+/// What a step returns once its saga's store has failed: nothing more runs.
+fn halted<E>() -> StepFailure<E> {
+    StepFailure::Recovered {
+        message: "not run: the saga's store failed, so the saga stopped where it was".to_owned(),
     }
 }
 
 /// The state of one saga run that is not the saga's own data: who to tell,
 /// what happened so far, and how the run failed if it did.
 #[doc(hidden)]
-pub struct Run<'h, H> {
+pub struct Run<'h, H, J = NoJournal> {
     hooks: &'h H,
+    /// Where transitions are recorded; [`NoJournal`] in memory.
+    journal: J,
+    /// The store error that stopped a durable run: from then on nothing runs and
+    /// nothing is written, and the saga stays `running` in the store for recovery.
+    halted: Option<StoreError>,
     saga: &'static str,
     id: SagaId,
     span: tracing::Span,
@@ -171,9 +185,25 @@ pub struct Run<'h, H> {
     report: Option<RunReport>,
 }
 
-impl<'h, H: Hooks> Run<'h, H> {
+impl<'h, H: Hooks> Run<'h, H, NoJournal> {
     pub(crate) fn new(
         hooks: &'h H,
+        saga: &'static str,
+        id: SagaId,
+        steps: &'static [StepInfo],
+        span: tracing::Span,
+        timed: bool,
+        reported: bool,
+    ) -> Self {
+        Run::with_journal(hooks, NoJournal, saga, id, steps, span, timed, reported)
+    }
+}
+
+impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn with_journal(
+        hooks: &'h H,
+        journal: J,
         saga: &'static str,
         id: SagaId,
         steps: &'static [StepInfo],
@@ -184,6 +214,8 @@ impl<'h, H: Hooks> Run<'h, H> {
         hooks.saga_started(saga, id);
         Run {
             hooks,
+            journal,
+            halted: None,
             saga,
             id,
             span,
@@ -256,7 +288,11 @@ impl<'h, H: Hooks> Run<'h, H> {
         S: Step,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<S::Output, S::Error>>,
+        J: Keep<S::Output>,
     {
+        if J::DURABLE {
+            return self.step_durable::<S, F, Fut>(index, call).await;
+        }
         let started = self.now();
         // The first attempt of a step without a timeout takes a short path: no
         // timer, no retry state, no span unless someone listens. Everything else
@@ -368,6 +404,159 @@ impl<'h, H: Hooks> Run<'h, H> {
         }
     }
 
+    fn halt(&mut self, error: StoreError) {
+        tracing::error!(parent: &self.span, %error, "the saga's store failed; the saga stops here and stays for recovery");
+        self.halted.get_or_insert(error);
+    }
+
+    /// Takes the store error that stopped the run, if one did.
+    pub(crate) fn take_halt(&mut self) -> Option<StoreError> {
+        self.halted.take()
+    }
+
+    /// A step of a durable saga: answered from the journal if it finished before a
+    /// restart; otherwise each attempt's intent is durable before the attempt
+    /// starts, and the outcome before the saga moves on.
+    async fn step_durable<S, F, Fut>(
+        &mut self,
+        index: u32,
+        mut call: F,
+    ) -> Result<S::Output, StepFailure<S::Error>>
+    where
+        S: Step,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<S::Output, S::Error>>,
+        J: Keep<S::Output>,
+    {
+        let name = S::INFO.name();
+        if self.halted.is_some() {
+            return Err(halted());
+        }
+        let mut attempt_no = match self.journal.replayed(index, false) {
+            Replayed::Succeeded(bytes) => match J::decode(&bytes) {
+                Ok(output) => {
+                    self.succeeded += 1;
+                    return Ok(output);
+                }
+                Err(e) => {
+                    let failure = StepFailure::NotPersisted {
+                        message: format!(
+                            "the output recorded for `{name}` could not be read back: {e}"
+                        ),
+                    };
+                    return self.step_failed_durable::<S>(index, 0, failure, None).await;
+                }
+            },
+            Replayed::Failed(message) => {
+                self.failed_step = name;
+                self.records.push(StepRecord {
+                    step: name,
+                    function: name,
+                    index,
+                    phase: Phase::Forward,
+                    outcome: Outcome::Failed,
+                    attempts: 0,
+                    duration: None,
+                    error: Some(message.clone()),
+                });
+                return Err(StepFailure::Recovered { message });
+            }
+            Replayed::Run { next_attempt } => next_attempt,
+        };
+        let policy = S::INFO.retry();
+        let started = self.now();
+        // Attempts made by this process: the retry budget starts afresh after a
+        // restart, so a step whose attempt was cut short always runs again.
+        let mut tries = 0u32;
+        let mut last_error = None;
+        loop {
+            tries += 1;
+            if let Err(e) = self
+                .journal
+                .record(Entry::StepStarted {
+                    index,
+                    attempt: attempt_no,
+                })
+                .await
+            {
+                self.halt(e);
+                return Err(halted());
+            }
+            let cx = self.context(name, index, attempt_no, Phase::Forward);
+            self.hooks.step_started(&cx);
+            let span = self.span_for(Phase::Forward, name, "", attempt_no);
+            let failure = match attempt(call(), cx, S::INFO.timeout(), span).await {
+                Ok(output) => match J::encode(&output) {
+                    Ok(bytes) => {
+                        let entry = Entry::StepSucceeded {
+                            index,
+                            output: bytes,
+                        };
+                        if let Err(e) = self.journal.record(entry).await {
+                            self.halt(e);
+                            return Err(halted());
+                        }
+                        self.record_success::<S>(&cx, index, attempt_no, started, last_error);
+                        return Ok(output);
+                    }
+                    Err(e) => {
+                        let failure = StepFailure::NotPersisted { message: e };
+                        return self
+                            .step_failed_durable::<S>(index, attempt_no, failure, started)
+                            .await;
+                    }
+                },
+                Err(failure) => failure,
+            };
+            if !policy.allows_attempt_after(tries) {
+                return self
+                    .step_failed_durable::<S>(index, attempt_no, failure, started)
+                    .await;
+            }
+            let text = failure.to_string();
+            let delay = jittered_delay(policy, tries);
+            tracing::warn!(parent: &self.span, step = name, attempt = attempt_no, error = %text, ?delay, "step failed, retrying");
+            self.hooks.step_retrying(&cx, &text, delay);
+            last_error = Some(text);
+            tokio::time::sleep(delay).await;
+            attempt_no = attempt_no.saturating_add(1);
+        }
+    }
+
+    async fn step_failed_durable<S: Step>(
+        &mut self,
+        index: u32,
+        attempts: u32,
+        failure: StepFailure<S::Error>,
+        started: Option<Instant>,
+    ) -> Result<S::Output, StepFailure<S::Error>> {
+        let name = S::INFO.name();
+        let text = failure.to_string();
+        let entry = Entry::StepFailed {
+            index,
+            error: text.clone(),
+        };
+        if let Err(e) = self.journal.record(entry).await {
+            self.halt(e);
+            return Err(halted());
+        }
+        let cx = self.context(name, index, attempts, Phase::Forward);
+        tracing::warn!(parent: &self.span, step = name, attempts, error = %text, "step failed for good, compensating");
+        self.hooks.step_failed(&cx, &text);
+        self.records.push(StepRecord {
+            step: name,
+            function: name,
+            index,
+            phase: Phase::Forward,
+            outcome: outcome_of(&failure),
+            attempts,
+            duration: started.map(|s| s.elapsed()),
+            error: Some(text),
+        });
+        self.failed_step = name;
+        Err(failure)
+    }
+
     /// Undoes step `S` (at position `index`) if it is compensatable, retrying its
     /// compensation by policy; a compensation that still fails is recorded.
     pub async fn compensate<S, F, Fut>(
@@ -388,13 +577,64 @@ impl<'h, H: Hooks> Run<'h, H> {
         let policy = S::INFO.compensation_retry();
         let started = self.now();
         let mut attempt_no = 1u32;
+        if J::DURABLE {
+            if self.halted.is_some() {
+                return;
+            }
+            match self.journal.replayed(index, true) {
+                Replayed::Succeeded(_) => {
+                    self.undone.push(name);
+                    self.records.push(StepRecord {
+                        step: name,
+                        function,
+                        index,
+                        phase: Phase::Compensation,
+                        outcome: Outcome::Succeeded,
+                        attempts: 0,
+                        duration: None,
+                        error: None,
+                    });
+                    return;
+                }
+                Replayed::Failed(error) => {
+                    self.failed.push(FailedCompensation {
+                        step: name,
+                        compensation: function,
+                        error,
+                        attempts: 0,
+                    });
+                    return;
+                }
+                Replayed::Run { next_attempt } => attempt_no = next_attempt,
+            }
+        }
+        let first_attempt = attempt_no;
         let mut last_error = None;
         loop {
+            if J::DURABLE {
+                let entry = Entry::CompensationStarted {
+                    index,
+                    attempt: attempt_no,
+                };
+                if let Err(e) = self.journal.record(entry).await {
+                    self.halt(e);
+                    return;
+                }
+            }
             let cx = self.context(name, index, attempt_no, Phase::Compensation);
             self.hooks.compensation_started(&cx);
             let span = self.span_for(Phase::Compensation, name, function, attempt_no);
             let failure = match attempt(call(), cx, None, span).await {
                 Ok(()) => {
+                    if J::DURABLE
+                        && let Err(e) = self
+                            .journal
+                            .record(Entry::CompensationSucceeded { index })
+                            .await
+                    {
+                        self.halt(e);
+                        return;
+                    }
                     let duration = started.map(|s| s.elapsed());
                     self.hooks
                         .compensation_succeeded(&cx, duration.unwrap_or_default());
@@ -414,14 +654,25 @@ impl<'h, H: Hooks> Run<'h, H> {
                 Err(failure) => failure.map_err(|CompensationError(text)| text),
             };
             let text = failure.to_string();
-            if policy.allows_attempt_after(attempt_no) {
-                let delay = jittered_delay(policy, attempt_no);
+            let tries = attempt_no - first_attempt + 1;
+            if policy.allows_attempt_after(tries) {
+                let delay = jittered_delay(policy, tries);
                 tracing::warn!(parent: &self.span, step = name, compensation = function, attempt = attempt_no, error = %text, ?delay, "compensation failed, retrying");
                 self.hooks.compensation_retrying(&cx, &text, delay);
                 last_error = Some(text);
                 tokio::time::sleep(delay).await;
                 attempt_no = attempt_no.saturating_add(1);
                 continue;
+            }
+            if J::DURABLE {
+                let entry = Entry::CompensationFailed {
+                    index,
+                    error: text.clone(),
+                };
+                if let Err(e) = self.journal.record(entry).await {
+                    self.halt(e);
+                    return;
+                }
             }
             tracing::error!(parent: &self.span, step = name, compensation = function, attempts = attempt_no, error = %text, "compensation failed for good; the step's effect needs manual repair");
             self.hooks.compensation_failed(&cx, &text);
@@ -493,14 +744,42 @@ impl<'h, H: Hooks> Run<'h, H> {
 
     /// Ends a run whose steps all succeeded.
     #[inline]
-    pub fn committed(&mut self) {
+    pub async fn committed<T>(&mut self, output: &T)
+    where
+        J: Keep<T>,
+    {
+        if J::DURABLE && self.halted.is_none() {
+            // An output that cannot be encoded is not worth failing a committed
+            // saga over: its steps are done. It is recorded without its output.
+            let entry = Entry::Finished {
+                status: SagaStatus::Committed,
+                output: J::encode(output).ok(),
+            };
+            if let Err(e) = self.journal.record(entry).await {
+                self.halt(e);
+            }
+        }
         if self.reported {
             self.finish(RunOutcome::Committed);
         }
     }
 
     /// Ends a run that failed with `failure` and compensated what it could.
-    pub fn failed<E>(&mut self, failure: StepFailure<E>) -> SagaError<E> {
+    pub async fn failed<E>(&mut self, failure: StepFailure<E>) -> SagaError<E> {
+        if J::DURABLE && self.halted.is_none() {
+            let status = if self.failed.is_empty() {
+                SagaStatus::Compensated
+            } else {
+                SagaStatus::Parked
+            };
+            let entry = Entry::Finished {
+                status,
+                output: None,
+            };
+            if let Err(e) = self.journal.record(entry).await {
+                self.halt(e);
+            }
+        }
         let step = self.failed_step;
         let undone = core::mem::take(&mut self.undone);
         if self.failed.is_empty() {

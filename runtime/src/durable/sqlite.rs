@@ -451,7 +451,7 @@ enum Contents {
 }
 
 fn inspect(conn: &Connection, path: &Path) -> Result<Contents, StoreError> {
-    let fail = |e: rusqlite::Error| sql_error(path, "cannot read the file's header", &e);
+    let fail = |e: rusqlite::Error| sql_error(path, "cannot read the file's header and schema", &e);
     let application_id: i64 = conn
         .pragma_query_value(None, "application_id", |row| row.get(0))
         .map_err(fail)?;

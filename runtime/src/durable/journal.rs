@@ -1,0 +1,343 @@
+//! The link between a running saga and its store: what the driver writes before
+//! each transition, and what it replays after a restart.
+//!
+//! The driver is generic over a [`Journal`]. In memory it is [`NoJournal`], whose
+//! every branch is compiled away (`DURABLE` is a constant). A durable run uses
+//! [`Durable`], which writes each intent and outcome to the store and awaits it
+//! before the saga goes on, and answers from the persisted journal for the steps
+//! a saga had already finished before a restart.
+
+use core::any::Any;
+use core::future::Future;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::store::{Entry, Store, StoreError};
+use crate::SagaId;
+
+/// What the journal knows of a step from before a restart.
+#[doc(hidden)]
+pub enum Replayed {
+    /// Nothing finished: run it, numbering attempts from `next_attempt`.
+    Run {
+        /// The first attempt number to use.
+        next_attempt: u32,
+    },
+    /// It succeeded with this serialized output.
+    Succeeded(Vec<u8>),
+    /// It failed for good with this text.
+    Failed(String),
+}
+
+/// Where the driver records transitions. Not public API.
+#[doc(hidden)]
+pub trait Journal {
+    /// Whether anything is recorded; `false` compiles every durable branch away.
+    const DURABLE: bool;
+
+    /// What happened to step (or compensation, if `compensation`) `index` before.
+    fn replayed(&self, index: u32, compensation: bool) -> Replayed;
+
+    /// Records a transition; resolves once it is durable.
+    fn record(&self, entry: Entry) -> impl Future<Output = Result<(), StoreError>>;
+}
+
+/// Encodes and decodes a value the saga persists. Not public API.
+#[diagnostic::on_unimplemented(
+    message = "`{T}` cannot be persisted by a durable saga",
+    label = "`{T}` is not `Serialize + DeserializeOwned`",
+    note = "a durable saga persists its owned inputs, each step's output and its own output with serde: derive `Serialize` and `Deserialize` for `{T}` (a saga run in memory needs neither)"
+)]
+#[doc(hidden)]
+pub trait Keep<T>: Journal {
+    /// The value as stored.
+    fn encode(value: &T) -> Result<Vec<u8>, String>;
+    /// The value back from storage.
+    fn decode(bytes: &[u8]) -> Result<T, String>;
+}
+
+/// A resource type (the referent of a saga's `&T` parameter) that the executor can
+/// hand to a recovered saga. Not public API.
+#[diagnostic::on_unimplemented(
+    message = "`{T}` cannot be a durable saga's resource",
+    label = "not `Send + Sync + 'static`",
+    note = "a durable saga's reference parameters are resources, registered on the executor by type (`Executor::resource`) and handed to the saga again on recovery: `{T}` must be a `'static + Send + Sync` type"
+)]
+#[doc(hidden)]
+pub trait Share<T: ?Sized>: Journal {
+    /// The registered resource of type `T`.
+    fn get(resources: &Resources) -> Result<&T, MissingResource>;
+}
+
+/// The in-memory journal: records nothing.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoJournal;
+
+impl Journal for NoJournal {
+    const DURABLE: bool = false;
+
+    #[inline(always)]
+    fn replayed(&self, _: u32, _: bool) -> Replayed {
+        Replayed::Run { next_attempt: 1 }
+    }
+
+    #[inline(always)]
+    fn record(&self, _: Entry) -> impl Future<Output = Result<(), StoreError>> {
+        core::future::ready(Ok(()))
+    }
+}
+
+impl<T> Keep<T> for NoJournal {
+    fn encode(_: &T) -> Result<Vec<u8>, String> {
+        Ok(Vec::new())
+    }
+    fn decode(_: &[u8]) -> Result<T, String> {
+        Err("an in-memory saga has nothing stored".to_owned())
+    }
+}
+
+impl<T: ?Sized> Share<T> for NoJournal {
+    fn get(_: &Resources) -> Result<&T, MissingResource> {
+        Err(MissingResource {
+            type_name: core::any::type_name::<T>(),
+        })
+    }
+}
+
+/// The journal of a durable saga run over store `St`: what
+/// [`Executor::register`](super::Executor::register) asks a saga to run under.
+pub struct Durable<St> {
+    store: St,
+    id: SagaId,
+    replay: ReplayIndex,
+}
+
+impl<St: Store> Durable<St> {
+    pub(crate) fn new(store: St, id: SagaId, journal: &[Entry]) -> Self {
+        Durable {
+            store,
+            id,
+            replay: ReplayIndex::from(journal),
+        }
+    }
+}
+
+impl<St: Store> Journal for Durable<St> {
+    const DURABLE: bool = true;
+
+    fn replayed(&self, index: u32, compensation: bool) -> Replayed {
+        self.replay.get(index, compensation)
+    }
+
+    fn record(&self, entry: Entry) -> impl Future<Output = Result<(), StoreError>> {
+        self.store.append(self.id, entry)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, St: Store> Keep<T> for Durable<St> {
+    fn encode(value: &T) -> Result<Vec<u8>, String> {
+        serde_json::to_vec(value).map_err(|e| e.to_string())
+    }
+    fn decode(bytes: &[u8]) -> Result<T, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+}
+
+impl<T: Any + Send + Sync, St: Store> Share<T> for Durable<St> {
+    fn get(resources: &Resources) -> Result<&T, MissingResource> {
+        resources.get::<T>()
+    }
+}
+
+/// A persisted journal, indexed for replay.
+#[derive(Default)]
+struct ReplayIndex {
+    steps: HashMap<u32, Replayed>,
+    compensations: HashMap<u32, Replayed>,
+}
+
+impl From<&[Entry]> for ReplayIndex {
+    fn from(journal: &[Entry]) -> Self {
+        let mut index = ReplayIndex::default();
+        for entry in journal {
+            match entry {
+                Entry::StepStarted { index: i, attempt } => {
+                    index.steps.insert(
+                        *i,
+                        Replayed::Run {
+                            next_attempt: attempt + 1,
+                        },
+                    );
+                }
+                Entry::StepSucceeded { index: i, output } => {
+                    index.steps.insert(*i, Replayed::Succeeded(output.clone()));
+                }
+                Entry::StepFailed { index: i, error } => {
+                    index.steps.insert(*i, Replayed::Failed(error.clone()));
+                }
+                Entry::CompensationStarted { index: i, attempt } => {
+                    index.compensations.insert(
+                        *i,
+                        Replayed::Run {
+                            next_attempt: attempt + 1,
+                        },
+                    );
+                }
+                Entry::CompensationSucceeded { index: i } => {
+                    index
+                        .compensations
+                        .insert(*i, Replayed::Succeeded(Vec::new()));
+                }
+                Entry::CompensationFailed { index: i, error } => {
+                    index
+                        .compensations
+                        .insert(*i, Replayed::Failed(error.clone()));
+                }
+                Entry::Intervention { retry: true, .. } => {
+                    // A person asked to try the failed compensations again: they
+                    // count as not yet run from here on.
+                    index
+                        .compensations
+                        .retain(|_, r| !matches!(r, Replayed::Failed(_)));
+                }
+                Entry::Intervention { retry: false, .. } | Entry::Finished { .. } => {}
+            }
+        }
+        index
+    }
+}
+
+impl ReplayIndex {
+    fn get(&self, index: u32, compensation: bool) -> Replayed {
+        let map = if compensation {
+            &self.compensations
+        } else {
+            &self.steps
+        };
+        match map.get(&index) {
+            None => Replayed::Run { next_attempt: 1 },
+            Some(Replayed::Run { next_attempt }) => Replayed::Run {
+                next_attempt: *next_attempt,
+            },
+            Some(Replayed::Succeeded(b)) => Replayed::Succeeded(b.clone()),
+            Some(Replayed::Failed(e)) => Replayed::Failed(e.clone()),
+        }
+    }
+}
+
+/// Resources handed to durable sagas: one value per type, shared.
+///
+/// A saga's `&T` parameters are resources (clients, pools). They are not
+/// persisted: the executor holds them and hands them to the saga when it starts
+/// and again when it is recovered after a restart.
+#[derive(Default, Clone)]
+pub struct Resources {
+    by_type: HashMap<core::any::TypeId, Arc<dyn Any + Send + Sync>>,
+}
+
+impl core::fmt::Debug for Resources {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Resources")
+            .field("count", &self.by_type.len())
+            .finish()
+    }
+}
+
+impl Resources {
+    /// No resources.
+    pub fn new() -> Self {
+        Resources::default()
+    }
+
+    /// Adds (or replaces) the resource of type `T`.
+    pub fn insert<T: Any + Send + Sync>(&mut self, value: T) {
+        self.by_type
+            .insert(core::any::TypeId::of::<T>(), Arc::new(value));
+    }
+
+    /// The resource of type `T`.
+    pub fn get<T: Any + Send + Sync>(&self) -> Result<&T, MissingResource> {
+        self.by_type
+            .get(&core::any::TypeId::of::<T>())
+            .and_then(|r| r.downcast_ref::<T>())
+            .ok_or(MissingResource {
+                type_name: core::any::type_name::<T>(),
+            })
+    }
+}
+
+/// A durable saga needs a resource that was not registered on the executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingResource {
+    type_name: &'static str,
+}
+
+impl MissingResource {
+    /// The missing resource's type.
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+}
+
+impl core::fmt::Display for MissingResource {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "no resource of type `{}` is registered on the executor; add it with `Executor::resource`",
+            self.type_name
+        )
+    }
+}
+
+impl std::error::Error for MissingResource {}
+
+/// The owned inputs of a durable saga as stored: a JSON object by parameter name,
+/// readable by a person repairing a saga by hand. Not public API.
+#[doc(hidden)]
+#[derive(Default)]
+pub struct InputMap {
+    fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl InputMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        InputMap::default()
+    }
+
+    /// The stored map.
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        match serde_json::from_slice(bytes) {
+            Ok(serde_json::Value::Object(fields)) => Ok(InputMap { fields }),
+            Ok(_) => Err("the stored input is not a JSON object".to_owned()),
+            Err(e) => Err(format!("the stored input is not valid JSON: {e}")),
+        }
+    }
+
+    /// Adds the parameter `name`.
+    pub fn put<J: Keep<T>, T>(&mut self, name: &str, value: &T) -> Result<(), String> {
+        let bytes = J::encode(value).map_err(|e| format!("input `{name}`: {e}"))?;
+        let value = serde_json::from_slice(&bytes).map_err(|e| format!("input `{name}`: {e}"))?;
+        self.fields.insert(name.to_owned(), value);
+        Ok(())
+    }
+
+    /// Takes the parameter `name`.
+    pub fn take<J: Keep<T>, T>(&mut self, name: &str) -> Result<T, String> {
+        let value = self
+            .fields
+            .remove(name)
+            .ok_or_else(|| format!("the stored input has no `{name}`"))?;
+        let bytes = serde_json::to_vec(&value).map_err(|e| format!("input `{name}`: {e}"))?;
+        J::decode(&bytes).map_err(|e| format!("input `{name}`: {e}"))
+    }
+
+    /// The map, stored.
+    pub fn finish(self) -> Result<Vec<u8>, String> {
+        serde_json::to_vec(&self.fields).map_err(|e| e.to_string())
+    }
+}

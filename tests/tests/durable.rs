@@ -469,3 +469,56 @@ async fn recovery_twice_at_once_runs_each_saga_once() {
         20
     );
 }
+
+/// Serializes to an error: JSON object keys must be strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Unsavable {
+    by_pair: std::collections::BTreeMap<(u8, u8), u8>,
+}
+
+#[step(compensate = unlabel)]
+async fn label(shop: &Shop) -> Result<u32, ShopError> {
+    shop.log("label");
+    Ok(1)
+}
+
+async fn unlabel(shop: &Shop, _: &u32) -> Result<(), ShopError> {
+    shop.log("unlabel");
+    Ok(())
+}
+
+#[step(read_only)]
+async fn tabulate(shop: &Shop) -> Result<Unsavable, ShopError> {
+    shop.log("tabulate");
+    Ok(Unsavable {
+        by_pair: [((1, 2), 3)].into_iter().collect(),
+    })
+}
+
+#[saga]
+async fn report_sales(shop: &Shop) -> Result<u32, ShopError> {
+    let labels = label(shop).await?;
+    let _ = tabulate(shop).await?;
+    Ok(labels)
+}
+
+#[tokio::test]
+async fn an_output_that_cannot_be_persisted_fails_its_step_and_the_saga_compensates() {
+    let dir = tempfile::tempdir().unwrap();
+    let executor = Executor::new(store(&dir)).register::<ReportSalesSaga>();
+    let shop = Shop::default();
+    let started = executor.start(ReportSalesSaga::new(&shop)).await.unwrap();
+    let id = started.id();
+    let err = started.outcome().await.unwrap().unwrap_err();
+    assert_eq!(err.failed_step(), "tabulate");
+    assert!(err.cause().is_none());
+    assert!(
+        err.to_string().contains("could not be persisted")
+            && err.to_string().contains("key must be"),
+        "{err}"
+    );
+    assert_eq!(err.undone(), ["label"]);
+    assert_eq!(shop.names(), ["label", "tabulate", "unlabel"]);
+    let record = executor.store().get(id).await.unwrap().unwrap();
+    assert_eq!(record.status, SagaStatus::Compensated);
+}

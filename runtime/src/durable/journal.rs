@@ -138,7 +138,34 @@ impl<St: Store> Journal for Durable<St> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned, St: Store> Keep<T> for Durable<St> {
+/// A value a durable saga can persist: `Serialize + DeserializeOwned`. Its own
+/// trait so that a type that falls short is named with the reason.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be persisted by a durable saga",
+    label = "`{Self}` is not `Serialize + DeserializeOwned`",
+    note = "a durable saga persists its owned inputs, each step's output and its own output with serde, so that a restarted process can resume it: derive `serde::Serialize` and `serde::Deserialize` for `{Self}` (a saga run in memory needs neither)"
+)]
+#[doc(hidden)]
+pub trait Persistable: Serialize + DeserializeOwned {}
+
+// Not looked through in errors: the message above, with its reason, is the one to read.
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned> Persistable for T {}
+
+/// A type a durable saga can take by reference as a resource. Its own trait so
+/// that a type that falls short is named with the reason.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a durable saga's resource",
+    label = "not `Send + Sync + 'static`",
+    note = "a durable saga's `&T` parameters are resources (clients, pools), registered on the executor by type with `Executor::resource` and handed to the saga again on recovery, from any thread: `{Self}` must be `'static + Send + Sync`"
+)]
+#[doc(hidden)]
+pub trait Shareable: Any + Send + Sync {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Any + Send + Sync> Shareable for T {}
+
+impl<T: Persistable, St: Store> Keep<T> for Durable<St> {
     fn encode(value: &T) -> Result<Vec<u8>, String> {
         serde_json::to_vec(value).map_err(|e| e.to_string())
     }
@@ -147,7 +174,7 @@ impl<T: Serialize + DeserializeOwned, St: Store> Keep<T> for Durable<St> {
     }
 }
 
-impl<T: Any + Send + Sync, St: Store> Share<T> for Durable<St> {
+impl<T: Shareable, St: Store> Share<T> for Durable<St> {
     fn get(resources: &Resources) -> Result<&T, MissingResource> {
         resources.get::<T>()
     }

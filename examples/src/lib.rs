@@ -4,11 +4,19 @@
 //!
 //! - [`travel`]: debit the customer, book the flight, book the hotel, e-mail the
 //!   itinerary; a hotel with no rooms undoes the flight and refunds the customer.
-//!   `cargo run -p sagaflow-examples --bin travel`
+//!   `cargo run -p sagaflow-examples --bin travel`; with `-- --durable travel.db
+//!   --crash-after book_flight`, a durable run that crashes on purpose and, run
+//!   again without the flag, recovers (see the binary's documentation).
 //! - [`provision`]: create a user, a VM for it and an IP address for the VM, with
 //!   per-step timeouts and retries, and hooks that print a summary.
 //!   `cargo run -p sagaflow-examples --bin provision`
+//!
+//! and two helpers of the durable mode: [`ledger`], the file in which the fake
+//! services write what they do, so that it outlives the process, and [`crash`],
+//! a store that kills the process at a chosen write.
 #![warn(missing_docs)]
 
+pub mod crash;
+pub mod ledger;
 pub mod provision;
 pub mod travel;

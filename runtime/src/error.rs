@@ -27,6 +27,11 @@ pub enum StepFailure<E> {
         /// The persisted error text.
         message: String,
     },
+    /// A fault injected by the test kit (`sagaflow::testing`).
+    Injected {
+        /// What was injected.
+        message: String,
+    },
     /// A durable saga's step succeeded but its output could not be persisted (or
     /// read back), so the saga cannot go on past it and treats it as failed.
     NotPersisted {
@@ -51,6 +56,7 @@ impl<E> StepFailure<E> {
             StepFailure::TimedOut { after } => StepFailure::TimedOut { after },
             StepFailure::Panicked { message } => StepFailure::Panicked { message },
             StepFailure::Recovered { message } => StepFailure::Recovered { message },
+            StepFailure::Injected { message } => StepFailure::Injected { message },
             StepFailure::NotPersisted { message } => StepFailure::NotPersisted { message },
         }
     }
@@ -65,6 +71,7 @@ impl<E: fmt::Display> fmt::Display for StepFailure<E> {
             }
             StepFailure::Panicked { message } => write!(f, "panicked: {message}"),
             StepFailure::Recovered { message } => write!(f, "{message} (before a restart)"),
+            StepFailure::Injected { message } => write!(f, "{message} (injected)"),
             StepFailure::NotPersisted { message } => {
                 write!(f, "its output could not be persisted: {message}")
             }

@@ -54,6 +54,8 @@ mod report;
 mod run;
 mod saga;
 mod step;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use context::{IdempotencyKey, Phase, SagaId, StepContext};
 pub use error::{FailedCompensation, SagaError, StepFailure};

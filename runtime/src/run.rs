@@ -17,7 +17,7 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use crate::context::{Phase, SagaId, StepContext};
-use crate::durable::journal::{Journal, Keep, NoJournal, Replayed};
+use crate::durable::journal::{Fault, Journal, Keep, NoJournal, Replayed};
 use crate::durable::{Entry, SagaStatus, StoreError};
 use crate::error::{FailedCompensation, SagaError, StepFailure};
 use crate::hooks::Hooks;
@@ -297,7 +297,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         // The first attempt of a step without a timeout takes a short path: no
         // timer, no retry state, no span unless someone listens. Everything else
         // lives in `step_retrying`, entered only once an attempt has failed.
-        let first = if S::INFO.timeout().is_none() {
+        let first = if S::INFO.timeout().is_none() && !J::FAULTS {
             let cx = self.context(S::INFO.name(), index, 1, Phase::Forward);
             self.hooks.step_started(&cx);
             let outcome = match self.span_for(Phase::Forward, S::INFO.name(), "", 1) {
@@ -394,12 +394,56 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             let cx = self.context(name, index, attempt_no, Phase::Forward);
             self.hooks.step_started(&cx);
             let span = self.span_for(Phase::Forward, name, "", attempt_no);
-            match attempt(call(), cx, S::INFO.timeout(), span).await {
+            let outcome = if J::FAULTS {
+                self.faulty_attempt(&mut call, cx, index, Phase::Forward, S::INFO.timeout())
+                    .await
+            } else {
+                attempt(call(), cx, S::INFO.timeout(), span).await
+            };
+            match outcome {
                 Ok(output) => {
                     self.record_success::<S>(&cx, index, attempt_no, started, last_error);
                     return Ok(output);
                 }
                 Err(failure) => pending = Some(failure),
+            }
+        }
+    }
+
+    /// One attempt under the test kit's plan: a fault instead of the attempt, or
+    /// the attempt run twice (the first result dropped), or the attempt as is.
+    async fn faulty_attempt<F, Fut, T, E>(
+        &self,
+        call: &mut F,
+        cx: StepContext,
+        index: u32,
+        phase: Phase,
+        timeout: Option<Duration>,
+    ) -> Result<T, StepFailure<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self.journal.fault(index, phase, cx.attempt) {
+            Some(Fault::Error) => Err(StepFailure::Injected {
+                message: format!("an error injected into `{}`", cx.step),
+            }),
+            Some(Fault::Timeout) => Err(StepFailure::TimedOut {
+                after: timeout.unwrap_or_default(),
+            }),
+            Some(Fault::Panic) => {
+                let step = cx.step;
+                let panicking = core::future::poll_fn(move |_| -> Poll<Result<T, E>> {
+                    panic!("a panic injected into `{step}`")
+                });
+                attempt(panicking, cx, None, None).await
+            }
+            None => {
+                if self.journal.repeats(index, phase) {
+                    // At-least-once delivery: the same attempt arrives twice.
+                    let _first = attempt(call(), cx, timeout, None).await;
+                }
+                attempt(call(), cx, timeout, None).await
             }
         }
     }
@@ -624,7 +668,13 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             let cx = self.context(name, index, attempt_no, Phase::Compensation);
             self.hooks.compensation_started(&cx);
             let span = self.span_for(Phase::Compensation, name, function, attempt_no);
-            let failure = match attempt(call(), cx, None, span).await {
+            let outcome = if J::FAULTS {
+                self.faulty_attempt(&mut call, cx, index, Phase::Compensation, None)
+                    .await
+            } else {
+                attempt(call(), cx, None, span).await
+            };
+            let failure = match outcome {
                 Ok(()) => {
                     if J::DURABLE
                         && let Err(e) = self

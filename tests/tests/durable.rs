@@ -522,3 +522,44 @@ async fn an_output_that_cannot_be_persisted_fails_its_step_and_the_saga_compensa
     let record = executor.store().get(id).await.unwrap().unwrap();
     assert_eq!(record.status, SagaStatus::Compensated);
 }
+
+#[tokio::test]
+async fn recovery_running_while_sagas_start_never_takes_up_a_starting_saga() {
+    let dir = tempfile::tempdir().unwrap();
+    let executor = Executor::new(store(&dir))
+        .resource(Shop::default())
+        .register::<BuySaga>();
+    let shop = executor.resources().get::<Shop>().unwrap();
+    for _ in 0..10 {
+        let starts = async {
+            let mut ids = Vec::new();
+            for _ in 0..20 {
+                let started = executor.start(BuySaga::new(shop, order())).await.unwrap();
+                ids.push(started.id());
+                started.outcome().await.unwrap().unwrap();
+            }
+            ids
+        };
+        let (ids, recovered) = tokio::join!(starts, executor.recover());
+        let recovered = recovered.unwrap();
+        for saga in &recovered.sagas {
+            assert!(
+                !ids.contains(&saga.id),
+                "recovery took up a saga that was starting"
+            );
+        }
+    }
+    for record in executor
+        .store()
+        .with_status(SagaStatus::Committed)
+        .await
+        .unwrap()
+    {
+        let finished = record
+            .journal
+            .iter()
+            .filter(|e| matches!(e, Entry::Finished { .. }))
+            .count();
+        assert_eq!(finished, 1, "saga {} ran twice", record.id);
+    }
+}

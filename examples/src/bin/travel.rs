@@ -1,16 +1,124 @@
-//! Books two trips with the `travel` saga and tells what happens: one that
-//! goes through (after the mail server is busy once), and one whose hotel has
-//! no rooms, so the flight is cancelled and the customer refunded.
+//! Books trips with the `travel` saga and tells what happens.
 //!
-//! Run it with `cargo run -p sagaflow-examples --bin travel`.
+//! # In memory (the default)
+//!
+//! `cargo run -p sagaflow-examples --bin travel` books two trips: one that goes
+//! through (after the mail server is busy once), and one whose hotel has no
+//! rooms, so the flight is cancelled and the customer refunded.
+//!
+//! # Durable
+//!
+//! ```text
+//! cargo run -p sagaflow-examples --bin travel -- --durable travel.db [--to CITY]
+//!     [--crash-after STEP | --crash-during STEP]
+//! ```
+//!
+//! keeps every saga in the SQLite file `travel.db`, and the fake bank, airline,
+//! hotels and mail server write what they do to `travel.db.ledger` (one line per
+//! call: `<what> <saga id> <idempotency key> [<details>]`), so that both outlive
+//! the process. Each run first *recovers*: it lists the trips an earlier run left
+//! unfinished, what each had done, and finishes them (forward, or undoing what
+//! was done if a step had failed). Then it books one new trip for Ada, to Lisbon
+//! or to `--to CITY` (Venice has no hotel rooms: the trip is undone).
+//!
+//! - `--crash-after STEP` kills the process (`abort`, no clean-up) right after
+//!   STEP's result is recorded in `travel.db`. STEP is a step (`debit_customer`,
+//!   `book_flight`, `book_hotel`, `email_itinerary`) or a compensation
+//!   (`refund_customer`, `cancel_flight`; use `--to Venice` to reach those).
+//!   Run again without the flag: recovery reads the finished steps' results back
+//!   from the file and goes on from the next step.
+//! - `--crash-during STEP` kills it after STEP did its work (the service wrote it
+//!   in the ledger) but before its result is recorded. Run again: recovery runs
+//!   STEP again with the same idempotency key, and the service, recognising the
+//!   key, answers with what it did the first time instead of doing it twice (the
+//!   ledger shows an `again:` line).
+//!
+//! ```text
+//! cargo run -p sagaflow-examples --bin travel -- --durable /tmp/travel.db --crash-after book_flight
+//! cargo run -p sagaflow-examples --bin travel -- --durable /tmp/travel.db
+//! ```
 
-use sagaflow::Runner;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use sagaflow::durable::{
+    Durability, Entry, Executor, RecoveredOutcome, RecoveryReport, SagaRecord, SagaStatus,
+    SqliteStore, Store,
+};
+use sagaflow::{Runner, Saga};
+use sagaflow_examples::crash::{CrashPlan, CrashingStore, Moment};
+use sagaflow_examples::ledger::Ledger;
 use sagaflow_examples::travel::{
     Airline, Bank, BookTripSaga, Hotels, Mailer, Narrator, Trip, euros, format_euros,
 };
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+const USAGE: &str =
+    "usage: travel [--durable FILE [--to CITY] [--crash-after STEP | --crash-during STEP]]";
+
+/// What the command line asked for.
+struct Options {
+    durable: Option<String>,
+    to: String,
+    crash: Option<(Moment, String)>,
+}
+
+fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut options = Options {
+        durable: None,
+        to: "Lisbon".to_owned(),
+        crash: None,
+    };
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .ok_or_else(|| format!("`{name}` needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--durable" => options.durable = Some(value("--durable")?),
+            "--to" => options.to = value("--to")?,
+            "--crash-after" => options.crash = Some((Moment::After, value("--crash-after")?)),
+            "--crash-during" => options.crash = Some((Moment::Before, value("--crash-during")?)),
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    if options.crash.is_some() && options.durable.is_none() {
+        return Err(format!(
+            "`--crash-after` and `--crash-during` need `--durable FILE`: a crash of an in-memory run loses everything\n{USAGE}"
+        ));
+    }
+    Ok(options)
+}
+
+fn main() -> ExitCode {
+    let options = match parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match &options.durable {
+        None => {
+            runtime.block_on(in_memory());
+            ExitCode::SUCCESS
+        }
+        Some(path) => match runtime.block_on(durable(path, &options)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn in_memory() {
     println!("The saga, as declared:\n{}\n", BookTripSaga::graph());
 
     let bank = Bank::new()
@@ -72,4 +180,299 @@ async fn main() {
         cancelled,
         booked,
     );
+}
+
+/// The crash the command line asked for, as a plan for [`CrashingStore`], with
+/// the sentence to print as it happens.
+fn crash_plan(moment: Moment, name: &str) -> Result<(CrashPlan, String), String> {
+    let steps = BookTripSaga::STEPS;
+    let (index, compensation) = if let Some(i) = steps.iter().position(|s| s.name() == name) {
+        (i, false)
+    } else if let Some(i) = steps.iter().position(|s| s.compensation() == Some(name)) {
+        (i, true)
+    } else {
+        let mut names: Vec<&str> = steps.iter().map(|s| s.name()).collect();
+        names.extend(steps.iter().filter_map(|s| s.compensation()));
+        return Err(format!(
+            "`{name}` is neither a step nor a compensation of `book_trip`; choose one of: {}",
+            names.join(", ")
+        ));
+    };
+    let kind = if compensation {
+        "CompensationSucceeded"
+    } else {
+        "StepSucceeded"
+    };
+    let message = match moment {
+        Moment::After => format!(
+            "\n*** CRASH (on purpose): `{name}` is done and its result is recorded in the store; \
+             the process stops dead here. Run the same command without --crash-after to recover. ***"
+        ),
+        Moment::Before => format!(
+            "\n*** CRASH (on purpose): `{name}` did its work (see the ledger), but the process dies \
+             before its result is recorded. Run the same command without --crash-during to recover. ***"
+        ),
+    };
+    let plan = CrashPlan {
+        moment,
+        kind,
+        index: Some(index as u32),
+        nth: 1,
+    };
+    Ok((plan, message))
+}
+
+async fn durable(path: &str, options: &Options) -> Result<(), String> {
+    let (plan, message) = match &options.crash {
+        Some((moment, name)) => {
+            let (plan, message) = crash_plan(*moment, name)?;
+            (Some(plan), message)
+        }
+        None => (None, String::new()),
+    };
+    let ledger_path = format!("{path}.ledger");
+    println!(
+        "Durable mode: the sagas are kept in {path}; the services write what they do to {ledger_path}."
+    );
+    let store = SqliteStore::open(path, Durability::Full).map_err(|e| e.to_string())?;
+    let ledger =
+        Arc::new(Ledger::open(&ledger_path, true).map_err(|e| format!("{ledger_path}: {e}"))?);
+    let executor = Executor::new(CrashingStore::new(store, plan, message))
+        .with_hooks(Narrator::new())
+        .resource(
+            Bank::new()
+                .with_account("ada", euros(2_000))
+                .with_ledger(ledger.clone()),
+        )
+        .resource(Airline::new().with_ledger(ledger.clone()))
+        .resource(
+            Hotels::new()
+                .with_no_rooms_in("Venice")
+                .with_ledger(ledger.clone()),
+        )
+        .resource(Mailer::new().with_ledger(ledger.clone()))
+        .register::<BookTripSaga>();
+
+    // 1. What did an earlier run leave unfinished?
+    println!("\n== Looking for trips that an earlier run left unfinished ==");
+    let unfinished = executor
+        .store()
+        .inner()
+        .with_status(SagaStatus::Running)
+        .await
+        .map_err(|e| e.to_string())?;
+    if unfinished.is_empty() {
+        println!("None: every trip in {path} had ended.");
+    } else {
+        println!(
+            "Found {} unfinished trip(s); this is what the store says each had done:",
+            unfinished.len()
+        );
+        for record in &unfinished {
+            describe(record, &ledger);
+        }
+        println!("\nRecovering them now:");
+    }
+    let report = executor.recover().await.map_err(|e| e.to_string())?;
+    if !unfinished.is_empty() {
+        tell_recovery(&report, &ledger);
+    }
+
+    // 2. A new trip.
+    let trip = Trip::new("ada", "ada@example.com", &options.to, 3, euros(900));
+    println!(
+        "\n== A new trip: Ada, 3 nights in {} for {} ==",
+        trip.city,
+        format_euros(trip.price)
+    );
+    if let Some((moment, name)) = &options.crash {
+        let when = match moment {
+            Moment::After => "right after the result of",
+            Moment::Before => "in the middle of",
+        };
+        println!("(This run will crash on purpose {when} `{name}`.)");
+    }
+    let resources = executor.resources();
+    let saga = BookTripSaga::new(
+        resources.get::<Bank>().map_err(|e| e.to_string())?,
+        resources.get::<Airline>().map_err(|e| e.to_string())?,
+        resources.get::<Hotels>().map_err(|e| e.to_string())?,
+        resources.get::<Mailer>().map_err(|e| e.to_string())?,
+        trip,
+    );
+    let started = executor.start(saga).await.map_err(|e| e.to_string())?;
+    let id = started.id();
+    println!("Its input is now safe in {path}, as saga {id}.");
+    match started.outcome().await {
+        Ok(Ok(itinerary)) => println!("\nBooked: {itinerary}"),
+        Ok(Err(err)) => println!("\nNot booked: {err}"),
+        Err(e) => println!("\nThe store failed, so the trip stopped where it was: {e}"),
+    }
+    if let Some((_, name)) = &options.crash {
+        println!("(`{name}` did not run to the end in this trip, so there was no crash.)");
+    }
+
+    // 3. Where things stand.
+    let bank = resources.get::<Bank>().map_err(|e| e.to_string())?;
+    let airline = resources.get::<Airline>().map_err(|e| e.to_string())?;
+    let hotels = resources.get::<Hotels>().map_err(|e| e.to_string())?;
+    let mailer = resources.get::<Mailer>().map_err(|e| e.to_string())?;
+    println!(
+        "\nAll runs so far, from the ledger: Ada has {} left (she started with {}); \
+         {} flight(s) and {} hotel room(s) booked, {} flight(s) cancelled; {} e-mail(s) sent; \
+         {} repeated request(s) recognised by their idempotency key.",
+        format_euros(bank.balance("ada").unwrap_or_default()),
+        format_euros(euros(2_000)),
+        airline.booked().len(),
+        hotels.booked().len(),
+        airline.cancelled().len(),
+        mailer.sent().len(),
+        ledger
+            .lines()
+            .iter()
+            .filter(|l| l.what.starts_with("again:"))
+            .count(),
+    );
+    Ok(())
+}
+
+/// Tells in words what the journal of an unfinished saga says.
+fn describe(record: &SagaRecord, ledger: &Ledger) {
+    let steps = BookTripSaga::STEPS;
+    let name = |index: u32| steps.get(index as usize).map_or("?", |s| s.name());
+    let undo = |index: u32| {
+        steps
+            .get(index as usize)
+            .and_then(|s| s.compensation())
+            .unwrap_or("?")
+    };
+    let trip = serde_json::from_slice::<serde_json::Value>(&record.input)
+        .ok()
+        .and_then(|v| serde_json::from_value::<Trip>(v.get("trip")?.clone()).ok());
+    match trip {
+        Some(trip) => println!(
+            "\n  Trip {}: {}, {} nights in {} for {}",
+            record.id,
+            trip.customer,
+            trip.nights,
+            trip.city,
+            format_euros(trip.price)
+        ),
+        None => println!("\n  Trip {}", record.id),
+    }
+    if record.journal.is_empty() {
+        println!("    - nothing yet: it had been saved but no step had started");
+    }
+    for entry in &record.journal {
+        let line = match entry {
+            Entry::StepStarted { index, attempt } => {
+                format!("`{}` started (attempt {attempt})", name(*index))
+            }
+            Entry::StepSucceeded { index, .. } => {
+                format!("`{}` succeeded, its result recorded", name(*index))
+            }
+            Entry::StepFailed { index, error } => format!("`{}` failed: {error}", name(*index)),
+            Entry::CompensationStarted { index, attempt } => format!(
+                "undoing `{}` with `{}` started (attempt {attempt})",
+                name(*index),
+                undo(*index)
+            ),
+            Entry::CompensationSucceeded { index } => format!("`{}` undone", name(*index)),
+            Entry::CompensationFailed { index, error } => {
+                format!("could not undo `{}`: {error}", name(*index))
+            }
+            Entry::Finished { status, .. } => format!("ended: {status}"),
+            Entry::Intervention { retry, note } => {
+                format!("a person intervened (retry: {retry}): {note}")
+            }
+        };
+        println!("    - {line}");
+    }
+    // What recovery will do with the last entry.
+    let next = match record.journal.last() {
+        None => "recovery runs it from the first step".to_owned(),
+        Some(Entry::StepStarted { index, .. }) => {
+            let key = format!("{}-{index}", record.id);
+            let done_before = ledger.lines().iter().any(|l| l.is_effect() && l.key == key);
+            format!(
+                "`{}` had started but its result was never recorded{}: recovery runs it again \
+                 with the same idempotency key ({key}), so the service can tell it is a repeat",
+                name(*index),
+                if done_before {
+                    " (the ledger shows the service did it)"
+                } else {
+                    ""
+                }
+            )
+        }
+        Some(Entry::StepSucceeded { index, .. }) => format!(
+            "recovery reads the results of the steps that succeeded back from the store \
+             (it does not run them again) and goes on after `{}`",
+            name(*index)
+        ),
+        Some(Entry::CompensationStarted { index, .. }) => format!(
+            "it was undoing `{}` when the process died: recovery runs `{}` again with the \
+             same idempotency key ({}-{index}-undo), then undoes the steps before it",
+            name(*index),
+            undo(*index),
+            record.id
+        ),
+        Some(_) => "it was undoing what had been done: recovery goes on undoing".to_owned(),
+    };
+    println!("    => {next}");
+}
+
+/// Tells in words what recovery did.
+fn tell_recovery(report: &RecoveryReport, ledger: &Ledger) {
+    println!("\nWhat recovery did:");
+    for saga in &report.sagas {
+        let what = match &saga.outcome {
+            RecoveredOutcome::Committed => "finished it: the trip is booked".to_owned(),
+            RecoveredOutcome::Compensated {
+                failed_step,
+                undone,
+            } => {
+                if undone.is_empty() {
+                    format!("`{failed_step}` had failed and there was nothing to undo")
+                } else {
+                    format!(
+                        "`{failed_step}` had failed, so it undid {}: nothing of the trip remains",
+                        undone
+                            .iter()
+                            .map(|s| format!("`{s}`"))
+                            .collect::<Vec<_>>()
+                            .join(" then ")
+                    )
+                }
+            }
+            RecoveredOutcome::Parked {
+                failed_step,
+                failed,
+            } => format!(
+                "`{failed_step}` had failed and undoing failed too ({}); the trip is parked \
+                 for a person to repair",
+                failed
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            RecoveredOutcome::Halted(e) => format!("the store failed again, so it stopped: {e}"),
+            RecoveredOutcome::Refused(why) => format!("left it alone: {why}"),
+        };
+        println!("  Trip {}: {what}.", saga.id);
+        let again: Vec<String> = ledger
+            .lines()
+            .into_iter()
+            .filter(|l| l.what.starts_with("again:") && l.saga == saga.id.to_string())
+            .map(|l| format!("{} ({})", l.effect(), l.key))
+            .collect();
+        if !again.is_empty() {
+            println!(
+                "    A step ran again after the crash and the service recognised its key, \
+                 so it did not do it twice: {}.",
+                again.join(", ")
+            );
+        }
+    }
 }

@@ -150,15 +150,22 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
                 message,
             })?;
         let id = SagaId::random();
-        self.store
+        // Claimed before it exists in the store, so that a `recover` running at the
+        // same time never takes it up too.
+        lock(&self.running).insert(id);
+        let created = self
+            .store
             .create(NewSaga {
                 id,
                 saga_type: S::NAME.to_owned(),
                 fingerprint: fingerprint(S::STEPS),
                 input,
             })
-            .await?;
-        lock(&self.running).insert(id);
+            .await;
+        if let Err(e) = created {
+            lock(&self.running).remove(&id);
+            return Err(e.into());
+        }
         Ok(Started {
             executor: self,
             saga: Some(saga),

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::store::{Entry, Store, StoreError};
-use crate::SagaId;
+use crate::{Phase, SagaId};
 
 /// What the journal knows of a step from before a restart.
 #[doc(hidden)]
@@ -43,6 +43,43 @@ pub trait Journal {
 
     /// Records a transition; resolves once it is durable.
     fn record(&self, entry: Entry) -> impl Future<Output = Result<(), StoreError>>;
+
+    /// Whether faults may be injected (the test kit); `false` compiles them away.
+    const FAULTS: bool = false;
+
+    /// The fault to inject into attempt `attempt` of step (or compensation) `index`.
+    fn fault(&self, index: u32, phase: Phase, attempt: u32) -> Option<Fault> {
+        let _ = (index, phase, attempt);
+        None
+    }
+
+    /// Whether to run this attempt twice, as at-least-once delivery may after a crash.
+    fn repeats(&self, index: u32, phase: Phase) -> bool {
+        let _ = (index, phase);
+        false
+    }
+}
+
+/// A fault the test kit injects into a step through the runtime, without any
+/// change to the step's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// The attempt fails with an error.
+    Error,
+    /// The attempt times out.
+    Timeout,
+    /// The attempt panics.
+    Panic,
+}
+
+impl core::fmt::Display for Fault {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Fault::Error => "an error",
+            Fault::Timeout => "a timeout",
+            Fault::Panic => "a panic",
+        })
+    }
 }
 
 /// Encodes and decodes a value the saga persists. Not public API.
@@ -102,9 +139,7 @@ impl<T> Keep<T> for NoJournal {
 
 impl<T: ?Sized> Share<T> for NoJournal {
     fn get(_: &Resources) -> Result<&T, MissingResource> {
-        Err(MissingResource {
-            type_name: core::any::type_name::<T>(),
-        })
+        Err(MissingResource::of::<T>())
     }
 }
 
@@ -291,9 +326,7 @@ impl Resources {
         self.by_type
             .get(&core::any::TypeId::of::<T>())
             .and_then(|r| r.downcast_ref::<T>())
-            .ok_or(MissingResource {
-                type_name: core::any::type_name::<T>(),
-            })
+            .ok_or_else(MissingResource::of::<T>)
     }
 }
 
@@ -304,6 +337,12 @@ pub struct MissingResource {
 }
 
 impl MissingResource {
+    pub(crate) fn of<T: ?Sized>() -> Self {
+        MissingResource {
+            type_name: core::any::type_name::<T>(),
+        }
+    }
+
     /// The missing resource's type.
     pub fn type_name(&self) -> &'static str {
         self.type_name

@@ -1,0 +1,201 @@
+//! The `travel` binary's durable mode: crash on purpose after (or during) a
+//! step, run again, and the trip is recovered and finished, exactly once.
+
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use sagaflow::durable::{Durability, SagaStatus, SqliteStore, Store};
+use sagaflow_examples::ledger::{Ledger, Line};
+
+const TRAVEL: &str = env!("CARGO_BIN_EXE_travel");
+
+fn travel(db: &Path, args: &[&str]) -> (Output, String) {
+    let output = Command::new(TRAVEL)
+        .arg("--durable")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("the travel binary runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output, text)
+}
+
+/// The saga the run in `text` started, from "as saga <id>."
+fn started_id(text: &str) -> String {
+    let at = text.find("as saga ").expect("the run names its saga") + "as saga ".len();
+    text[at..at + 32].to_owned()
+}
+
+fn ledger(db: &Path) -> Vec<Line> {
+    Ledger::read(format!("{}.ledger", db.display())).unwrap()
+}
+
+/// How many times `effect` was done for `saga`.
+fn done(lines: &[Line], saga: &str, effect: &str) -> usize {
+    lines
+        .iter()
+        .filter(|l| l.saga == saga && l.what == effect)
+        .count()
+}
+
+fn status(db: &Path, id: &str) -> SagaStatus {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = SqliteStore::open_existing(db, Durability::Full).unwrap();
+        for status in [
+            SagaStatus::Running,
+            SagaStatus::Committed,
+            SagaStatus::Compensated,
+            SagaStatus::Parked,
+        ] {
+            let sagas = store.with_status(status).await.unwrap();
+            if sagas.iter().any(|s| s.id.to_string() == id) {
+                return status;
+            }
+        }
+        panic!("saga {id} is not in {}", db.display());
+    })
+}
+
+#[test]
+fn a_crash_after_a_step_is_recovered_on_the_next_run_without_doing_the_step_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("travel.db");
+
+    let (output, text) = travel(&db, &["--crash-after", "book_flight"]);
+    assert_eq!(output.status.signal(), Some(6), "it aborts:\n{text}");
+    assert!(
+        text.contains("CRASH (on purpose): `book_flight` is done"),
+        "{text}"
+    );
+    let first = started_id(&text);
+    assert_eq!(status(&db, &first), SagaStatus::Running);
+    let lines = ledger(&db);
+    assert_eq!(done(&lines, &first, "flight"), 1);
+    assert_eq!(done(&lines, &first, "hotel"), 0);
+
+    let (output, text) = travel(&db, &[]);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("Found 1 unfinished trip(s)"), "{text}");
+    assert!(
+        text.contains(&format!("Trip {first}: ada, 3 nights in Lisbon")),
+        "{text}"
+    );
+    assert!(
+        text.contains("`book_flight` succeeded, its result recorded"),
+        "{text}"
+    );
+    assert!(text.contains("goes on after `book_flight`"), "{text}");
+    assert!(
+        text.contains(&format!("Trip {first}: finished it: the trip is booked.")),
+        "{text}"
+    );
+    let second = started_id(&text);
+    assert_ne!(first, second);
+    assert_eq!(status(&db, &first), SagaStatus::Committed);
+    assert_eq!(status(&db, &second), SagaStatus::Committed);
+
+    // Each effect once: the flight was read back from the store, not booked again.
+    let lines = ledger(&db);
+    for saga in [&first, &second] {
+        for effect in ["debit", "flight", "hotel", "email"] {
+            assert_eq!(done(&lines, saga, effect), 1, "{effect} of {saga}");
+        }
+    }
+    assert!(!lines.iter().any(|l| l.what.starts_with("again:")));
+    assert!(
+        text.contains("Ada has €200.00 left (she started with €2000.00); 2 flight(s) and 2 hotel room(s) booked"),
+        "{text}"
+    );
+
+    // A third run finds nothing to recover.
+    let (output, text) = travel(&db, &[]);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("None: every trip"), "{text}");
+}
+
+#[test]
+fn a_step_cut_short_runs_again_with_its_key_and_the_service_does_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("travel.db");
+
+    let (output, text) = travel(&db, &["--crash-during", "book_hotel"]);
+    assert_eq!(output.status.signal(), Some(6), "it aborts:\n{text}");
+    let id = started_id(&text);
+    assert_eq!(done(&ledger(&db), &id, "hotel"), 1, "the hotel was booked");
+
+    let (output, text) = travel(&db, &[]);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "`book_hotel` had started but its result was never recorded (the ledger shows the service did it): recovery runs it again with the same idempotency key ({id}-2)"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("did not do it twice: hotel"), "{text}");
+    assert_eq!(status(&db, &id), SagaStatus::Committed);
+    let lines = ledger(&db);
+    assert_eq!(done(&lines, &id, "hotel"), 1, "booked once");
+    assert_eq!(done(&lines, &id, "again:hotel"), 1, "asked twice");
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.saga == id && l.effect() == "hotel")
+            .all(|l| l.key == format!("{id}-2")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_crash_while_undoing_goes_on_undoing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("travel.db");
+
+    let (output, text) = travel(&db, &["--to", "Venice", "--crash-after", "cancel_flight"]);
+    assert_eq!(output.status.signal(), Some(6), "it aborts:\n{text}");
+    let id = started_id(&text);
+    let lines = ledger(&db);
+    assert_eq!(done(&lines, &id, "cancel-flight"), 1);
+    assert_eq!(done(&lines, &id, "refund"), 0);
+
+    let (output, text) = travel(&db, &[]);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("`book_hotel` failed: no hotel rooms left in Venice"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "Trip {id}: `book_hotel` had failed, so it undid `book_flight` then `debit_customer`"
+        )),
+        "{text}"
+    );
+    assert_eq!(status(&db, &id), SagaStatus::Compensated);
+    let lines = ledger(&db);
+    assert_eq!(done(&lines, &id, "cancel-flight"), 1);
+    assert_eq!(done(&lines, &id, "refund"), 1);
+}
+
+#[test]
+fn a_crash_needs_a_store_and_a_known_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("travel.db");
+    let (output, text) = travel(&db, &["--crash-after", "book_taxi"]);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("`book_taxi` is neither a step nor a compensation of `book_trip`; choose one of: debit_customer, book_flight, book_hotel, email_itinerary, refund_customer, cancel_flight"),
+        "{text}"
+    );
+
+    let output = Command::new(TRAVEL)
+        .args(["--crash-after", "book_flight"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("need `--durable FILE`"));
+}

@@ -1,0 +1,750 @@
+//! A test kit for sagas: make every step fail, deliver every step twice, crash at
+//! every persisted transition, and check after each run that the right steps
+//! were undone and that your invariant holds.
+//!
+//! Enabled by the `testing` feature (a dev-dependency feature, typically):
+//!
+//! ```toml
+//! [dev-dependencies]
+//! sagaflow = { version = "0.1", features = ["testing"] }
+//! ```
+//!
+//! # Guide
+//!
+//! A saga is only as good as its compensations. [`SagaTest`] takes a closure
+//! that builds the saga (with fresh input each time) and an invariant that must
+//! hold after every run, and sweeps:
+//!
+//! - [`failure_sweep`](SagaTest::failure_sweep): once per step and per kind of
+//!   fault (an error, a timeout, a panic), the step is made to fail for good. The
+//!   kit checks that exactly the completed compensatable steps before it were
+//!   compensated, in reverse order, and that the result says so. A `retriable`
+//!   step is made to fail twice and must then succeed without anything undone.
+//! - [`repeat_sweep`](SagaTest::repeat_sweep): each step, and each compensation,
+//!   runs twice, as at-least-once delivery does after a crash. A step that is not
+//!   idempotent breaks your invariant here, in a test, not in production.
+//! - [`crash_sweep`](SagaTest::crash_sweep): on the durable executor over a
+//!   temporary store, the process "dies" right after each persisted transition in
+//!   turn; a fresh executor recovers the saga, which must reach a final state with
+//!   your invariant holding.
+//!
+//! Faults are injected through the runtime: your step code does not change. Each
+//! sweep runs on its own current-thread tokio runtime with the clock paused, so
+//! backoff and timeouts cost no real time; call it from a plain `#[test]`. A
+//! failed check returns a [`SweepFailure`] whose message names the run: which step
+//! failed and how, and what was and should have been compensated.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use sagaflow::testing::SagaTest;
+//! use sagaflow::{saga, step};
+//!
+//! /// A bank whose state the invariant can read. A handle, as real clients are.
+//! #[derive(Clone, Default)]
+//! pub struct Bank(Arc<Mutex<i64>>);
+//!
+//! #[step(compensate = refund)]
+//! async fn charge(bank: &Bank, cents: i64) -> Result<i64, String> {
+//!     *bank.0.lock().unwrap() += cents;
+//!     Ok(cents)
+//! }
+//!
+//! async fn refund(bank: &Bank, _cents: i64, charged: &i64) -> Result<(), String> {
+//!     *bank.0.lock().unwrap() -= charged;
+//!     Ok(())
+//! }
+//!
+//! #[step(read_only)]
+//! async fn check_stock(item: &str) -> Result<u32, String> {
+//!     Ok(item.len() as u32)
+//! }
+//!
+//! #[saga]
+//! async fn buy(bank: &Bank, item: String) -> Result<u32, String> {
+//!     let _ = charge(bank, 500).await?;
+//!     let stock = check_stock(&item).await?;
+//!     Ok(stock)
+//! }
+//!
+//! let bank = Bank::default();
+//! let report = SagaTest::new(|| {
+//!     *bank.0.lock().unwrap() = 0;
+//!     BuySaga::new(&bank, "lamp".to_owned())
+//! })
+//! .invariant(|run| {
+//!     let balance = *bank.0.lock().unwrap();
+//!     let expected = if run.committed() { 500 } else { 0 };
+//!     if balance == expected { Ok(()) } else { Err(format!("balance {balance}, expected {expected}")) }
+//! })
+//! .failure_sweep()
+//! .unwrap();
+//! assert_eq!(report.runs(), 7); // a clean run, then 2 steps × 3 faults
+//! ```
+//!
+//! A refund that forgot to refund, or a charge that charges twice when delivered
+//! twice, fails the sweep with a message such as:
+//!
+//! ```text
+//! failure sweep, run 5 (`check_stock` made to fail by an error): invariant broken: balance 500, expected 0
+//! ```
+
+use core::fmt;
+use core::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub use crate::durable::journal::Fault;
+use crate::durable::journal::{Journal, Keep, Replayed, Share};
+use crate::durable::{
+    DurableSaga, Entry, Executor, MissingResource, NewSaga, RecoveredOutcome, Resources,
+    SagaRecord, SagaStatus, SqliteStore, Store, StoreError,
+};
+use crate::hooks::NoHooks;
+use crate::run::Run;
+use crate::{FailedCompensation, Phase, RunReport, SagaError, SagaId, StepKind};
+
+/// What one run of a sweep did, for the invariant to judge.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    case: String,
+    committed: bool,
+    failed_step: Option<String>,
+    undone: Vec<String>,
+    failed_compensations: Vec<FailedCompensation>,
+    report: Option<RunReport>,
+}
+
+impl RunSummary {
+    /// What this run did to the saga, in words (`"`charge` made to fail by a timeout"`).
+    pub fn case(&self) -> &str {
+        &self.case
+    }
+
+    /// Whether every step succeeded.
+    pub fn committed(&self) -> bool {
+        self.committed
+    }
+
+    /// The step that failed for good, if one did.
+    pub fn failed_step(&self) -> Option<&str> {
+        self.failed_step.as_deref()
+    }
+
+    /// The steps undone, in the order their compensations ran.
+    pub fn undone(&self) -> &[String] {
+        &self.undone
+    }
+
+    /// The compensations that failed for good.
+    pub fn failed_compensations(&self) -> &[FailedCompensation] {
+        &self.failed_compensations
+    }
+
+    /// The run's report, when the run was in memory.
+    pub fn report(&self) -> Option<&RunReport> {
+        self.report.as_ref()
+    }
+
+    fn of<T, E>(case: String, result: &Result<T, SagaError<E>>) -> Self {
+        match result {
+            Ok(_) => RunSummary {
+                case,
+                committed: true,
+                failed_step: None,
+                undone: Vec::new(),
+                failed_compensations: Vec::new(),
+                report: None,
+            },
+            Err(e) => RunSummary {
+                case,
+                committed: false,
+                failed_step: Some(e.failed_step().to_owned()),
+                undone: e.undone().iter().map(|s| (*s).to_owned()).collect(),
+                failed_compensations: e.failed_compensations().to_vec(),
+                report: Some(e.report().clone()),
+            },
+        }
+    }
+}
+
+/// A sweep found a broken case. Its `Display` names the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepFailure {
+    message: String,
+}
+
+impl SweepFailure {
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for SweepFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SweepFailure {}
+
+/// What a sweep ran.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    cases: Vec<String>,
+}
+
+impl SweepReport {
+    /// How many runs the sweep made.
+    pub fn runs(&self) -> usize {
+        self.cases.len()
+    }
+
+    /// What each run did, in order.
+    pub fn cases(&self) -> &[String] {
+        &self.cases
+    }
+}
+
+impl fmt::Display for SweepReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} runs, all as expected:", self.cases.len())?;
+        for case in &self.cases {
+            writeln!(f, "  {case}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The in-memory journal of a sweep run: records nothing, injects its plan.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plan {
+    /// Make every attempt of this step fail with this fault (for the first `times`
+    /// attempts, or all of them if `None`).
+    fail: Option<(u32, Fault, Option<u32>)>,
+    /// Run this step or compensation twice.
+    repeat: Option<(u32, Phase)>,
+}
+
+impl Journal for Plan {
+    const DURABLE: bool = false;
+    const FAULTS: bool = true;
+
+    fn replayed(&self, _: u32, _: bool) -> Replayed {
+        Replayed::Run { next_attempt: 1 }
+    }
+
+    fn record(&self, _: Entry) -> impl Future<Output = Result<(), StoreError>> {
+        core::future::ready(Ok(()))
+    }
+
+    fn fault(&self, index: u32, phase: Phase, attempt: u32) -> Option<Fault> {
+        match self.fail {
+            Some((i, fault, times))
+                if i == index && phase == Phase::Forward && times.is_none_or(|t| attempt <= t) =>
+            {
+                Some(fault)
+            }
+            _ => None,
+        }
+    }
+
+    fn repeats(&self, index: u32, phase: Phase) -> bool {
+        self.repeat == Some((index, phase))
+    }
+}
+
+impl<T> Keep<T> for Plan {
+    fn encode(_: &T) -> Result<Vec<u8>, String> {
+        Ok(Vec::new())
+    }
+    fn decode(_: &[u8]) -> Result<T, String> {
+        Err("a sweep run in memory has nothing stored".to_owned())
+    }
+}
+
+impl<T: ?Sized> Share<T> for Plan {
+    fn get(_: &Resources) -> Result<&T, MissingResource> {
+        Err(MissingResource::of::<T>())
+    }
+}
+
+type Invariant<'a> = Box<dyn FnMut(&RunSummary) -> Result<(), String> + 'a>;
+
+/// Sweeps a saga through its failure cases; see the [module docs](self).
+pub struct SagaTest<'a, S> {
+    make: Box<dyn FnMut() -> S + 'a>,
+    invariant: Option<Invariant<'a>>,
+    faults: Vec<Fault>,
+}
+
+impl<S> fmt::Debug for SagaTest<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SagaTest")
+            .field("faults", &self.faults)
+            .finish()
+    }
+}
+
+/// Keeps the panics the kit injects out of the test output; every other panic
+/// goes to the hook that was there before.
+fn quiet_injected_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if !message.starts_with("a panic injected into `") {
+                previous(info);
+            }
+        }));
+    });
+}
+
+fn paused_runtime() -> Result<tokio::runtime::Runtime, SweepFailure> {
+    quiet_injected_panics();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| SweepFailure {
+            message: format!("could not start the sweep's runtime: {e}"),
+        })
+}
+
+impl<'a, S> SagaTest<'a, S>
+where
+    S: DurableSaga<Plan>,
+{
+    /// A test of the saga that `make` builds. `make` runs before every run of a
+    /// sweep: reset the state your invariant reads there.
+    pub fn new(make: impl FnMut() -> S + 'a) -> Self {
+        SagaTest {
+            make: Box::new(make),
+            invariant: None,
+            faults: vec![Fault::Error, Fault::Timeout, Fault::Panic],
+        }
+    }
+
+    /// A check that must hold after every run ("no money moved unless it
+    /// committed"). Return `Err` with what is wrong.
+    pub fn invariant(mut self, check: impl FnMut(&RunSummary) -> Result<(), String> + 'a) -> Self {
+        self.invariant = Some(Box::new(check));
+        self
+    }
+
+    /// The faults the failure sweep injects; all three by default.
+    pub fn faults(mut self, faults: &[Fault]) -> Self {
+        self.faults = faults.to_vec();
+        self
+    }
+
+    fn check(&mut self, sweep: &str, run: usize, summary: &RunSummary) -> Result<(), SweepFailure> {
+        if let Some(invariant) = self.invariant.as_mut()
+            && let Err(broken) = invariant(summary)
+        {
+            return Err(SweepFailure {
+                message: format!(
+                    "{sweep}, run {run} ({}): invariant broken: {broken}",
+                    summary.case
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    async fn run_once(&mut self, plan: Plan) -> Result<S::Output, SagaError<S::Error>> {
+        let saga = (self.make)();
+        let hooks = NoHooks;
+        let mut run = Run::with_journal(
+            &hooks,
+            plan,
+            S::NAME,
+            SagaId::random(),
+            S::STEPS,
+            tracing::Span::none(),
+            false,
+            true,
+        );
+        saga.__sagaflow_drive_with(&mut run).await
+    }
+
+    /// Runs the saga once clean, then once per step and fault with that step made
+    /// to fail, checking the compensations and the invariant after each run.
+    pub fn failure_sweep(&mut self) -> Result<SweepReport, SweepFailure> {
+        let runtime = paused_runtime()?;
+        runtime.block_on(async {
+            let sweep = "failure sweep";
+            let mut report = SweepReport::default();
+            let clean = self.run_once(Plan::default()).await;
+            let summary = RunSummary::of("no fault".to_owned(), &clean);
+            report.cases.push(summary.case.clone());
+            self.check(sweep, report.runs(), &summary)?;
+            for (index, info) in S::STEPS.iter().enumerate() {
+                let index = index as u32;
+                let compensatable_before: Vec<&str> = S::STEPS[..index as usize]
+                    .iter()
+                    .rev()
+                    .filter(|s| s.kind() == StepKind::Compensatable)
+                    .map(|s| s.name())
+                    .collect();
+                for fault in self.faults.clone() {
+                    let retriable = info.kind() == StepKind::Retriable;
+                    let times = if retriable { Some(2) } else { None };
+                    let case = if retriable {
+                        format!("`{}` (retriable) made to fail twice by {fault}", info.name())
+                    } else {
+                        format!("`{}` made to fail by {fault}", info.name())
+                    };
+                    let result = self
+                        .run_once(Plan {
+                            fail: Some((index, fault, times)),
+                            repeat: None,
+                        })
+                        .await;
+                    let summary = RunSummary::of(case.clone(), &result);
+                    report.cases.push(case.clone());
+                    let run = report.runs();
+                    let wrong = |what: String| SweepFailure {
+                        message: format!("{sweep}, run {run} ({case}): {what}"),
+                    };
+                    if retriable {
+                        if let Err(e) = &result {
+                            return Err(wrong(format!(
+                                "a retriable step must be retried until it succeeds, but the saga ended with `{}` failed ({})",
+                                e.failed_step(),
+                                e.report().records().iter().rev().find_map(|r| r.error()).unwrap_or("no error text")
+                            )));
+                        }
+                    } else {
+                        let Err(e) = &result else {
+                            return Err(wrong(
+                                "the saga committed although the step failed for good".to_owned(),
+                            ));
+                        };
+                        if e.failed_step() != info.name() {
+                            return Err(wrong(format!(
+                                "the saga blamed `{}`, not `{}`",
+                                e.failed_step(),
+                                info.name()
+                            )));
+                        }
+                        if !e.failed_compensations().is_empty() {
+                            let failed: Vec<String> =
+                                e.failed_compensations().iter().map(|c| c.to_string()).collect();
+                            return Err(wrong(format!(
+                                "a compensation failed: {}",
+                                failed.join("; ")
+                            )));
+                        }
+                        if e.undone() != compensatable_before.as_slice() {
+                            return Err(wrong(format!(
+                                "expected {} to be undone, in that order, but {} {}",
+                                names(&compensatable_before),
+                                names(e.undone()),
+                                if e.undone().len() == 1 { "was" } else { "were" }
+                            )));
+                        }
+                    }
+                    self.check(sweep, run, &summary)?;
+                }
+            }
+            Ok(report)
+        })
+    }
+
+    /// Runs each step twice, and each compensation twice (after making a later
+    /// step fail so that it runs), checking the invariant after each run.
+    pub fn repeat_sweep(&mut self) -> Result<SweepReport, SweepFailure> {
+        let runtime = paused_runtime()?;
+        runtime.block_on(async {
+            let sweep = "repeat sweep";
+            let mut report = SweepReport::default();
+            for (index, info) in S::STEPS.iter().enumerate() {
+                let case = format!("`{}` delivered twice", info.name());
+                let result = self
+                    .run_once(Plan {
+                        fail: None,
+                        repeat: Some((index as u32, Phase::Forward)),
+                    })
+                    .await;
+                report.cases.push(case.clone());
+                let summary = RunSummary::of(case, &result);
+                self.check(sweep, report.runs(), &summary)?;
+            }
+            for (index, info) in S::STEPS.iter().enumerate() {
+                let (StepKind::Compensatable, Some(compensation)) = (info.kind(), info.compensation())
+                else {
+                    continue;
+                };
+                // The first later step that can fail for good makes this one's
+                // compensation run.
+                let Some((later, trigger)) = S::STEPS
+                    .iter()
+                    .enumerate()
+                    .skip(index + 1)
+                    .find(|(_, s)| s.kind() != StepKind::Retriable)
+                else {
+                    continue;
+                };
+                let case = format!(
+                    "`{}` made to fail, so that `{compensation}` (undoing `{}`) runs, delivered twice",
+                    trigger.name(),
+                    info.name()
+                );
+                let result = self
+                    .run_once(Plan {
+                        fail: Some((later as u32, Fault::Error, None)),
+                        repeat: Some((index as u32, Phase::Compensation)),
+                    })
+                    .await;
+                report.cases.push(case.clone());
+                let summary = RunSummary::of(case.clone(), &result);
+                if let Err(e) = &result
+                    && !e.failed_compensations().is_empty() {
+                        let failed: Vec<String> =
+                            e.failed_compensations().iter().map(|c| c.to_string()).collect();
+                        return Err(SweepFailure {
+                            message: format!(
+                                "{sweep}, run {} ({case}): a compensation failed: {}",
+                                report.runs(),
+                                failed.join("; ")
+                            ),
+                        });
+                    }
+                self.check(sweep, report.runs(), &summary)?;
+            }
+            Ok(report)
+        })
+    }
+}
+
+fn names<T: AsRef<str>>(names: &[T]) -> String {
+    if names.is_empty() {
+        return "nothing".to_owned();
+    }
+    names
+        .iter()
+        .map(|n| format!("`{}`", n.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The store of a crash sweep: a temporary SQLite store that, when armed, fails
+/// every write after a given number, as if the process had died right after that
+/// transition became durable.
+#[derive(Clone, Debug)]
+pub struct CrashStore {
+    inner: SqliteStore,
+    remaining: Arc<AtomicUsize>,
+}
+
+impl CrashStore {
+    fn pass(&self) -> Result<(), StoreError> {
+        let left = self.remaining.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(StoreError::new("crash sweep: the process died here"));
+        }
+        self.remaining.store(left - 1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The store underneath.
+    pub fn inner(&self) -> &SqliteStore {
+        &self.inner
+    }
+}
+
+impl Store for CrashStore {
+    async fn create(&self, saga: NewSaga) -> Result<(), StoreError> {
+        self.pass()?;
+        self.inner.create(saga).await
+    }
+
+    async fn append(&self, id: SagaId, entry: Entry) -> Result<(), StoreError> {
+        self.pass()?;
+        self.inner.append(id, entry).await
+    }
+
+    async fn claim_unfinished(&self) -> Result<Vec<SagaRecord>, StoreError> {
+        self.inner.claim_unfinished().await
+    }
+
+    async fn get(&self, id: SagaId) -> Result<Option<SagaRecord>, StoreError> {
+        self.inner.get(id).await
+    }
+
+    async fn with_status(&self, status: SagaStatus) -> Result<Vec<SagaRecord>, StoreError> {
+        self.inner.with_status(status).await
+    }
+}
+
+impl<'a, S> SagaTest<'a, S>
+where
+    S: DurableSaga<Plan>,
+{
+    /// Runs the saga on a durable executor over a temporary store once per
+    /// persisted transition, "killing" the process right after that transition
+    /// (the store refuses every later write, so nothing more happens), then
+    /// recovers it with a fresh executor and checks that it reached a final state
+    /// (committed, compensated, or parked) and that the invariant holds.
+    ///
+    /// `executor` builds an executor over the given store with the saga
+    /// registered and its resources added. Recovery hands the saga those
+    /// resources, so they should share state with the ones `make` passes (handles
+    /// such as `Arc`-backed clients do).
+    pub fn crash_sweep(
+        &mut self,
+        executor: impl Fn(CrashStore) -> Executor<CrashStore>,
+    ) -> Result<SweepReport, SweepFailure>
+    where
+        S: DurableSaga<crate::durable::Durable<CrashStore>>,
+    {
+        let runtime = paused_runtime()?;
+        let dir = std::env::temp_dir().join(format!("sagaflow-crash-sweep-{}", SagaId::random()));
+        let failure = |message: String| SweepFailure { message };
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| failure(format!("crash sweep: cannot create {}: {e}", dir.display())))?;
+        let result = runtime.block_on(async {
+            let sweep = "crash sweep";
+            let mut report = SweepReport::default();
+            for crash_after in 1usize.. {
+                let path = dir.join(format!("run-{crash_after}.db"));
+                let sqlite = SqliteStore::open(&path, crate::durable::Durability::Normal)
+                    .map_err(|e| failure(format!("{sweep}: {e}")))?;
+                let store = CrashStore {
+                    inner: sqlite.clone(),
+                    remaining: Arc::new(AtomicUsize::new(crash_after)),
+                };
+                let first = executor(store.clone());
+                let started = first
+                    .start((self.make)())
+                    .await
+                    .map_err(|e| failure(format!("{sweep}: could not start: {e}")))?;
+                let id = started.id();
+                let outcome = started.outcome().await;
+                let crashed = outcome.is_err();
+                let record = sqlite
+                    .get(id)
+                    .await
+                    .map_err(|e| failure(format!("{sweep}: {e}")))?
+                    .ok_or_else(|| failure(format!("{sweep}: saga {id} was lost")))?;
+                let last = record
+                    .journal
+                    .last()
+                    .map(describe)
+                    .unwrap_or_else(|| "its input was stored".to_owned());
+                let case = if crashed {
+                    format!("killed after transition {crash_after} ({last})")
+                } else {
+                    "ran to its end".to_owned()
+                };
+                report.cases.push(case.clone());
+                let run = report.runs();
+                let wrong = |what: String| SweepFailure {
+                    message: format!("{sweep}, run {run} ({case}): {what}"),
+                };
+                let summary = if crashed {
+                    store.remaining.store(usize::MAX, Ordering::SeqCst);
+                    let second = executor(store.clone());
+                    let recovered = second
+                        .recover()
+                        .await
+                        .map_err(|e| wrong(format!("recovery failed: {e}")))?;
+                    let Some(saga) = recovered.sagas.iter().find(|s| s.id == id) else {
+                        return Err(wrong("recovery did not take the saga up".to_owned()));
+                    };
+                    match &saga.outcome {
+                        RecoveredOutcome::Committed => {
+                            summary_of(case.clone(), true, None, vec![], vec![])
+                        }
+                        RecoveredOutcome::Compensated {
+                            failed_step,
+                            undone,
+                        } => summary_of(
+                            case.clone(),
+                            false,
+                            Some(failed_step.clone()),
+                            undone.clone(),
+                            vec![],
+                        ),
+                        RecoveredOutcome::Parked {
+                            failed_step,
+                            failed,
+                        } => summary_of(
+                            case.clone(),
+                            false,
+                            Some(failed_step.clone()),
+                            vec![],
+                            failed.clone(),
+                        ),
+                        RecoveredOutcome::Halted(e) => {
+                            return Err(wrong(format!("recovery stopped: {e}")));
+                        }
+                        RecoveredOutcome::Refused(reason) => {
+                            return Err(wrong(format!("recovery refused the saga: {reason}")));
+                        }
+                    }
+                } else {
+                    match outcome {
+                        Ok(result) => RunSummary::of(case.clone(), &result),
+                        Err(e) => return Err(wrong(format!("the store failed: {e}"))),
+                    }
+                };
+                let record = sqlite
+                    .get(id)
+                    .await
+                    .map_err(|e| wrong(e.to_string()))?
+                    .ok_or_else(|| wrong(format!("saga {id} was lost")))?;
+                if record.status == SagaStatus::Running {
+                    return Err(wrong("the saga is still running after recovery".to_owned()));
+                }
+                self.check(sweep, run, &summary)?;
+                if !crashed {
+                    return Ok(report);
+                }
+            }
+            Ok(report)
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+}
+
+fn summary_of(
+    case: String,
+    committed: bool,
+    failed_step: Option<String>,
+    undone: Vec<String>,
+    failed_compensations: Vec<FailedCompensation>,
+) -> RunSummary {
+    RunSummary {
+        case,
+        committed,
+        failed_step,
+        undone,
+        failed_compensations,
+        report: None,
+    }
+}
+
+fn describe(entry: &Entry) -> String {
+    match entry {
+        Entry::StepStarted { index, attempt } => format!("step {index} attempt {attempt} began"),
+        Entry::StepSucceeded { index, .. } => format!("step {index} succeeded"),
+        Entry::StepFailed { index, .. } => format!("step {index} failed"),
+        Entry::CompensationStarted { index, attempt } => {
+            format!("compensation {index} attempt {attempt} began")
+        }
+        Entry::CompensationSucceeded { index } => format!("compensation {index} succeeded"),
+        Entry::CompensationFailed { index, .. } => format!("compensation {index} failed"),
+        Entry::Finished { status, .. } => format!("the saga finished {status}"),
+        Entry::Intervention { .. } => "a person intervened".to_owned(),
+    }
+}

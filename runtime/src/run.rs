@@ -161,6 +161,11 @@ pub struct Run<'h, H, J = NoJournal> {
     /// The store error that stopped a durable run: from then on nothing runs and
     /// nothing is written, and the saga stays `running` in the store for recovery.
     halted: Option<StoreError>,
+    /// A step's outcome not yet written: it goes into the same commit as the next
+    /// transition (the next step's intent, a failure, the end), which comes
+    /// before the saga moves past the step. A crash before that commit runs the
+    /// step again with the same idempotency key, as a crash mid-step would.
+    deferred: Option<Entry>,
     saga: &'static str,
     id: SagaId,
     span: tracing::Span,
@@ -216,6 +221,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             hooks,
             journal,
             halted: None,
+            deferred: None,
             saga,
             id,
             span,
@@ -448,6 +454,14 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         }
     }
 
+    /// Writes `entry`, with a deferred step outcome before it in the same commit.
+    async fn write(&mut self, entry: Entry) -> Result<(), StoreError> {
+        match self.deferred.take() {
+            None => self.journal.record(entry).await,
+            Some(outcome) => self.journal.record_all(vec![outcome, entry]).await,
+        }
+    }
+
     fn halt(&mut self, error: StoreError) {
         tracing::error!(parent: &self.span, %error, "the saga's store failed; the saga stops here and stays for recovery");
         self.halted.get_or_insert(error);
@@ -516,8 +530,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         loop {
             tries += 1;
             if let Err(e) = self
-                .journal
-                .record(Entry::StepStarted {
+                .write(Entry::StepStarted {
                     index,
                     attempt: attempt_no,
                 })
@@ -532,14 +545,10 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             let failure = match attempt(call(), cx, S::INFO.timeout(), span).await {
                 Ok(output) => match J::encode(&output) {
                     Ok(bytes) => {
-                        let entry = Entry::StepSucceeded {
+                        self.deferred = Some(Entry::StepSucceeded {
                             index,
                             output: bytes,
-                        };
-                        if let Err(e) = self.journal.record(entry).await {
-                            self.halt(e);
-                            return Err(halted());
-                        }
+                        });
                         self.record_success::<S>(&cx, index, attempt_no, started, last_error);
                         return Ok(output);
                     }
@@ -580,7 +589,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             index,
             error: text.clone(),
         };
-        if let Err(e) = self.journal.record(entry).await {
+        if let Err(e) = self.write(entry).await {
             self.halt(e);
             return Err(halted());
         }
@@ -660,7 +669,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     index,
                     attempt: attempt_no,
                 };
-                if let Err(e) = self.journal.record(entry).await {
+                if let Err(e) = self.write(entry).await {
                     self.halt(e);
                     return;
                 }
@@ -719,7 +728,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     index,
                     error: text.clone(),
                 };
-                if let Err(e) = self.journal.record(entry).await {
+                if let Err(e) = self.write(entry).await {
                     self.halt(e);
                     return;
                 }
@@ -805,7 +814,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 status: SagaStatus::Committed,
                 output: J::encode(output).ok(),
             };
-            if let Err(e) = self.journal.record(entry).await {
+            if let Err(e) = self.write(entry).await {
                 self.halt(e);
             }
         }
@@ -826,7 +835,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 status,
                 output: None,
             };
-            if let Err(e) = self.journal.record(entry).await {
+            if let Err(e) = self.write(entry).await {
                 self.halt(e);
             }
         }

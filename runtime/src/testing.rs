@@ -239,6 +239,10 @@ impl Journal for Plan {
         core::future::ready(Ok(()))
     }
 
+    fn record_all(&self, _: Vec<Entry>) -> impl Future<Output = Result<(), StoreError>> {
+        core::future::ready(Ok(()))
+    }
+
     fn fault(&self, index: u32, phase: Phase, attempt: u32) -> Option<Fault> {
         match self.fail {
             Some((i, fault, times))
@@ -570,6 +574,12 @@ impl Store for CrashStore {
     async fn append(&self, id: SagaId, entry: Entry) -> Result<(), StoreError> {
         self.pass()?;
         self.inner.append(id, entry).await
+    }
+
+    async fn append_all(&self, id: SagaId, entries: Vec<Entry>) -> Result<(), StoreError> {
+        // One commit is one transition's worth of crash point, as in the real store.
+        self.pass()?;
+        self.inner.append_all(id, entries).await
     }
 
     async fn claim_unfinished(&self) -> Result<Vec<SagaRecord>, StoreError> {

@@ -563,3 +563,40 @@ async fn recovery_running_while_sagas_start_never_takes_up_a_starting_saga() {
         assert_eq!(finished, 1, "saga {} ran twice", record.id);
     }
 }
+
+#[tokio::test]
+async fn a_step_outcome_is_committed_with_the_next_transition() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let id = crashed(&store, vec![]).await;
+    store
+        .append_all(
+            id,
+            vec![
+                Entry::StepSucceeded {
+                    index: 0,
+                    output: b"1".to_vec(),
+                },
+                Entry::StepStarted {
+                    index: 1,
+                    attempt: 1,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let record = store.get(id).await.unwrap().unwrap();
+    assert_eq!(kinds(&record.journal), ["ok 0", "start 1#1"]);
+    // One commit, all or nothing: an unknown saga takes none of them.
+    let err = store
+        .append_all(
+            SagaId::random(),
+            vec![Entry::StepStarted {
+                index: 0,
+                attempt: 1,
+            }],
+        )
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("no such saga"), "{err}");
+}

@@ -189,11 +189,15 @@ fn a_good_saga_passes_every_sweep() {
                 .register::<BuyTicketSaga>()
         })
         .unwrap();
-    // Killed after the input and after each of the 2 transitions per step (9 runs);
-    // the 10th run's last write is the end itself, so it runs to its end.
-    assert_eq!(crashes.runs(), 10, "{crashes}");
-    assert_eq!(crashes.cases()[9], "ran to its end");
-    assert!(crashes.cases()[2].contains("step 0 succeeded"), "{crashes}");
+    // Killed after each commit: the input, then each step's intent (which carries
+    // the previous step's outcome in the same commit): 5 runs; the 6th run's last
+    // commit is the end itself, so it runs to its end.
+    assert_eq!(crashes.runs(), 6, "{crashes}");
+    assert_eq!(crashes.cases()[5], "ran to its end");
+    assert!(
+        crashes.cases()[2].contains("step 1 attempt 1 began"),
+        "{crashes}"
+    );
 }
 
 #[test]
@@ -253,6 +257,6 @@ fn the_crash_sweep_finds_a_step_that_runs_twice_after_a_crash() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "crash sweep, run 4 (killed after transition 4 (step 1 attempt 1 began)): invariant broken: balance 1400, expected 700"
+        "crash sweep, run 3 (killed after transition 3 (step 1 attempt 1 began)): invariant broken: balance 1400, expected 700"
     );
 }

@@ -149,7 +149,7 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
                 saga: S::NAME,
                 message,
             })?;
-        let id = SagaId::random();
+        let id = SagaId::time_ordered();
         // Claimed before it exists in the store, so that a `recover` running at the
         // same time never takes it up too.
         lock(&self.running).insert(id);

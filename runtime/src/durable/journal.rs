@@ -44,6 +44,9 @@ pub trait Journal {
     /// Records a transition; resolves once it is durable.
     fn record(&self, entry: Entry) -> impl Future<Output = Result<(), StoreError>>;
 
+    /// Records several transitions in one commit; resolves once they are durable.
+    fn record_all(&self, entries: Vec<Entry>) -> impl Future<Output = Result<(), StoreError>>;
+
     /// Whether faults may be injected (the test kit); `false` compiles them away.
     const FAULTS: bool = false;
 
@@ -126,6 +129,11 @@ impl Journal for NoJournal {
     fn record(&self, _: Entry) -> impl Future<Output = Result<(), StoreError>> {
         core::future::ready(Ok(()))
     }
+
+    #[inline(always)]
+    fn record_all(&self, _: Vec<Entry>) -> impl Future<Output = Result<(), StoreError>> {
+        core::future::ready(Ok(()))
+    }
 }
 
 impl<T> Keep<T> for NoJournal {
@@ -170,6 +178,10 @@ impl<St: Store> Journal for Durable<St> {
 
     fn record(&self, entry: Entry) -> impl Future<Output = Result<(), StoreError>> {
         self.store.append(self.id, entry)
+    }
+
+    fn record_all(&self, entries: Vec<Entry>) -> impl Future<Output = Result<(), StoreError>> {
+        self.store.append_all(self.id, entries)
     }
 }
 

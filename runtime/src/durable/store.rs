@@ -206,6 +206,22 @@ pub trait Store: Send + Sync + 'static {
         entry: Entry,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Appends several transitions of one saga in one commit: all or none.
+    ///
+    /// The default appends them one by one; a store that can, commits them together.
+    fn append_all(
+        &self,
+        id: SagaId,
+        entries: Vec<Entry>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            for entry in entries {
+                self.append(id, entry).await?;
+            }
+            Ok(())
+        }
+    }
+
     /// The sagas with status `Running` that this executor should resume, with their
     /// journals. A single-process store returns them all; a shared store would
     /// lease them to the caller.

@@ -16,9 +16,11 @@
 //! naming the VM that a person has to clean up.
 //!
 //! A step whose attempt times out may still have had its effect (the request got
-//! through, the answer was lost), so [`create_vm`] and [`assign_ip`] hand the
-//! services their [idempotency key](sagaflow::StepContext::idempotency_key): a
-//! retry with the same key gets the same VM or address instead of a second one.
+//! through, the answer was lost), and a step may be delivered twice, so every
+//! step hands its service its
+//! [idempotency key](sagaflow::StepContext::idempotency_key): a retry with the
+//! same key gets the same user, VM or address instead of a second one (or, for
+//! the user, instead of a "user exists" error).
 //!
 //! The services are in-memory fakes ([`Directory`], [`Cloud`], [`Network`]) that
 //! can be told to misbehave and remember what happened to them; [`Summary`] is
@@ -157,6 +159,9 @@ impl std::error::Error for ProvisionError {}
 // ---------------------------------------------------------------------------
 
 /// A user directory that remembers who was added and who removed.
+///
+/// Adding is idempotent: a second add with the same key returns the user the
+/// first one made.
 #[derive(Debug, Default)]
 pub struct Directory {
     state: Mutex<DirectoryState>,
@@ -166,6 +171,7 @@ pub struct Directory {
 struct DirectoryState {
     users: Vec<User>,
     removed: Vec<User>,
+    by_key: HashMap<String, User>,
     next_uid: u32,
 }
 
@@ -185,9 +191,12 @@ impl Directory {
         lock(&self.state).removed.clone()
     }
 
-    /// Adds a user named `name`.
-    pub fn add(&self, name: &str) -> Result<User, ProvisionError> {
+    /// Adds a user named `name`, or returns the one added before under `key`.
+    pub fn add(&self, key: &str, name: &str) -> Result<User, ProvisionError> {
         let mut state = lock(&self.state);
+        if let Some(user) = state.by_key.get(key) {
+            return Ok(user.clone());
+        }
         if state.users.iter().any(|u| u.name == name) {
             return Err(ProvisionError::UserExists(name.to_owned()));
         }
@@ -197,6 +206,7 @@ impl Directory {
             name: name.to_owned(),
         };
         state.users.push(user.clone());
+        state.by_key.insert(key.to_owned(), user.clone());
         Ok(user)
     }
 
@@ -415,7 +425,7 @@ impl Network {
 /// Adds the requested user to the directory. Undone by [`remove_user`].
 #[step(compensate = remove_user, timeout = "200ms")]
 pub async fn create_user(directory: &Directory, request: &Request) -> Result<User, ProvisionError> {
-    directory.add(&request.username)
+    directory.add(&idempotency_key("create_user"), &request.username)
 }
 
 /// Undoes [`create_user`]: removes the user.

@@ -20,13 +20,18 @@
 //! The services are in-memory fakes ([`Bank`], [`Airline`], [`Hotels`],
 //! [`Mailer`]) that remember what happened to them, so that a test can look at
 //! their state after a run; [`Narrator`] is a [`Hooks`] that tells the story of a
-//! run in plain words.
+//! run in plain words. Like real clients, they are handles: a clone shares the
+//! state of the original, so a test (or a durable executor's resources) and the
+//! saga see the same bank.
+//!
+//! Each fake does a request once per idempotency key (the running step's
+//! [`StepContext::idempotency_key`]): asked again with a key it has already
+//! served, as at-least-once delivery does, it answers with what it did the first
+//! time instead of doing it twice.
 //!
 //! For durable runs, each fake can also write what it does to a
-//! [`crate::ledger::Ledger`] file (`with_ledger`), so that its effects
-//! outlive the process, and then uses the step's idempotency key to do each
-//! request once: asked again with a key it has already served (a step re-run
-//! after a crash), it answers with what it did the first time.
+//! [`crate::ledger::Ledger`] file (`with_ledger`), so that its effects, and the
+//! keys it has served, outlive the process.
 //!
 //! ```
 //! use sagaflow_examples::travel::{Airline, Bank, Hotels, Mailer, Trip, book_trip, euros};
@@ -246,6 +251,12 @@ impl std::error::Error for TripError {}
 // The fake services
 // ---------------------------------------------------------------------------
 
+/// The key a fake remembers `caller`'s request by: its idempotency key, or none
+/// outside a saga.
+fn request_key(caller: &Caller) -> Option<&str> {
+    (caller.key != "-").then_some(caller.key.as_str())
+}
+
 /// Runs `f` with the ledger, if the service has one.
 fn with_ledger<T>(
     ledger: &Option<Arc<Ledger>>,
@@ -262,12 +273,13 @@ fn with_ledger<T>(
 /// Refunds are idempotent: refunding the same payment twice credits it once, so
 /// that a retried compensation cannot pay the customer twice.
 ///
-/// [`with_ledger`](Bank::with_ledger) makes its effects outlive the process and
-/// makes it exactly-once by idempotency key: asked again to debit with a key it
-/// has already debited for, it answers with the first payment.
-#[derive(Debug, Default)]
+/// Debits are once per idempotency key: asked again to debit with a key it has
+/// already debited for, it answers with the first payment.
+/// [`with_ledger`](Bank::with_ledger) makes its effects outlive the process, and
+/// the keys it has served with them. A clone shares the accounts.
+#[derive(Debug, Default, Clone)]
 pub struct Bank {
-    state: Mutex<BankState>,
+    state: Arc<Mutex<BankState>>,
     ledger: Option<Arc<Ledger>>,
 }
 
@@ -279,6 +291,7 @@ struct BankState {
     refunded: HashSet<String>,
     refusing_refunds: bool,
     refusing_refunds_for: HashSet<String>,
+    by_key: HashMap<String, Payment>,
     next: u32,
 }
 
@@ -375,6 +388,9 @@ impl Bank {
         if let Some(earlier) = with_ledger(&self.ledger, |l| l.call("debit", &caller))? {
             return Ok(earlier);
         }
+        if let Some(earlier) = request_key(&caller).and_then(|k| state.by_key.get(k)) {
+            return Ok(earlier.clone());
+        }
         let balance = *state
             .balances
             .get(customer)
@@ -395,6 +411,9 @@ impl Bank {
             l.done("debit", &caller, &payment).map(Some)
         })?;
         state.apply_debit(&payment);
+        if let Some(key) = request_key(&caller) {
+            state.by_key.insert(key.to_owned(), payment.clone());
+        }
         Ok(payment)
     }
 
@@ -421,11 +440,11 @@ impl Bank {
 
 /// An airline that books seats, and remembers what it booked and cancelled.
 ///
-/// [`with_ledger`](Airline::with_ledger) makes its bookings outlive the process
-/// and makes it exactly-once by idempotency key.
-#[derive(Debug, Default)]
+/// Bookings are once per idempotency key; [`with_ledger`](Airline::with_ledger)
+/// makes them outlive the process. A clone shares the bookings.
+#[derive(Debug, Default, Clone)]
 pub struct Airline {
-    state: Mutex<AirlineState>,
+    state: Arc<Mutex<AirlineState>>,
     ledger: Option<Arc<Ledger>>,
 }
 
@@ -434,6 +453,7 @@ struct AirlineState {
     full: HashSet<String>,
     booked: Vec<FlightBooking>,
     cancelled: Vec<FlightBooking>,
+    by_key: HashMap<String, FlightBooking>,
     next: u32,
 }
 
@@ -505,6 +525,9 @@ impl Airline {
         if let Some(earlier) = with_ledger(&self.ledger, |l| l.call("flight", &caller))? {
             return Ok(earlier);
         }
+        if let Some(earlier) = request_key(&caller).and_then(|k| state.by_key.get(k)) {
+            return Ok(earlier.clone());
+        }
         if state.full.contains(city) {
             return Err(TripError::NoSeats {
                 city: city.to_owned(),
@@ -520,6 +543,9 @@ impl Airline {
         })?;
         state.next += 1;
         state.booked.push(booking.clone());
+        if let Some(key) = request_key(&caller) {
+            state.by_key.insert(key.to_owned(), booking.clone());
+        }
         Ok(booking)
     }
 
@@ -547,11 +573,11 @@ impl Airline {
 
 /// A hotel chain that books rooms, and remembers what it booked and cancelled.
 ///
-/// [`with_ledger`](Hotels::with_ledger) makes its bookings outlive the process
-/// and makes it exactly-once by idempotency key.
-#[derive(Debug, Default)]
+/// Bookings are once per idempotency key; [`with_ledger`](Hotels::with_ledger)
+/// makes them outlive the process. A clone shares the bookings.
+#[derive(Debug, Default, Clone)]
 pub struct Hotels {
-    state: Mutex<HotelState>,
+    state: Arc<Mutex<HotelState>>,
     ledger: Option<Arc<Ledger>>,
 }
 
@@ -560,6 +586,7 @@ struct HotelState {
     full: HashSet<String>,
     booked: Vec<HotelBooking>,
     cancelled: Vec<HotelBooking>,
+    by_key: HashMap<String, HotelBooking>,
     next: u32,
 }
 
@@ -632,6 +659,9 @@ impl Hotels {
         if let Some(earlier) = with_ledger(&self.ledger, |l| l.call("hotel", &caller))? {
             return Ok(earlier);
         }
+        if let Some(earlier) = request_key(&caller).and_then(|k| state.by_key.get(k)) {
+            return Ok(earlier.clone());
+        }
         if state.full.contains(city) {
             return Err(TripError::NoRooms {
                 city: city.to_owned(),
@@ -649,6 +679,9 @@ impl Hotels {
         })?;
         state.next += 1;
         state.booked.push(booking.clone());
+        if let Some(key) = request_key(&caller) {
+            state.by_key.insert(key.to_owned(), booking.clone());
+        }
         Ok(booking)
     }
 
@@ -679,11 +712,11 @@ impl Hotels {
 
 /// A mail server that remembers what it sent, and can be busy for a while.
 ///
-/// [`with_ledger`](Mailer::with_ledger) makes what it sent outlive the process
-/// and makes it send once per idempotency key.
-#[derive(Debug, Default)]
+/// It sends once per idempotency key; [`with_ledger`](Mailer::with_ledger) makes
+/// what it sent outlive the process. A clone shares the outbox.
+#[derive(Debug, Default, Clone)]
 pub struct Mailer {
-    state: Mutex<MailerState>,
+    state: Arc<Mutex<MailerState>>,
     ledger: Option<Arc<Ledger>>,
 }
 
@@ -693,6 +726,7 @@ struct MailerState {
     busy_one_in: u32,
     attempts: u32,
     sent: Vec<Email>,
+    sent_keys: HashSet<String>,
 }
 
 impl Mailer {
@@ -750,6 +784,9 @@ impl Mailer {
         if with_ledger(&self.ledger, |l| l.call::<IgnoredAny>("email", &caller))?.is_some() {
             return Ok(());
         }
+        if request_key(&caller).is_some_and(|k| state.sent_keys.contains(k)) {
+            return Ok(());
+        }
         if state.busy_for > 0 {
             state.busy_for -= 1;
             return Err(TripError::MailServerBusy);
@@ -759,6 +796,9 @@ impl Mailer {
         }
         with_ledger(&self.ledger, |l| l.done("email", &caller, &email).map(Some))?;
         state.sent.push(email);
+        if let Some(key) = request_key(&caller) {
+            state.sent_keys.insert(key.to_owned());
+        }
         Ok(())
     }
 }

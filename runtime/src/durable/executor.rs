@@ -34,6 +34,7 @@ struct Registration<St, H> {
 /// ```no_run
 /// # use sagaflow::{saga, step};
 /// # #[derive(Debug)] struct E; impl std::fmt::Display for E { fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("e") } }
+/// # impl std::error::Error for E {}
 /// # pub struct Bank;
 /// # #[step(compensate = refund)] async fn charge(bank: &Bank, cents: u64) -> Result<u64, E> { Ok(cents) }
 /// # async fn refund(bank: &Bank, cents: u64, paid: &u64) -> Result<(), E> { Ok(()) }

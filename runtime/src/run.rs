@@ -158,14 +158,6 @@ pub struct Run<'h, H, J = NoJournal> {
     hooks: &'h H,
     /// Where transitions are recorded; [`NoJournal`] in memory.
     journal: J,
-    /// The store error that stopped a durable run: from then on nothing runs and
-    /// nothing is written, and the saga stays `running` in the store for recovery.
-    halted: Option<StoreError>,
-    /// A step's outcome not yet written: it goes into the same commit as the next
-    /// transition (the next step's intent, a failure, the end), which comes
-    /// before the saga moves past the step. A crash before that commit runs the
-    /// step again with the same idempotency key, as a crash mid-step would.
-    deferred: Option<Entry>,
     saga: &'static str,
     id: SagaId,
     span: tracing::Span,
@@ -220,8 +212,6 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         Run {
             hooks,
             journal,
-            halted: None,
-            deferred: None,
             saga,
             id,
             span,
@@ -297,7 +287,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         J: Keep<S::Output>,
     {
         if J::DURABLE {
-            return self.step_durable::<S, F, Fut>(index, call).await;
+            // Boxed: an in-memory saga's futures then carry a pointer for this
+            // branch, not its whole state. A durable step waits on the disk anyway.
+            return Box::pin(self.step_durable::<S, F, Fut>(index, call)).await;
         }
         let started = self.now();
         // The first attempt of a step without a timeout takes a short path: no
@@ -401,8 +393,14 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             self.hooks.step_started(&cx);
             let span = self.span_for(Phase::Forward, name, "", attempt_no);
             let outcome = if J::FAULTS {
-                self.faulty_attempt(&mut call, cx, index, Phase::Forward, S::INFO.timeout())
-                    .await
+                Box::pin(self.faulty_attempt(
+                    &mut call,
+                    cx,
+                    index,
+                    Phase::Forward,
+                    S::INFO.timeout(),
+                ))
+                .await
             } else {
                 attempt(call(), cx, S::INFO.timeout(), span).await
             };
@@ -456,7 +454,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
 
     /// Writes `entry`, with a deferred step outcome before it in the same commit.
     async fn write(&mut self, entry: Entry) -> Result<(), StoreError> {
-        match self.deferred.take() {
+        match self.journal.take_deferred() {
             None => self.journal.record(entry).await,
             Some(outcome) => self.journal.record_all(vec![outcome, entry]).await,
         }
@@ -464,12 +462,12 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
 
     fn halt(&mut self, error: StoreError) {
         tracing::error!(parent: &self.span, %error, "the saga's store failed; the saga stops here and stays for recovery");
-        self.halted.get_or_insert(error);
+        self.journal.halt(error);
     }
 
     /// Takes the store error that stopped the run, if one did.
     pub(crate) fn take_halt(&mut self) -> Option<StoreError> {
-        self.halted.take()
+        self.journal.take_halt()
     }
 
     /// A step of a durable saga: answered from the journal if it finished before a
@@ -487,7 +485,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         J: Keep<S::Output>,
     {
         let name = S::INFO.name();
-        if self.halted.is_some() {
+        if self.journal.halted() {
             return Err(halted());
         }
         let mut attempt_no = match self.journal.replayed(index, false) {
@@ -545,7 +543,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             let failure = match attempt(call(), cx, S::INFO.timeout(), span).await {
                 Ok(output) => match J::encode(&output) {
                     Ok(bytes) => {
-                        self.deferred = Some(Entry::StepSucceeded {
+                        self.journal.defer(Entry::StepSucceeded {
                             index,
                             output: bytes,
                         });
@@ -631,7 +629,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         let started = self.now();
         let mut attempt_no = 1u32;
         if J::DURABLE {
-            if self.halted.is_some() {
+            if self.journal.halted() {
                 return;
             }
             match self.journal.replayed(index, true) {
@@ -678,8 +676,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             self.hooks.compensation_started(&cx);
             let span = self.span_for(Phase::Compensation, name, function, attempt_no);
             let outcome = if J::FAULTS {
-                self.faulty_attempt(&mut call, cx, index, Phase::Compensation, None)
-                    .await
+                Box::pin(self.faulty_attempt(&mut call, cx, index, Phase::Compensation, None)).await
             } else {
                 attempt(call(), cx, None, span).await
             };
@@ -807,14 +804,15 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     where
         J: Keep<T>,
     {
-        if J::DURABLE && self.halted.is_none() {
+        if J::DURABLE && !self.journal.halted() {
             // An output that cannot be encoded is not worth failing a committed
             // saga over: its steps are done. It is recorded without its output.
             let entry = Entry::Finished {
                 status: SagaStatus::Committed,
                 output: J::encode(output).ok(),
             };
-            if let Err(e) = self.write(entry).await {
+            // Boxed for the same reason as a durable step.
+            if let Err(e) = Box::pin(self.write(entry)).await {
                 self.halt(e);
             }
         }
@@ -825,7 +823,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
 
     /// Ends a run that failed with `failure` and compensated what it could.
     pub async fn failed<E>(&mut self, failure: StepFailure<E>) -> SagaError<E> {
-        if J::DURABLE && self.halted.is_none() {
+        if J::DURABLE && !self.journal.halted() {
             let status = if self.failed.is_empty() {
                 SagaStatus::Compensated
             } else {

@@ -47,6 +47,34 @@ pub trait Journal {
     /// Records several transitions in one commit; resolves once they are durable.
     fn record_all(&self, entries: Vec<Entry>) -> impl Future<Output = Result<(), StoreError>>;
 
+    /// Keeps a step's outcome to write with the next transition, in one commit:
+    /// that comes before the saga moves past the step, and a crash before it runs
+    /// the step again with the same idempotency key, as a crash mid-step would.
+    fn defer(&mut self, entry: Entry) {
+        let _ = entry;
+    }
+
+    /// The outcome kept by [`defer`](Journal::defer), if any.
+    fn take_deferred(&mut self) -> Option<Entry> {
+        None
+    }
+
+    /// Notes the store error that stops the run: from then on nothing runs and
+    /// nothing is written, and the saga stays `running` in the store for recovery.
+    fn halt(&mut self, error: StoreError) {
+        let _ = error;
+    }
+
+    /// Whether the run was stopped by a store error.
+    fn halted(&self) -> bool {
+        false
+    }
+
+    /// The store error that stopped the run, taken.
+    fn take_halt(&mut self) -> Option<StoreError> {
+        None
+    }
+
     /// Whether faults may be injected (the test kit); `false` compiles them away.
     const FAULTS: bool = false;
 
@@ -157,6 +185,8 @@ pub struct Durable<St> {
     store: St,
     id: SagaId,
     replay: ReplayIndex,
+    deferred: Option<Entry>,
+    halted: Option<StoreError>,
 }
 
 impl<St: Store> Durable<St> {
@@ -165,6 +195,8 @@ impl<St: Store> Durable<St> {
             store,
             id,
             replay: ReplayIndex::from(journal),
+            deferred: None,
+            halted: None,
         }
     }
 }
@@ -182,6 +214,26 @@ impl<St: Store> Journal for Durable<St> {
 
     fn record_all(&self, entries: Vec<Entry>) -> impl Future<Output = Result<(), StoreError>> {
         self.store.append_all(self.id, entries)
+    }
+
+    fn defer(&mut self, entry: Entry) {
+        self.deferred = Some(entry);
+    }
+
+    fn take_deferred(&mut self) -> Option<Entry> {
+        self.deferred.take()
+    }
+
+    fn halt(&mut self, error: StoreError) {
+        self.halted.get_or_insert(error);
+    }
+
+    fn halted(&self) -> bool {
+        self.halted.is_some()
+    }
+
+    fn take_halt(&mut self) -> Option<StoreError> {
+        self.halted.take()
     }
 }
 

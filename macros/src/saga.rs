@@ -895,7 +895,13 @@ fn generate(model: &Model) -> TokenStream {
         arms.push(quote! {
             __SagaflowState::#v { #(#fields,)* } => {
                 let __sagaflow_output: #output_ty = #final_expr;
-                __sagaflow_run.committed(&__sagaflow_output).await;
+                // In memory the end is a plain call: an await here, never taken,
+                // still costs the state machine a resume point per saga.
+                if <__SagaflowJournal as ::sagaflow::__private::Journal>::DURABLE {
+                    __sagaflow_run.committed(&__sagaflow_output).await;
+                } else {
+                    __sagaflow_run.committed_in_memory();
+                }
                 return ::core::result::Result::Ok(__sagaflow_output);
             }
         });

@@ -816,6 +816,12 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 self.halt(e);
             }
         }
+        self.committed_in_memory();
+    }
+
+    /// Ends a run in memory whose steps all succeeded: nothing to write.
+    #[inline]
+    pub fn committed_in_memory(&mut self) {
         if self.reported {
             self.finish(RunOutcome::Committed);
         }

@@ -249,6 +249,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         }
     }
 
+    #[inline]
     fn span_for(
         &self,
         phase: Phase,
@@ -297,7 +298,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         // lives in `step_retrying`, entered only once an attempt has failed.
         let first = if S::INFO.timeout().is_none() && !J::FAULTS {
             let cx = self.context(S::INFO.name(), index, 1, Phase::Forward);
-            self.hooks.step_started(&cx);
+            if !H::__SILENT {
+                self.hooks.step_started(&cx);
+            }
             let outcome = match self.span_for(Phase::Forward, S::INFO.name(), "", 1) {
                 None => Guarded { future: call(), cx }.await,
                 Some(span) => Guarded { future: call(), cx }.instrument(span).await,
@@ -316,6 +319,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             .await
     }
 
+    #[inline]
     fn record_success<S: Step>(
         &mut self,
         cx: &StepContext,
@@ -325,11 +329,26 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         last_error: Option<String>,
     ) {
         let duration = started.map(|s| s.elapsed());
-        self.hooks.step_succeeded(cx, duration.unwrap_or_default());
+        if !H::__SILENT {
+            self.hooks.step_succeeded(cx, duration.unwrap_or_default());
+        }
         self.succeeded += 1;
         if attempts == 1 && duration.is_none() {
             return;
         }
+        self.push_success::<S>(index, attempts, duration, last_error);
+    }
+
+    /// The record of a step that was retried or timed: kept out of line, since
+    /// the default success path never gets here.
+    #[inline(never)]
+    fn push_success<S: Step>(
+        &mut self,
+        index: u32,
+        attempts: u32,
+        duration: Option<Duration>,
+        last_error: Option<String>,
+    ) {
         self.records.push(StepRecord {
             step: S::INFO.name(),
             function: S::INFO.name(),

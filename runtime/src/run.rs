@@ -386,26 +386,10 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 let cx = self.context(name, index, attempt_no, Phase::Forward);
                 let text = failure.to_string();
                 if !policy.allows_attempt_after(attempt_no) {
-                    tracing::warn!(parent: &self.span, step = name, attempts = attempt_no, error = %text, "step failed for good, compensating");
-                    self.hooks.step_failed(&cx, &text);
-                    self.records.push(StepRecord {
-                        step: name,
-                        function: name,
-                        index,
-                        phase: Phase::Forward,
-                        outcome: outcome_of(&failure),
-                        attempts: attempt_no,
-                        duration: started.map(|s| s.elapsed()),
-                        error: Some(text),
-                    });
-                    self.failed_step = name;
+                    self.step_failed_for_good::<S>(&cx, &failure, text, started);
                     return Err(failure);
                 }
-                let delay = jittered_delay(policy, attempt_no);
-                tracing::warn!(parent: &self.span, step = name, attempt = attempt_no, error = %text, ?delay, "step failed, retrying");
-                self.hooks.step_retrying(&cx, &text, delay);
-                last_error = Some(text);
-                tokio::time::sleep(delay).await;
+                last_error = Some(self.wait_to_retry_step(&cx, policy, attempt_no, text).await);
             }
             attempt_no = attempt_no.saturating_add(1);
             let cx = self.context(name, index, attempt_no, Phase::Forward);
@@ -523,17 +507,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 }
             },
             Replayed::Failed(message) => {
-                self.failed_step = name;
-                self.records.push(StepRecord {
-                    step: name,
-                    function: name,
-                    index,
-                    phase: Phase::Forward,
-                    outcome: Outcome::Failed,
-                    attempts: 0,
-                    duration: None,
-                    error: Some(message.clone()),
-                });
+                self.push_failure(name, index, 0, Outcome::Failed, None, message.clone());
                 return Err(StepFailure::Recovered { message });
             }
             Replayed::Run { next_attempt } => next_attempt,
@@ -584,11 +558,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     .await;
             }
             let text = failure.to_string();
-            let delay = jittered_delay(policy, tries);
-            tracing::warn!(parent: &self.span, step = name, attempt = attempt_no, error = %text, ?delay, "step failed, retrying");
-            self.hooks.step_retrying(&cx, &text, delay);
-            last_error = Some(text);
-            tokio::time::sleep(delay).await;
+            last_error = Some(self.wait_to_retry_step(&cx, policy, tries, text).await);
             attempt_no = attempt_no.saturating_add(1);
         }
     }
@@ -611,20 +581,69 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             return Err(halted());
         }
         let cx = self.context(name, index, attempts, Phase::Forward);
-        tracing::warn!(parent: &self.span, step = name, attempts, error = %text, "step failed for good, compensating");
-        self.hooks.step_failed(&cx, &text);
+        self.step_failed_for_good::<S>(&cx, &failure, text, started);
+        Err(failure)
+    }
+
+    /// Tells of a step that failed for good and records it, for the report and
+    /// for the error the saga ends with.
+    fn step_failed_for_good<S: Step>(
+        &mut self,
+        cx: &StepContext,
+        failure: &StepFailure<S::Error>,
+        text: String,
+        started: Option<Instant>,
+    ) {
+        let name = S::INFO.name();
+        tracing::warn!(parent: &self.span, step = name, attempts = cx.attempt, error = %text, "step failed for good, compensating");
+        self.hooks.step_failed(cx, &text);
+        self.push_failure(
+            name,
+            cx.index,
+            cx.attempt,
+            outcome_of(failure),
+            started,
+            text,
+        );
+    }
+
+    fn push_failure(
+        &mut self,
+        name: &'static str,
+        index: u32,
+        attempts: u32,
+        outcome: Outcome,
+        started: Option<Instant>,
+        text: String,
+    ) {
         self.records.push(StepRecord {
             step: name,
             function: name,
             index,
             phase: Phase::Forward,
-            outcome: outcome_of(&failure),
+            outcome,
             attempts,
             duration: started.map(|s| s.elapsed()),
             error: Some(text),
         });
         self.failed_step = name;
-        Err(failure)
+    }
+
+    /// Tells that attempt `retry` of a step failed and another follows, then waits
+    /// out the backoff. Returns the error's text, to be reported if a later
+    /// attempt succeeds.
+    async fn wait_to_retry_step(
+        &mut self,
+        cx: &StepContext,
+        policy: RetryPolicy,
+        retry: u32,
+        text: String,
+    ) -> String {
+        let delay = jittered_delay(policy, retry);
+        tracing::warn!(parent: &self.span, step = cx.step, attempt = cx.attempt, error = %text, ?delay, "step failed, retrying");
+        self.hooks.step_retrying(cx, &text, delay);
+        tokio::time::sleep(delay).await;
+        text
     }
 
     /// Undoes step `S` (at position `index`) if it is compensatable, retrying its
@@ -702,10 +721,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             let failure = match outcome {
                 Ok(()) => {
                     if J::DURABLE
-                        && let Err(e) = self
-                            .journal
-                            .record(Entry::CompensationSucceeded { index })
-                            .await
+                        && let Err(e) = self.write(Entry::CompensationSucceeded { index }).await
                     {
                         self.halt(e);
                         return;

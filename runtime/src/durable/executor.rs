@@ -192,20 +192,21 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
                 report.already_running += 1;
                 continue;
             }
-            let refusal = match self.registry.get(record.saga_type.as_str()) {
-                None => Some(format!(
+            let registration = match self.registry.get(record.saga_type.as_str()) {
+                None => Err(format!(
                     "saga {} is of type `{}`, which is not registered on this executor; register it with `Executor::register`",
                     record.id, record.saga_type
                 )),
-                Some(reg) => definition_change(reg.steps, &record).map(|diff| {
-                    format!(
+                Some(reg) => match definition_change(reg.steps, &record) {
+                    Some(diff) => Err(format!(
                         "saga {} (`{}`) was started with another definition: {diff}; its record is left as it is",
                         record.id, record.saga_type
-                    )
-                }),
+                    )),
+                    None => Ok(reg),
+                },
             };
-            match refusal {
-                Some(reason) => {
+            match registration {
+                Err(reason) => {
                     lock(&self.running).remove(&record.id);
                     tracing::error!(saga = %record.saga_type, id = %record.id, %reason, "not recovered");
                     report.sagas.push(Recovered {
@@ -214,10 +215,7 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
                         outcome: RecoveredOutcome::Refused(reason),
                     });
                 }
-                None => {
-                    let recover = self.registry[record.saga_type.as_str()].recover;
-                    pending.push(recover(self, record));
-                }
+                Ok(reg) => pending.push((reg.recover)(self, record)),
             }
         }
         while let Some(recovered) = pending.next().await {

@@ -389,7 +389,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     self.step_failed_for_good::<S>(&cx, &failure, text, started);
                     return Err(failure);
                 }
-                last_error = Some(self.wait_to_retry_step(&cx, policy, attempt_no, text).await);
+                let delay = self.step_will_retry(&cx, policy, attempt_no, &text);
+                last_error = Some(text);
+                tokio::time::sleep(delay).await;
             }
             attempt_no = attempt_no.saturating_add(1);
             let cx = self.context(name, index, attempt_no, Phase::Forward);
@@ -558,7 +560,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     .await;
             }
             let text = failure.to_string();
-            last_error = Some(self.wait_to_retry_step(&cx, policy, tries, text).await);
+            let delay = self.step_will_retry(&cx, policy, tries, &text);
+            last_error = Some(text);
+            tokio::time::sleep(delay).await;
             attempt_no = attempt_no.saturating_add(1);
         }
     }
@@ -587,6 +591,8 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
 
     /// Tells of a step that failed for good and records it, for the report and
     /// for the error the saga ends with.
+    #[cold]
+    #[inline(never)]
     fn step_failed_for_good<S: Step>(
         &mut self,
         cx: &StepContext,
@@ -607,6 +613,8 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         );
     }
 
+    #[cold]
+    #[inline(never)]
     fn push_failure(
         &mut self,
         name: &'static str,
@@ -629,21 +637,22 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         self.failed_step = name;
     }
 
-    /// Tells that attempt `retry` of a step failed and another follows, then waits
-    /// out the backoff. Returns the error's text, to be reported if a later
-    /// attempt succeeds.
-    async fn wait_to_retry_step(
+    /// Tells that attempt `retry` of a step failed and another follows, and
+    /// returns the backoff to wait first. Not `async`, and kept out of line, so
+    /// that the step's state machine carries none of it.
+    #[cold]
+    #[inline(never)]
+    fn step_will_retry(
         &mut self,
         cx: &StepContext,
         policy: RetryPolicy,
         retry: u32,
-        text: String,
-    ) -> String {
+        text: &str,
+    ) -> Duration {
         let delay = jittered_delay(policy, retry);
         tracing::warn!(parent: &self.span, step = cx.step, attempt = cx.attempt, error = %text, ?delay, "step failed, retrying");
-        self.hooks.step_retrying(cx, &text, delay);
-        tokio::time::sleep(delay).await;
-        text
+        self.hooks.step_retrying(cx, text, delay);
+        delay
     }
 
     /// Undoes step `S` (at position `index`) if it is compensatable, retrying its

@@ -873,9 +873,12 @@ fn generate(model: &Model) -> TokenStream {
             let b_fields = &layout.backward[i];
             quote!(__SagaflowState::#b { #(#b_fields,)* __sagaflow_failure })
         };
+        // The closure goes by `&mut`: it stays where it was built, in the saga's
+        // future, instead of being copied into the step's future. That copy, read
+        // back wide right after it was written narrow, cost about 3 ns per step.
         arms.push(quote! {
             __SagaflowState::#v { #(#fields,)* } => {
-                match __sagaflow_run.step(<#path as ::sagaflow::Step>::__SAGAFLOW_MARKER, #index, #closure).await {
+                match __sagaflow_run.step(<#path as ::sagaflow::Step>::__SAGAFLOW_MARKER, #index, &mut #closure).await {
                     ::core::result::Result::Ok(#binding) => {
                         #typed
                         #(#next_locals)*

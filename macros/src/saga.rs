@@ -16,17 +16,34 @@
 //! }
 //! struct BookTripSaga<'r> { airline: &'r Airline, trip: Trip }
 //! enum State<'r> {
-//!     F0 { airline, trip },                      // before step 0
-//!     F1 { airline, trip, flight, total },       // before step 1
-//!     F2 { flight, payment },                    // before `Ok(..)`
 //!     B1 { airline, trip, flight, failure },     // step 1 failed: undo step 0
 //! }
-//! impl Saga for BookTripSaga<'_> { .. loop { state = match state { F0 => run step 0 .. } } }
+//! impl Saga for BookTripSaga<'_> {
+//!     // forward: straight-line code, one resume point per step
+//!     let mut state = 'forward: {
+//!         let flight = match run.step(book_flight, 0, &mut || book_flight(airline, &trip)).await {
+//!             Ok(flight) => flight,
+//!             Err(failure) => return Err(run.failed(failure).await),
+//!         };
+//!         let total: u64 = flight.price + 10;
+//!         let payment = match run.step(charge, 1, &mut || charge(airline, total)).await {
+//!             Ok(payment) => payment,
+//!             Err(failure) => break 'forward State::B1 { airline, trip, flight, failure },
+//!         };
+//!         release(airline); release(trip); release(total);
+//!         return Ok(Itinerary { flight, payment });
+//!     };
+//!     // backward: one state per compensation still to run
+//!     loop { state = match state { B1 { .. } => { run.compensate(book_flight, ..).await; .. } } }
+//! }
 //! ```
-//! A forward state `F<i>` holds what is still needed before step `i`: the inputs
-//! and outputs that a later step, local, the final `Ok(..)` or a compensation
-//! reads. A backward state `B<i>` holds only what compensating steps `i-1 .. 0`
-//! reads: their arguments, evaluated again, and their outputs.
+//! Forward, each value stays where it was first put; the layout's forward state
+//! `F<i>` says what is still needed before step `i` (the inputs and outputs that a
+//! later step, local, the final `Ok(..)` or a compensation reads), and a value
+//! that leaves it is released right there. rustc's own state machine then keeps,
+//! at each step's resume point, exactly the values live there. A backward state
+//! `B<i>` holds only what compensating steps `i-1 .. 0` read: their arguments,
+//! evaluated again, and their outputs.
 
 use std::collections::HashSet;
 
@@ -807,15 +824,9 @@ fn generate(model: &Model) -> TokenStream {
             .collect()
     };
 
-    let forward_variants: Vec<Ident> = (0..=n).map(|i| format_ident!("F{}", i)).collect();
     let backward_variants: Vec<Ident> = (0..n).map(|i| format_ident!("B{}", i)).collect();
 
     let mut variants = Vec::new();
-    for (i, fields) in layout.forward.iter().enumerate() {
-        let v = &forward_variants[i];
-        let decls = field_decls(fields);
-        variants.push(quote!(#v { #(#decls,)* }));
-    }
     for (v, fields) in backward_variants.iter().zip(&layout.backward).skip(1) {
         let decls = field_decls(fields);
         variants.push(
@@ -839,7 +850,14 @@ fn generate(model: &Model) -> TokenStream {
             .collect()
     };
 
-    let mut arms = Vec::new();
+    // Forward, the body is straight-line code: each value stays where it was
+    // first put, and rustc's own state machine keeps, at each step's resume point,
+    // the values that are live there. An explicit forward state, rebuilt at every
+    // step, made each step move every value the saga held (and read them back
+    // wide right after writing them narrow: a store-forwarding stall per step).
+    // A value that nothing later reads is released right after the step where
+    // the forward layout stops holding it.
+    let mut forward_code = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let StepCall {
             binding,
@@ -850,9 +868,6 @@ fn generate(model: &Model) -> TokenStream {
             question,
         } = step;
         let index = i as u32;
-        let v = &forward_variants[i];
-        let fields = &layout.forward[i];
-        let next = &forward_variants[i + 1];
         let next_fields = &layout.forward[i + 1];
         let next_locals = eval_locals(&locals[i + 1]);
         let typed = binding_ty
@@ -871,44 +886,44 @@ fn generate(model: &Model) -> TokenStream {
         } else {
             let b = &backward_variants[i];
             let b_fields = &layout.backward[i];
-            quote!(__SagaflowState::#b { #(#b_fields,)* __sagaflow_failure })
+            quote!(break '__sagaflow_forward __SagaflowState::#b { #(#b_fields,)* __sagaflow_failure };)
         };
+        let released: Vec<&Ident> = layout.forward[i]
+            .iter()
+            .chain(locals[i + 1].iter().map(|l| &l.name))
+            .chain(std::iter::once(binding))
+            .filter(|name| !next_fields.contains(name))
+            .collect();
         // The closure goes by `&mut`: it stays where it was built, in the saga's
         // future, instead of being copied into the step's future. That copy, read
         // back wide right after it was written narrow, cost about 3 ns per step.
-        arms.push(quote! {
-            __SagaflowState::#v { #(#fields,)* } => {
-                match __sagaflow_run.step(<#path as ::sagaflow::Step>::__SAGAFLOW_MARKER, #index, &mut #closure).await {
-                    ::core::result::Result::Ok(#binding) => {
-                        #typed
-                        #(#next_locals)*
-                        __SagaflowState::#next { #(#next_fields,)* }
-                    }
-                    ::core::result::Result::Err(__sagaflow_failure) => {
-                        #convert
-                        #on_failure
-                    }
+        forward_code.push(quote! {
+            let #binding = match __sagaflow_run.step(<#path as ::sagaflow::Step>::__SAGAFLOW_MARKER, #index, &mut #closure).await {
+                ::core::result::Result::Ok(#binding) => #binding,
+                ::core::result::Result::Err(__sagaflow_failure) => {
+                    #convert
+                    #on_failure
                 }
-            }
+            };
+            #typed
+            #(#next_locals)*
+            #(::sagaflow::__private::release(#released);)*
         });
     }
     {
-        let v = &forward_variants[n];
-        let fields = &layout.forward[n];
-        arms.push(quote! {
-            __SagaflowState::#v { #(#fields,)* } => {
-                let __sagaflow_output: #output_ty = #final_expr;
-                // In memory the end is a plain call: an await here, never taken,
-                // still costs the state machine a resume point per saga.
-                if <__SagaflowJournal as ::sagaflow::__private::Journal>::DURABLE {
-                    __sagaflow_run.committed(&__sagaflow_output).await;
-                } else {
-                    __sagaflow_run.committed_in_memory();
-                }
-                return ::core::result::Result::Ok(__sagaflow_output);
+        forward_code.push(quote! {
+            let __sagaflow_output: #output_ty = #final_expr;
+            // In memory the end is a plain call: an await here, never taken,
+            // still costs the state machine a resume point per saga.
+            if <__SagaflowJournal as ::sagaflow::__private::Journal>::DURABLE {
+                __sagaflow_run.committed(&__sagaflow_output).await;
+            } else {
+                __sagaflow_run.committed_in_memory();
             }
+            return ::core::result::Result::Ok(__sagaflow_output);
         });
     }
+    let mut arms = Vec::new();
     for (i, v) in backward_variants.iter().enumerate().skip(1) {
         let fields = &layout.backward[i];
         let undo = &steps[i - 1];
@@ -950,8 +965,12 @@ fn generate(model: &Model) -> TokenStream {
         })
         .collect();
     let init_locals = eval_locals(&locals[0]);
-    let f0 = &forward_variants[0];
-    let f0_fields = &layout.forward[0];
+    let f0_released: Vec<&Ident> = param_names
+        .iter()
+        .copied()
+        .chain(locals[0].iter().map(|l| &l.name))
+        .filter(|name| !layout.forward[0].contains(name))
+        .collect();
     let step_paths: Vec<&syn::Path> = steps.iter().map(|s| &s.path).collect();
     let marker_field = if lifetimes.is_empty() {
         quote!()
@@ -1111,7 +1130,10 @@ fn generate(model: &Model) -> TokenStream {
                 ) -> ::core::result::Result<#output_ty, ::sagaflow::SagaError<#error_ty>> {
                     let Self { #(#param_names,)* .. } = self;
                     #(#init_locals)*
-                    let mut __sagaflow_state = __SagaflowState::#f0 { #(#f0_fields,)* };
+                    #(::sagaflow::__private::release(#f0_released);)*
+                    let mut __sagaflow_state: __SagaflowState = '__sagaflow_forward: {
+                        #(#forward_code)*
+                    };
                     loop {
                         __sagaflow_state = match __sagaflow_state {
                             #(#arms)*

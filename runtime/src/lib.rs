@@ -125,6 +125,13 @@ pub mod __private {
         *value
     }
 
+    /// Ends a saga value that nothing later in the saga reads, where a hand-written
+    /// body would let it go: a value the saga holds no longer is dropped there.
+    #[inline(always)]
+    pub fn release<T>(value: T) {
+        drop(value);
+    }
+
     /// Converts a step's failure as `?` would convert its error.
     #[inline(always)]
     pub fn step_error_converts_into_saga_error<S, E: From<S>>(

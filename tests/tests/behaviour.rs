@@ -624,3 +624,62 @@ async fn a_step_stays_callable_on_its_own() {
         ["reserve cup x3", "undo reserve cup x3 #1003"]
     );
 }
+
+/// A value that logs when it is dropped, so a test can see how long the saga
+/// held it.
+struct Tracked {
+    world: std::sync::Arc<World>,
+    name: &'static str,
+    value: u64,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.world.log(format!("drop {}", self.name));
+    }
+}
+
+#[step(compensate = unlog)]
+async fn log_step(world: &World, name: &'static str, value: u64) -> Result<u64, Oops> {
+    world.maybe_fail(name)?;
+    world.log(format!("{name} {value}"));
+    Ok(value + 1)
+}
+
+async fn unlog(world: &World, name: &'static str, _: u64, _: &u64) -> Result<(), Oops> {
+    world.undo(name, String::new())
+}
+
+#[saga]
+async fn holding(world: &World, ticket: Tracked) -> Result<u64, Oops> {
+    // `ticket` is read only here, `stub` only by the first step's arguments,
+    // which its compensation evaluates again.
+    let n: u64 = ticket.value;
+    let stub: u64 = n * 10;
+    let first = log_step(world, "first", stub).await?;
+    let second = log_step(world, "second", first).await?;
+    Ok(second)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_value_nothing_reads_any_more_is_dropped_where_it_was_last_needed() {
+    let world = std::sync::Arc::new(World::default());
+    let ticket = Tracked {
+        world: world.clone(),
+        name: "ticket",
+        value: 4,
+    };
+    assert_eq!(holding(&world, ticket).await.unwrap(), 42);
+    assert_eq!(world.entries(), ["drop ticket", "first 40", "second 41"]);
+
+    // On failure too; the compensation still sees what it needs.
+    let world = std::sync::Arc::new(World::failing("second"));
+    let ticket = Tracked {
+        world: world.clone(),
+        name: "ticket",
+        value: 4,
+    };
+    let error = holding(&world, ticket).await.unwrap_err();
+    assert!(error.is_compensated());
+    assert_eq!(world.entries(), ["drop ticket", "first 40", "undo first "]);
+}

@@ -177,6 +177,33 @@ impl VisitMut for NameElided {
     fn visit_type_impl_trait_mut(&mut self, _: &mut syn::TypeImplTrait) {}
 }
 
+/// The first borrow inside a type: a reference or a lifetime other than `'static`.
+fn first_borrow(ty: &Type) -> Option<TokenStream> {
+    struct Finder(Option<TokenStream>);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
+            if self.0.is_none() {
+                match &r.lifetime {
+                    Some(l) if l.ident == "static" => {}
+                    Some(l) => self.0 = Some(l.to_token_stream()),
+                    None => self.0 = Some(r.and_token.to_token_stream()),
+                }
+            }
+            syn::visit::visit_type_reference(self, r);
+        }
+        fn visit_lifetime(&mut self, l: &'ast syn::Lifetime) {
+            if self.0.is_none() && l.ident != "static" {
+                self.0 = Some(l.to_token_stream());
+            }
+        }
+        // An `impl Trait` parameter is reported on its own.
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {}
+    }
+    let mut finder = Finder(None);
+    finder.visit_type(ty);
+    finder.0
+}
+
 fn upper_camel(name: &str) -> String {
     let name = name.strip_prefix("r#").unwrap_or(name);
     let mut out = String::new();
@@ -284,6 +311,17 @@ impl Model {
                                 quote!(#m),
                                 "a saga cannot take `&mut`: a reference parameter is a resource (a client, a pool) that every step and compensation shares; take `&T` and use interior mutability inside it",
                             );
+                        ok = false;
+                    }
+                    if !matches!(&*pt.ty, Type::Reference(_))
+                        && let Some(borrow) = first_borrow(&pt.ty)
+                    {
+                        cx.error_spanned_by(
+                            borrow,
+                            format!(
+                                "`{ident}` is an owned saga input, which is data: a durable saga persists it and rebuilds it on recovery, so its type cannot borrow; make it own what it holds (`String` for `&str`, `Arc<T>` for `&T`), or take a shared resource as a plain `&T` parameter"
+                            ),
+                        );
                         ok = false;
                     }
                     check_name(cx, &ident, &mut names);

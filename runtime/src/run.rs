@@ -330,7 +330,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         } else {
             None
         };
-        self.step_retrying::<S, F, Fut>(index, call, first, started)
+        self.step_attempts::<S, F, Fut>(index, call, 1, first, started)
             .await
     }
 
@@ -376,11 +376,19 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         });
     }
 
-    /// Attempts after a failure, and every attempt of a step with a timeout.
-    async fn step_retrying<S, F, Fut>(
+    /// Every attempt of a step after a failed first one, every attempt of a step
+    /// with a timeout, and every attempt of a durable step; numbered from
+    /// `attempt_no`. `first` is the failure of an attempt already made (number
+    /// `attempt_no`), if one was.
+    ///
+    /// In a durable run each attempt's intent is written before the attempt
+    /// starts, its output is deferred into the next commit, and a failure for
+    /// good is written before the saga turns back.
+    async fn step_attempts<S, F, Fut>(
         &mut self,
         index: u32,
         mut call: F,
+        mut attempt_no: u32,
         first: Option<StepFailure<S::Error>>,
         started: Option<Instant>,
     ) -> Result<S::Output, StepFailure<S::Error>>
@@ -388,27 +396,40 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         S: Step,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<S::Output, S::Error>>,
+        J: Keep<S::Output>,
     {
         let name = S::INFO.name();
         let policy = S::INFO.retry();
         let mut last_error = None;
-        let (mut attempt_no, mut pending) = match first {
-            Some(failure) => (1u32, Some(failure)),
-            None => (0u32, None),
-        };
+        // Attempts made by this process: after a restart the retry budget starts
+        // afresh, so a durable step whose attempt was cut short always runs again.
+        let mut tries = u32::from(first.is_some());
+        let mut pending = first;
         loop {
             if let Some(failure) = pending.take() {
+                if !policy.allows_attempt_after(tries) {
+                    return self
+                        .step_failed::<S>(index, attempt_no, failure, started)
+                        .await;
+                }
                 let cx = self.context(name, index, attempt_no, Phase::Forward);
                 let text = failure.to_string();
-                if !policy.allows_attempt_after(attempt_no) {
-                    self.step_failed_for_good::<S>(&cx, &failure, text, started);
-                    return Err(failure);
-                }
-                let delay = self.step_will_retry(&cx, policy, attempt_no, &text);
+                let delay = self.step_will_retry(&cx, policy, tries, &text);
                 last_error = Some(text);
                 tokio::time::sleep(delay).await;
+                attempt_no = attempt_no.saturating_add(1);
             }
-            attempt_no = attempt_no.saturating_add(1);
+            tries = tries.saturating_add(1);
+            if J::DURABLE {
+                let entry = Entry::StepStarted {
+                    index,
+                    attempt: attempt_no,
+                };
+                if let Err(e) = self.write(entry).await {
+                    self.halt(e);
+                    return Err(halted());
+                }
+            }
             let cx = self.context(name, index, attempt_no, Phase::Forward);
             self.hooks.step_started(&cx);
             let span = self.span_for(Phase::Forward, name, "", attempt_no);
@@ -426,6 +447,20 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             };
             match outcome {
                 Ok(output) => {
+                    if J::DURABLE {
+                        match J::encode(&output) {
+                            Ok(bytes) => self.journal.defer(Entry::StepSucceeded {
+                                index,
+                                output: bytes,
+                            }),
+                            Err(message) => {
+                                let failure = StepFailure::NotPersisted { message };
+                                return self
+                                    .step_failed::<S>(index, attempt_no, failure, started)
+                                    .await;
+                            }
+                        }
+                    }
                     self.record_success::<S>(&cx, index, attempt_no, started, last_error);
                     return Ok(output);
                 }
@@ -496,7 +531,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     async fn step_durable<S, F, Fut>(
         &mut self,
         index: u32,
-        mut call: F,
+        call: F,
     ) -> Result<S::Output, StepFailure<S::Error>>
     where
         S: Step,
@@ -508,7 +543,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         if self.journal.halted() {
             return Err(halted());
         }
-        let mut attempt_no = match self.journal.replayed(index, false) {
+        let attempt_no = match self.journal.replayed(index, false) {
             Replayed::Succeeded(bytes) => match J::decode(&bytes) {
                 Ok(output) => {
                     self.succeeded += 1;
@@ -520,7 +555,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                             "the output recorded for `{name}` could not be read back: {e}"
                         ),
                     };
-                    return self.step_failed_durable::<S>(index, 0, failure, None).await;
+                    return self.step_failed::<S>(index, 0, failure, None).await;
                 }
             },
             Replayed::Failed(message) => {
@@ -529,60 +564,14 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             }
             Replayed::Run { next_attempt } => next_attempt,
         };
-        let policy = S::INFO.retry();
         let started = self.now();
-        // Attempts made by this process: the retry budget starts afresh after a
-        // restart, so a step whose attempt was cut short always runs again.
-        let mut tries = 0u32;
-        let mut last_error = None;
-        loop {
-            tries += 1;
-            if let Err(e) = self
-                .write(Entry::StepStarted {
-                    index,
-                    attempt: attempt_no,
-                })
-                .await
-            {
-                self.halt(e);
-                return Err(halted());
-            }
-            let cx = self.context(name, index, attempt_no, Phase::Forward);
-            self.hooks.step_started(&cx);
-            let span = self.span_for(Phase::Forward, name, "", attempt_no);
-            let failure = match attempt(call(), &cx, S::INFO.timeout(), span).await {
-                Ok(output) => match J::encode(&output) {
-                    Ok(bytes) => {
-                        self.journal.defer(Entry::StepSucceeded {
-                            index,
-                            output: bytes,
-                        });
-                        self.record_success::<S>(&cx, index, attempt_no, started, last_error);
-                        return Ok(output);
-                    }
-                    Err(e) => {
-                        let failure = StepFailure::NotPersisted { message: e };
-                        return self
-                            .step_failed_durable::<S>(index, attempt_no, failure, started)
-                            .await;
-                    }
-                },
-                Err(failure) => failure,
-            };
-            if !policy.allows_attempt_after(tries) {
-                return self
-                    .step_failed_durable::<S>(index, attempt_no, failure, started)
-                    .await;
-            }
-            let text = failure.to_string();
-            let delay = self.step_will_retry(&cx, policy, tries, &text);
-            last_error = Some(text);
-            tokio::time::sleep(delay).await;
-            attempt_no = attempt_no.saturating_add(1);
-        }
+        self.step_attempts::<S, F, Fut>(index, call, attempt_no, None, started)
+            .await
     }
 
-    async fn step_failed_durable<S: Step>(
+    /// Ends a step that failed for good: written first in a durable run, then
+    /// told and recorded.
+    async fn step_failed<S: Step>(
         &mut self,
         index: u32,
         attempts: u32,
@@ -595,7 +584,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             index,
             error: text.clone(),
         };
-        if let Err(e) = self.write(entry).await {
+        if J::DURABLE
+            && let Err(e) = self.write(entry).await
+        {
             self.halt(e);
             return Err(halted());
         }

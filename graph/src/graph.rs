@@ -695,7 +695,10 @@ fn retry_text(policy: RetryPolicy, forever_implied: bool) -> Option<String> {
 }
 
 /// A duration the way `#[step]` takes it: `2s`, `1m30s`, `250ms`.
-fn format_duration(d: Duration) -> String {
+/// A configured duration, exactly, in its largest units first: `2s`, `1m30s`,
+/// `1ms500us`. Shared with the runtime, which words its timeouts the same way.
+#[doc(hidden)]
+pub fn format_duration(d: Duration) -> String {
     if d.is_zero() {
         return "0s".to_owned();
     }

@@ -11,4 +11,6 @@ mod graph;
 mod step;
 
 pub use graph::SagaGraph;
+#[doc(hidden)]
+pub use graph::format_duration;
 pub use step::{RetryPolicy, StepInfo, StepKind};

@@ -67,7 +67,11 @@ impl<E: fmt::Display> fmt::Display for StepFailure<E> {
         match self {
             StepFailure::Error(e) => e.fmt(f),
             StepFailure::TimedOut { after } => {
-                write!(f, "timed out after {}", humanize(*after))
+                write!(
+                    f,
+                    "timed out after {}",
+                    sagaflow_graph::format_duration(*after)
+                )
             }
             StepFailure::Panicked { message } => write!(f, "panicked: {message}"),
             StepFailure::Recovered { message } => write!(f, "{message} (before a restart)"),
@@ -76,16 +80,6 @@ impl<E: fmt::Display> fmt::Display for StepFailure<E> {
                 write!(f, "its output could not be persisted: {message}")
             }
         }
-    }
-}
-
-pub(crate) fn humanize(d: Duration) -> String {
-    if d.as_secs() > 0 && d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d.as_nanos().is_multiple_of(1_000_000) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{d:?}")
     }
 }
 

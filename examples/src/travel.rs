@@ -438,34 +438,157 @@ impl Bank {
     }
 }
 
+/// What a booking service keeps, shared by [`Airline`] and [`Hotels`]: the cities
+/// it cannot book, the bookings that stand, those cancelled, and what each
+/// idempotency key booked. A clone shares the bookings.
+#[derive(Debug, Clone)]
+struct BookingDesk<B> {
+    state: Arc<Mutex<DeskState<B>>>,
+    ledger: Option<Arc<Ledger>>,
+    /// The ledger's names for a booking and for its cancellation.
+    booking_line: &'static str,
+    cancel_line: &'static str,
+}
+
+#[derive(Debug)]
+struct DeskState<B> {
+    full: HashSet<String>,
+    booked: Vec<B>,
+    cancelled: Vec<B>,
+    by_key: HashMap<String, B>,
+    next: u32,
+}
+
+impl<B> DeskState<B>
+where
+    B: Clone + PartialEq,
+{
+    fn apply_cancel(&mut self, booking: &B) {
+        if let Some(i) = self.booked.iter().position(|b| b == booking) {
+            let cancelled = self.booked.remove(i);
+            self.cancelled.push(cancelled);
+        }
+    }
+}
+
+impl<B> BookingDesk<B>
+where
+    B: Clone + PartialEq + Serialize + serde::de::DeserializeOwned,
+{
+    fn new(booking_line: &'static str, cancel_line: &'static str) -> Self {
+        BookingDesk {
+            state: Arc::new(Mutex::new(DeskState {
+                full: HashSet::new(),
+                booked: Vec::new(),
+                cancelled: Vec::new(),
+                by_key: HashMap::new(),
+                next: 0,
+            })),
+            ledger: None,
+            booking_line,
+            cancel_line,
+        }
+    }
+
+    fn close(&self, city: &str) {
+        lock(&self.state).full.insert(city.to_owned());
+    }
+
+    /// Takes in the bookings and cancellations `ledger` holds, then writes to it.
+    fn with_ledger(mut self, ledger: Arc<Ledger>) -> Self {
+        {
+            let mut state = lock(&self.state);
+            for line in ledger.lines() {
+                if line.what == self.booking_line {
+                    if let Ok(booking) = line.decode::<B>() {
+                        state.next += 1;
+                        state.booked.push(booking);
+                    }
+                } else if line.what == self.cancel_line
+                    && let Ok(booking) = line.decode::<B>()
+                {
+                    state.apply_cancel(&booking);
+                }
+            }
+        }
+        self.ledger = Some(ledger);
+        self
+    }
+
+    fn booked(&self) -> Vec<B> {
+        lock(&self.state).booked.clone()
+    }
+
+    fn cancelled(&self) -> Vec<B> {
+        lock(&self.state).cancelled.clone()
+    }
+
+    /// Books in `city` once per idempotency key: `refused` if the city is full,
+    /// else what `make` builds from the booking's number.
+    fn book(
+        &self,
+        city: &str,
+        refused: impl FnOnce() -> TripError,
+        make: impl FnOnce(u32) -> B,
+    ) -> Result<B, TripError> {
+        let mut state = lock(&self.state);
+        let caller = Caller::current();
+        if let Some(earlier) = with_ledger(&self.ledger, |l| l.call(self.booking_line, &caller))? {
+            return Ok(earlier);
+        }
+        if let Some(earlier) = request_key(&caller).and_then(|k| state.by_key.get(k)) {
+            return Ok(earlier.clone());
+        }
+        if state.full.contains(city) {
+            return Err(refused());
+        }
+        let booking = make(state.next + 1);
+        with_ledger(&self.ledger, |l| {
+            l.done(self.booking_line, &caller, &booking).map(Some)
+        })?;
+        state.next += 1;
+        state.booked.push(booking.clone());
+        if let Some(key) = request_key(&caller) {
+            state.by_key.insert(key.to_owned(), booking.clone());
+        }
+        Ok(booking)
+    }
+
+    /// Cancels `booking`; cancelling one that no longer stands does nothing.
+    fn cancel(&self, booking: &B) -> Result<(), TripError> {
+        let mut state = lock(&self.state);
+        let caller = Caller::current();
+        if with_ledger(&self.ledger, |l| {
+            l.call::<IgnoredAny>(self.cancel_line, &caller)
+        })?
+        .is_some()
+        {
+            return Ok(());
+        }
+        if !state.booked.contains(booking) {
+            return Ok(());
+        }
+        with_ledger(&self.ledger, |l| {
+            l.done(self.cancel_line, &caller, booking).map(Some)
+        })?;
+        state.apply_cancel(booking);
+        Ok(())
+    }
+}
+
 /// An airline that books seats, and remembers what it booked and cancelled.
 ///
 /// Bookings are once per idempotency key; [`with_ledger`](Airline::with_ledger)
 /// makes them outlive the process. A clone shares the bookings.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Airline {
-    state: Arc<Mutex<AirlineState>>,
-    ledger: Option<Arc<Ledger>>,
+    desk: BookingDesk<FlightBooking>,
 }
 
-#[derive(Debug, Default)]
-struct AirlineState {
-    full: HashSet<String>,
-    booked: Vec<FlightBooking>,
-    cancelled: Vec<FlightBooking>,
-    by_key: HashMap<String, FlightBooking>,
-    next: u32,
-}
-
-impl AirlineState {
-    fn apply_cancel(&mut self, booking: &FlightBooking) -> bool {
-        match self.booked.iter().position(|b| b == booking) {
-            Some(i) => {
-                let cancelled = self.booked.remove(i);
-                self.cancelled.push(cancelled);
-                true
-            }
-            None => false,
+impl Default for Airline {
+    fn default() -> Self {
+        Airline {
+            desk: BookingDesk::new("flight", "cancel-flight"),
         }
     }
 }
@@ -478,96 +601,46 @@ impl Airline {
 
     /// The same airline, with every flight to `city` full.
     pub fn with_no_seats_to(self, city: &str) -> Self {
-        lock(&self.state).full.insert(city.to_owned());
+        self.desk.close(city);
         self
     }
 
     /// The same airline, writing what it does to `ledger`, after taking in the
     /// bookings and cancellations the ledger holds.
-    pub fn with_ledger(mut self, ledger: Arc<Ledger>) -> Self {
-        {
-            let mut state = lock(&self.state);
-            for line in ledger.lines() {
-                match line.what.as_str() {
-                    "flight" => {
-                        if let Ok(booking) = line.decode::<FlightBooking>() {
-                            state.next += 1;
-                            state.booked.push(booking);
-                        }
-                    }
-                    "cancel-flight" => {
-                        if let Ok(booking) = line.decode::<FlightBooking>() {
-                            state.apply_cancel(&booking);
-                        }
-                    }
-                    _ => {}
-                }
-            }
+    pub fn with_ledger(self, ledger: Arc<Ledger>) -> Self {
+        Airline {
+            desk: self.desk.with_ledger(ledger),
         }
-        self.ledger = Some(ledger);
-        self
     }
 
     /// The bookings that stand (booked and not cancelled).
     pub fn booked(&self) -> Vec<FlightBooking> {
-        lock(&self.state).booked.clone()
+        self.desk.booked()
     }
 
     /// The bookings that were cancelled, in the order they were.
     pub fn cancelled(&self) -> Vec<FlightBooking> {
-        lock(&self.state).cancelled.clone()
+        self.desk.cancelled()
     }
 
     /// Books a seat for `customer` to `city`.
     pub fn book(&self, customer: &str, city: &str) -> Result<FlightBooking, TripError> {
-        let mut state = lock(&self.state);
-        let caller = Caller::current();
-        if let Some(earlier) = with_ledger(&self.ledger, |l| l.call("flight", &caller))? {
-            return Ok(earlier);
-        }
-        if let Some(earlier) = request_key(&caller).and_then(|k| state.by_key.get(k)) {
-            return Ok(earlier.clone());
-        }
-        if state.full.contains(city) {
-            return Err(TripError::NoSeats {
+        self.desk.book(
+            city,
+            || TripError::NoSeats {
                 city: city.to_owned(),
-            });
-        }
-        let booking = FlightBooking {
-            reference: format!("FL-{}", state.next + 1),
-            customer: customer.to_owned(),
-            city: city.to_owned(),
-        };
-        with_ledger(&self.ledger, |l| {
-            l.done("flight", &caller, &booking).map(Some)
-        })?;
-        state.next += 1;
-        state.booked.push(booking.clone());
-        if let Some(key) = request_key(&caller) {
-            state.by_key.insert(key.to_owned(), booking.clone());
-        }
-        Ok(booking)
+            },
+            |number| FlightBooking {
+                reference: format!("FL-{number}"),
+                customer: customer.to_owned(),
+                city: city.to_owned(),
+            },
+        )
     }
 
     /// Cancels `booking`; cancelling one that no longer stands does nothing.
     pub fn cancel(&self, booking: &FlightBooking) -> Result<(), TripError> {
-        let mut state = lock(&self.state);
-        let caller = Caller::current();
-        if with_ledger(&self.ledger, |l| {
-            l.call::<IgnoredAny>("cancel-flight", &caller)
-        })?
-        .is_some()
-        {
-            return Ok(());
-        }
-        if !state.booked.contains(booking) {
-            return Ok(());
-        }
-        with_ledger(&self.ledger, |l| {
-            l.done("cancel-flight", &caller, booking).map(Some)
-        })?;
-        state.apply_cancel(booking);
-        Ok(())
+        self.desk.cancel(booking)
     }
 }
 
@@ -575,26 +648,15 @@ impl Airline {
 ///
 /// Bookings are once per idempotency key; [`with_ledger`](Hotels::with_ledger)
 /// makes them outlive the process. A clone shares the bookings.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Hotels {
-    state: Arc<Mutex<HotelState>>,
-    ledger: Option<Arc<Ledger>>,
+    desk: BookingDesk<HotelBooking>,
 }
 
-#[derive(Debug, Default)]
-struct HotelState {
-    full: HashSet<String>,
-    booked: Vec<HotelBooking>,
-    cancelled: Vec<HotelBooking>,
-    by_key: HashMap<String, HotelBooking>,
-    next: u32,
-}
-
-impl HotelState {
-    fn apply_cancel(&mut self, booking: &HotelBooking) {
-        if let Some(i) = self.booked.iter().position(|b| b == booking) {
-            let cancelled = self.booked.remove(i);
-            self.cancelled.push(cancelled);
+impl Default for Hotels {
+    fn default() -> Self {
+        Hotels {
+            desk: BookingDesk::new("hotel", "cancel-hotel"),
         }
     }
 }
@@ -607,44 +669,26 @@ impl Hotels {
 
     /// The same hotels, with every room in `city` taken.
     pub fn with_no_rooms_in(self, city: &str) -> Self {
-        lock(&self.state).full.insert(city.to_owned());
+        self.desk.close(city);
         self
     }
 
     /// The same hotels, writing what they do to `ledger`, after taking in the
     /// bookings and cancellations the ledger holds.
-    pub fn with_ledger(mut self, ledger: Arc<Ledger>) -> Self {
-        {
-            let mut state = lock(&self.state);
-            for line in ledger.lines() {
-                match line.what.as_str() {
-                    "hotel" => {
-                        if let Ok(booking) = line.decode::<HotelBooking>() {
-                            state.next += 1;
-                            state.booked.push(booking);
-                        }
-                    }
-                    "cancel-hotel" => {
-                        if let Ok(booking) = line.decode::<HotelBooking>() {
-                            state.apply_cancel(&booking);
-                        }
-                    }
-                    _ => {}
-                }
-            }
+    pub fn with_ledger(self, ledger: Arc<Ledger>) -> Self {
+        Hotels {
+            desk: self.desk.with_ledger(ledger),
         }
-        self.ledger = Some(ledger);
-        self
     }
 
     /// The bookings that stand.
     pub fn booked(&self) -> Vec<HotelBooking> {
-        lock(&self.state).booked.clone()
+        self.desk.booked()
     }
 
     /// The bookings that were cancelled, in the order they were.
     pub fn cancelled(&self) -> Vec<HotelBooking> {
-        lock(&self.state).cancelled.clone()
+        self.desk.cancelled()
     }
 
     /// Books a room in `city` for the passenger of `flight`, for `nights` nights.
@@ -654,35 +698,19 @@ impl Hotels {
         nights: u32,
         flight: &FlightBooking,
     ) -> Result<HotelBooking, TripError> {
-        let mut state = lock(&self.state);
-        let caller = Caller::current();
-        if let Some(earlier) = with_ledger(&self.ledger, |l| l.call("hotel", &caller))? {
-            return Ok(earlier);
-        }
-        if let Some(earlier) = request_key(&caller).and_then(|k| state.by_key.get(k)) {
-            return Ok(earlier.clone());
-        }
-        if state.full.contains(city) {
-            return Err(TripError::NoRooms {
+        self.desk.book(
+            city,
+            || TripError::NoRooms {
                 city: city.to_owned(),
-            });
-        }
-        let booking = HotelBooking {
-            reference: format!("HT-{}", state.next + 1),
-            customer: flight.customer.clone(),
-            city: city.to_owned(),
-            nights,
-            flight: flight.reference.clone(),
-        };
-        with_ledger(&self.ledger, |l| {
-            l.done("hotel", &caller, &booking).map(Some)
-        })?;
-        state.next += 1;
-        state.booked.push(booking.clone());
-        if let Some(key) = request_key(&caller) {
-            state.by_key.insert(key.to_owned(), booking.clone());
-        }
-        Ok(booking)
+            },
+            |number| HotelBooking {
+                reference: format!("HT-{number}"),
+                customer: flight.customer.clone(),
+                city: city.to_owned(),
+                nights,
+                flight: flight.reference.clone(),
+            },
+        )
     }
 
     /// Cancels `booking`; cancelling one that no longer stands does nothing.
@@ -690,23 +718,7 @@ impl Hotels {
     /// [`book_trip`] never calls this (the hotel is its point of no return); it is
     /// here for the customer service desk.
     pub fn cancel(&self, booking: &HotelBooking) -> Result<(), TripError> {
-        let mut state = lock(&self.state);
-        let caller = Caller::current();
-        if with_ledger(&self.ledger, |l| {
-            l.call::<IgnoredAny>("cancel-hotel", &caller)
-        })?
-        .is_some()
-        {
-            return Ok(());
-        }
-        if !state.booked.contains(booking) {
-            return Ok(());
-        }
-        with_ledger(&self.ledger, |l| {
-            l.done("cancel-hotel", &caller, booking).map(Some)
-        })?;
-        state.apply_cancel(booking);
-        Ok(())
+        self.desk.cancel(booking)
     }
 }
 

@@ -44,6 +44,12 @@ pub trait Hooks {
         let _ = cx;
     }
     /// A step succeeded; `elapsed` covers all its attempts.
+    ///
+    /// In a durable run this is told when the step returns, before its output is
+    /// on disk: the output is written with the saga's next transition, which is
+    /// committed before the next step starts. If the process dies in between,
+    /// recovery runs the step again with the same idempotency key, and this hook
+    /// is told again.
     fn step_succeeded(&self, cx: &StepContext, elapsed: Duration) {
         let _ = (cx, elapsed);
     }

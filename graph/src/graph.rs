@@ -605,6 +605,11 @@ impl fmt::Display for SagaGraph {
                     .unwrap_or_else(|| "no retry".to_owned());
                 parts.push(format!("compensation {retry}"));
             }
+            if compensation_of(step).is_some()
+                && let Some(timeout) = step.compensation_timeout()
+            {
+                parts.push(format!("compensation timeout {}", format_duration(timeout)));
+            }
             write!(f, "\n{}. {} ({})", i + 1, step.name(), parts.join(", "))?;
         }
         Ok(())
@@ -648,13 +653,21 @@ fn step_details(step: &StepInfo) -> Vec<String> {
     lines
 }
 
-/// The line under a compensation's name: its retry policy, when not the default.
+/// The line under a compensation's name: its retry policy when not the default,
+/// and its timeout if it has one.
 fn compensation_details(step: &StepInfo) -> Vec<String> {
     let retry = step.compensation_retry();
-    if retry == RetryPolicy::COMPENSATION_DEFAULT {
+    let mut parts = Vec::new();
+    if retry != RetryPolicy::COMPENSATION_DEFAULT {
+        parts.push(retry_text(retry, false).unwrap_or_else(|| "no retry".to_owned()));
+    }
+    if let Some(timeout) = step.compensation_timeout() {
+        parts.push(format!("timeout {}", format_duration(timeout)));
+    }
+    if parts.is_empty() {
         Vec::new()
     } else {
-        vec![retry_text(retry, false).unwrap_or_else(|| "no retry".to_owned())]
+        vec![parts.join(" · ")]
     }
 }
 
@@ -694,9 +707,9 @@ fn retry_text(policy: RetryPolicy, forever_implied: bool) -> Option<String> {
     })
 }
 
-/// A duration the way `#[step]` takes it: `2s`, `1m30s`, `250ms`.
-/// A configured duration, exactly, in its largest units first: `2s`, `1m30s`,
-/// `1ms500us`. Shared with the runtime, which words its timeouts the same way.
+/// A duration the way `#[step]` takes it, exactly, largest units first: `2s`,
+/// `1m30s`, `1ms500us`. Shared with the runtime, which words its timeouts the
+/// same way.
 #[doc(hidden)]
 pub fn format_duration(d: Duration) -> String {
     if d.is_zero() {
@@ -1353,6 +1366,24 @@ mod tests {
             SagaGraph::new("t", TUNED).to_string(),
             "saga t\n1. pay (compensate: refund, compensation retry 2)"
         );
+        const BOUNDED: &[StepInfo] = &[StepInfo::new("pay", StepKind::Compensatable)
+            .with_compensation("refund")
+            .with_compensation_retry(RetryPolicy::retries(2))
+            .with_compensation_timeout(Duration::from_secs(5))];
+        let bounded = SagaGraph::new("t", BOUNDED);
+        assert_eq!(
+            bounded.to_string(),
+            "saga t\n1. pay (compensate: refund, compensation retry 2, compensation timeout 5s)"
+        );
+        // Under the compensation's name in the pictures, as the step's own
+        // policies are under the step's.
+        assert!(
+            bounded.to_mermaid().contains("retry 2 · timeout 5s"),
+            "{}",
+            bounded.to_mermaid()
+        );
+        assert!(bounded.to_dot().contains("retry 2 · timeout 5s"));
+        assert!(bounded.to_svg().contains("retry 2 · timeout 5s"));
         assert_eq!(SagaGraph::new("e", &[]).to_string(), "saga e (no steps)");
     }
 

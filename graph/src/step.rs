@@ -138,6 +138,7 @@ pub struct StepInfo {
     retry: RetryPolicy,
     timeout: Option<Duration>,
     compensation_retry: RetryPolicy,
+    compensation_timeout: Option<Duration>,
 }
 
 impl StepInfo {
@@ -153,6 +154,7 @@ impl StepInfo {
             },
             timeout: None,
             compensation_retry: RetryPolicy::COMPENSATION_DEFAULT,
+            compensation_timeout: None,
         }
     }
 
@@ -177,6 +179,12 @@ impl StepInfo {
     /// The same step whose compensation retries by another policy.
     pub const fn with_compensation_retry(mut self, retry: RetryPolicy) -> Self {
         self.compensation_retry = retry;
+        self
+    }
+
+    /// The same step with a limit on each attempt of its compensation.
+    pub const fn with_compensation_timeout(mut self, timeout: Duration) -> Self {
+        self.compensation_timeout = Some(timeout);
         self
     }
 
@@ -208,6 +216,12 @@ impl StepInfo {
     /// How the compensation is retried.
     pub const fn compensation_retry(&self) -> RetryPolicy {
         self.compensation_retry
+    }
+
+    /// The limit on each attempt of the compensation, if any. Without one, a
+    /// compensation attempt may take as long as it takes.
+    pub const fn compensation_timeout(&self) -> Option<Duration> {
+        self.compensation_timeout
     }
 }
 

@@ -53,9 +53,11 @@ pub(crate) struct StepAttr {
     pub(crate) retry: Option<(Retry, TokenStream)>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) compensate_retry: Option<(Retry, TokenStream)>,
+    /// The limit on each compensation attempt, and the option's tokens as written.
+    pub(crate) compensate_timeout: Option<(Duration, TokenStream)>,
 }
 
-const STEP_KEYS: &str = "`compensate = <fn>`, `read_only`, `pivot`, `retriable`, `retry`, `timeout`, `compensate_retry`";
+const STEP_KEYS: &str = "`compensate = <fn>`, `read_only`, `pivot`, `retriable`, `retry`, `timeout`, `compensate_retry`, `compensate_timeout`";
 const STEP_WORDS: &[&str] = &[
     "compensate",
     "read_only",
@@ -64,6 +66,7 @@ const STEP_WORDS: &[&str] = &[
     "retry",
     "timeout",
     "compensate_retry",
+    "compensate_timeout",
 ];
 const RETRY_KEYS: &str = "`max`, `backoff`, `max_backoff`";
 const RETRY_WORDS: &[&str] = &["max", "backoff", "max_backoff"];
@@ -115,6 +118,7 @@ pub(crate) fn parse_step_attr(cx: &Ctxt, args: TokenStream) -> StepAttr {
         }
     };
     let mut timeout_seen = false;
+    let mut compensate_timeout_seen = false;
     for meta in metas {
         let key = meta.path();
         let Some(name) = key.get_ident().map(|i| i.to_string()) else {
@@ -203,29 +207,43 @@ pub(crate) fn parse_step_attr(cx: &Ctxt, args: TokenStream) -> StepAttr {
                     *slot = Some((retry, meta.to_token_stream()));
                 }
             }
-            "timeout" => {
+            "timeout" | "compensate_timeout" => {
+                let what = if name == "timeout" {
+                    "a step"
+                } else {
+                    "a compensation"
+                };
                 let value = match &meta {
-                    Meta::NameValue(nv) => parse_duration(cx, "timeout", &nv.value),
+                    Meta::NameValue(nv) => parse_duration(cx, &name, &nv.value),
                     _ => {
                         cx.error_spanned_by(
                             &meta,
-                            "`timeout` takes a duration: write `timeout = \"2s\"`",
+                            format!("`{name}` takes a duration: write `{name} = \"2s\"`"),
                         );
                         None
                     }
                 };
-                if timeout_seen {
+                let seen = if name == "timeout" {
+                    &mut timeout_seen
+                } else {
+                    &mut compensate_timeout_seen
+                };
+                if *seen {
                     cx.error_spanned_by(
                         &meta,
-                        "duplicate step option `timeout`: a step has one timeout per attempt, remove one of them",
+                        format!(
+                            "duplicate step option `{name}`: {what} has one timeout per attempt, remove one of them"
+                        ),
                     );
                 }
-                timeout_seen = true;
+                *seen = true;
                 if let Some(d) = value {
                     if d.is_zero() {
-                        cx.error_spanned_by(&meta, "`timeout` must be longer than zero");
-                    } else {
+                        cx.error_spanned_by(&meta, format!("`{name}` must be longer than zero"));
+                    } else if name == "timeout" {
                         attr.timeout = Some(d);
+                    } else {
+                        attr.compensate_timeout = Some((d, meta.to_token_stream()));
                     }
                 }
             }

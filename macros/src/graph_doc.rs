@@ -40,6 +40,9 @@ pub(crate) fn encode(info: &StepInfo) -> TokenStream {
         encode_max(comp.max_retries()),
         comp.backoff().as_nanos().to_string(),
         comp.max_backoff().as_nanos().to_string(),
+        info.compensation_timeout()
+            .map(|t| t.as_nanos().to_string())
+            .unwrap_or_default(),
     ];
     let literals = fields.iter().map(|f| Literal::string(f));
     quote!({ #(#literals)* })
@@ -82,7 +85,8 @@ fn decode_step(group: TokenStream) -> Option<StepInfo> {
         cmax,
         cbackoff,
         cmax_backoff,
-    ] = <[String; 10]>::try_from(fields).ok()?;
+        ctimeout,
+    ] = <[String; 11]>::try_from(fields).ok()?;
     let kind = match kind.as_str() {
         "compensate" => StepKind::Compensatable,
         "read_only" => StepKind::ReadOnly,
@@ -109,6 +113,9 @@ fn decode_step(group: TokenStream) -> Option<StepInfo> {
     }
     if !timeout.is_empty() {
         info = info.with_timeout(nanos(&timeout)?);
+    }
+    if !ctimeout.is_empty() {
+        info = info.with_compensation_timeout(nanos(&ctimeout)?);
     }
     Some(info)
 }
@@ -156,7 +163,8 @@ mod tests {
         let info = StepInfo::new("book_flight", StepKind::Compensatable)
             .with_compensation("cancel_flight")
             .with_retry(RetryPolicy::retries(3).with_backoff(Duration::from_millis(10)))
-            .with_timeout(Duration::from_secs(2));
+            .with_timeout(Duration::from_secs(2))
+            .with_compensation_timeout(Duration::from_millis(1500));
         let TokenTree::Group(g) = encode(&info).into_iter().next().unwrap() else {
             panic!("a group")
         };
@@ -170,7 +178,8 @@ mod tests {
 
     #[test]
     fn the_section_holds_the_svg_without_blank_lines_inside() {
-        let out = expand(quote!("trip" { "a" "compensate" "undo_a" "0" "1" "2" "" "5" "1" "2" }));
+        let out =
+            expand(quote!("trip" { "a" "compensate" "undo_a" "0" "1" "2" "" "5" "1" "2" "" }));
         let text: String = syn::parse2::<syn::LitStr>(out).unwrap().value();
         let start = text.find("<svg").unwrap();
         let end = text.find("</svg>").unwrap();

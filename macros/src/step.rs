@@ -210,6 +210,18 @@ fn validate_options(cx: &Ctxt, attr: &StepAttr) {
                     ),
                 );
     }
+    if let Some((_, tokens)) = &attr.compensate_timeout
+        && let Some(kind) = kind
+        && !matches!(kind, Kind::Compensate(_))
+    {
+        cx.error_spanned_by(
+            tokens,
+            format!(
+                "`compensate_timeout` limits each attempt of a compensation, but a `{}` step has no compensation; remove it, or use `timeout` to limit the step's own attempts",
+                kind.word()
+            ),
+        );
+    }
 }
 
 fn retry_tokens(retry: &Retry, base: TokenStream) -> TokenStream {
@@ -280,6 +292,10 @@ fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream {
     if let Some((retry, _)) = &attr.compensate_retry {
         let policy = retry_tokens(retry, quote!(::sagaflow::RetryPolicy::COMPENSATION_DEFAULT));
         info = quote!(#info.with_compensation_retry(#policy));
+    }
+    if let Some((timeout, _)) = attr.compensate_timeout {
+        let nanos = duration_nanos(timeout);
+        info = quote!(#info.with_compensation_timeout(::sagaflow::__private::Duration::from_nanos(#nanos)));
     }
 
     let ReturnType::Type(_, ret) = &sig.output else {
@@ -394,6 +410,9 @@ fn info_value(name: &str, kind: &Kind, attr: &StepAttr) -> StepInfo {
     if let Some((retry, _)) = &attr.compensate_retry {
         info = info.with_compensation_retry(policy(retry, info.compensation_retry()));
     }
+    if let Some((timeout, _)) = attr.compensate_timeout {
+        info = info.with_compensation_timeout(timeout);
+    }
     info
 }
 
@@ -458,6 +477,12 @@ fn step_doc(kind: &Kind, attr: &StepAttr) -> String {
     if let Some(timeout) = attr.timeout {
         doc.push_str(&format!(
             " Each attempt is limited to {}.",
+            humantime::format_duration(timeout)
+        ));
+    }
+    if let Some((timeout, _)) = attr.compensate_timeout {
+        doc.push_str(&format!(
+            " Each attempt of its compensation is limited to {}.",
             humantime::format_duration(timeout)
         ));
     }

@@ -729,9 +729,16 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             self.hooks.compensation_started(&cx);
             let span = self.span_for(Phase::Compensation, name, function, attempt_no);
             let outcome = if J::FAULTS {
-                Box::pin(self.faulty_attempt(&mut call, cx, index, Phase::Compensation, None)).await
+                Box::pin(self.faulty_attempt(
+                    &mut call,
+                    cx,
+                    index,
+                    Phase::Compensation,
+                    S::INFO.compensation_timeout(),
+                ))
+                .await
             } else {
-                attempt(call(), &cx, None, span).await
+                attempt(call(), &cx, S::INFO.compensation_timeout(), span).await
             };
             let failure = match outcome {
                 Ok(()) => {

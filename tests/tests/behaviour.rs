@@ -683,3 +683,72 @@ async fn a_value_nothing_reads_any_more_is_dropped_where_it_was_last_needed() {
     assert!(error.is_compensated());
     assert_eq!(world.entries(), ["drop ticket", "first 40", "undo first "]);
 }
+
+// --- a compensation that hangs ---
+
+#[step(compensate = unlock_door, compensate_timeout = "50ms", compensate_retry(max = 1, backoff = "10ms"))]
+async fn lock_door(world: &World, door: u32) -> Result<u32, Oops> {
+    world.log(format!("lock {door}"));
+    Ok(door)
+}
+
+/// Hangs on its first attempt, as a compensation behind a dead connection
+/// would, unless `undo_fails` names the door step, in which case it hangs always.
+async fn unlock_door(world: &World, door: u32, _: &u32) -> Result<(), Oops> {
+    let attempt = StepContext::current().map(|c| c.attempt()).unwrap_or(0);
+    world.log(format!("unlock {door} attempt {attempt}"));
+    if attempt == 1 || *world.undo_fails.lock().unwrap() == Some("lock_door") {
+        std::future::pending::<()>().await;
+    }
+    world.log(format!("unlocked {door}"));
+    Ok(())
+}
+
+#[saga]
+async fn enter(world: &World, door: u32) -> Result<u32, Oops> {
+    let locked = lock_door(world, door).await?;
+    let second = log_step(world, "second", u64::from(locked)).await?;
+    Ok(locked + second as u32)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_compensation_that_hangs_times_out_and_is_retried() {
+    let world = World::failing("second");
+    let err = enter(&world, 7).await.unwrap_err();
+    assert!(err.is_compensated(), "{err}");
+    assert_eq!(err.undone(), ["lock_door"]);
+    assert_eq!(
+        world.entries(),
+        [
+            "lock 7",
+            "unlock 7 attempt 1",
+            "unlock 7 attempt 2",
+            "unlocked 7"
+        ]
+    );
+    let undo = err.report().compensations().next().unwrap();
+    assert_eq!(undo.attempts(), 2);
+    assert_eq!(undo.error(), Some("timed out after 50ms"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_compensation_that_always_hangs_is_recorded_as_timed_out() {
+    let world = World::failing("second");
+    *world.undo_fails.lock().unwrap() = Some("lock_door");
+    let started = tokio::time::Instant::now();
+    let err = enter(&world, 7).await.unwrap_err();
+    assert!(!err.is_compensated());
+    let failed = err.failed_compensations();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].compensation(), "unlock_door");
+    assert_eq!(failed[0].error(), "timed out after 50ms");
+    assert_eq!(failed[0].attempts(), 2);
+    let undo = err.report().compensations().next().unwrap();
+    assert_eq!(undo.outcome(), Outcome::TimedOut);
+    // Two attempts of 50ms and one wait of 5..10ms between them.
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(105) && waited <= Duration::from_millis(111),
+        "{waited:?}"
+    );
+}

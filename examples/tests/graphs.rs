@@ -3,9 +3,11 @@
 //! - snapshots: `to_mermaid()`, `to_dot()` and `to_svg()` of each example saga
 //!   are compared byte for byte with `tests/snapshots/`, and the committed
 //!   pictures under the workspace's `docs/` (shown in the README) with `to_svg()`;
-//! - well-formedness: the DOT is fed to Graphviz's `dot`, the Mermaid to a small
-//!   structural checker (there is no Mermaid parser that runs without a browser),
-//!   the SVG to a small XML checker;
+//! - well-formedness: the DOT is fed to Graphviz's `dot`, the SVG to a small XML
+//!   checker, and the Mermaid to Mermaid's own parser (the `mermaid` npm package
+//!   under Node.js, with jsdom for the DOM it needs: `tests/mermaid/check.mjs`)
+//!   and to a small structural checker, stricter about the subset we write (the
+//!   parser lets a raw `"` in a label through when it can);
 //! - escaping: a hand-built saga whose names are made to break each format.
 //!
 //! After an intended change to the renderers, rewrite the files with
@@ -15,13 +17,17 @@
 //! ```
 //!
 //! and review the diff. The DOT check needs Graphviz (`apt-get install graphviz`);
-//! `SAGAFLOW_SKIP_DOT=1` skips it where it cannot be installed.
+//! `SAGAFLOW_SKIP_DOT=1` skips it where it cannot be installed. The Mermaid parse
+//! check needs Node.js 20.19 or later and, once, `npm ci --prefix tests/mermaid
+//! --no-audit --no-fund` at the workspace root; without them it says it was
+//! skipped and passes, unless `SAGAFLOW_MERMAID_CHECK=1` (set by CI) requires it.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::{ErrorKind, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use sagaflow::{RetryPolicy, SagaGraph, StepInfo, StepKind};
 use sagaflow_examples::provision::ProvisionSaga;
@@ -49,6 +55,94 @@ const HOSTILE_STEPS: &[StepInfo] = &[
     StepInfo::new("subgraph [x] |y| #quot; %% z", StepKind::Retriable),
 ];
 const HOSTILE: SagaGraph = SagaGraph::new("graph \"end\" <&>", HOSTILE_STEPS);
+
+/// The graphs that the unit tests in `graph/src/graph.rs` draw (copied: this
+/// crate cannot reach them), for the Mermaid parser: a retried step with a
+/// timeout, more hostile names (a newline, `|`, braces, a `click` call), a
+/// read-only step that names a compensation, a saga that cannot fail, a tuned
+/// and a time-limited compensation, no steps, and the policy texts of
+/// `policies_are_compact`.
+const GRAPH_CRATE_GRAPHS: &[(&str, SagaGraph)] = &[
+    (
+        "unit-travel",
+        SagaGraph::new(
+            "travel",
+            &[
+                StepInfo::new("debit_customer", StepKind::Compensatable)
+                    .with_compensation("refund_customer"),
+                StepInfo::new("book_flight", StepKind::Compensatable)
+                    .with_compensation("cancel_flight")
+                    .with_retry(RetryPolicy::retries(3))
+                    .with_timeout(Duration::from_secs(2)),
+                StepInfo::new("check_hotel", StepKind::ReadOnly),
+                StepInfo::new("book_hotel", StepKind::Pivot),
+                StepInfo::new("email_itinerary", StepKind::Retriable),
+            ],
+        ),
+    ),
+    (
+        "unit-hostile",
+        SagaGraph::new(
+            "a \"b\" <c>",
+            &[
+                StepInfo::new("end", StepKind::Compensatable)
+                    .with_compensation("un\"do<it> & #x|[y]{z}\nend"),
+                StepInfo::new("subgraph", StepKind::Compensatable).with_compensation("style"),
+                StepInfo::new("x\"]; click s0 call alert(1)", StepKind::ReadOnly),
+            ],
+        ),
+    ),
+    (
+        "unit-odd",
+        SagaGraph::new(
+            "odd",
+            &[StepInfo::new("peek", StepKind::ReadOnly).with_compensation("unpeek")],
+        ),
+    ),
+    (
+        "unit-notify",
+        SagaGraph::new("notify", &[StepInfo::new("notify", StepKind::Retriable)]),
+    ),
+    (
+        "unit-tuned",
+        SagaGraph::new(
+            "t",
+            &[StepInfo::new("pay", StepKind::Compensatable)
+                .with_compensation("refund")
+                .with_compensation_retry(RetryPolicy::retries(2))],
+        ),
+    ),
+    (
+        "unit-bounded",
+        SagaGraph::new(
+            "t",
+            &[StepInfo::new("pay", StepKind::Compensatable)
+                .with_compensation("refund")
+                .with_compensation_retry(RetryPolicy::retries(2))
+                .with_compensation_timeout(Duration::from_secs(5))],
+        ),
+    ),
+    ("unit-empty", SagaGraph::new("e", &[])),
+    (
+        "unit-policies",
+        SagaGraph::new(
+            "policies",
+            &[
+                StepInfo::new("forever", StepKind::Compensatable)
+                    .with_compensation("undo")
+                    .with_retry(RetryPolicy::FOREVER),
+                StepInfo::new("tuned", StepKind::Compensatable)
+                    .with_compensation("undo")
+                    .with_retry(
+                        RetryPolicy::retries(3)
+                            .with_backoff(Duration::from_millis(10))
+                            .with_max_backoff(Duration::from_secs(5)),
+                    )
+                    .with_timeout(Duration::from_micros(1_500)),
+            ],
+        ),
+    ),
+];
 
 // ---------------------------------------------------------------------------
 // Snapshots and the committed pictures
@@ -564,6 +658,176 @@ fn the_mermaid_checker_rejects_broken_charts() {
             "{what}: the checker accepted\n{chart}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// Mermaid: parsed by Mermaid itself
+// ---------------------------------------------------------------------------
+
+/// Set to `1` (as CI does), a missing Node.js or checker install fails the test
+/// instead of skipping the check.
+const MERMAID_REQUIRED: &str = "SAGAFLOW_MERMAID_CHECK";
+const MERMAID_INSTALL: &str = "npm ci --prefix tests/mermaid --no-audit --no-fund";
+
+/// Every Mermaid text the tests draw, under a file name: the example sagas, the
+/// hostile one and the graph crate's.
+fn every_mermaid_chart() -> Vec<(&'static str, String)> {
+    let mut charts: Vec<_> = examples()
+        .into_iter()
+        .map(|(name, graph)| (name, graph.to_mermaid()))
+        .collect();
+    charts.push(("hostile", HOSTILE.to_mermaid()));
+    charts.extend(
+        GRAPH_CRATE_GRAPHS
+            .iter()
+            .map(|(name, graph)| (*name, graph.to_mermaid())),
+    );
+    charts
+}
+
+/// Writes each chart to `dir` as `<name>.mmd`.
+fn write_charts(dir: &Path, charts: &[(&str, String)]) -> Vec<PathBuf> {
+    charts
+        .iter()
+        .map(|(name, text)| {
+            let path = dir.join(format!("{name}.mmd"));
+            fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            path
+        })
+        .collect()
+}
+
+/// Runs `node tests/mermaid/check.mjs` (the `mermaid` npm package, with jsdom
+/// for the DOM it needs) on `files`, and returns its exit code and its output.
+/// `None` when Node or the checker's packages are missing and
+/// `SAGAFLOW_MERMAID_CHECK=1` does not require them: then it says so and why.
+fn run_mermaid_parser(files: &[PathBuf]) -> Option<(Option<i32>, String)> {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/mermaid"));
+    let script = dir.join("check.mjs");
+    assert!(script.is_file(), "{} is missing", script.display());
+    let installed = ["mermaid", "jsdom"].iter().all(|package| {
+        dir.join("node_modules")
+            .join(package)
+            .join("package.json")
+            .is_file()
+    });
+    let missing = if installed {
+        match Command::new("node").arg(&script).args(files).output() {
+            Ok(output) => {
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                return Some((output.status.code(), text));
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => "Node.js (`node`) is not on the PATH",
+            Err(e) => panic!("cannot run `node {}`: {e}", script.display()),
+        }
+    } else {
+        "its npm packages (mermaid, jsdom) are not installed in tests/mermaid/node_modules"
+    };
+    let install = format!(
+        "install Node.js (20.19 or later) and run `{MERMAID_INSTALL}` at the workspace root"
+    );
+    if std::env::var_os(MERMAID_REQUIRED).is_some_and(|v| v == "1") {
+        panic!(
+            "{missing}, so the Mermaid output cannot be parsed, and {MERMAID_REQUIRED}=1 \
+             requires it: {install}"
+        );
+    }
+    // Straight to stderr, past the test harness's capture, so that a passing
+    // `cargo test` still shows that this check did not run.
+    let _ = writeln!(
+        std::io::stderr(),
+        "mermaid parse check SKIPPED: {missing}; to run it, {install} \
+         (CI sets {MERMAID_REQUIRED}=1, which turns this into a failure)"
+    );
+    None
+}
+
+/// The checker's verdict on `file`: `Some(true)` for `ok: FILE (...)`,
+/// `Some(false)` for `FAIL: FILE`, `None` if it did not mention the file.
+fn mermaid_verdict(output: &str, file: &Path) -> Option<bool> {
+    let ok = format!("ok: {} (", file.display());
+    let fail = format!("FAIL: {}", file.display());
+    output.lines().find_map(|line| {
+        if line.starts_with(&ok) {
+            Some(true)
+        } else if line == fail {
+            Some(false)
+        } else {
+            None
+        }
+    })
+}
+
+#[test]
+fn mermaid_itself_parses_every_chart_we_draw() {
+    let dir = tempfile::tempdir().unwrap();
+    let charts = every_mermaid_chart();
+    let files = write_charts(dir.path(), &charts);
+    let Some((code, output)) = run_mermaid_parser(&files) else {
+        return;
+    };
+    eprintln!("{output}");
+    let rejected: Vec<String> = charts
+        .iter()
+        .zip(&files)
+        .filter(|(_, file)| mermaid_verdict(&output, file) != Some(true))
+        .map(|((name, text), _)| format!("--- {name}:\n{text}"))
+        .collect();
+    assert!(
+        code == Some(0) && rejected.is_empty(),
+        "Mermaid's parser did not accept every chart (exit code {code:?}):\n{output}\n\
+         The charts it did not accept:\n{}",
+        rejected.join("\n")
+    );
+}
+
+/// The check above cannot pass by accepting anything: renderer bugs that the
+/// escaping prevents today are parse errors, each reported on its own file.
+#[test]
+fn mermaid_itself_rejects_broken_charts() {
+    let good = "flowchart LR\n    start((\"start\"))\n    s0[\"a<br/>retry 3\"]\n    s1{{\"b\"}}\n    done((\"done\"))\n    c0([\"undo #quot;a#quot;\"])\n    undone((\"undone\"))\n    start --> s0\n    s0 --> s1\n    s1 --> done\n    s0 -.- c0\n    s0 -.->|fails| undone\n    s1 -.->|fails| c0\n    c0 -.-> undone\n    classDef pivot stroke-width:3px\n    class s1 pivot\n";
+    let mut charts = vec![
+        ("keyword-id", good.replace("s0", "end")),
+        ("raw-quote", good.replace("\"a<br/>", "\"say \"hi\" <br/>")),
+        ("raw-pipe", good.replace("|fails|", "|fa|ils|")),
+        (
+            "raw-bracket",
+            good.replace("\"a<br/>retry 3\"]", "\"a]\"]]"),
+        ),
+        ("unclosed-shape", good.replace("s1{{\"b\"}}", "s1{{\"b\"")),
+        ("bad-header", good.replace("flowchart LR", "flowchart-LR")),
+    ];
+    for (what, chart) in &charts {
+        assert_ne!(chart, good, "{what}: the sample did not change");
+    }
+    charts.push(("good", good.to_owned()));
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_charts(dir.path(), &charts);
+    let Some((code, output)) = run_mermaid_parser(&files) else {
+        return;
+    };
+    assert_eq!(code, Some(1), "{output}");
+    for ((what, chart), file) in charts.iter().zip(&files) {
+        let expected = *what == "good";
+        assert_eq!(
+            mermaid_verdict(&output, file),
+            Some(expected),
+            "{what}: expected {}:\n{chart}\nchecker output:\n{output}",
+            if expected { "ok" } else { "FAIL" }
+        );
+    }
+    assert!(
+        output.contains(&format!(
+            "{} of {} file(s) did not parse",
+            charts.len() - 1,
+            charts.len()
+        )),
+        "{output}"
+    );
 }
 
 // ---------------------------------------------------------------------------

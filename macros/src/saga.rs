@@ -21,11 +21,12 @@
 //! impl Saga for BookTripSaga<'_> {
 //!     // forward: straight-line code, one resume point per step
 //!     let mut state = 'forward: {
+//!         let Self { airline, trip } = self;
 //!         let flight = match run.step(book_flight, 0, &mut || book_flight(airline, &trip)).await {
 //!             Ok(flight) => flight,
 //!             Err(failure) => return Err(run.failed(failure).await),
 //!         };
-//!         let total: u64 = flight.price + 10;
+//!         let (total,) = { let total: u64 = flight.price + 10; (total,) };
 //!         let payment = match run.step(charge, 1, &mut || charge(airline, total)).await {
 //!             Ok(payment) => payment,
 //!             Err(failure) => break 'forward State::B1 { airline, trip, flight, failure },
@@ -40,10 +41,16 @@
 //! Forward, each value stays where it was first put; the layout's forward state
 //! `F<i>` says what is still needed before step `i` (the inputs and outputs that a
 //! later step, local, the final `Ok(..)` or a compensation reads), and a value
-//! that leaves it is released right there. rustc's own state machine then keeps,
-//! at each step's resume point, exactly the values live there. A backward state
-//! `B<i>` holds only what compensating steps `i-1 .. 0` read: their arguments,
-//! evaluated again, and their outputs.
+//! that leaves it ends right there: released if no local between the two steps
+//! reads it, else moved into the block that evaluates those locals, whose end
+//! drops it (a local may have moved it). The locals between two steps live in
+//! that block too, and only those still needed leave it, so a local used up
+//! before the next step is not held across it, even if it was borrowed. rustc's
+//! own state machine then keeps, at each step's resume point, the values live
+//! there. Everything forward is inside the labeled block, so a failing step's
+//! `break` drops what the compensations do not read before they run. A backward
+//! state `B<i>` holds only what compensating steps `i-1 .. 0` read: their
+//! arguments, evaluated again, and their outputs.
 
 use std::collections::HashSet;
 
@@ -701,27 +708,59 @@ fn parse_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Parsed {
 /// The saga names an expression reads.
 fn names_used(tokens: &impl ToTokens, known: &HashSet<String>) -> HashSet<String> {
     // Walking tokens instead of the syntax tree also sees names inside macro calls
-    // such as `format!("{}", trip.id)`. Keeping a name that only looks used costs a
-    // field; missing one would fail to compile, so over-approximation is the safe side.
+    // such as `format!("{}", trip.id)`, and the names a format string captures
+    // (`format!("{trip}")`) are read out of string literals. Keeping a name that
+    // only looks used costs a field; missing one would fail to compile, so
+    // over-approximation is the safe side.
     fn walk(stream: TokenStream, known: &HashSet<String>, out: &mut HashSet<String>) {
-        let mut prev_dot = false;
+        // How many dots stand right before this token: one is a field access
+        // (`x.trip` does not read `trip`), two or three are a range (`..trip`).
+        let mut dots = 0;
         for tt in stream {
             match &tt {
                 TokenTree::Group(g) => walk(g.stream(), known, out),
                 TokenTree::Ident(i) => {
                     let s = i.to_string();
-                    if !prev_dot && known.contains(&s) {
+                    if dots != 1 && known.contains(&s) {
                         out.insert(s);
                     }
                 }
-                _ => {}
+                TokenTree::Literal(lit) => {
+                    if let Ok(text) = syn::parse_str::<syn::LitStr>(&lit.to_string()) {
+                        captured_in_format(&text.value(), known, out);
+                    }
+                }
+                TokenTree::Punct(_) => {}
             }
-            prev_dot = matches!(&tt, TokenTree::Punct(p) if p.as_char() == '.');
+            dots = match &tt {
+                TokenTree::Punct(p) if p.as_char() == '.' => dots + 1,
+                _ => 0,
+            };
         }
     }
     let mut out = HashSet::new();
     walk(tokens.to_token_stream(), known, &mut out);
     out
+}
+
+/// The saga names a format string captures: `{trip}`, `{trip:?}`, `{0:>width$}`.
+fn captured_in_format(text: &str, known: &HashSet<String>, out: &mut HashSet<String>) {
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if let Some(escaped) = rest.strip_prefix('{') {
+            rest = escaped;
+            continue;
+        }
+        let end = rest.find('}').unwrap_or(rest.len());
+        // The argument and a `width$` or `precision$` may each name a value.
+        for word in rest[..end].split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+            if known.contains(word) {
+                out.insert(word.to_owned());
+            }
+        }
+        rest = &rest[end..];
+    }
 }
 
 struct Layout {
@@ -882,10 +921,63 @@ fn generate(model: &Model) -> TokenStream {
         quote!(__SagaflowState::__SagaflowMarker(never, _) => match never {},)
     };
 
-    let eval_locals = |slot: &[Local]| -> Vec<TokenStream> {
-        slot.iter()
-            .map(|Local { name, ty, expr }| quote!(let #name: #ty = #expr;))
-            .collect()
+    // The code between two steps (`slot` 0 is before the first): its locals, then
+    // the end of every value that the forward layout stops holding there.
+    // `alive` are the names held on the way in. A local's expression may move a
+    // name that dies here, so such a name is first moved into a block of its own,
+    // with the slot's locals: the block's end drops what is left of them. The
+    // locals that are still needed leave the block, once, as a tuple; the others,
+    // even when they were borrowed, are gone before the next step, so the saga's
+    // future holds them across no step. A name that dies here and that no local
+    // reads is released, which drops it.
+    let slot_code = |slot: usize, alive: &[Ident]| -> TokenStream {
+        let keep = &layout.forward[slot];
+        let declared: Vec<&Local> = locals[slot].iter().collect();
+        let mut read_by_locals: HashSet<String> = HashSet::new();
+        for l in &declared {
+            read_by_locals.extend(names_used(&l.expr, &known));
+        }
+        let dying: Vec<&Ident> = alive.iter().filter(|n| !keep.contains(n)).collect();
+        let moved_in: Vec<&Ident> = dying
+            .iter()
+            .copied()
+            .filter(|n| read_by_locals.contains(&n.to_string()))
+            .collect();
+        let released: Vec<&Ident> = dying
+            .iter()
+            .copied()
+            .filter(|n| !read_by_locals.contains(&n.to_string()))
+            .collect();
+        let release = quote!(#(::sagaflow::__private::release(#released);)*);
+        if declared.is_empty() {
+            return release;
+        }
+        let kept: Vec<&Ident> = declared
+            .iter()
+            .map(|l| &l.name)
+            .filter(|n| keep.contains(n))
+            .collect();
+        let lets = declared
+            .iter()
+            .map(|Local { name, ty, expr }| quote!(let #name: #ty = #expr;));
+        let moved_in = quote!(#(#[allow(unused_variables)] let #moved_in = #moved_in;)*);
+        if kept.is_empty() {
+            return quote! {
+                {
+                    #moved_in
+                    #(#lets)*
+                }
+                #release
+            };
+        }
+        quote! {
+            let (#(#kept,)*) = {
+                #moved_in
+                #(#lets)*
+                (#(#kept,)*)
+            };
+            #release
+        }
     };
 
     // Forward, the body is straight-line code: each value stays where it was
@@ -893,9 +985,8 @@ fn generate(model: &Model) -> TokenStream {
     // the values that are live there. An explicit forward state, rebuilt at every
     // step, made each step move every value the saga held (and read them back
     // wide right after writing them narrow: a store-forwarding stall per step).
-    // A value that nothing later reads is released right after the step where
-    // the forward layout stops holding it.
-    let mut forward_code = Vec::new();
+    let inputs: Vec<Ident> = params.iter().map(|p| p.name.clone()).collect();
+    let mut forward_code = vec![slot_code(0, &inputs)];
     for (i, step) in steps.iter().enumerate() {
         let StepCall {
             binding,
@@ -906,8 +997,6 @@ fn generate(model: &Model) -> TokenStream {
             question,
         } = step;
         let index = i as u32;
-        let next_fields = &layout.forward[i + 1];
-        let next_locals = eval_locals(&locals[i + 1]);
         let typed = binding_ty
             .as_ref()
             .map(|ty| quote!(let #binding: #ty = #binding;));
@@ -926,12 +1015,12 @@ fn generate(model: &Model) -> TokenStream {
             let b_fields = &layout.backward[i];
             quote!(break '__sagaflow_forward __SagaflowState::#b { #(#b_fields,)* __sagaflow_failure };)
         };
-        let released: Vec<&Ident> = layout.forward[i]
+        let alive: Vec<Ident> = layout.forward[i]
             .iter()
-            .chain(locals[i + 1].iter().map(|l| &l.name))
             .chain(std::iter::once(binding))
-            .filter(|name| !next_fields.contains(name))
+            .cloned()
             .collect();
+        let next_slot = slot_code(i + 1, &alive);
         // The closure goes by `&mut`: it stays where it was built, in the saga's
         // future, instead of being copied into the step's future. That copy, read
         // back wide right after it was written narrow, cost about 3 ns per step.
@@ -944,8 +1033,7 @@ fn generate(model: &Model) -> TokenStream {
                 }
             };
             #typed
-            #(#next_locals)*
-            #(::sagaflow::__private::release(#released);)*
+            #next_slot
         });
     }
     {
@@ -1001,13 +1089,6 @@ fn generate(model: &Model) -> TokenStream {
             let (name, ty) = (&p.name, &p.ty);
             quote!(#name: #ty)
         })
-        .collect();
-    let init_locals = eval_locals(&locals[0]);
-    let f0_released: Vec<&Ident> = param_names
-        .iter()
-        .copied()
-        .chain(locals[0].iter().map(|l| &l.name))
-        .filter(|name| !layout.forward[0].contains(name))
         .collect();
     let step_paths: Vec<&syn::Path> = steps.iter().map(|s| &s.path).collect();
     let marker_field = if lifetimes.is_empty() {
@@ -1166,10 +1247,11 @@ fn generate(model: &Model) -> TokenStream {
                     self,
                     __sagaflow_run: &mut ::sagaflow::__private::Run<'_, __SagaflowHooks, __SagaflowJournal>,
                 ) -> ::core::result::Result<#output_ty, ::sagaflow::SagaError<#error_ty>> {
-                    let Self { #(#param_names,)* .. } = self;
-                    #(#init_locals)*
-                    #(::sagaflow::__private::release(#f0_released);)*
+                    // Everything forward lives inside the block, so that a failing
+                    // step's `break` drops what the compensations do not read
+                    // before they run.
                     let mut __sagaflow_state: __SagaflowState = '__sagaflow_forward: {
+                        let Self { #(#param_names,)* .. } = self;
                         #(#forward_code)*
                     };
                     loop {

@@ -943,8 +943,10 @@ fn generate(model: &Model) -> TokenStream {
             .copied()
             .filter(|n| read_by_locals.contains(&n.to_string()))
             .collect();
+        // Latest first, as a scope drops its locals.
         let released: Vec<&Ident> = dying
             .iter()
+            .rev()
             .copied()
             .filter(|n| !read_by_locals.contains(&n.to_string()))
             .collect();

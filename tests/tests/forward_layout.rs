@@ -546,3 +546,17 @@ fn the_test_kit_sweeps_a_saga_with_locals_and_unnamed_outputs() {
         .unwrap();
     assert!(crashes.runs() >= 4, "{crashes}");
 }
+
+#[saga]
+async fn two_unread(world: &World, first: Tracked, second: Tracked) -> Result<u64, Oops> {
+    let out = note(world, "only", 1).await?;
+    Ok(out)
+}
+
+#[tokio::test]
+async fn values_let_go_at_the_same_point_go_latest_first_as_a_scope_drops_them() {
+    let world = World::default();
+    let (first, second) = (world.tracked("first", 1), world.tracked("second", 2));
+    two_unread(&world, first, second).await.unwrap();
+    assert_eq!(&world.entries()[..2], ["drop second", "drop first"]);
+}

@@ -295,32 +295,37 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             return Box::pin(self.step_durable::<S, F, Fut>(index, call)).await;
         }
         let started = self.now();
-        // The first attempt of a step without a timeout takes a short path: no
-        // timer, no retry state, no span unless someone listens. Everything else
-        // lives in `step_retrying`, entered only once an attempt has failed.
-        let first = if S::INFO.timeout().is_none() && !J::FAULTS {
+        // The first attempt takes a short path: no retry state, no timer unless
+        // the step has a timeout, no span unless someone listens. Everything else
+        // lives in `step_attempts`, entered only once an attempt has failed (or
+        // under the test kit), and boxed there: the saga's future then carries a
+        // pointer for the retry machinery instead of its state.
+        let first = if !J::FAULTS {
             let cx = self.context(S::INFO.name(), index, 1, Phase::Forward);
             if !H::__SILENT {
                 self.hooks.step_started(&cx);
             }
-            let outcome = match self.span_for(Phase::Forward, S::INFO.name(), "", 1) {
-                None => {
-                    Guarded {
-                        future: call(),
-                        cx: &cx,
+            let span = self.span_for(Phase::Forward, S::INFO.name(), "", 1);
+            let guarded = Guarded {
+                future: call(),
+                cx: &cx,
+            };
+            let outcome = match (S::INFO.timeout(), span) {
+                (None, None) => settle(guarded.await),
+                (None, Some(span)) => settle(guarded.instrument(span).await),
+                (Some(after), span) => {
+                    let limited = tokio::time::timeout(after, guarded);
+                    let result = match span {
+                        None => limited.await,
+                        Some(span) => limited.instrument(span).await,
+                    };
+                    match result {
+                        Ok(outcome) => settle(outcome),
+                        Err(_elapsed) => Err(StepFailure::TimedOut { after }),
                     }
-                    .await
-                }
-                Some(span) => {
-                    Guarded {
-                        future: call(),
-                        cx: &cx,
-                    }
-                    .instrument(span)
-                    .await
                 }
             };
-            match settle(outcome) {
+            match outcome {
                 Ok(output) => {
                     self.record_success::<S>(&cx, index, 1, started, None);
                     return Ok(output);
@@ -330,8 +335,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         } else {
             None
         };
-        self.step_attempts::<S, F, Fut>(index, call, 1, first, started)
-            .await
+        Box::pin(self.step_attempts::<S, F, Fut>(index, call, 1, first, started)).await
     }
 
     #[inline]
@@ -664,6 +668,24 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     /// Undoes step `S` (at position `index`) if it is compensatable, retrying its
     /// compensation by policy; a compensation that still fails is recorded.
     pub async fn compensate<S, F, Fut>(
+        &mut self,
+        step: core::marker::PhantomData<S>,
+        index: u32,
+        call: F,
+    ) where
+        S: Step,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), CompensationError>>,
+    {
+        if S::INFO.kind() == StepKind::Compensatable {
+            // Boxed: compensating is the failure path, and its state (timers,
+            // retries, durable writes) would otherwise be laid out in every saga's
+            // future, committed or not: it was the largest part of it.
+            Box::pin(self.compensate_boxed(step, index, call)).await;
+        }
+    }
+
+    async fn compensate_boxed<S, F, Fut>(
         &mut self,
         _step: core::marker::PhantomData<S>,
         index: u32,

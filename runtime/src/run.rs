@@ -437,18 +437,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             let cx = self.context(name, index, attempt_no, Phase::Forward);
             self.hooks.step_started(&cx);
             let span = self.span_for(Phase::Forward, name, "", attempt_no);
-            let outcome = if J::FAULTS {
-                Box::pin(self.faulty_attempt(
-                    &mut call,
-                    cx,
-                    index,
-                    Phase::Forward,
-                    S::INFO.timeout(),
-                ))
-                .await
-            } else {
-                attempt(call(), &cx, S::INFO.timeout(), span).await
-            };
+            let outcome = self
+                .one_attempt(&mut call, cx, Phase::Forward, S::INFO.timeout(), span)
+                .await;
             match outcome {
                 Ok(output) => {
                     if J::DURABLE {
@@ -473,13 +464,33 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         }
     }
 
+    /// One attempt of a step or a compensation after the first, or under the
+    /// test kit; the test kit's plan may change it.
+    async fn one_attempt<F, Fut, T, E>(
+        &self,
+        call: &mut F,
+        cx: StepContext,
+        phase: Phase,
+        timeout: Option<Duration>,
+        span: Option<tracing::Span>,
+    ) -> Result<T, StepFailure<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        if J::FAULTS {
+            Box::pin(self.faulty_attempt(call, cx, phase, timeout)).await
+        } else {
+            attempt(call(), &cx, timeout, span).await
+        }
+    }
+
     /// One attempt under the test kit's plan: a fault instead of the attempt, or
     /// the attempt run twice (the first result dropped), or the attempt as is.
     async fn faulty_attempt<F, Fut, T, E>(
         &self,
         call: &mut F,
         cx: StepContext,
-        index: u32,
         phase: Phase,
         timeout: Option<Duration>,
     ) -> Result<T, StepFailure<E>>
@@ -487,6 +498,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let index = cx.index;
         match self.journal.fault(index, phase, cx.attempt) {
             Some(Fault::Error) => Err(StepFailure::Injected {
                 message: format!("an error injected into `{}`", cx.step),
@@ -750,18 +762,10 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             let cx = self.context(name, index, attempt_no, Phase::Compensation);
             self.hooks.compensation_started(&cx);
             let span = self.span_for(Phase::Compensation, name, function, attempt_no);
-            let outcome = if J::FAULTS {
-                Box::pin(self.faulty_attempt(
-                    &mut call,
-                    cx,
-                    index,
-                    Phase::Compensation,
-                    S::INFO.compensation_timeout(),
-                ))
-                .await
-            } else {
-                attempt(call(), &cx, S::INFO.compensation_timeout(), span).await
-            };
+            let timeout = S::INFO.compensation_timeout();
+            let outcome = self
+                .one_attempt(&mut call, cx, Phase::Compensation, timeout, span)
+                .await;
             let failure = match outcome {
                 Ok(()) => {
                     if J::DURABLE

@@ -188,41 +188,68 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
         let mut report = RecoveryReport::default();
         let mut pending = FuturesUnordered::new();
         for record in records {
-            if !lock(&self.running).insert(record.id) {
+            // Each claim is let go when its saga's future ends, or is dropped with
+            // this one if `recover` is cancelled: the next recovery takes it up.
+            let Some(claim) = Claim::try_new(&self.running, record.id) else {
                 report.already_running += 1;
                 continue;
-            }
-            let registration = match self.registry.get(record.saga_type.as_str()) {
-                None => Err(format!(
-                    "saga {} is of type `{}`, which is not registered on this executor; register it with `Executor::register`",
-                    record.id, record.saga_type
-                )),
-                Some(reg) => match definition_change(reg.steps, &record) {
-                    Some(diff) => Err(format!(
-                        "saga {} (`{}`) was started with another definition: {diff}; its record is left as it is",
-                        record.id, record.saga_type
-                    )),
-                    None => Ok(reg),
-                },
             };
-            match registration {
-                Err(reason) => {
-                    lock(&self.running).remove(&record.id);
-                    tracing::error!(saga = %record.saga_type, id = %record.id, %reason, "not recovered");
-                    report.sagas.push(Recovered {
-                        id: record.id,
-                        saga: record.saga_type,
-                        outcome: RecoveredOutcome::Refused(reason),
-                    });
-                }
-                Ok(reg) => pending.push((reg.recover)(self, record)),
-            }
+            pending.push(self.recover_claimed(claim, record.id, record.saga_type));
         }
         while let Some(recovered) = pending.next().await {
-            lock(&self.running).remove(&recovered.id);
-            report.sagas.push(recovered);
+            report.sagas.extend(recovered);
         }
         Ok(report)
+    }
+
+    /// Resumes saga `id`, claimed by this executor. Its record is read again now
+    /// that it is claimed: the one `claim_unfinished` returned may be older than
+    /// the end of a run that held the claim meanwhile (`start`'s, or another
+    /// recovery's). `None` if the saga is no longer unfinished.
+    async fn recover_claimed(
+        &self,
+        claim: Claim<'_>,
+        id: SagaId,
+        saga: String,
+    ) -> Option<Recovered> {
+        let _claim = claim;
+        let record = match self.store.get(id).await {
+            Err(e) => {
+                tracing::error!(saga = %saga, id = %id, error = %e, "not recovered: cannot read the saga again");
+                return Some(Recovered {
+                    id,
+                    saga,
+                    outcome: RecoveredOutcome::Halted(e),
+                });
+            }
+            Ok(Some(record)) if record.status == SagaStatus::Running => record,
+            // Finished (or parked) since the first read, by the run that held it.
+            Ok(_) => return None,
+        };
+        let registration = match self.registry.get(record.saga_type.as_str()) {
+            None => Err(format!(
+                "saga {} is of type `{}`, which is not registered on this executor; register it with `Executor::register`",
+                record.id, record.saga_type
+            )),
+            Some(reg) => match definition_change(reg.steps, &record) {
+                Some(diff) => Err(format!(
+                    "saga {} (`{}`) was started with another definition: {diff}; its record is left as it is",
+                    record.id, record.saga_type
+                )),
+                None => Ok(reg),
+            },
+        };
+        Some(match registration {
+            Err(reason) => {
+                tracing::error!(saga = %record.saga_type, id = %record.id, %reason, "not recovered");
+                Recovered {
+                    id: record.id,
+                    saga: record.saga_type,
+                    outcome: RecoveredOutcome::Refused(reason),
+                }
+            }
+            Ok(reg) => (reg.recover)(self, record).await,
+        })
     }
 
     /// The sagas whose compensation failed for good, waiting for a person.
@@ -321,6 +348,29 @@ where
             outcome: RecoveredOutcome::of(result, halted),
         }
     })
+}
+
+/// A saga id this executor runs: in `running` from its making until its drop, so
+/// that no other run of this executor takes the saga up meanwhile, and out of it
+/// however the run ends (finished, failed, or its future dropped).
+struct Claim<'a> {
+    running: &'a Mutex<HashSet<SagaId>>,
+    id: SagaId,
+}
+
+impl<'a> Claim<'a> {
+    /// Claims `id`, or `None` if a run of this executor holds it.
+    fn try_new(running: &'a Mutex<HashSet<SagaId>>, id: SagaId) -> Option<Self> {
+        let claimed = lock(running).insert(id);
+        // Not `then_some`: a `Claim` made and dropped would let go of the id.
+        claimed.then(|| Claim { running, id })
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        lock(self.running).remove(&self.id);
+    }
 }
 
 fn lock(running: &Mutex<HashSet<SagaId>>) -> std::sync::MutexGuard<'_, HashSet<SagaId>> {

@@ -152,25 +152,22 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
             })?;
         let id = SagaId::time_ordered();
         // Claimed before it exists in the store, so that a `recover` running at the
-        // same time never takes it up too.
-        lock(&self.running).insert(id);
-        let created = self
-            .store
+        // same time never takes it up too. The claim is let go when this future is
+        // dropped before it returns (the creation may still commit: then recovery
+        // takes the saga up), or later with the `Started` handle.
+        let claim = Claim::new(&self.running, id);
+        self.store
             .create(NewSaga {
                 id,
                 saga_type: S::NAME.to_owned(),
                 fingerprint: fingerprint(S::STEPS),
                 input,
             })
-            .await;
-        if let Err(e) = created {
-            lock(&self.running).remove(&id);
-            return Err(e.into());
-        }
+            .await?;
         Ok(Started {
             executor: self,
             saga: Some(saga),
-            id,
+            claim,
         })
     }
 
@@ -359,6 +356,12 @@ struct Claim<'a> {
 }
 
 impl<'a> Claim<'a> {
+    /// Claims `id`, which nothing else of this executor can hold (a new id).
+    fn new(running: &'a Mutex<HashSet<SagaId>>, id: SagaId) -> Self {
+        lock(running).insert(id);
+        Claim { running, id }
+    }
+
     /// Claims `id`, or `None` if a run of this executor holds it.
     fn try_new(running: &'a Mutex<HashSet<SagaId>>, id: SagaId) -> Option<Self> {
         let claimed = lock(running).insert(id);
@@ -423,12 +426,15 @@ fn definition_change(steps: &[StepInfo], record: &SagaRecord) -> Option<String> 
 pub struct Started<'e, S, St, H = NoHooks> {
     executor: &'e Executor<St, H>,
     saga: Option<S>,
-    id: SagaId,
+    /// Held until the handle is dropped (after `outcome`, once the run ended).
+    claim: Claim<'e>,
 }
 
 impl<S, St, H> fmt::Debug for Started<'_, S, St, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Started").field("id", &self.id).finish()
+        f.debug_struct("Started")
+            .field("id", &self.claim.id)
+            .finish()
     }
 }
 
@@ -440,7 +446,7 @@ where
 {
     /// The saga's id: stable across restarts, the root of its idempotency keys.
     pub fn id(&self) -> SagaId {
-        self.id
+        self.claim.id
     }
 
     /// Runs the saga to its end. The outer `Err` is a store failure, after which
@@ -449,17 +455,11 @@ where
         let Some(saga) = self.saga.take() else {
             return Err(StoreError::new("this saga was already run"));
         };
-        let (result, halted) = self.executor.drive(saga, self.id, &[]).await;
+        let (result, halted) = self.executor.drive(saga, self.claim.id, &[]).await;
         match halted {
             Some(error) => Err(error),
             None => Ok(result),
         }
-    }
-}
-
-impl<S, St, H> Drop for Started<'_, S, St, H> {
-    fn drop(&mut self) {
-        lock(&self.executor.running).remove(&self.id);
     }
 }
 

@@ -541,6 +541,19 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         self.journal.take_halt()
     }
 
+    /// Stops the run without writing anything, as `halt` does: what the journal
+    /// holds cannot be resumed by this code.
+    #[cold]
+    fn refuse(&mut self, reason: String) {
+        tracing::error!(parent: &self.span, %reason, "the saga cannot be resumed; it stops here, its record untouched");
+        self.journal.refuse(reason);
+    }
+
+    /// Takes the reason the run was refused, if it was.
+    pub(crate) fn take_refusal(&mut self) -> Option<String> {
+        self.journal.take_refusal()
+    }
+
     /// A step of a durable saga: answered from the journal if it finished before a
     /// restart; otherwise each attempt's intent is durable before the attempt
     /// starts, and the outcome before the saga moves on.
@@ -566,12 +579,18 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     return Ok(output);
                 }
                 Err(e) => {
-                    let failure = StepFailure::NotPersisted {
-                        message: format!(
-                            "the output recorded for `{name}` could not be read back: {e}"
-                        ),
-                    };
-                    return self.step_failed::<S>(index, 0, failure, None).await;
+                    // The step happened; its output type changed since. Failing
+                    // it would leave its effect in place, never undone, and going
+                    // on needs the output: a changed definition, refused.
+                    self.refuse(format!(
+                        "saga {} (`{}`) cannot be resumed: the output recorded for step \
+                         `{name}` (step {}) no longer reads as the step's output type: {e}; \
+                         the type changed since the step ran; its record is left as it is",
+                        self.id,
+                        self.saga,
+                        index + 1
+                    ));
+                    return Err(halted());
                 }
             },
             Replayed::Failed(message) => {

@@ -702,7 +702,6 @@ async fn a_second_executor_on_the_same_store_does_not_run_a_saga_in_flight() {
 /// not be driven as if it had failed (that would never undo it); it is a changed
 /// definition, refused with its record left as it is.
 #[tokio::test]
-#[ignore = "bug: a stored step output that no longer deserializes is recorded as that step failing; the step is never undone"]
 async fn a_stored_output_that_no_longer_deserializes_is_refused_not_failed() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
@@ -732,7 +731,6 @@ async fn a_stored_output_that_no_longer_deserializes_is_refused_not_failed() {
 /// The same while compensating: `charge` had failed and `reserve` was to be
 /// undone, but its stored output no longer reads.
 #[tokio::test]
-#[ignore = "bug: a compensating saga whose stored output no longer deserializes ends `compensated` without undoing that step"]
 async fn a_compensating_saga_with_an_unreadable_output_is_not_called_compensated() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
@@ -800,7 +798,6 @@ async fn unlabel(shop: &Shop, _: &u32) -> Result<(), ShopError> {
 /// must read back, or the step must fail when it is written; otherwise a crash
 /// after the step turns its success into a failure on recovery.
 #[tokio::test]
-#[ignore = "bug: a NaN step output is stored as `null`, which does not read back; recovery then records the step as failed"]
 async fn a_step_output_is_stored_so_that_it_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);

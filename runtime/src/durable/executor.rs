@@ -294,7 +294,7 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
         saga: S,
         id: SagaId,
         journal: &[Entry],
-    ) -> (Result<S::Output, SagaError<S::Error>>, Option<StoreError>)
+    ) -> (Result<S::Output, SagaError<S::Error>>, Option<Stopped>)
     where
         S: DurableSaga<Durable<St>>,
     {
@@ -310,7 +310,12 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
             false,
         );
         let result = saga.__sagaflow_drive_with(&mut run).instrument(span).await;
-        (result, run.take_halt())
+        let stopped = match (run.take_refusal(), run.take_halt()) {
+            (Some(reason), _) => Some(Stopped::Refused(reason)),
+            (None, Some(error)) => Some(Stopped::Halted(error)),
+            (None, None) => None,
+        };
+        (result, stopped)
     }
 }
 
@@ -338,11 +343,11 @@ where
                 };
             }
         };
-        let (result, halted) = executor.drive(saga, id, &record.journal).await;
+        let (result, stopped) = executor.drive(saga, id, &record.journal).await;
         Recovered {
             id,
             saga: record.saga_type,
-            outcome: RecoveredOutcome::of(result, halted),
+            outcome: RecoveredOutcome::of(result, stopped),
         }
     })
 }
@@ -455,12 +460,23 @@ where
         let Some(saga) = self.saga.take() else {
             return Err(StoreError::new("this saga was already run"));
         };
-        let (result, halted) = self.executor.drive(saga, self.claim.id, &[]).await;
-        match halted {
-            Some(error) => Err(error),
+        let (result, stopped) = self.executor.drive(saga, self.claim.id, &[]).await;
+        match stopped {
+            Some(Stopped::Halted(error)) => Err(error),
+            // Nothing is replayed on a first run, so nothing can be refused.
+            Some(Stopped::Refused(reason)) => Err(StoreError::new(reason)),
             None => Ok(result),
         }
     }
+}
+
+/// Why a run stopped before its end, writing nothing more.
+enum Stopped {
+    /// The store failed.
+    Halted(StoreError),
+    /// What the journal holds cannot be resumed by this code (a stored step
+    /// output no longer reads as its type).
+    Refused(String),
 }
 
 /// What became of one recovered saga.
@@ -496,15 +512,18 @@ pub enum RecoveredOutcome {
     },
     /// The store failed while it ran; it stays unfinished in the store.
     Halted(StoreError),
-    /// It was not run: unknown type, changed definition, or missing resource.
-    /// Its record is untouched.
+    /// It was not run, or stopped before it wrote anything: unknown type,
+    /// changed definition (including a stored step output that no longer reads
+    /// as the step's output type), or missing resource. Its record is untouched.
     Refused(String),
 }
 
 impl RecoveredOutcome {
-    fn of<T, E>(result: Result<T, SagaError<E>>, halted: Option<StoreError>) -> Self {
-        if let Some(error) = halted {
-            return RecoveredOutcome::Halted(error);
+    fn of<T, E>(result: Result<T, SagaError<E>>, stopped: Option<Stopped>) -> Self {
+        match stopped {
+            Some(Stopped::Halted(error)) => return RecoveredOutcome::Halted(error),
+            Some(Stopped::Refused(reason)) => return RecoveredOutcome::Refused(reason),
+            None => {}
         }
         match result {
             Ok(_) => RecoveredOutcome::Committed,

@@ -75,6 +75,18 @@ pub trait Journal {
         None
     }
 
+    /// Notes that the run cannot go on under this code (what the journal holds
+    /// no longer reads): it stops as on a store error, nothing more runs and
+    /// nothing is written, and recovery reports the saga refused with `reason`.
+    fn refuse(&mut self, reason: String) {
+        let _ = reason;
+    }
+
+    /// Why the run was refused, taken.
+    fn take_refusal(&mut self) -> Option<String> {
+        None
+    }
+
     /// Whether faults may be injected (the test kit); `false` compiles them away.
     const FAULTS: bool = false;
 
@@ -187,6 +199,7 @@ pub struct Durable<St> {
     replay: ReplayIndex,
     deferred: Option<Entry>,
     halted: Option<StoreError>,
+    refused: Option<String>,
 }
 
 impl<St: Store> Durable<St> {
@@ -197,6 +210,7 @@ impl<St: Store> Durable<St> {
             replay: ReplayIndex::from(journal),
             deferred: None,
             halted: None,
+            refused: None,
         }
     }
 }
@@ -229,11 +243,19 @@ impl<St: Store> Journal for Durable<St> {
     }
 
     fn halted(&self) -> bool {
-        self.halted.is_some()
+        self.halted.is_some() || self.refused.is_some()
     }
 
     fn take_halt(&mut self) -> Option<StoreError> {
         self.halted.take()
+    }
+
+    fn refuse(&mut self, reason: String) {
+        self.refused.get_or_insert(reason);
+    }
+
+    fn take_refusal(&mut self) -> Option<String> {
+        self.refused.take()
     }
 }
 
@@ -265,8 +287,23 @@ pub trait Shareable: Any + Send + Sync {}
 impl<T: Any + Send + Sync> Shareable for T {}
 
 impl<T: Persistable, St: Store> Keep<T> for Durable<St> {
+    /// Refuses a value whose JSON does not read back as a `T`: recovery would
+    /// find it unreadable, after the saga had moved on as if it were stored. The
+    /// usual cause is a NaN or infinite float, which serde_json writes as `null`.
     fn encode(value: &T) -> Result<Vec<u8>, String> {
-        serde_json::to_vec(value).map_err(|e| e.to_string())
+        let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+        if let Err(e) = serde_json::from_slice::<T>(&bytes) {
+            let hint = if bytes.windows(4).any(|w| w == b"null") {
+                " (serde_json writes a NaN or infinite float as `null`)"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "its JSON does not read back as `{}`: {e}{hint}",
+                core::any::type_name::<T>()
+            ));
+        }
+        Ok(bytes)
     }
     fn decode(bytes: &[u8]) -> Result<T, String> {
         serde_json::from_slice(bytes).map_err(|e| e.to_string())

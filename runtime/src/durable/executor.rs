@@ -266,27 +266,17 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
     }
 
     async fn intervene(&self, id: SagaId, retry: bool, note: &str) -> Result<(), DurableError> {
-        let record = self
-            .store
-            .get(id)
-            .await?
-            .ok_or(DurableError::UnknownSaga { id })?;
-        if record.status != SagaStatus::Parked {
-            return Err(DurableError::NotParked {
-                id,
-                status: record.status,
-            });
+        // Checked and appended in one step of the store: of two people acting on
+        // one parked saga at once, only one is heard.
+        let entry = Entry::Intervention {
+            retry,
+            note: note.to_owned(),
+        };
+        match self.store.append_if(id, SagaStatus::Parked, entry).await? {
+            Ok(()) => Ok(()),
+            Err(None) => Err(DurableError::UnknownSaga { id }),
+            Err(Some(status)) => Err(DurableError::NotParked { id, status }),
         }
-        self.store
-            .append(
-                id,
-                Entry::Intervention {
-                    retry,
-                    note: note.to_owned(),
-                },
-            )
-            .await?;
-        Ok(())
     }
 
     async fn drive<S>(

@@ -345,7 +345,7 @@ impl SqliteStore {
     }
 
     /// Sends one write to the writer and waits until it is committed.
-    async fn write(&self, write: Write) -> Result<(), StoreError> {
+    async fn write(&self, write: Write) -> Result<Done, StoreError> {
         let (ack, done) = oneshot::channel();
         let sender = self
             .inner
@@ -381,15 +381,31 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     async fn create(&self, saga: NewSaga) -> Result<(), StoreError> {
-        self.write(Write::Create(saga)).await
+        self.write(Write::Create(saga)).await.map(drop)
     }
 
     async fn append_all(&self, id: SagaId, entries: Vec<Entry>) -> Result<(), StoreError> {
-        self.write(Write::AppendAll(id, entries)).await
+        self.write(Write::AppendAll(id, entries)).await.map(drop)
     }
 
     async fn append(&self, id: SagaId, entry: Entry) -> Result<(), StoreError> {
-        self.write(Write::Append(id, entry)).await
+        self.write(Write::Append(id, entry)).await.map(drop)
+    }
+
+    /// Checked inside the writer's transaction, so no other write of this store
+    /// comes between the check and the append.
+    async fn append_if(
+        &self,
+        id: SagaId,
+        status: SagaStatus,
+        entry: Entry,
+    ) -> Result<Result<(), Option<SagaStatus>>, StoreError> {
+        Ok(
+            match self.write(Write::AppendIf(id, status, entry)).await? {
+                Done::Written => Ok(()),
+                Done::Skipped(found) => Err(found),
+            },
+        )
     }
 
     async fn claim_unfinished(&self) -> Result<Vec<SagaRecord>, StoreError> {
@@ -735,11 +751,22 @@ enum Write {
     Create(NewSaga),
     Append(SagaId, Entry),
     AppendAll(SagaId, Vec<Entry>),
+    /// An append if the saga has this status, checked in the same transaction.
+    AppendIf(SagaId, SagaStatus, Entry),
+}
+
+/// What a write did, once committed.
+#[derive(Debug)]
+enum Done {
+    Written,
+    /// A conditional append found the saga missing (`None`) or with another
+    /// status, and wrote nothing.
+    Skipped(Option<SagaStatus>),
 }
 
 struct WriteRequest {
     write: Write,
-    ack: oneshot::Sender<Result<(), StoreError>>,
+    ack: oneshot::Sender<Result<Done, StoreError>>,
 }
 
 struct Writer {
@@ -777,7 +804,8 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, batch: Vec<WriteRequest>) {
-        let mut results: Vec<Option<Result<(), StoreError>>> = batch.iter().map(|_| None).collect();
+        let mut results: Vec<Option<Result<Done, StoreError>>> =
+            batch.iter().map(|_| None).collect();
         // Each round either commits or settles at least one more request, so
         // this ends.
         loop {
@@ -809,7 +837,7 @@ impl Writer {
     fn try_batch(
         &mut self,
         batch: &[WriteRequest],
-        results: &mut [Option<Result<(), StoreError>>],
+        results: &mut [Option<Result<Done, StoreError>>],
     ) -> Result<(), Option<StoreError>> {
         let path = self.path.as_path();
         let tx = self
@@ -825,7 +853,7 @@ impl Writer {
                 continue;
             }
             match apply(&tx, path, &self.next_seq, &mut pending, &request.write, now) {
-                Ok(()) => applied.push(i),
+                Ok(done) => applied.push((i, done)),
                 Err(Failure::Refused(error)) => results[i] = Some(Err(error)),
                 Err(Failure::Statement(error, own)) => {
                     // Dropping the transaction rolls it back.
@@ -840,8 +868,8 @@ impl Writer {
         }
         tx.commit()
             .map_err(|e| Some(sql_error(path, "cannot commit", &e)))?;
-        for i in applied {
-            results[i] = Some(Ok(()));
+        for (i, done) in applied {
+            results[i] = Some(Ok(done));
         }
         if self.next_seq.len() + pending.len() > SEQ_CACHE_LIMIT {
             self.next_seq.clear();
@@ -894,7 +922,7 @@ fn apply(
     pending: &mut HashMap<SagaId, Option<i64>>,
     write: &Write,
     now: i64,
-) -> Result<(), Failure> {
+) -> Result<Done, Failure> {
     let statement = |doing: String| {
         move |e: rusqlite::Error| {
             let own = matches!(
@@ -916,6 +944,40 @@ fn apply(
                     now,
                 )?;
             }
+        }
+        Write::AppendIf(id, expected, entry) => {
+            // Sees this transaction's earlier writes: of two conditional appends
+            // in one batch, the second finds the status the first left.
+            let found: Option<String> = tx
+                .prepare_cached("SELECT status FROM sagas WHERE id = ?1")
+                .and_then(|mut stmt| stmt.query_row([id_text(*id)], |row| row.get(0)).optional())
+                .map_err(|e| {
+                    Failure::Statement(
+                        sql_error(path, &format!("cannot look up saga {id}"), &e),
+                        false,
+                    )
+                })?;
+            let Some(word) = found else {
+                return Ok(Done::Skipped(None));
+            };
+            let status = SagaStatus::parse(&word).ok_or_else(|| {
+                Failure::Refused(StoreError::new(format!(
+                    "sagaflow store {}: saga {id} has unknown status {word:?}; the file is \
+                     damaged or was written by a newer sagaflow",
+                    path.display()
+                )))
+            })?;
+            if status != *expected {
+                return Ok(Done::Skipped(Some(status)));
+            }
+            return apply(
+                tx,
+                path,
+                cache,
+                pending,
+                &Write::Append(*id, entry.clone()),
+                now,
+            );
         }
         Write::Create(saga) => {
             let id = saga.id;
@@ -985,7 +1047,7 @@ fn apply(
             pending.insert(id, keep.then_some(seq + 1));
         }
     }
-    Ok(())
+    Ok(Done::Written)
 }
 
 // ---------------------------------------------------------------------------

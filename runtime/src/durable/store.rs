@@ -222,6 +222,33 @@ pub trait Store: Send + Sync + 'static {
         }
     }
 
+    /// Appends `entry` to saga `id` only if the saga's status is `status`, and
+    /// answers what it found: `Ok(Ok(()))` appended; `Ok(Err(None))` no such
+    /// saga; `Ok(Err(Some(other)))` the saga's status is `other`, and nothing
+    /// was appended. For a person's intervention on a parked saga: of two at
+    /// once, one is appended and the other learns the status the first left.
+    ///
+    /// The check and the append must be one atomic step against every other
+    /// writer of the store. The default reads the saga with
+    /// [`get`](Store::get), then appends: atomic only if nothing else writes
+    /// to that saga in between. A store shared by several executors or
+    /// processes overrides it ([`SqliteStore`](super::SqliteStore) checks inside
+    /// the transaction that appends).
+    fn append_if(
+        &self,
+        id: SagaId,
+        status: SagaStatus,
+        entry: Entry,
+    ) -> impl Future<Output = Result<Result<(), Option<SagaStatus>>, StoreError>> + Send {
+        async move {
+            match self.get(id).await? {
+                None => Ok(Err(None)),
+                Some(record) if record.status != status => Ok(Err(Some(record.status))),
+                Some(_) => self.append(id, entry).await.map(Ok),
+            }
+        }
+    }
+
     /// The sagas with status `Running` that this executor should resume, with their
     /// journals. A single-process store returns them all; a shared store would
     /// lease them to the caller.

@@ -247,13 +247,20 @@ pub(crate) fn parse_step_attr(cx: &Ctxt, args: TokenStream) -> StepAttr {
                     }
                 }
             }
-            _ => cx.error_spanned_by(
-                key,
-                format!(
-                    "unknown step option `{name}`{}; expected one of {STEP_KEYS}",
-                    did_you_mean(&name, STEP_WORDS)
-                ),
-            ),
+            _ => {
+                let hint = did_you_mean(&name, STEP_WORDS);
+                // A misspelt kind is a kind written: "no kind" would only repeat it.
+                if ["compensate", "read_only", "pivot", "retriable"]
+                    .iter()
+                    .any(|kind| hint.contains(&format!("`{kind}`")))
+                {
+                    attr.kind_written = true;
+                }
+                cx.error_spanned_by(
+                    key,
+                    format!("unknown step option `{name}`{hint}; expected one of {STEP_KEYS}"),
+                )
+            }
         }
     }
     attr
@@ -278,6 +285,15 @@ fn parse_retry(cx: &Ctxt, name: &str, meta: &Meta) -> Option<Retry> {
                     return None;
                 }
             };
+            if inner.is_empty() {
+                cx.error_spanned_by(
+                    meta,
+                    format!(
+                        "`{name}()` sets nothing: write `{name} = 3` or `{name}(max = 3, backoff = \"10ms\")`, or remove it"
+                    ),
+                );
+                return None;
+            }
             let mut retry = Retry::default();
             let mut ok = true;
             for item in inner {
@@ -375,6 +391,21 @@ fn parse_u32(cx: &Ctxt, name: &str, value: &Expr) -> Option<u32> {
     {
         return Some(n);
     }
+    if let Expr::Lit(syn::ExprLit {
+        lit: Lit::Int(int), ..
+    }) = value
+        && int.base10_parse::<u128>().is_ok()
+    {
+        cx.error_spanned_by(
+            value,
+            format!(
+                "`{}` retries is too many for `{name}` (at most {}); a step that must never give up is `retriable`",
+                int.base10_digits(),
+                u32::MAX
+            ),
+        );
+        return None;
+    }
     cx.error_spanned_by(
         value,
         format!(
@@ -397,6 +428,13 @@ fn parse_duration(cx: &Ctxt, name: &str, value: &Expr) -> Option<Duration> {
         );
         return None;
     };
+    if s.value().trim_start().starts_with('-') {
+        cx.error_spanned_by(
+            s,
+            format!("`{name}` cannot be negative: write a duration such as \"500ms\" or \"2s\""),
+        );
+        return None;
+    }
     match humantime::parse_duration(&s.value()) {
         Ok(d) => Some(d),
         Err(e) => {

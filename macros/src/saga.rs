@@ -85,14 +85,19 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             let errors = result.err().map(|e| e.to_compile_error());
             // The function as written is ordinary async Rust: emitting it keeps the
             // rest of the crate compiling, so only the saga's own errors show.
+            let returns_result =
+                matches!(&func.sig.output, ReturnType::Type(_, ty) if result_args(ty).is_some());
+            if func.sig.asyncness.is_none() && !returns_result {
+                // Likely a hand-made future (`-> impl Future<..> { async move { .. } }`):
+                // left as written, since made async it would only add errors.
+                return quote!(#errors #func);
+            }
             func.sig.asyncness.get_or_insert_with(Default::default);
             for stmt in &mut func.block.stmts {
                 if let Stmt::Local(local) = stmt {
                     strip_mut(&mut local.pat);
                 }
             }
-            let returns_result =
-                matches!(&func.sig.output, ReturnType::Type(_, ty) if result_args(ty).is_some());
             if !returns_result {
                 // The body's `?`s would only add errors about the return type.
                 func.block =
@@ -184,6 +189,19 @@ impl VisitMut for NameElided {
     fn visit_type_impl_trait_mut(&mut self, _: &mut syn::TypeImplTrait) {}
 }
 
+/// The first `impl Trait` inside a type.
+pub(crate) fn first_impl_trait(ty: &Type) -> Option<&syn::TypeImplTrait> {
+    struct Finder<'a>(Option<&'a syn::TypeImplTrait>);
+    impl<'ast> Visit<'ast> for Finder<'ast> {
+        fn visit_type_impl_trait(&mut self, t: &'ast syn::TypeImplTrait) {
+            self.0.get_or_insert(t);
+        }
+    }
+    let mut finder = Finder(None);
+    finder.visit_type(ty);
+    finder.0
+}
+
 /// The first borrow inside a type: a reference or a lifetime other than `'static`.
 fn first_borrow(ty: &Type) -> Option<TokenStream> {
     struct Finder(Option<TokenStream>);
@@ -260,6 +278,18 @@ impl Model {
         }
         let (output_ty, error_ty) = match &sig.output {
             ReturnType::Type(_, ty) => match result_args(ty) {
+                Some((_, Type::Path(e)))
+                    if e.path
+                        .segments
+                        .last()
+                        .is_some_and(|s| s.ident == "SagaError") =>
+                {
+                    cx.error_spanned_by(
+                        e,
+                        "write the saga's own error type here, as in `Result<Itinerary, TripError>`: the generated function returns `Result<Itinerary, SagaError<TripError>>` itself",
+                    );
+                    return None;
+                }
                 Some(pair) => pair,
                 None => {
                     cx.error_spanned_by(
@@ -320,6 +350,16 @@ impl Model {
                             );
                         ok = false;
                     }
+                    if let Some(imp) = first_impl_trait(&pt.ty) {
+                        cx.error_spanned_by(
+                            imp,
+                            format!(
+                                "a saga parameter cannot be `impl Trait`: the generated saga type stores `{ident}`, so it needs a concrete type; take a concrete type, or a `&dyn Trait` resource"
+                            ),
+                        );
+                        ok = false;
+                        continue;
+                    }
                     if !matches!(&*pt.ty, Type::Reference(_))
                         && let Some(borrow) = first_borrow(&pt.ty)
                     {
@@ -366,6 +406,42 @@ impl Model {
                 }
                 Parsed::Local(mut local) => {
                     check_name(cx, &local.name, &mut names);
+                    if let Some(borrow) = first_borrow(&local.ty) {
+                        // A borrow of a resource (a `&T` input) is fine; a borrow of
+                        // anything the saga holds itself would make it self-referential.
+                        let held: HashSet<String> = params
+                            .iter()
+                            .filter(|p| !matches!(p.ty, Type::Reference(_)))
+                            .map(|p| p.name.to_string())
+                            .chain(locals.iter().flatten().map(|l| l.name.to_string()))
+                            .chain(steps.iter().map(|s| s.binding.to_string()))
+                            .collect();
+                        // Only the plain forms (`&trip.code`, `trip.code.as_str()`): a
+                        // `&'static` value computed from held names is fine.
+                        let borrowed_part = match &local.expr {
+                            Expr::Reference(r) => Some(&*r.expr),
+                            Expr::MethodCall(m)
+                                if ["as_str", "as_ref", "as_slice", "as_bytes", "as_deref"]
+                                    .iter()
+                                    .any(|name| m.method == name) =>
+                            {
+                                Some(&*m.receiver)
+                            }
+                            _ => None,
+                        };
+                        if let Some(from) =
+                            borrowed_part.and_then(|part| names_used(part, &held).into_iter().min())
+                        {
+                            cx.error_spanned_by(
+                                borrow,
+                                format!(
+                                    "a saga local cannot borrow from `{from}`, which the saga itself holds (the saga would borrow from itself); pass the borrow to the step directly, as in `step(&{from}.field)`, or make the local own its value (`String` for `&str`, or `.clone()`)"
+                                ),
+                            );
+                            ok = false;
+                            continue;
+                        }
+                    }
                     let mut namer = NameElided { found: false };
                     namer.visit_type_mut(&mut local.ty);
                     needs_elided |= namer.found;
@@ -520,9 +596,13 @@ fn step_call(cx: &Ctxt, expr: &Expr) -> Option<Option<(syn::Path, syn::ExprCall,
                 }
             },
             Expr::Call(call) if matches!(&*call.func, Expr::Path(_)) => {
+                let func = &call.func;
+                let name = func.to_token_stream().to_string().replace(' ', "");
                 cx.error_spanned_by(
                     t,
-                    "a step call needs `.await` before `?`: write `step(args).await?`",
+                    format!(
+                        "`?` without `.await`: if `{name}` is a `#[step]`, write `{name}(..).await?`; any other fallible call must be made a `#[step]` (for example `#[step(read_only)]`), since its failure has to compensate the steps before it"
+                    ),
                 );
                 Some(None)
             }
@@ -554,6 +634,46 @@ fn is_place(expr: &Expr) -> bool {
 }
 
 /// Whether `expr` awaits anything, which only a step call may do.
+fn is_ok_call(expr: &Expr) -> bool {
+    matches!(expr, Expr::Call(call)
+        if matches!(&*call.func, Expr::Path(p) if p.qself.is_none() && p.path.is_ident("Ok"))
+            && call.args.len() == 1)
+}
+
+/// A local's value or the final `Ok(..)`'s is plain computation: it cannot leave
+/// the saga early, by `return` or by `?`, which would end the run without
+/// recording it or compensating its steps. Closures and async blocks inside it
+/// are their own functions, so their `return`s and `?`s are theirs.
+fn check_plain_expr(cx: &Ctxt, expr: &Expr) -> bool {
+    struct Finder<'c> {
+        cx: &'c Ctxt,
+        ok: bool,
+    }
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_expr_return(&mut self, r: &'ast syn::ExprReturn) {
+            self.cx.error_spanned_by(
+                r.return_token,
+                "a saga cannot `return` from a local or from its final `Ok(..)`: the run would end without being recorded or compensated; make the check a `#[step(read_only)]` that returns `Err(..)`",
+            );
+            self.ok = false;
+        }
+        fn visit_expr_try(&mut self, t: &'ast syn::ExprTry) {
+            self.cx.error_spanned_by(
+                t.question_token,
+                "`?` here would end the saga without compensating its steps: make the fallible computation a `#[step]` (for example `#[step(read_only)]`), or handle its error in the expression (for example `.unwrap_or(..)`)",
+            );
+            self.ok = false;
+            syn::visit::visit_expr_try(self, t);
+        }
+        fn visit_expr_async(&mut self, _: &'ast syn::ExprAsync) {}
+        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+    let mut finder = Finder { cx, ok: true };
+    finder.visit_expr(expr);
+    finder.ok
+}
+
 fn contains_await(expr: &Expr) -> Option<Span> {
     struct Finder(Option<Span>);
     impl<'ast> Visit<'ast> for Finder {
@@ -569,6 +689,19 @@ fn contains_await(expr: &Expr) -> Option<Span> {
 }
 
 fn parse_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Parsed {
+    // An outer attribute starts the statement's tokens: `#[cfg(..)] let ..`.
+    let mut tokens = stmt.to_token_stream().into_iter();
+    if let (Some(TokenTree::Punct(hash)), Some(TokenTree::Group(body))) =
+        (tokens.next(), tokens.next())
+        && hash.as_char() == '#'
+    {
+        let attr = quote!(#hash #body);
+        cx.error_spanned_by(
+            attr,
+            "attributes on saga statements are not supported: a `#[cfg]` here would be ignored and the step would still run; declare one saga per configuration (a `//` comment is fine)",
+        );
+        return Parsed::Skip;
+    }
     match stmt {
         Stmt::Local(local) => {
             let Some(init) = &local.init else {
@@ -620,8 +753,11 @@ fn parse_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Parsed {
                     if let Some(span) = contains_await(&init.expr) {
                         cx.error_at(
                             span,
-                            "a saga can only await a `#[step]` call, alone on its line: `let x = step(args).await?;`",
+                            "a step call is a whole statement, as in `let flight = book_flight(args).await?;`: read its output's fields in a later typed local, and leave its failure to the saga (no `match` or `unwrap`): it ends the saga and compensates the steps before it",
                         );
+                        return Parsed::Skip;
+                    }
+                    if !check_plain_expr(cx, &init.expr) {
                         return Parsed::Skip;
                     }
                     match (binding, ty) {
@@ -649,6 +785,22 @@ fn parse_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Parsed {
                     }
                 }
             }
+        }
+        Stmt::Expr(expr, Some(semi)) if last && is_ok_call(expr) => {
+            cx.error_spanned_by(
+                semi,
+                "end the saga with `Ok(..)` itself, without `;`: it is the value the saga returns",
+            );
+            Parsed::Skip
+        }
+        Stmt::Expr(Expr::Return(r), Some(_))
+            if last && r.expr.as_deref().is_some_and(is_ok_call) =>
+        {
+            cx.error_spanned_by(
+                r.return_token,
+                "end the saga with `Ok(..)` itself, without `return` and without `;`",
+            );
+            Parsed::Skip
         }
         Stmt::Expr(expr, Some(_)) => match step_call(cx, expr) {
             Some(Some((path, call, question))) => Parsed::Step(StepCall {
@@ -679,7 +831,20 @@ fn parse_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Parsed {
                     );
                     return Parsed::Skip;
                 }
+                if !check_plain_expr(cx, &call.args[0]) {
+                    return Parsed::Skip;
+                }
                 return Parsed::Final(call.args[0].clone());
+            }
+            if last
+                && let Expr::Return(r) = expr
+                && r.expr.as_deref().is_some_and(is_ok_call)
+            {
+                cx.error_spanned_by(
+                    r.return_token,
+                    "end the saga with `Ok(..)` itself, without `return`",
+                );
+                return Parsed::Skip;
             }
             if last {
                 cx.error_spanned_by(
@@ -1301,8 +1466,12 @@ fn reusable_args(
 fn reusable_call(call: &syn::ExprCall, known: &HashSet<String>) -> TokenStream {
     let func = &call.func;
     let args = reusable_args(&call.args, known);
-    let span = call.span();
-    quote_spanned!(span=> #func(#args))
+    // The user's own parentheses, so that rustc's help for a wrong argument count
+    // edits the call as written.
+    let mut tokens = func.to_token_stream();
+    call.paren_token
+        .surround(&mut tokens, |inner| inner.extend(args));
+    tokens
 }
 
 /// The rustdoc "Saga graph" section: a chain of the steps' own callback macros

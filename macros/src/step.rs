@@ -42,14 +42,31 @@ pub(crate) fn expand_salted(args: TokenStream, item: TokenStream, salt: u64) -> 
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
         Err(_) => {
-            let error = syn::Error::new(
-                Span::call_site(),
-                "`#[step]` goes on an `async fn` that returns `Result<T, E>`",
-            )
-            .to_compile_error();
+            let message = if syn::parse2::<syn::TraitItemFn>(item.clone()).is_ok() {
+                "a step needs a body: `#[step]` goes on a free `async fn`, not on a trait method's declaration"
+            } else {
+                "`#[step]` goes on an `async fn` that returns `Result<T, E>`"
+            };
+            let error = syn::Error::new(Span::call_site(), message).to_compile_error();
             return quote!(#error #item);
         }
     };
+    // A second `#[step(..)]` on the same function would define everything twice.
+    if let Some(again) = func
+        .attrs
+        .iter()
+        .find(|a| a.path().segments.last().is_some_and(|s| s.ident == "step"))
+    {
+        let error = syn::Error::new_spanned(
+            again,
+            "a function takes one `#[step(..)]`: merge the options into one, as in `#[step(compensate = cancel, retry = 3)]`",
+        )
+        .to_compile_error();
+        let mut func = func;
+        func.attrs
+            .retain(|a| a.path().segments.last().is_none_or(|s| s.ident != "step"));
+        return quote!(#error #func);
+    }
     let cx = Ctxt::new();
     let attr = parse_step_attr(&cx, args);
     let signature_ok = validate_signature(&cx, &func);
@@ -77,6 +94,27 @@ pub(crate) fn expand_salted(args: TokenStream, item: TokenStream, salt: u64) -> 
 fn validate_signature(cx: &Ctxt, func: &ItemFn) -> bool {
     let sig = &func.sig;
     let mut ok = true;
+    if STD_MACROS.contains(&sig.ident.to_string().as_str()) {
+        cx.error_spanned_by(
+            &sig.ident,
+            format!(
+                "a step cannot be named `{name}`: `#[step]` also defines a macro under the step's name (it carries the step into its saga's rustdoc), which would make `{name}!` ambiguous in this module; rename the step, for example `{name}_step`",
+                name = sig.ident
+            ),
+        );
+        ok = false;
+    }
+    if let Some(unsafety) = sig.unsafety {
+        cx.error_spanned_by(
+            unsafety,
+            "a step cannot be an `unsafe fn`: a saga calls it (again on each retry) where no `unsafe` block can be written; make the step safe and put the `unsafe` block inside it",
+        );
+        ok = false;
+    }
+    if let Some(abi) = &sig.abi {
+        cx.error_spanned_by(abi, "a step is a Rust `async fn`: remove the `extern` ABI");
+        ok = false;
+    }
     if sig.asyncness.is_none() {
         cx.error_spanned_by(
             sig.fn_token,
@@ -103,6 +141,12 @@ fn validate_signature(cx: &Ctxt, func: &ItemFn) -> bool {
                 cx.error_spanned_by(
                     ty,
                     "a step must return `Result<T, E>` (or an alias named `Result`) so that its failure can be compensated",
+                );
+                ok = false;
+            } else if let Some(imp) = crate::saga::first_impl_trait(ty) {
+                cx.error_spanned_by(
+                    imp,
+                    "a step's output must be a named type: the saga keeps it for the compensation (and a durable saga persists it); write the type, or a boxed trait object such as `Box<dyn Display + Send>`",
                 );
                 ok = false;
             } else if let Some(borrow) = borrowed_output(ty) {
@@ -136,9 +180,7 @@ fn validate_signature(cx: &Ctxt, func: &ItemFn) -> bool {
                 ok = false;
             }
             FnArg::Typed(pat) => {
-                if let Type::Reference(r) = &*pat.ty
-                    && let Some(m) = r.mutability
-                {
+                if let Some(m) = first_mut_borrow(&pat.ty) {
                     cx.error_spanned_by(
                             quote!(#m),
                             "a step cannot take `&mut`: its arguments are evaluated again for each retry and for its compensation, so they must be shared; take `&T` and use interior mutability (such as a `Mutex`) if the step must change something",
@@ -153,6 +195,23 @@ fn validate_signature(cx: &Ctxt, func: &ItemFn) -> bool {
         ok = false;
     }
     ok
+}
+
+/// The `mut` of the first `&mut` anywhere in a parameter's type.
+fn first_mut_borrow(ty: &Type) -> Option<syn::token::Mut> {
+    use syn::visit::Visit;
+    struct Finder(Option<syn::token::Mut>);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
+            if self.0.is_none() {
+                self.0 = r.mutability;
+            }
+            syn::visit::visit_type_reference(self, r);
+        }
+    }
+    let mut finder = Finder(None);
+    finder.visit_type(ty);
+    finder.0
 }
 
 /// The first borrow in a step's return type that is not `'static`: an elided
@@ -420,6 +479,46 @@ fn info_value(name: &str, kind: &Kind, attr: &StepAttr) -> StepInfo {
 /// rustdoc picture (see `graph_doc`). Exported under a name unique in the crate
 /// (the step's name and its call site), and re-exported under the step's own name
 /// in the macro namespace, so that it travels with the function through `use`.
+/// The macros of the standard library's prelude: a step's callback under the
+/// same name would make every use of that macro in the module ambiguous.
+const STD_MACROS: &[&str] = &[
+    "assert",
+    "assert_eq",
+    "assert_ne",
+    "cfg",
+    "column",
+    "compile_error",
+    "concat",
+    "dbg",
+    "debug_assert",
+    "debug_assert_eq",
+    "debug_assert_ne",
+    "env",
+    "eprint",
+    "eprintln",
+    "file",
+    "format",
+    "format_args",
+    "include",
+    "include_bytes",
+    "include_str",
+    "line",
+    "matches",
+    "module_path",
+    "option_env",
+    "panic",
+    "print",
+    "println",
+    "stringify",
+    "thread_local",
+    "todo",
+    "unimplemented",
+    "unreachable",
+    "vec",
+    "write",
+    "writeln",
+];
+
 fn graph_callback(
     vis: &syn::Visibility,
     ident: &syn::Ident,

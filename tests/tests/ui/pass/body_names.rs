@@ -82,6 +82,20 @@ async fn named_like_a_step(qty: u64) -> Result<u64, String> {
     Ok(t)
 }
 
+pub struct Desk {
+    pub name: String,
+}
+
+// Locals that borrow, but not from anything the saga holds: from a resource,
+// and a `&'static str` chosen by a held value.
+#[saga]
+async fn borrowing_locals(desk: &Desk, vip: bool, n: u64) -> Result<u64, String> {
+    let name: &str = &desk.name;
+    let tier: &str = if vip { "gold" } else { "plain" };
+    let seen = look(n + name.len() as u64 + tier.len() as u64).await?;
+    Ok(seen)
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -96,5 +110,9 @@ fn main() {
         );
         assert_eq!(ranged("abcdef".into(), "ab".into()).await.unwrap(), 8);
         assert_eq!(named_like_a_step(1).await.unwrap(), 4);
+        let desk = Desk {
+            name: "front".into(),
+        };
+        assert_eq!(borrowing_locals(&desk, true, 1).await.unwrap(), 10);
     });
 }

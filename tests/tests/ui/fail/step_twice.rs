@@ -1,0 +1,18 @@
+use sagaflow::step;
+
+pub struct Trip;
+pub struct Booking;
+
+// Two `#[step]` attributes on one function.
+#[step(compensate = cancel)]
+#[step(retry = 3)]
+async fn book(trip: &Trip) -> Result<Booking, String> {
+    let _ = trip;
+    Ok(Booking)
+}
+
+async fn cancel(_trip: &Trip, _booking: &Booking) -> Result<(), String> {
+    Ok(())
+}
+
+fn main() {}

@@ -28,7 +28,9 @@
 //! refused, not modified.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fmt;
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -138,9 +140,12 @@ impl Durability {
 /// its write is durable to the [`Durability`] level chosen at open. A call whose
 /// future is dropped after it was first polled may still be committed.
 ///
-/// Open one `SqliteStore` per file: the writer numbers each saga's journal
-/// entries itself, so two stores (or two processes) writing the same file at once
-/// get their appends refused as conflicting.
+/// One `SqliteStore` per file: a store holds an exclusive lock on the file
+/// `<file>.lock` next to the database for as long as it (or a clone) lives, and
+/// a second [`open`](Self::open) of the same file, in this process or another,
+/// fails while it does. Each store's writer numbers the journal entries and
+/// each store's recovery takes up every running saga as its own, so two at once
+/// would run one saga twice.
 ///
 /// ```no_run
 /// use sagaflow::durable::{Durability, SqliteStore};
@@ -160,6 +165,10 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     durability: Durability,
+    /// `<file>.lock`, locked exclusively for the store's lifetime. Dropped after
+    /// the threads are joined, so the file is closed before another store may
+    /// open it.
+    _lock: File,
     /// `Some` until drop: dropping it tells the writer to finish.
     writes: Option<mpsc::Sender<WriteRequest>>,
     /// `Some` until drop: dropping it tells the reader to finish.
@@ -203,6 +212,12 @@ impl SqliteStore {
     /// Fails, naming the file and what to do, if the file is not a SQLite
     /// database, is a SQLite database of some other application, was written by a
     /// newer version of sagaflow, is corrupt, or cannot be opened.
+    ///
+    /// Takes an exclusive advisory lock on `<path>.lock` (created if missing,
+    /// never removed) for the store's lifetime: while this store or a clone of
+    /// it lives, another `open` of the same file, in this process or another,
+    /// fails with an error that names the file and says another store has it
+    /// open. The lock goes when the last clone is dropped, or with the process.
     pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<SqliteStore, StoreError> {
         Self::open_with(path.as_ref(), durability, true)
     }
@@ -268,6 +283,11 @@ impl SqliteStore {
             }
         }
 
+        // One store per file, in this process or any other: each writer numbers
+        // the journal entries itself, and each recovery takes up every running
+        // saga as its own.
+        let lock = lock_file(path)?;
+
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         if create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
@@ -328,6 +348,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 durability,
+                _lock: lock,
                 writes: Some(writes),
                 reads: Some(reads),
                 writer: Some(writer),
@@ -419,6 +440,46 @@ impl Store for SqliteStore {
 
     async fn with_status(&self, status: SagaStatus) -> Result<Vec<SagaRecord>, StoreError> {
         self.read(move |r| r.by_status(status)).await
+    }
+}
+
+/// Takes the store's exclusive lock: an advisory lock (`flock`-style, through
+/// `File::try_lock`) on `<file>.lock`, a file of its own next to the database.
+/// Not on the database itself: SQLite holds POSIX locks on that, which the
+/// operating system releases when any descriptor of the file is closed.
+///
+/// The lock file is created if missing and never removed (removing it while
+/// another store waits to open it would let two stores hold "the" lock).
+fn lock_file(path: &Path) -> Result<File, StoreError> {
+    let shown = path.display();
+    let mut name = OsString::from(path.as_os_str());
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| {
+            StoreError::new(format!(
+                "sagaflow store {shown}: cannot open its lock file {}: {e}; check that the \
+                 directory is writable",
+                lock_path.display()
+            ))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StoreError::new(format!(
+            "sagaflow store {shown}: another store has this file open (its lock file {} is \
+             held, by another SqliteStore in this process or by another process); open one \
+             store per file and share it by cloning, or stop the other process first",
+            lock_path.display()
+        ))),
+        Err(TryLockError::Error(e)) => Err(StoreError::new(format!(
+            "sagaflow store {shown}: cannot lock its lock file {}: {e}",
+            lock_path.display()
+        ))),
     }
 }
 

@@ -5,7 +5,7 @@ use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::journal::{Durable, Resources};
 use super::saga::DurableSaga;
-use super::store::{Entry, NewSaga, SagaRecord, SagaStatus, Store, StoreError};
+use super::store::{Claims, Entry, NewSaga, SagaRecord, SagaStatus, Store, StoreError};
 use crate::hooks::{Hooks, NoHooks};
 use crate::run::Run;
 use crate::{FailedCompensation, SagaError, SagaId, StepInfo};
@@ -61,7 +61,8 @@ pub struct Executor<St, H = NoHooks> {
     resources: Resources,
     hooks: H,
     registry: HashMap<&'static str, Registration<St, H>>,
-    running: Arc<Mutex<HashSet<SagaId>>>,
+    /// Shared with every executor over the same store, if the store keeps it.
+    running: Claims,
 }
 
 impl<St: fmt::Debug, H> fmt::Debug for Executor<St, H> {
@@ -79,12 +80,13 @@ impl<St: fmt::Debug, H> fmt::Debug for Executor<St, H> {
 impl<St: Store + Clone> Executor<St, NoHooks> {
     /// An executor over `store`, with no resources, no registered sagas, no hooks.
     pub fn new(store: St) -> Self {
+        let running = store.claims().cloned().unwrap_or_default();
         Executor {
             store,
             resources: Resources::new(),
             hooks: NoHooks,
             registry: HashMap::new(),
-            running: Arc::default(),
+            running,
         }
     }
 }
@@ -155,7 +157,7 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
         // same time never takes it up too. The claim is let go when this future is
         // dropped before it returns (the creation may still commit: then recovery
         // takes the saga up), or later with the `Started` handle.
-        let claim = Claim::new(&self.running, id);
+        let claim = Claim::new(self.running.set(), id);
         self.store
             .create(NewSaga {
                 id,
@@ -187,7 +189,7 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
         for record in records {
             // Each claim is let go when its saga's future ends, or is dropped with
             // this one if `recover` is cancelled: the next recovery takes it up.
-            let Some(claim) = Claim::try_new(&self.running, record.id) else {
+            let Some(claim) = Claim::try_new(self.running.set(), record.id) else {
                 report.already_running += 1;
                 continue;
             };
@@ -534,7 +536,8 @@ impl RecoveredOutcome {
 pub struct RecoveryReport {
     /// Each saga it took up, in the order they ended.
     pub sagas: Vec<Recovered>,
-    /// Unfinished sagas it left alone because this executor was already running them.
+    /// Unfinished sagas it left alone because this executor (or another over the
+    /// same store, if the store shares its [`Claims`]) was already running them.
     pub already_running: usize,
 }
 

@@ -15,4 +15,4 @@ pub use journal::{Durable, MissingResource, Resources};
 pub use saga::DurableSaga;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteStore};
-pub use store::{Entry, NewSaga, SagaRecord, SagaStatus, Store, StoreError};
+pub use store::{Claims, Entry, NewSaga, SagaRecord, SagaStatus, Store, StoreError};

@@ -40,7 +40,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
-use super::store::{Entry, NewSaga, SagaRecord, SagaStatus, Store, StoreError};
+use super::store::{Claims, Entry, NewSaga, SagaRecord, SagaStatus, Store, StoreError};
 use crate::SagaId;
 
 /// `PRAGMA application_id` of a sagaflow store: "SAGF" in ASCII.
@@ -169,6 +169,8 @@ struct Inner {
     /// the threads are joined, so the file is closed before another store may
     /// open it.
     _lock: File,
+    /// The sagas being run by the executors over this store.
+    claims: Claims,
     /// `Some` until drop: dropping it tells the writer to finish.
     writes: Option<mpsc::Sender<WriteRequest>>,
     /// `Some` until drop: dropping it tells the reader to finish.
@@ -349,6 +351,7 @@ impl SqliteStore {
                 path: path.to_path_buf(),
                 durability,
                 _lock: lock,
+                claims: Claims::new(),
                 writes: Some(writes),
                 reads: Some(reads),
                 writer: Some(writer),
@@ -436,6 +439,12 @@ impl Store for SqliteStore {
 
     async fn get(&self, id: SagaId) -> Result<Option<SagaRecord>, StoreError> {
         self.read(move |r| r.get(id)).await
+    }
+
+    /// One set for every clone: with one store per file, every executor over
+    /// the file in this process shares it.
+    fn claims(&self) -> Option<&Claims> {
+        Some(&self.inner.claims)
     }
 
     async fn with_status(&self, status: SagaStatus) -> Result<Vec<SagaRecord>, StoreError> {

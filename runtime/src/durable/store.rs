@@ -10,6 +10,8 @@
 
 use core::fmt;
 use core::future::Future;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use crate::SagaId;
 
@@ -188,6 +190,29 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// The ids of the sagas being run in this process over one store: an executor
+/// takes a saga's id here before it runs the saga and lets it go after, and
+/// recovery leaves alone a saga whose id is taken. Cheap to clone; clones share
+/// one set.
+///
+/// A store that is a handle (its clones share one storage, as
+/// [`SqliteStore`](super::SqliteStore)'s do) keeps one and hands it out from
+/// [`Store::claims`], so that every executor over it shares it: then two
+/// executors over one store never run one saga at once.
+#[derive(Debug, Clone, Default)]
+pub struct Claims(Arc<Mutex<HashSet<SagaId>>>);
+
+impl Claims {
+    /// An empty set.
+    pub fn new() -> Self {
+        Claims::default()
+    }
+
+    pub(crate) fn set(&self) -> &Mutex<HashSet<SagaId>> {
+        &self.0
+    }
+}
+
 /// Durable storage of sagas and their transitions.
 ///
 /// Every write is durable (to the store's durability level) when its future
@@ -253,6 +278,14 @@ pub trait Store: Send + Sync + 'static {
     /// journals. A single-process store returns them all; a shared store would
     /// lease them to the caller.
     fn claim_unfinished(&self) -> impl Future<Output = Result<Vec<SagaRecord>, StoreError>> + Send;
+
+    /// The claims shared by every executor over this store (and its clones), if
+    /// the store keeps them. The default, `None`, gives each executor a set of
+    /// its own: then two executors over one store may run one saga at once, so
+    /// use one executor per store.
+    fn claims(&self) -> Option<&Claims> {
+        None
+    }
 
     /// One saga with its journal.
     fn get(

@@ -436,7 +436,6 @@ async fn a_store_error_during_recovery_is_reported_and_the_saga_kept() {
 /// person). The writes that follow are acknowledged as durable but go to a file
 /// that no longer has a name: once the process ends, the saga is gone.
 #[tokio::test]
-#[ignore = "bug: writes after the store file is deleted are acknowledged as durable and silently lost"]
 async fn a_store_file_deleted_under_the_writer_fails_the_saga_instead_of_losing_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sagas.db");

@@ -147,6 +147,12 @@ impl Durability {
 /// each store's recovery takes up every running saga as its own, so two at once
 /// would run one saga twice.
 ///
+/// After each commit the writer checks that the path still names the file it
+/// opened. If the file was deleted or replaced meanwhile, that commit and every
+/// later write fail with an error naming the file, and, if the path is free,
+/// what the store held is first written back to it (`VACUUM INTO`), so that
+/// what was acknowledged before is not lost with the file.
+///
 /// ```no_run
 /// use sagaflow::durable::{Durability, SqliteStore};
 ///
@@ -312,6 +318,8 @@ impl SqliteStore {
         let writer_state = Writer {
             conn: write,
             path: path.to_path_buf(),
+            file: FileId::of(path),
+            gone: None,
             next_seq: HashMap::new(),
         };
         let writer = thread::Builder::new()
@@ -842,6 +850,11 @@ struct WriteRequest {
 struct Writer {
     conn: Connection,
     path: PathBuf,
+    /// The file the connection opened, to notice when the path no longer
+    /// names it (deleted or replaced): its commits would then be lost.
+    file: Option<FileId>,
+    /// Set once that happened: every later write is refused with it.
+    gone: Option<StoreError>,
     /// The next journal sequence number of each saga the writer has touched and
     /// that has not finished: saves a lookup per append. Only committed state.
     next_seq: HashMap<SagaId, i64>,
@@ -909,6 +922,9 @@ impl Writer {
         batch: &[WriteRequest],
         results: &mut [Option<Result<Done, StoreError>>],
     ) -> Result<(), Option<StoreError>> {
+        if let Some(error) = &self.gone {
+            return Err(Some(error.clone()));
+        }
         let path = self.path.as_path();
         let tx = self
             .conn
@@ -938,6 +954,13 @@ impl Writer {
         }
         tx.commit()
             .map_err(|e| Some(sql_error(path, "cannot commit", &e)))?;
+        // A commit is durable only if the path still names the file it went to.
+        if let Some(file) = self.file
+            && FileId::of(path) != Some(file)
+        {
+            let error = self.file_gone();
+            return Err(Some(error));
+        }
         for (i, done) in applied {
             results[i] = Some(Ok(done));
         }
@@ -951,6 +974,72 @@ impl Writer {
             };
         }
         Ok(())
+    }
+}
+
+impl Writer {
+    /// The store's file was deleted or replaced under it: the commits since went
+    /// to a file without a name, lost when the store closes. If the path is
+    /// free, everything committed so far is written back to it (`VACUUM INTO`,
+    /// at the connection's `synchronous` level, then synced), so that what was
+    /// acknowledged before survives; from now on every write is refused.
+    #[cold]
+    fn file_gone(&mut self) -> StoreError {
+        let path = self.path.as_path();
+        let shown = path.display();
+        let restored = if path.exists() {
+            format!("another file is at {shown} now, left as it is")
+        } else {
+            let written = self
+                .conn
+                .execute("VACUUM INTO ?1", [path.to_string_lossy()])
+                .map_err(|e| e.to_string())
+                .and_then(|_| {
+                    let synced = File::open(path).and_then(|f| f.sync_all());
+                    let dir = match path.parent() {
+                        Some(dir) if !dir.as_os_str().is_empty() => dir,
+                        _ => Path::new("."),
+                    };
+                    synced
+                        .and_then(|()| File::open(dir).and_then(|d| d.sync_all()))
+                        .map_err(|e| e.to_string())
+                });
+            match written {
+                Ok(()) => format!(
+                    "what the store held, this last commit included, was written back to {shown}"
+                ),
+                Err(e) => format!("it could not be written back ({e}); sagas were lost"),
+            }
+        };
+        let error = StoreError::new(format!(
+            "sagaflow store {shown}: the file was deleted or replaced while the store was \
+             open, so this write is not durable; {restored}; this store refuses every \
+             write from now on: drop it and open the file again"
+        ));
+        tracing::error!(%error, "sagaflow store file gone");
+        self.gone = Some(error.clone());
+        error
+    }
+}
+
+/// Which file a path names: device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId(u64, u64);
+
+impl FileId {
+    /// The file at `path` now, or `None` if there is none (or this platform
+    /// cannot tell; then nothing is checked).
+    #[cfg(unix)]
+    fn of(path: &Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| FileId(m.dev(), m.ino()))
+    }
+
+    #[cfg(not(unix))]
+    fn of(_: &Path) -> Option<FileId> {
+        None
     }
 }
 

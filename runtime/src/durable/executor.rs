@@ -4,7 +4,7 @@
 use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use futures_util::StreamExt;
@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::journal::{Durable, Resources};
 use super::saga::DurableSaga;
-use super::store::{Claims, Entry, NewSaga, SagaRecord, SagaStatus, Store, StoreError};
+use super::store::{Claims, Entry, NewSaga, Running, SagaRecord, SagaStatus, Store, StoreError};
 use crate::hooks::{Hooks, NoHooks};
 use crate::run::Run;
 use crate::{FailedCompensation, SagaError, SagaId, StepInfo};
@@ -183,48 +183,52 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
     /// refused and left as it is in the store. Safe to call twice, and while new
     /// sagas run.
     pub async fn recover(&self) -> Result<RecoveryReport, StoreError> {
+        let released = lock(self.running.set()).released;
         let records = self.store.claim_unfinished().await?;
         let mut report = RecoveryReport::default();
-        let mut pending = FuturesUnordered::new();
+        // Each claim is let go when its saga's future ends, or when dropped with
+        // this future if `recover` is cancelled: the next recovery takes it up.
+        let mut claimed = Vec::new();
         for record in records {
-            // Each claim is let go when its saga's future ends, or is dropped with
-            // this one if `recover` is cancelled: the next recovery takes it up.
-            let Some(claim) = Claim::try_new(self.running.set(), record.id) else {
-                report.already_running += 1;
-                continue;
-            };
-            pending.push(self.recover_claimed(claim, record.id, record.saga_type));
+            match Claim::try_new(self.running.set(), record.id) {
+                Some(claim) => claimed.push((claim, record)),
+                None => report.already_running += 1,
+            }
         }
+        if claimed.is_empty() {
+            return Ok(report);
+        }
+        // A run that held one of these ids and ended after the read began (in
+        // `start`'s hands, or another recovery's) left a newer journal than the
+        // one read, maybe a finished saga. If any run let go of its id since,
+        // read again now that the ids are held, and drive each saga from its
+        // journal as it is now. One read for all, not one per saga; and none in
+        // the usual case (a recovery at startup, with nothing else running).
+        if lock(self.running.set()).released != released {
+            let mut claims: HashMap<SagaId, Claim<'_>> = claimed
+                .into_iter()
+                .map(|(claim, record)| (record.id, claim))
+                .collect();
+            let fresh = self.store.with_status(SagaStatus::Running).await?;
+            claimed = fresh
+                .into_iter()
+                .filter_map(|record| Some((claims.remove(&record.id)?, record)))
+                .collect();
+            // What is left finished (or was parked) since the first read.
+        }
+        let mut pending: FuturesUnordered<_> = claimed
+            .into_iter()
+            .map(|(claim, record)| self.recover_claimed(claim, record))
+            .collect();
         while let Some(recovered) = pending.next().await {
-            report.sagas.extend(recovered);
+            report.sagas.push(recovered);
         }
         Ok(report)
     }
 
-    /// Resumes saga `id`, claimed by this executor. Its record is read again now
-    /// that it is claimed: the one `claim_unfinished` returned may be older than
-    /// the end of a run that held the claim meanwhile (`start`'s, or another
-    /// recovery's). `None` if the saga is no longer unfinished.
-    async fn recover_claimed(
-        &self,
-        claim: Claim<'_>,
-        id: SagaId,
-        saga: String,
-    ) -> Option<Recovered> {
+    /// Resumes `record`, read after its id was claimed by this executor.
+    async fn recover_claimed(&self, claim: Claim<'_>, record: SagaRecord) -> Recovered {
         let _claim = claim;
-        let record = match self.store.get(id).await {
-            Err(e) => {
-                tracing::error!(saga = %saga, id = %id, error = %e, "not recovered: cannot read the saga again");
-                return Some(Recovered {
-                    id,
-                    saga,
-                    outcome: RecoveredOutcome::Halted(e),
-                });
-            }
-            Ok(Some(record)) if record.status == SagaStatus::Running => record,
-            // Finished (or parked) since the first read, by the run that held it.
-            Ok(_) => return None,
-        };
         let registration = match self.registry.get(record.saga_type.as_str()) {
             None => Err(format!(
                 "saga {} is of type `{}`, which is not registered on this executor; register it with `Executor::register`",
@@ -238,7 +242,7 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
                 None => Ok(reg),
             },
         };
-        Some(match registration {
+        match registration {
             Err(reason) => {
                 tracing::error!(saga = %record.saga_type, id = %record.id, %reason, "not recovered");
                 Recovered {
@@ -248,7 +252,7 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
                 }
             }
             Ok(reg) => (reg.recover)(self, record).await,
-        })
+        }
     }
 
     /// The sagas whose compensation failed for good, waiting for a person.
@@ -348,20 +352,20 @@ where
 /// that no other run of this executor takes the saga up meanwhile, and out of it
 /// however the run ends (finished, failed, or its future dropped).
 struct Claim<'a> {
-    running: &'a Mutex<HashSet<SagaId>>,
+    running: &'a Mutex<Running>,
     id: SagaId,
 }
 
 impl<'a> Claim<'a> {
     /// Claims `id`, which nothing else of this executor can hold (a new id).
-    fn new(running: &'a Mutex<HashSet<SagaId>>, id: SagaId) -> Self {
-        lock(running).insert(id);
+    fn new(running: &'a Mutex<Running>, id: SagaId) -> Self {
+        lock(running).ids.insert(id);
         Claim { running, id }
     }
 
     /// Claims `id`, or `None` if a run of this executor holds it.
-    fn try_new(running: &'a Mutex<HashSet<SagaId>>, id: SagaId) -> Option<Self> {
-        let claimed = lock(running).insert(id);
+    fn try_new(running: &'a Mutex<Running>, id: SagaId) -> Option<Self> {
+        let claimed = lock(running).ids.insert(id);
         // Not `then_some`: a `Claim` made and dropped would let go of the id.
         claimed.then(|| Claim { running, id })
     }
@@ -369,12 +373,15 @@ impl<'a> Claim<'a> {
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        lock(self.running).remove(&self.id);
+        let mut running = lock(self.running);
+        running.ids.remove(&self.id);
+        running.released = running.released.wrapping_add(1);
     }
 }
 
-fn lock(running: &Mutex<HashSet<SagaId>>) -> std::sync::MutexGuard<'_, HashSet<SagaId>> {
-    // The set holds plain ids; a panic elsewhere cannot leave it half-updated.
+fn lock(running: &Mutex<Running>) -> std::sync::MutexGuard<'_, Running> {
+    // Plain ids and a count, each updated in one step: a panic elsewhere cannot
+    // leave them half-updated.
     running
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

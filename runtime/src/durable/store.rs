@@ -200,7 +200,17 @@ impl std::error::Error for StoreError {}
 /// [`Store::claims`], so that every executor over it shares it: then two
 /// executors over one store never run one saga at once.
 #[derive(Debug, Clone, Default)]
-pub struct Claims(Arc<Mutex<HashSet<SagaId>>>);
+pub struct Claims(Arc<Mutex<Running>>);
+
+/// What [`Claims`] holds.
+#[derive(Debug, Default)]
+pub(crate) struct Running {
+    /// The ids taken.
+    pub(crate) ids: HashSet<SagaId>,
+    /// How many ids were let go so far: if it has not moved between a read of
+    /// the store and the claims that follow it, no run ended in between.
+    pub(crate) released: u64,
+}
 
 impl Claims {
     /// An empty set.
@@ -208,7 +218,7 @@ impl Claims {
         Claims::default()
     }
 
-    pub(crate) fn set(&self) -> &Mutex<HashSet<SagaId>> {
+    pub(crate) fn set(&self) -> &Mutex<Running> {
         &self.0
     }
 }

@@ -287,6 +287,19 @@ impl<St: Store + Clone> Store for CrashingStore<St> {
         }
     }
 
+    fn append_if(
+        &self,
+        id: SagaId,
+        status: SagaStatus,
+        entry: Entry,
+    ) -> impl Future<Output = Result<Result<(), Option<SagaStatus>>, StoreError>> + Send {
+        self.inner.append_if(id, status, entry)
+    }
+
+    fn claims(&self) -> Option<&sagaflow::durable::Claims> {
+        self.inner.claims()
+    }
+
     fn get(
         &self,
         id: SagaId,

@@ -582,8 +582,22 @@ impl Store for CrashStore {
         self.inner.append_all(id, entries).await
     }
 
+    async fn append_if(
+        &self,
+        id: SagaId,
+        status: SagaStatus,
+        entry: Entry,
+    ) -> Result<Result<(), Option<SagaStatus>>, StoreError> {
+        self.pass()?;
+        self.inner.append_if(id, status, entry).await
+    }
+
     async fn claim_unfinished(&self) -> Result<Vec<SagaRecord>, StoreError> {
         self.inner.claim_unfinished().await
+    }
+
+    fn claims(&self) -> Option<&crate::durable::Claims> {
+        self.inner.claims()
     }
 
     async fn get(&self, id: SagaId) -> Result<Option<SagaRecord>, StoreError> {

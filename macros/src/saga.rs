@@ -203,7 +203,9 @@ pub(crate) fn first_impl_trait(ty: &Type) -> Option<&syn::TypeImplTrait> {
 }
 
 /// The first borrow inside a type: a reference or a lifetime other than `'static`.
-fn first_borrow(ty: &Type) -> Option<TokenStream> {
+/// It decides both whether an owned saga input borrows and whether a step's
+/// output does.
+pub(crate) fn first_borrow(ty: &Type) -> Option<TokenStream> {
     struct Finder(Option<TokenStream>);
     impl<'ast> Visit<'ast> for Finder {
         fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {

@@ -149,7 +149,7 @@ fn validate_signature(cx: &Ctxt, func: &ItemFn) -> bool {
                     "a step's output must be a named type: the saga keeps it for the compensation (and a durable saga persists it); write the type, or a boxed trait object such as `Box<dyn Display + Send>`",
                 );
                 ok = false;
-            } else if let Some(borrow) = borrowed_output(ty) {
+            } else if let Some(borrow) = crate::saga::first_borrow(ty) {
                 cx.error_spanned_by(
                     borrow,
                     "a step's output cannot borrow from its arguments: the saga keeps the output until it ends (its compensation reads it), so return an owned value, such as `Booking` or `Arc<Booking>`, or a `&'static` reference",
@@ -207,30 +207,6 @@ fn first_mut_borrow(ty: &Type) -> Option<syn::token::Mut> {
                 self.0 = r.mutability;
             }
             syn::visit::visit_type_reference(self, r);
-        }
-    }
-    let mut finder = Finder(None);
-    finder.visit_type(ty);
-    finder.0
-}
-
-/// The first borrow in a step's return type that is not `'static`: an elided
-/// `&`, `'_` or a named lifetime.
-fn borrowed_output(ty: &Type) -> Option<TokenStream> {
-    use syn::visit::Visit;
-    struct Finder(Option<TokenStream>);
-    impl<'ast> Visit<'ast> for Finder {
-        fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
-            if self.0.is_none() && r.lifetime.is_none() {
-                let and = r.and_token;
-                self.0 = Some(quote!(#and));
-            }
-            syn::visit::visit_type_reference(self, r);
-        }
-        fn visit_lifetime(&mut self, l: &'ast syn::Lifetime) {
-            if self.0.is_none() && l.ident != "static" {
-                self.0 = Some(quote!(#l));
-            }
         }
     }
     let mut finder = Finder(None);

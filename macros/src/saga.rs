@@ -635,7 +635,7 @@ fn is_place(expr: &Expr) -> bool {
     }
 }
 
-/// Whether `expr` awaits anything, which only a step call may do.
+/// Whether `expr` is `Ok(value)`, the form a saga body ends with.
 fn is_ok_call(expr: &Expr) -> bool {
     matches!(expr, Expr::Call(call)
         if matches!(&*call.func, Expr::Path(p) if p.qself.is_none() && p.path.is_ident("Ok"))
@@ -676,6 +676,7 @@ fn check_plain_expr(cx: &Ctxt, expr: &Expr) -> bool {
     finder.ok
 }
 
+/// Whether `expr` awaits anything, which only a step call may do.
 fn contains_await(expr: &Expr) -> Option<Span> {
     struct Finder(Option<Span>);
     impl<'ast> Visit<'ast> for Finder {
@@ -820,11 +821,8 @@ fn parse_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Parsed {
             }
         },
         Stmt::Expr(expr, None) => {
-            if let Expr::Call(call) = expr
-                && let Expr::Path(p) = &*call.func
-                && p.qself.is_none()
-                && p.path.is_ident("Ok")
-                && call.args.len() == 1
+            if is_ok_call(expr)
+                && let Expr::Call(call) = expr
             {
                 if let Some(span) = contains_await(&call.args[0]) {
                     cx.error_at(

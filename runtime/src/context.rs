@@ -44,6 +44,54 @@ impl fmt::Display for SagaId {
     }
 }
 
+/// Reads back what [`Display`](fmt::Display) writes: 32 hexadecimal digits
+/// (either case), as a log line or the store shows an id.
+///
+/// ```
+/// use sagaflow::SagaId;
+///
+/// let id = SagaId::time_ordered();
+/// assert_eq!(id.to_string().parse::<SagaId>(), Ok(id));
+/// let bad = "not-an-id".parse::<SagaId>().unwrap_err();
+/// assert_eq!(
+///     bad.to_string(),
+///     "`not-an-id` is not a saga id: a saga id is 32 hexadecimal digits, as in `0192f0c1a2b37c4d8e9fa0b1c2d3e4f5`"
+/// );
+/// ```
+impl core::str::FromStr for SagaId {
+    type Err = ParseSagaIdError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let well_formed = text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit());
+        match u128::from_str_radix(text, 16) {
+            Ok(value) if well_formed => Ok(SagaId(value)),
+            _ => Err(ParseSagaIdError {
+                text: text.chars().take(64).collect(),
+            }),
+        }
+    }
+}
+
+/// A text that is not a [`SagaId`]; says what was given and what an id looks like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseSagaIdError {
+    /// What was given (its first 64 characters).
+    text: String,
+}
+
+impl fmt::Display for ParseSagaIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` is not a saga id: a saga id is 32 hexadecimal digits, as in \
+             `0192f0c1a2b37c4d8e9fa0b1c2d3e4f5`",
+            self.text
+        )
+    }
+}
+
+impl std::error::Error for ParseSagaIdError {}
+
 /// Whether a step is being done or undone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Phase {
@@ -178,6 +226,34 @@ impl fmt::Display for IdempotencyKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_saga_id_reads_back_as_it_is_shown() {
+        for id in [
+            SagaId::from_u128(0),
+            SagaId::from_u128(u128::MAX),
+            SagaId::time_ordered(),
+            SagaId::random(),
+        ] {
+            assert_eq!(id.to_string().parse::<SagaId>(), Ok(id));
+            assert_eq!(id.to_string().to_uppercase().parse::<SagaId>(), Ok(id));
+        }
+        for bad in [
+            "",
+            "ab",
+            "+0000000000000000000000000000000",
+            "0000000000000000000000000000000g",
+            "000000000000000000000000000000000",
+            " 0000000000000000000000000000000",
+        ] {
+            let error = bad.parse::<SagaId>().unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("`{bad}` is not a saga id"))
+            );
+        }
+    }
 
     fn cx(attempt: u32, phase: Phase) -> StepContext {
         StepContext {

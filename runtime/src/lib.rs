@@ -57,7 +57,7 @@ mod step;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use context::{IdempotencyKey, Phase, SagaId, StepContext};
+pub use context::{IdempotencyKey, ParseSagaIdError, Phase, SagaId, StepContext};
 pub use error::{FailedCompensation, SagaError, StepFailure};
 pub use hooks::{Hooks, NoHooks};
 pub use report::{Outcome, RunOutcome, RunReport, StepRecord};

@@ -300,6 +300,10 @@ impl<St: Store + Clone> Store for CrashingStore<St> {
         self.inner.claims()
     }
 
+    fn release(&self, id: SagaId) {
+        self.inner.release(id)
+    }
+
     fn get(
         &self,
         id: SagaId,

@@ -189,6 +189,25 @@ impl VisitMut for NameElided {
     fn visit_type_impl_trait_mut(&mut self, _: &mut syn::TypeImplTrait) {}
 }
 
+/// Names every elided lifetime of a type `'__sagaflow_x`, the lifetime that
+/// [`durable_send_bounds`] quantifies over.
+struct AnyLifetime;
+
+impl VisitMut for AnyLifetime {
+    fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
+        if r.lifetime.is_none() {
+            r.lifetime = Some(syn::Lifetime::new("'__sagaflow_x", Span::call_site()));
+        }
+        syn::visit_mut::visit_type_reference_mut(self, r);
+    }
+
+    fn visit_lifetime_mut(&mut self, l: &mut syn::Lifetime) {
+        if l.ident == "_" {
+            *l = syn::Lifetime::new("'__sagaflow_x", Span::call_site());
+        }
+    }
+}
+
 /// The first `impl Trait` inside a type.
 pub(crate) fn first_impl_trait(ty: &Type) -> Option<&syn::TypeImplTrait> {
     struct Finder<'a>(Option<&'a syn::TypeImplTrait>);
@@ -1312,6 +1331,13 @@ fn generate(model: &Model) -> TokenStream {
     }
     keep_bounds
         .push(quote_spanned!(output_ty.span()=> #journal: ::sagaflow::__private::Keep<#output_ty>));
+    // What the durable impl's `Send` future holds, held by reference too:
+    // asked as bounds of that impl rather than checked where it is written, so
+    // that a saga over a `!Sync` resource (a `Cell` counter) or `!Send` data
+    // still compiles and runs in memory; only handing it to a durable executor
+    // or the test kit fails, naming the type. The `for<'_>` keeps each bound
+    // from being a trivial one, which stable Rust would check at once.
+    let send_bounds = durable_send_bounds(model);
     let with_type = if lifetimes.is_empty() {
         quote!(#type_ident)
     } else {
@@ -1375,7 +1401,7 @@ fn generate(model: &Model) -> TokenStream {
                 ) -> impl ::core::future::Future<
                     Output = ::core::result::Result<#output_ty, ::sagaflow::SagaError<#error_ty>>,
                 > {
-                    <Self as ::sagaflow::durable::DurableSaga<::sagaflow::__private::NoJournal>>::__sagaflow_drive_with(self, __sagaflow_run)
+                    Self::__sagaflow_body::<__SagaflowHooks, ::sagaflow::__private::NoJournal>(self, __sagaflow_run)
                 }
             }
 
@@ -1383,10 +1409,13 @@ fn generate(model: &Model) -> TokenStream {
             // keeps and records nothing; a durable executor runs it with a journal
             // that persists each transition, and only then do the serde bounds apply.
             #[automatically_derived]
+            // The `for<'__sagaflow_x>` of the `Send` bounds binds nothing on purpose.
+            #[allow(unused_lifetimes, single_use_lifetimes)]
             impl <#(#lifetimes,)* __SagaflowJournal> ::sagaflow::durable::DurableSaga<__SagaflowJournal> for #type_ident #generics
             where
                 __SagaflowJournal: ::sagaflow::__private::Journal,
                 #(#keep_bounds,)*
+                #(#send_bounds,)*
             {
                 type With<'__sagaflow_a> = #with_type;
 
@@ -1409,11 +1438,34 @@ fn generate(model: &Model) -> TokenStream {
                     })
                 }
 
-                #[allow(clippy::redundant_closure, clippy::redundant_closure_call, clippy::needless_borrow, clippy::let_unit_value, unreachable_code, unused_braces)]
-                async fn __sagaflow_drive_with<__SagaflowHooks: ::sagaflow::Hooks>(
+                // `Send`, so that a durable executor's recovery and handles can
+                // be spawned: a durable saga's parts are `Send` anyway (its
+                // resources are `Sync`, its data is persisted).
+                fn __sagaflow_drive_with<__SagaflowHooks: ::sagaflow::Hooks + ::core::marker::Sync>(
                     self,
                     __sagaflow_run: &mut ::sagaflow::__private::Run<'_, __SagaflowHooks, __SagaflowJournal>,
-                ) -> ::core::result::Result<#output_ty, ::sagaflow::SagaError<#error_ty>> {
+                ) -> impl ::core::future::Future<
+                    Output = ::core::result::Result<#output_ty, ::sagaflow::SagaError<#error_ty>>,
+                > + ::core::marker::Send {
+                    Self::__sagaflow_body::<__SagaflowHooks, __SagaflowJournal>(self, __sagaflow_run)
+                }
+            }
+
+            // The state machine, once, for every journal; in memory its future
+            // need not be `Send`.
+            #[automatically_derived]
+            impl #generics #type_ident #generics {
+                // `unused_variables`: as in the trait impl this body used to be
+                // in, where rustc does not report them.
+                #[allow(clippy::redundant_closure, clippy::redundant_closure_call, clippy::needless_borrow, clippy::let_unit_value, unreachable_code, unused_braces, unused_variables)]
+                async fn __sagaflow_body<__SagaflowHooks: ::sagaflow::Hooks, __SagaflowJournal>(
+                    self,
+                    __sagaflow_run: &mut ::sagaflow::__private::Run<'_, __SagaflowHooks, __SagaflowJournal>,
+                ) -> ::core::result::Result<#output_ty, ::sagaflow::SagaError<#error_ty>>
+                where
+                    __SagaflowJournal: ::sagaflow::__private::Journal,
+                    #(#keep_bounds,)*
+                {
                     // Everything forward lives inside the block, so that a failing
                     // step's `break` drops what the compensations do not read
                     // before they run.
@@ -1433,6 +1485,58 @@ fn generate(model: &Model) -> TokenStream {
 
         #pivot_checks
     }
+}
+
+/// `for<'__sagaflow_x> T: Send + Sync` (as `Shareable` or `ThreadSafe`, for
+/// their messages) for every type a durable saga's future holds or lends: each
+/// resource's referent, owned input, step output and error, typed local (its
+/// referent, `Sync`, if it is a reference), and the saga's output and error.
+fn durable_send_bounds(model: &Model) -> Vec<TokenStream> {
+    let mut types: Vec<TokenStream> = Vec::new();
+    let mut resources: Vec<TokenStream> = Vec::new();
+    for p in &model.params {
+        match &p.state_ty {
+            Type::Reference(r) => {
+                let referent = &r.elem;
+                resources.push(quote_spanned!(p.ty.span()=> for<'__sagaflow_x> #referent: ::sagaflow::__private::Shareable));
+            }
+            ty => types.push(quote_spanned!(p.ty.span()=> #ty)),
+        }
+    }
+    for step in &model.steps {
+        let path = &step.path;
+        types.push(quote_spanned!(path.span()=> <#path as ::sagaflow::Step>::Output));
+        types.push(quote_spanned!(path.span()=> <#path as ::sagaflow::Step>::Error));
+    }
+    let (output_ty, error_ty) = (&model.output_ty, &model.error_ty);
+    types.push(quote!(#output_ty));
+    types.push(quote!(#error_ty));
+    let mut bounds = resources;
+    bounds.extend(
+        types
+            .into_iter()
+            .map(|ty| quote!(for<'__sagaflow_x> #ty: ::sagaflow::__private::ThreadSafe)),
+    );
+    for local in model.locals.iter().flatten() {
+        // A reference is `Send + Sync` when its referent is `Sync`: bound the
+        // referent, which has no lifetime of the body's. A bound on the
+        // reference itself would be chosen over the built-in rule when rustc
+        // checks the future, and its lifetime would not match the body's.
+        let mut ty = &local.ty;
+        let mut reference = false;
+        while let Type::Reference(r) = ty {
+            (ty, reference) = (&r.elem, true);
+        }
+        let mut ty = ty.clone();
+        AnyLifetime.visit_type_mut(&mut ty);
+        let span = local.ty.span();
+        bounds.push(if reference {
+            quote_spanned!(span=> for<'__sagaflow_x> #ty: ::core::marker::Sync)
+        } else {
+            quote_spanned!(span=> for<'__sagaflow_x> #ty: ::sagaflow::__private::ThreadSafe)
+        });
+    }
+    bounds
 }
 
 fn all_names(model: &Model) -> HashSet<String> {

@@ -72,7 +72,9 @@ pub use sagaflow_macros::{saga, step};
 /// Not public API: what the generated code needs. It changes without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::durable::journal::{InputMap, Journal, Keep, NoJournal, Share};
+    pub use crate::durable::journal::{
+        InputMap, Journal, Keep, NoJournal, Share, Shareable, ThreadSafe,
+    };
     pub use crate::run::{CompensationError, Run};
     pub use core::time::Duration;
     pub use sagaflow_macros::saga_graph_doc;

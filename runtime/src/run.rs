@@ -335,7 +335,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         } else {
             None
         };
-        Box::pin(self.step_attempts::<S, F, Fut>(index, call, 1, first, started)).await
+        Box::pin(self.step_attempts::<S, F, Fut>(index, call, (1, 0), first, started)).await
     }
 
     #[inline]
@@ -382,8 +382,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
 
     /// Every attempt of a step after a failed first one, every attempt of a step
     /// with a timeout, and every attempt of a durable step; numbered from
-    /// `attempt_no`. `first` is the failure of an attempt already made (number
-    /// `attempt_no`), if one was.
+    /// `attempt_no`, with `spent` attempts made before (by a process before a
+    /// restart) counted against the retry budget. `first` is the failure of an
+    /// attempt already made (number `attempt_no`), if one was.
     ///
     /// In a durable run each attempt's intent is written before the attempt
     /// starts, its output is deferred into the next commit, and a failure for
@@ -392,7 +393,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         &mut self,
         index: u32,
         mut call: F,
-        mut attempt_no: u32,
+        (mut attempt_no, spent): (u32, u32),
         first: Option<StepFailure<S::Error>>,
         started: Option<Instant>,
     ) -> Result<S::Output, StepFailure<S::Error>>
@@ -405,9 +406,10 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         let name = S::INFO.name();
         let policy = S::INFO.retry();
         let mut last_error = None;
-        // Attempts made by this process: after a restart the retry budget starts
-        // afresh, so a durable step whose attempt was cut short always runs again.
-        let mut tries = u32::from(first.is_some());
+        // Attempts that count against the budget, across restarts. After a
+        // restart the loop makes its first attempt before it looks at the
+        // budget: the attempt a crash cut short may or may not have failed.
+        let mut tries = spent.saturating_add(u32::from(first.is_some()));
         let mut pending = first;
         loop {
             if let Some(failure) = pending.take() {
@@ -597,7 +599,10 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 self.push_failure(name, index, 0, Outcome::Failed, None, message.clone());
                 return Err(StepFailure::Recovered { message });
             }
-            Replayed::Run { next_attempt } => next_attempt,
+            Replayed::Run {
+                next_attempt,
+                spent,
+            } => (next_attempt, spent),
         };
         let started = self.now();
         self.step_attempts::<S, F, Fut>(index, call, attempt_no, None, started)
@@ -734,6 +739,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         let policy = S::INFO.compensation_retry();
         let started = self.now();
         let mut attempt_no = 1u32;
+        let mut spent = 0u32;
         if J::DURABLE {
             if self.journal.halted() {
                 return;
@@ -762,7 +768,10 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     });
                     return;
                 }
-                Replayed::Run { next_attempt } => attempt_no = next_attempt,
+                Replayed::Run {
+                    next_attempt,
+                    spent: before,
+                } => (attempt_no, spent) = (next_attempt, before),
             }
         }
         let first_attempt = attempt_no;
@@ -812,7 +821,8 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 Err(failure) => failure.map_err(|CompensationError(text)| text),
             };
             let text = failure.to_string();
-            let tries = attempt_no - first_attempt + 1;
+            // Across restarts, as for steps (see `step_attempts`).
+            let tries = spent + (attempt_no - first_attempt + 1);
             if policy.allows_attempt_after(tries) {
                 let delay = jittered_delay(policy, tries);
                 tracing::warn!(parent: &self.span, step = name, compensation = function, attempt = attempt_no, error = %text, ?delay, "compensation failed, retrying");

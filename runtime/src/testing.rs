@@ -232,14 +232,14 @@ impl Journal for Plan {
     const FAULTS: bool = true;
 
     fn replayed(&self, _: u32, _: bool) -> Replayed {
-        Replayed::Run { next_attempt: 1 }
+        Replayed::FRESH
     }
 
-    fn record(&self, _: Entry) -> impl Future<Output = Result<(), StoreError>> {
+    fn record(&self, _: Entry) -> impl Future<Output = Result<(), StoreError>> + Send {
         core::future::ready(Ok(()))
     }
 
-    fn record_all(&self, _: Vec<Entry>) -> impl Future<Output = Result<(), StoreError>> {
+    fn record_all(&self, _: Vec<Entry>) -> impl Future<Output = Result<(), StoreError>> + Send {
         core::future::ready(Ok(()))
     }
 
@@ -598,6 +598,10 @@ impl Store for CrashStore {
 
     fn claims(&self) -> Option<&crate::durable::Claims> {
         self.inner.claims()
+    }
+
+    fn release(&self, id: SagaId) {
+        self.inner.release(id)
     }
 
     async fn get(&self, id: SagaId) -> Result<Option<SagaRecord>, StoreError> {

@@ -295,6 +295,10 @@ impl Store for Wrapped {
         self.inner.claims()
     }
 
+    fn release(&self, id: SagaId) {
+        self.inner.release(id)
+    }
+
     async fn get(&self, id: SagaId) -> Result<Option<SagaRecord>, StoreError> {
         let record = self.inner.get(id).await;
         if self.gets_in_pairs.load(Ordering::SeqCst) {

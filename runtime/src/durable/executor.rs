@@ -5,31 +5,55 @@ use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tracing::Instrument;
 
+use super::claim::{Claim, TrackedWrite, lock};
 use super::journal::{Durable, Resources};
+use super::outcome::{DurableError, Recovered, RecoveredOutcome, RecoveryReport, Stopped};
 use super::saga::DurableSaga;
-use super::store::{Claims, Entry, NewSaga, Running, SagaRecord, SagaStatus, Store, StoreError};
+use super::store::{Claims, Entry, NewSaga, SagaRecord, SagaStatus, Store, StoreError};
 use crate::hooks::{Hooks, NoHooks};
 use crate::run::Run;
-use crate::{FailedCompensation, SagaError, SagaId, StepInfo};
+use crate::{SagaError, SagaId, StepInfo};
 
-type RecoverFn<St, H> =
-    for<'a> fn(&'a Executor<St, H>, SagaRecord) -> Pin<Box<dyn Future<Output = Recovered> + 'a>>;
+/// Resumes one saga of a registered type from its record, under its claim.
+type RecoverFn<St, H> = fn(
+    Executor<St, H>,
+    SagaRecord,
+    Arc<Claim<St>>,
+) -> Pin<Box<dyn Future<Output = Recovered> + Send>>;
 
-struct Registration<St, H> {
+struct Registration<St: Store, H> {
     steps: &'static [StepInfo],
     recover: RecoverFn<St, H>,
+}
+
+// Not derived: a derive would ask `St: Clone` and `H: Clone` for what is a
+// table and a function pointer.
+impl<St: Store, H> Clone for Registration<St, H> {
+    fn clone(&self) -> Self {
+        Registration {
+            steps: self.steps,
+            recover: self.recover,
+        }
+    }
 }
 
 /// Runs sagas durably over a [`Store`]: each saga's input is persisted before it
 /// starts and each transition before it goes on, so that a process that dies
 /// mid-saga loses nothing; [`recover`](Executor::recover) resumes every
 /// unfinished saga, forward or compensating.
+///
+/// An executor is a handle: cheap to clone, its clones share the store, the
+/// resources, the hooks and the registered sagas, and it can be moved into
+/// spawned tasks, as can [`recover`](Executor::recover)'s future and the
+/// [`Started`] handles it gives out. Build it first (`resource`, `register`,
+/// `with_hooks`), then clone it; a builder call on an executor that already has
+/// clones changes only the executor it is called on.
 ///
 /// ```no_run
 /// # use sagaflow::{saga, step};
@@ -44,34 +68,62 @@ struct Registration<St, H> {
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = SqliteStore::open("sagas.db", Durability::Full)?;
 /// let executor = Executor::new(store)
-///     .resource(Bank)                // `&Bank` parameters get this one
+///     .resource(Bank)                // recovery hands `&Bank` parameters this one
 ///     .register::<PaySaga>();        // so that recovery knows how to resume it
 ///
-/// // After a restart: finish what the last process left.
-/// let report = executor.recover().await?;
-/// println!("{report}");
+/// // After a restart: finish what the last process left, in the background.
+/// let report = tokio::spawn(executor.recover());
 ///
-/// let started = executor.start(PaySaga::new(&Bank, 1200)).await?; // input is durable now
+/// // `start` runs the saga with the references given to `new`; only recovery
+/// // uses the registered resources.
+/// let bank = Bank;
+/// let started = executor.start(PaySaga::new(&bank, 1200)).await?; // input is durable now
 /// println!("started {}", started.id());
 /// let paid = started.outcome().await??;
+/// println!("{}", report.await??);
 /// # let _ = paid; Ok(()) }
 /// ```
-pub struct Executor<St, H = NoHooks> {
-    store: St,
-    resources: Resources,
-    hooks: H,
-    registry: HashMap<&'static str, Registration<St, H>>,
-    /// Shared with every executor over the same store, if the store keeps it.
-    running: Claims,
+pub struct Executor<St: Store, H = NoHooks> {
+    inner: Arc<Shared<St, H>>,
 }
 
-impl<St: fmt::Debug, H> fmt::Debug for Executor<St, H> {
+/// What the clones of an executor share.
+struct Shared<St: Store, H> {
+    store: St,
+    resources: Resources,
+    hooks: Arc<H>,
+    registry: HashMap<&'static str, Registration<St, H>>,
+    /// Shared with every executor over the same store, if the store keeps it.
+    claims: Claims,
+}
+
+impl<St: Store + Clone, H> Clone for Shared<St, H> {
+    fn clone(&self) -> Self {
+        Shared {
+            store: self.store.clone(),
+            resources: self.resources.clone(),
+            hooks: Arc::clone(&self.hooks),
+            registry: self.registry.clone(),
+            claims: self.claims.clone(),
+        }
+    }
+}
+
+impl<St: Store, H> Clone for Executor<St, H> {
+    fn clone(&self) -> Self {
+        Executor {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<St: Store + fmt::Debug, H> fmt::Debug for Executor<St, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut sagas: Vec<_> = self.registry.keys().collect();
+        let mut sagas: Vec<_> = self.inner.registry.keys().collect();
         sagas.sort();
         f.debug_struct("Executor")
-            .field("store", &self.store)
-            .field("resources", &self.resources)
+            .field("store", &self.inner.store)
+            .field("resources", &self.inner.resources)
             .field("sagas", &sagas)
             .finish()
     }
@@ -80,34 +132,43 @@ impl<St: fmt::Debug, H> fmt::Debug for Executor<St, H> {
 impl<St: Store + Clone> Executor<St, NoHooks> {
     /// An executor over `store`, with no resources, no registered sagas, no hooks.
     pub fn new(store: St) -> Self {
-        let running = store.claims().cloned().unwrap_or_default();
+        let claims = store.claims().cloned().unwrap_or_default();
         Executor {
-            store,
-            resources: Resources::new(),
-            hooks: NoHooks,
-            registry: HashMap::new(),
-            running,
+            inner: Arc::new(Shared {
+                store,
+                resources: Resources::new(),
+                hooks: Arc::new(NoHooks),
+                registry: HashMap::new(),
+                claims,
+            }),
         }
     }
 }
 
-impl<St: Store + Clone, H: Hooks> Executor<St, H> {
+impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Executor<St, H> {
+    /// What this executor is made of, to change: its own copy if it has clones.
+    fn shared_mut(&mut self) -> &mut Shared<St, H> {
+        Arc::make_mut(&mut self.inner)
+    }
+
     /// The same executor telling `hooks` of every transition of every saga it runs.
     ///
     /// Sagas registered before this call must be registered again.
-    pub fn with_hooks<H2: Hooks>(self, hooks: H2) -> Executor<St, H2> {
+    pub fn with_hooks<H2: Hooks + Send + Sync + 'static>(self, hooks: H2) -> Executor<St, H2> {
         Executor {
-            store: self.store,
-            resources: self.resources,
-            hooks,
-            registry: HashMap::new(),
-            running: self.running,
+            inner: Arc::new(Shared {
+                store: self.inner.store.clone(),
+                resources: self.inner.resources.clone(),
+                hooks: Arc::new(hooks),
+                registry: HashMap::new(),
+                claims: self.inner.claims.clone(),
+            }),
         }
     }
 
-    /// Adds the resource handed to every saga parameter of type `&T`.
+    /// Adds the resource handed to every saga parameter of type `&T` on recovery.
     pub fn resource<T: core::any::Any + Send + Sync>(mut self, value: T) -> Self {
-        self.resources.insert(value);
+        self.shared_mut().resources.insert(value);
         self
     }
 
@@ -116,7 +177,7 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
     where
         S: DurableSaga<Durable<St>>,
     {
-        self.registry.insert(
+        self.shared_mut().registry.insert(
             S::NAME,
             Registration {
                 steps: S::STEPS,
@@ -128,22 +189,25 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
 
     /// The store.
     pub fn store(&self) -> &St {
-        &self.store
+        &self.inner.store
     }
 
     /// The resources.
     pub fn resources(&self) -> &Resources {
-        &self.resources
+        &self.inner.resources
     }
 
     /// Makes `saga`'s input durable and returns a handle to run it. Until the
     /// handle's [`outcome`](Started::outcome) is awaited, the saga waits; if the
     /// handle is dropped or the process dies, [`recover`](Executor::recover) runs it.
-    pub async fn start<S>(&self, saga: S) -> Result<Started<'_, S, St, H>, DurableError>
+    ///
+    /// Dropped before it returns, the saga may or may not have been created;
+    /// if it was, recovery runs it.
+    pub async fn start<S>(&self, saga: S) -> Result<Started<S, St, H>, DurableError>
     where
         S: DurableSaga<Durable<St>>,
     {
-        if !self.registry.contains_key(S::NAME) {
+        if !self.inner.registry.contains_key(S::NAME) {
             return Err(DurableError::NotRegistered { saga: S::NAME });
         }
         let input = saga
@@ -154,20 +218,19 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
             })?;
         let id = SagaId::time_ordered();
         // Claimed before it exists in the store, so that a `recover` running at the
-        // same time never takes it up too. The claim is let go when this future is
-        // dropped before it returns (the creation may still commit: then recovery
-        // takes the saga up), or later with the `Started` handle.
-        let claim = Claim::new(self.running.set(), id);
-        self.store
-            .create(NewSaga {
-                id,
-                saga_type: S::NAME.to_owned(),
-                fingerprint: fingerprint(S::STEPS),
-                input,
-            })
-            .await?;
+        // same time never takes it up too; held by the creation until the store
+        // answers it, and then by the `Started` handle.
+        let claim = Claim::new(&self.inner.claims, self.inner.store.clone(), id);
+        let store = self.inner.store.clone();
+        let new = NewSaga {
+            id,
+            saga_type: S::NAME.to_owned(),
+            fingerprint: fingerprint(S::STEPS),
+            input,
+        };
+        TrackedWrite::new(&claim, async move { store.create(new).await }).await?;
         Ok(Started {
-            executor: self,
+            executor: self.clone(),
             saga: Some(saga),
             claim,
         })
@@ -182,15 +245,29 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
     /// registered, whose definition changed, or whose resources are missing is
     /// refused and left as it is in the store. Safe to call twice, and while new
     /// sagas run.
-    pub async fn recover(&self) -> Result<RecoveryReport, StoreError> {
-        let released = lock(self.running.set()).released;
-        let records = self.store.claim_unfinished().await?;
+    ///
+    /// The future owns a clone of the executor, so it can be spawned
+    /// (`tokio::spawn(executor.recover())`). Dropped midway, the sagas it had
+    /// taken up stay claimed until their last write is durable; the next
+    /// recovery finishes them.
+    pub fn recover(
+        &self,
+    ) -> impl Future<Output = Result<RecoveryReport, StoreError>> + Send + use<St, H> {
+        let executor = self.clone();
+        async move { executor.recover_all().await }
+    }
+
+    async fn recover_all(&self) -> Result<RecoveryReport, StoreError> {
+        let claims = &self.inner.claims;
+        let released = lock(claims.set()).released;
+        let records = self.inner.store.claim_unfinished().await?;
         let mut report = RecoveryReport::default();
-        // Each claim is let go when its saga's future ends, or when dropped with
-        // this future if `recover` is cancelled: the next recovery takes it up.
+        // Each claim is let go when its saga's run and writes end, or when
+        // dropped with this future if `recover` is cancelled: the next recovery
+        // takes it up.
         let mut claimed = Vec::new();
         for record in records {
-            match Claim::try_new(self.running.set(), record.id) {
+            match Claim::try_new(claims, self.inner.store.clone(), record.id) {
                 Some(claim) => claimed.push((claim, record)),
                 None => report.already_running += 1,
             }
@@ -204,15 +281,17 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
         // read again now that the ids are held, and drive each saga from its
         // journal as it is now. One read for all, not one per saga; and none in
         // the usual case (a recovery at startup, with nothing else running).
-        if lock(self.running.set()).released != released {
-            let mut claims: HashMap<SagaId, Claim<'_>> = claimed
+        // A run lets go only once its last write was answered, so the read
+        // again sees all it wrote.
+        if lock(claims.set()).released != released {
+            let mut by_id: HashMap<SagaId, Arc<Claim<St>>> = claimed
                 .into_iter()
                 .map(|(claim, record)| (record.id, claim))
                 .collect();
-            let fresh = self.store.with_status(SagaStatus::Running).await?;
+            let fresh = self.inner.store.with_status(SagaStatus::Running).await?;
             claimed = fresh
                 .into_iter()
-                .filter_map(|record| Some((claims.remove(&record.id)?, record)))
+                .filter_map(|record| Some((by_id.remove(&record.id)?, record)))
                 .collect();
             // What is left finished (or was parked) since the first read.
         }
@@ -227,9 +306,12 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
     }
 
     /// Resumes `record`, read after its id was claimed by this executor.
-    async fn recover_claimed(&self, claim: Claim<'_>, record: SagaRecord) -> Recovered {
-        let _claim = claim;
-        let registration = match self.registry.get(record.saga_type.as_str()) {
+    fn recover_claimed(
+        &self,
+        claim: Arc<Claim<St>>,
+        record: SagaRecord,
+    ) -> Pin<Box<dyn Future<Output = Recovered> + Send>> {
+        let registration = match self.inner.registry.get(record.saga_type.as_str()) {
             None => Err(format!(
                 "saga {} is of type `{}`, which is not registered on this executor; register it with `Executor::register`",
                 record.id, record.saga_type
@@ -245,23 +327,24 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
         match registration {
             Err(reason) => {
                 tracing::error!(saga = %record.saga_type, id = %record.id, %reason, "not recovered");
-                Recovered {
+                Box::pin(core::future::ready(Recovered {
                     id: record.id,
                     saga: record.saga_type,
                     outcome: RecoveredOutcome::Refused(reason),
-                }
+                }))
             }
-            Ok(reg) => (reg.recover)(self, record).await,
+            Ok(reg) => (reg.recover)(self.clone(), record, claim),
         }
     }
 
     /// The sagas whose compensation failed for good, waiting for a person.
     pub async fn parked(&self) -> Result<Vec<SagaRecord>, StoreError> {
-        self.store.with_status(SagaStatus::Parked).await
+        self.inner.store.with_status(SagaStatus::Parked).await
     }
 
     /// Sends a parked saga back to compensating: its failed compensations run
-    /// again at the next [`recover`](Executor::recover). The note is kept in its history.
+    /// again at the next [`recover`](Executor::recover), each with its whole
+    /// retry budget. The note is kept in its history.
     pub async fn retry_compensations(&self, id: SagaId, note: &str) -> Result<(), DurableError> {
         self.intervene(id, true, note).await
     }
@@ -278,26 +361,33 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
             retry,
             note: note.to_owned(),
         };
-        match self.store.append_if(id, SagaStatus::Parked, entry).await? {
+        match self
+            .inner
+            .store
+            .append_if(id, SagaStatus::Parked, entry)
+            .await?
+        {
             Ok(()) => Ok(()),
             Err(None) => Err(DurableError::UnknownSaga { id }),
             Err(Some(status)) => Err(DurableError::NotParked { id, status }),
         }
     }
 
+    /// Runs `saga` under `claim`, from `journal` (empty for a first run).
     async fn drive<S>(
         &self,
         saga: S,
-        id: SagaId,
+        claim: Arc<Claim<St>>,
         journal: &[Entry],
     ) -> (Result<S::Output, SagaError<S::Error>>, Option<Stopped>)
     where
         S: DurableSaga<Durable<St>>,
     {
+        let id = claim.id();
         let span = tracing::info_span!("saga", saga = S::NAME, id = %id);
         let mut run = Run::with_journal(
-            &self.hooks,
-            Durable::new(self.store.clone(), id, journal),
+            &*self.inner.hooks,
+            Durable::new(self.inner.store.clone(), claim, journal),
             S::NAME,
             id,
             S::STEPS,
@@ -316,17 +406,18 @@ impl<St: Store + Clone, H: Hooks> Executor<St, H> {
 }
 
 fn recover_one<S, St, H>(
-    executor: &Executor<St, H>,
+    executor: Executor<St, H>,
     record: SagaRecord,
-) -> Pin<Box<dyn Future<Output = Recovered> + '_>>
+    claim: Arc<Claim<St>>,
+) -> Pin<Box<dyn Future<Output = Recovered> + Send>>
 where
     S: DurableSaga<Durable<St>>,
     St: Store + Clone,
-    H: Hooks,
+    H: Hooks + Send + Sync + 'static,
 {
     Box::pin(async move {
         let id = record.id;
-        let saga = match S::__sagaflow_rebuild(&executor.resources, &record.input) {
+        let saga = match S::__sagaflow_rebuild(&executor.inner.resources, &record.input) {
             Ok(saga) => saga,
             Err(message) => {
                 return Recovered {
@@ -339,52 +430,13 @@ where
                 };
             }
         };
-        let (result, stopped) = executor.drive(saga, id, &record.journal).await;
+        let (result, stopped) = executor.drive(saga, claim, &record.journal).await;
         Recovered {
             id,
             saga: record.saga_type,
             outcome: RecoveredOutcome::of(result, stopped),
         }
     })
-}
-
-/// A saga id this executor runs: in `running` from its making until its drop, so
-/// that no other run of this executor takes the saga up meanwhile, and out of it
-/// however the run ends (finished, failed, or its future dropped).
-struct Claim<'a> {
-    running: &'a Mutex<Running>,
-    id: SagaId,
-}
-
-impl<'a> Claim<'a> {
-    /// Claims `id`, which nothing else of this executor can hold (a new id).
-    fn new(running: &'a Mutex<Running>, id: SagaId) -> Self {
-        lock(running).ids.insert(id);
-        Claim { running, id }
-    }
-
-    /// Claims `id`, or `None` if a run of this executor holds it.
-    fn try_new(running: &'a Mutex<Running>, id: SagaId) -> Option<Self> {
-        let claimed = lock(running).ids.insert(id);
-        // Not `then_some`: a `Claim` made and dropped would let go of the id.
-        claimed.then(|| Claim { running, id })
-    }
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        let mut running = lock(self.running);
-        running.ids.remove(&self.id);
-        running.released = running.released.wrapping_add(1);
-    }
-}
-
-fn lock(running: &Mutex<Running>) -> std::sync::MutexGuard<'_, Running> {
-    // Plain ids and a count, each updated in one step: a panic elsewhere cannot
-    // leave them half-updated.
-    running
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The stored shape of a saga's definition: each step's name, kind and
@@ -427,39 +479,60 @@ fn definition_change(steps: &[StepInfo], record: &SagaRecord) -> Option<String> 
 
 /// A saga whose input is durable, not yet run. Await [`outcome`](Started::outcome)
 /// to run it; drop it to leave it to [`Executor::recover`].
-pub struct Started<'e, S, St, H = NoHooks> {
-    executor: &'e Executor<St, H>,
+///
+/// It owns a clone of its executor, so it can be kept in a request's task or
+/// moved into a spawned one: `tokio::spawn(started.outcome())` works when the
+/// saga's own references are `'static`, and [`spawn`](Started::spawn) works
+/// whatever they are.
+pub struct Started<S, St: Store, H = NoHooks> {
+    executor: Executor<St, H>,
     saga: Option<S>,
-    /// Held until the handle is dropped (after `outcome`, once the run ended).
-    claim: Claim<'e>,
+    /// Held by the handle, by the run and by each of its writes, and let go of
+    /// when the last of them ends.
+    claim: Arc<Claim<St>>,
 }
 
-impl<S, St, H> fmt::Debug for Started<'_, S, St, H> {
+impl<S, St: Store, H> fmt::Debug for Started<S, St, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Started")
-            .field("id", &self.claim.id)
+            .field("id", &self.claim.id())
             .finish()
     }
 }
 
-impl<S, St, H> Started<'_, S, St, H>
+impl<S, St, H> Started<S, St, H>
 where
     S: DurableSaga<Durable<St>>,
     St: Store + Clone,
-    H: Hooks,
+    H: Hooks + Send + Sync + 'static,
 {
     /// The saga's id: stable across restarts, the root of its idempotency keys.
     pub fn id(&self) -> SagaId {
-        self.claim.id
+        self.claim.id()
     }
 
-    /// Runs the saga to its end. The outer `Err` is a store failure, after which
-    /// the saga stopped where it was and stays in the store for recovery.
-    pub async fn outcome(mut self) -> Result<Result<S::Output, SagaError<S::Error>>, StoreError> {
+    /// Runs the saga to its end, with the references given to its `new`. The
+    /// outer `Err` is a store failure, after which the saga stopped where it
+    /// was and stays in the store for recovery.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping this future (a `tokio::time::timeout`, a request handler whose
+    /// client went away) stops the saga where it is, and never makes anything
+    /// run twice: the saga stays claimed by this executor until the last write
+    /// it had handed to the store is durable (or failed), so a
+    /// [`recover`](Executor::recover) meanwhile leaves it alone, and the next
+    /// one after resumes it from all it wrote. What recovery runs again is only
+    /// what any crash may run again: an attempt whose intent was written and
+    /// whose outcome was not, with the same idempotency key.
+    pub async fn outcome(mut self) -> RunResult<S> {
         let Some(saga) = self.saga.take() else {
             return Err(StoreError::new("this saga was already run"));
         };
-        let (result, stopped) = self.executor.drive(saga, self.claim.id, &[]).await;
+        let (result, stopped) = self
+            .executor
+            .drive(saga, Arc::clone(&self.claim), &[])
+            .await;
         match stopped {
             Some(Stopped::Halted(error)) => Err(error),
             // Nothing is replayed on a first run, so nothing can be refused.
@@ -467,196 +540,64 @@ where
             None => Ok(result),
         }
     }
+
+    /// Runs the saga to its end on a task of its own, as
+    /// [`outcome`](Started::outcome) would, and returns the task's handle.
+    ///
+    /// The task does not borrow what the saga was built with: it rebuilds the
+    /// saga from its stored input and the executor's registered resources, as
+    /// recovery does, so the references given to `new` need not outlive this
+    /// call. Dropping the handle does not stop the saga (tokio's `JoinHandle`).
+    /// Must be called within a tokio runtime.
+    pub fn spawn(mut self) -> tokio::task::JoinHandle<RunResult<S>>
+    where
+        S::Output: Send + 'static,
+        S::Error: Send + 'static,
+    {
+        // Only the input is needed; the saga's borrowed references go here.
+        let input = self.saga.take().map(|saga| saga.__sagaflow_encode_input());
+        let run = run_rebuilt::<S, St, H>(self.executor.clone(), Arc::clone(&self.claim), input);
+        tokio::spawn(run)
+    }
 }
 
-/// Why a run stopped before its end, writing nothing more.
-enum Stopped {
-    /// The store failed.
-    Halted(StoreError),
-    /// What the journal holds cannot be resumed by this code (a stored step
-    /// output no longer reads as its type).
-    Refused(String),
-}
+/// What running a saga durably answers: the outer `Err` is a store failure.
+pub type RunResult<S> =
+    Result<Result<<S as crate::Saga>::Output, SagaError<<S as crate::Saga>::Error>>, StoreError>;
 
-/// What became of one recovered saga.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recovered {
-    /// Its id.
-    pub id: SagaId,
-    /// Its saga type's name.
-    pub saga: String,
-    /// How it ended.
-    pub outcome: RecoveredOutcome,
-}
-
-/// How a recovered saga ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecoveredOutcome {
-    /// Every step succeeded.
-    Committed,
-    /// A step failed and every completed step was undone.
-    Compensated {
-        /// The failed step.
-        failed_step: String,
-        /// The steps undone, in the order their compensations ran (during this
-        /// run or before the restart).
-        undone: Vec<String>,
-    },
-    /// A compensation failed for good: the saga is parked for a person.
-    Parked {
-        /// The failed step.
-        failed_step: String,
-        /// The compensations that failed.
-        failed: Vec<FailedCompensation>,
-    },
-    /// The store failed while it ran; it stays unfinished in the store.
-    Halted(StoreError),
-    /// It was not run, or stopped before it wrote anything: unknown type,
-    /// changed definition (including a stored step output that no longer reads
-    /// as the step's output type), or missing resource. Its record is untouched.
-    Refused(String),
-}
-
-impl RecoveredOutcome {
-    fn of<T, E>(result: Result<T, SagaError<E>>, stopped: Option<Stopped>) -> Self {
+/// The run of [`Started::spawn`], owning everything it reads.
+fn run_rebuilt<S, St, H>(
+    executor: Executor<St, H>,
+    claim: Arc<Claim<St>>,
+    input: Option<Result<Vec<u8>, String>>,
+) -> Pin<Box<dyn Future<Output = RunResult<S>> + Send>>
+where
+    S: DurableSaga<Durable<St>>,
+    S::Output: Send + 'static,
+    S::Error: Send + 'static,
+    St: Store + Clone,
+    H: Hooks + Send + Sync + 'static,
+{
+    Box::pin(async move {
+        let id = claim.id();
+        let input = match input {
+            None => return Err(StoreError::new("this saga was already run")),
+            Some(input) => input.map_err(|e| {
+                StoreError::new(format!("saga {id} (`{}`): its input: {e}", S::NAME))
+            })?,
+        };
+        let saga = S::__sagaflow_rebuild(&executor.inner.resources, &input).map_err(|e| {
+            StoreError::new(format!(
+                "saga {id} (`{}`) cannot be rebuilt from its input and the executor's \
+                 resources: {e}; it stays in the store for recovery",
+                S::NAME
+            ))
+        })?;
+        let (result, stopped) = executor.drive(saga, claim, &[]).await;
         match stopped {
-            Some(Stopped::Halted(error)) => return RecoveredOutcome::Halted(error),
-            Some(Stopped::Refused(reason)) => return RecoveredOutcome::Refused(reason),
-            None => {}
+            Some(Stopped::Halted(error)) => Err(error),
+            Some(Stopped::Refused(reason)) => Err(StoreError::new(reason)),
+            None => Ok(result),
         }
-        match result {
-            Ok(_) => RecoveredOutcome::Committed,
-            Err(e) if e.is_compensated() => RecoveredOutcome::Compensated {
-                failed_step: e.failed_step().to_owned(),
-                undone: e.undone().iter().map(|s| (*s).to_owned()).collect(),
-            },
-            Err(e) => RecoveredOutcome::Parked {
-                failed_step: e.failed_step().to_owned(),
-                failed: e.failed_compensations().to_vec(),
-            },
-        }
-    }
-}
-
-/// What [`Executor::recover`] found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecoveryReport {
-    /// Each saga it took up, in the order they ended.
-    pub sagas: Vec<Recovered>,
-    /// Unfinished sagas it left alone because this executor (or another over the
-    /// same store, if the store shares its [`Claims`]) was already running them.
-    pub already_running: usize,
-}
-
-impl RecoveryReport {
-    /// How many sagas ended with an outcome matching `f`.
-    pub fn count(&self, f: impl Fn(&RecoveredOutcome) -> bool) -> usize {
-        self.sagas.iter().filter(|s| f(&s.outcome)).count()
-    }
-}
-
-impl fmt::Display for RecoveryReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.sagas.is_empty() {
-            writeln!(f, "recovery: nothing unfinished")?;
-        } else {
-            writeln!(f, "recovery: {} unfinished saga(s)", self.sagas.len())?;
-        }
-        for s in &self.sagas {
-            write!(f, "  {} {}: ", s.saga, s.id)?;
-            match &s.outcome {
-                RecoveredOutcome::Committed => writeln!(f, "finished, committed")?,
-                RecoveredOutcome::Compensated {
-                    failed_step,
-                    undone,
-                } => writeln!(
-                    f,
-                    "`{failed_step}` had failed; compensated ({})",
-                    if undone.is_empty() {
-                        "nothing to undo".to_owned()
-                    } else {
-                        format!("undone: {}", undone.join(", "))
-                    }
-                )?,
-                RecoveredOutcome::Parked {
-                    failed_step,
-                    failed,
-                } => {
-                    write!(f, "`{failed_step}` had failed; parked, needs a person:")?;
-                    for c in failed {
-                        write!(f, " {c};")?;
-                    }
-                    writeln!(f)?;
-                }
-                RecoveredOutcome::Halted(e) => writeln!(f, "stopped again: {e}")?,
-                RecoveredOutcome::Refused(reason) => writeln!(f, "refused: {reason}")?,
-            }
-        }
-        if self.already_running > 0 {
-            writeln!(f, "  ({} already running here)", self.already_running)?;
-        }
-        Ok(())
-    }
-}
-
-/// Why the executor could not do what it was asked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DurableError {
-    /// The store failed.
-    Store(StoreError),
-    /// The saga type is not registered, so it could not be recovered after a crash.
-    NotRegistered {
-        /// The saga's name.
-        saga: &'static str,
-    },
-    /// The saga's input could not be serialized.
-    Input {
-        /// The saga's name.
-        saga: &'static str,
-        /// What went wrong.
-        message: String,
-    },
-    /// No saga has this id.
-    UnknownSaga {
-        /// The id asked for.
-        id: SagaId,
-    },
-    /// The saga is not parked, so there is nothing to retry or resolve.
-    NotParked {
-        /// Its id.
-        id: SagaId,
-        /// Where it stands.
-        status: SagaStatus,
-    },
-}
-
-impl fmt::Display for DurableError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DurableError::Store(e) => e.fmt(f),
-            DurableError::NotRegistered { saga } => write!(
-                f,
-                "saga `{saga}` is not registered on this executor, so it could not be recovered after a crash; add `.register::<…Saga>()`"
-            ),
-            DurableError::Input { saga, message } => {
-                write!(
-                    f,
-                    "the input of saga `{saga}` could not be persisted: {message}"
-                )
-            }
-            DurableError::UnknownSaga { id } => write!(f, "no saga {id} in the store"),
-            DurableError::NotParked { id, status } => {
-                write!(f, "saga {id} is {status}, not parked")
-            }
-        }
-    }
-}
-
-impl std::error::Error for DurableError {}
-
-impl From<StoreError> for DurableError {
-    fn from(e: StoreError) -> Self {
-        DurableError::Store(e)
-    }
+    })
 }

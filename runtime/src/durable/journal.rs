@@ -15,16 +15,25 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::claim::{Claim, TrackedWrite};
 use super::store::{Entry, Store, StoreError};
-use crate::{Phase, SagaId};
+use crate::Phase;
 
 /// What the journal knows of a step from before a restart.
 #[doc(hidden)]
 pub enum Replayed {
     /// Nothing finished: run it, numbering attempts from `next_attempt`.
+    ///
+    /// Attempt numbers go on across restarts, and so does the retry budget:
+    /// `spent` attempts were started before (since a person's last
+    /// `retry_compensations`, for a compensation) and count against it. The
+    /// attempt a crash cut short is among them, but its outcome is unknown, so
+    /// the driver always makes one more attempt before it looks at the budget.
     Run {
         /// The first attempt number to use.
         next_attempt: u32,
+        /// Attempts already made that count against the retry budget.
+        spent: u32,
     },
     /// It succeeded with this serialized output.
     Succeeded(Vec<u8>),
@@ -34,7 +43,7 @@ pub enum Replayed {
 
 /// Where the driver records transitions. Not public API.
 #[doc(hidden)]
-pub trait Journal {
+pub trait Journal: Send + Sync {
     /// Whether anything is recorded; `false` compiles every durable branch away.
     const DURABLE: bool;
 
@@ -42,10 +51,13 @@ pub trait Journal {
     fn replayed(&self, index: u32, compensation: bool) -> Replayed;
 
     /// Records a transition; resolves once it is durable.
-    fn record(&self, entry: Entry) -> impl Future<Output = Result<(), StoreError>>;
+    fn record(&self, entry: Entry) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Records several transitions in one commit; resolves once they are durable.
-    fn record_all(&self, entries: Vec<Entry>) -> impl Future<Output = Result<(), StoreError>>;
+    fn record_all(
+        &self,
+        entries: Vec<Entry>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Keeps a step's outcome to write with the next transition, in one commit:
     /// that comes before the saga moves past the step, and a crash before it runs
@@ -162,16 +174,16 @@ impl Journal for NoJournal {
 
     #[inline(always)]
     fn replayed(&self, _: u32, _: bool) -> Replayed {
-        Replayed::Run { next_attempt: 1 }
+        Replayed::FRESH
     }
 
     #[inline(always)]
-    fn record(&self, _: Entry) -> impl Future<Output = Result<(), StoreError>> {
+    fn record(&self, _: Entry) -> impl Future<Output = Result<(), StoreError>> + Send {
         core::future::ready(Ok(()))
     }
 
     #[inline(always)]
-    fn record_all(&self, _: Vec<Entry>) -> impl Future<Output = Result<(), StoreError>> {
+    fn record_all(&self, _: Vec<Entry>) -> impl Future<Output = Result<(), StoreError>> + Send {
         core::future::ready(Ok(()))
     }
 }
@@ -193,20 +205,25 @@ impl<T: ?Sized> Share<T> for NoJournal {
 
 /// The journal of a durable saga run over store `St`: what
 /// [`Executor::register`](super::Executor::register) asks a saga to run under.
-pub struct Durable<St> {
+///
+/// Every write holds a share of the run's claim on the saga until the store
+/// has answered it, even when the run's future is dropped meanwhile (see
+/// `claim.rs`): recovery never reads a journal that a write still on its way
+/// would change.
+pub struct Durable<St: Store> {
     store: St,
-    id: SagaId,
+    claim: Arc<Claim<St>>,
     replay: ReplayIndex,
     deferred: Option<Entry>,
     halted: Option<StoreError>,
     refused: Option<String>,
 }
 
-impl<St: Store> Durable<St> {
-    pub(crate) fn new(store: St, id: SagaId, journal: &[Entry]) -> Self {
+impl<St: Store + Clone> Durable<St> {
+    pub(crate) fn new(store: St, claim: Arc<Claim<St>>, journal: &[Entry]) -> Self {
         Durable {
             store,
-            id,
+            claim,
             replay: ReplayIndex::from(journal),
             deferred: None,
             halted: None,
@@ -215,19 +232,27 @@ impl<St: Store> Durable<St> {
     }
 }
 
-impl<St: Store> Journal for Durable<St> {
+impl<St: Store + Clone> Journal for Durable<St> {
     const DURABLE: bool = true;
 
     fn replayed(&self, index: u32, compensation: bool) -> Replayed {
         self.replay.get(index, compensation)
     }
 
-    fn record(&self, entry: Entry) -> impl Future<Output = Result<(), StoreError>> {
-        self.store.append(self.id, entry)
+    fn record(&self, entry: Entry) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let (store, id) = (self.store.clone(), self.claim.id());
+        TrackedWrite::new(&self.claim, async move { store.append(id, entry).await })
     }
 
-    fn record_all(&self, entries: Vec<Entry>) -> impl Future<Output = Result<(), StoreError>> {
-        self.store.append_all(self.id, entries)
+    fn record_all(
+        &self,
+        entries: Vec<Entry>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let (store, id) = (self.store.clone(), self.claim.id());
+        TrackedWrite::new(
+            &self.claim,
+            async move { store.append_all(id, entries).await },
+        )
     }
 
     fn defer(&mut self, entry: Entry) {
@@ -286,7 +311,22 @@ pub trait Shareable: Any + Send + Sync {}
 #[diagnostic::do_not_recommend]
 impl<T: Any + Send + Sync> Shareable for T {}
 
-impl<T: Persistable, St: Store> Keep<T> for Durable<St> {
+/// A value a durable saga holds across its steps (an input, a step's output or
+/// error, a local, its own output or error): `Send + Sync`, since the runs of a
+/// durable executor can move between threads. Its own trait so that a type that
+/// falls short is named with the reason.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be held by a durable saga: it is not `Send + Sync`",
+    label = "not `Send + Sync`",
+    note = "a durable executor's runs, its recovery and its handles can be spawned on other threads, so what a durable saga holds across a step (its inputs, each step's output and error, its locals, its own output and error) must be `Send + Sync`; a saga run in memory needs neither"
+)]
+#[doc(hidden)]
+pub trait ThreadSafe: Send + Sync {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Send + Sync + ?Sized> ThreadSafe for T {}
+
+impl<T: Persistable, St: Store + Clone> Keep<T> for Durable<St> {
     /// Refuses a value whose JSON does not read back as a `T`: recovery would
     /// find it unreadable, after the saga had moved on as if it were stored. The
     /// usual cause is a NaN or infinite float, which serde_json writes as `null`.
@@ -310,10 +350,18 @@ impl<T: Persistable, St: Store> Keep<T> for Durable<St> {
     }
 }
 
-impl<T: Shareable, St: Store> Share<T> for Durable<St> {
+impl<T: Shareable, St: Store + Clone> Share<T> for Durable<St> {
     fn get(resources: &Resources) -> Result<&T, MissingResource> {
         resources.get::<T>()
     }
+}
+
+impl Replayed {
+    /// Nothing known: the first attempt, with the whole budget.
+    pub const FRESH: Replayed = Replayed::Run {
+        next_attempt: 1,
+        spent: 0,
+    };
 }
 
 /// A persisted journal, indexed for replay.
@@ -321,6 +369,11 @@ impl<T: Shareable, St: Store> Share<T> for Durable<St> {
 struct ReplayIndex {
     steps: HashMap<u32, Replayed>,
     compensations: HashMap<u32, Replayed>,
+    /// Per compensation, the last attempt number started before a person's
+    /// last `retry_compensations`: the retry budget counts from there.
+    compensation_base: HashMap<u32, u32>,
+    /// Per compensation, the last attempt number started.
+    compensation_last: HashMap<u32, u32>,
 }
 
 impl From<&[Entry]> for ReplayIndex {
@@ -333,6 +386,7 @@ impl From<&[Entry]> for ReplayIndex {
                         *i,
                         Replayed::Run {
                             next_attempt: attempt + 1,
+                            spent: *attempt,
                         },
                     );
                 }
@@ -343,10 +397,13 @@ impl From<&[Entry]> for ReplayIndex {
                     index.steps.insert(*i, Replayed::Failed(error.clone()));
                 }
                 Entry::CompensationStarted { index: i, attempt } => {
+                    let base = index.compensation_base.get(i).copied().unwrap_or(0);
+                    index.compensation_last.insert(*i, *attempt);
                     index.compensations.insert(
                         *i,
                         Replayed::Run {
                             next_attempt: attempt + 1,
+                            spent: attempt.saturating_sub(base),
                         },
                     );
                 }
@@ -362,10 +419,18 @@ impl From<&[Entry]> for ReplayIndex {
                 }
                 Entry::Intervention { retry: true, .. } => {
                     // A person asked to try the failed compensations again: they
-                    // count as not yet run from here on.
-                    index
-                        .compensations
-                        .retain(|_, r| !matches!(r, Replayed::Failed(_)));
+                    // run again with a whole budget, their attempt numbers going
+                    // on from where they stopped.
+                    for (i, replayed) in index.compensations.iter_mut() {
+                        if matches!(replayed, Replayed::Failed(_)) {
+                            let last = index.compensation_last.get(i).copied().unwrap_or(0);
+                            index.compensation_base.insert(*i, last);
+                            *replayed = Replayed::Run {
+                                next_attempt: last + 1,
+                                spent: 0,
+                            };
+                        }
+                    }
                 }
                 Entry::Intervention { retry: false, .. } | Entry::Finished { .. } => {}
             }
@@ -382,9 +447,13 @@ impl ReplayIndex {
             &self.steps
         };
         match map.get(&index) {
-            None => Replayed::Run { next_attempt: 1 },
-            Some(Replayed::Run { next_attempt }) => Replayed::Run {
+            None => Replayed::FRESH,
+            Some(Replayed::Run {
+                next_attempt,
+                spent,
+            }) => Replayed::Run {
                 next_attempt: *next_attempt,
+                spent: *spent,
             },
             Some(Replayed::Succeeded(b)) => Replayed::Succeeded(b.clone()),
             Some(Replayed::Failed(e)) => Replayed::Failed(e.clone()),

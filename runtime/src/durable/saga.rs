@@ -15,7 +15,12 @@ use crate::{Saga, SagaError};
 /// `&T` parameters (its resources) are `'static + Send + Sync`. A saga run in
 /// memory needs none of that; the bounds are checked only where a saga is handed
 /// to a durable executor, and the error names the type that falls short.
-pub trait DurableSaga<J: Journal>: Saga {
+///
+/// A durable saga is `Send`, and so is the future that drives it, so that the
+/// executor's recovery and its handles can be spawned on a multi-threaded
+/// runtime. Its resources are `Sync` and its data is persisted, so this asks
+/// only that its locals and its steps' futures be `Send` too.
+pub trait DurableSaga<J: Journal>: Saga + Send {
     /// The same saga borrowing its resources for `'a`: what recovery rebuilds.
     type With<'a>: DurableSaga<J, Output = Self::Output, Error = Self::Error>;
 
@@ -33,8 +38,8 @@ pub trait DurableSaga<J: Journal>: Saga {
 
     /// Drives the state machine under journal `J`. Not public API.
     #[doc(hidden)]
-    fn __sagaflow_drive_with<H: Hooks>(
+    fn __sagaflow_drive_with<H: Hooks + Sync>(
         self,
         run: &mut Run<'_, H, J>,
-    ) -> impl Future<Output = Result<Self::Output, SagaError<Self::Error>>>;
+    ) -> impl Future<Output = Result<Self::Output, SagaError<Self::Error>>> + Send;
 }

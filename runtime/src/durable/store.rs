@@ -297,6 +297,19 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Tells the store that this process's run of saga `id` has ended: the
+    /// executor calls it once per claim (a `start`, or a saga taken up by
+    /// recovery), after every write made under that claim has been answered,
+    /// however the run ended (finished, stopped by a store error, or its future
+    /// dropped). A leasing store gives up the saga's lease here, so that another
+    /// worker can take it up at once instead of at the lease's expiry.
+    ///
+    /// Called from a `Drop`, so it must not block: a store with work to do
+    /// queues it. The default does nothing.
+    fn release(&self, id: SagaId) {
+        let _ = id;
+    }
+
     /// One saga with its journal.
     fn get(
         &self,

@@ -19,6 +19,7 @@
 //!   compensations run; the ratio, and allocations per saga and per compensation.
 //! - `in_flight`: 1,000 tasks on a 2-worker multi-thread runtime running yielding
 //!   sagas at once; sagas per second, as a share of the hand-written rate.
+//!
 //! The size of each future is printed beside the trivial rows.
 //!
 //! Both run on a current-thread tokio runtime, many sagas per measurement, the

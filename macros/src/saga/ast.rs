@@ -1,0 +1,59 @@
+//! The saga as a tree, read from the user's function with its tokens and spans.
+//!
+//! A body is a sequence of [`Node`]s ended by the final `Ok(..)`. Only steps and
+//! locals exist today; a concurrent group (`sagaflow::join!`) and a branch
+//! (`if`/`match`, whose arms are bodies of their own) become nodes beside them,
+//! which is why the body is a tree and not two flat lists.
+
+use syn::{Expr, Ident, Token, Type};
+
+/// A saga parameter: a resource (`&T`) or an owned input.
+pub(super) struct Param {
+    pub(super) name: Ident,
+    /// The type as written, for the function wrapper.
+    pub(super) ty: Type,
+    /// The type with elided lifetimes named, for the generated types.
+    pub(super) state_ty: Type,
+}
+
+/// `let binding = path(args).await?;`, `let _ = ..` or a bare `path(args).await?;`.
+pub(super) struct StepCall {
+    pub(super) binding: Ident,
+    /// False for `let _ = ..` and a bare call, whose output gets a generated name.
+    pub(super) named_by_user: bool,
+    pub(super) binding_ty: Option<Type>,
+    pub(super) path: syn::Path,
+    pub(super) call: syn::ExprCall,
+    pub(super) question: Token![?],
+}
+
+/// `let name: ty = expr;`, plain computation between steps.
+pub(super) struct Local {
+    pub(super) name: Ident,
+    pub(super) ty: Type,
+    pub(super) expr: Expr,
+}
+
+/// One statement of a saga body.
+pub(super) enum Node {
+    Step(StepCall),
+    Local(Local),
+}
+
+/// The saga: its signature, read and checked, and its body.
+pub(super) struct Saga {
+    pub(super) attrs: Vec<syn::Attribute>,
+    pub(super) vis: syn::Visibility,
+    pub(super) sig: syn::Signature,
+    pub(super) type_ident: Ident,
+    pub(super) lifetimes: Vec<syn::Lifetime>,
+    /// Whether a parameter or a local leaves a lifetime out, so that the
+    /// generated types need one named for it.
+    pub(super) needs_elided: bool,
+    pub(super) params: Vec<Param>,
+    pub(super) output_ty: Type,
+    pub(super) error_ty: Type,
+    pub(super) body: Vec<Node>,
+    /// The value inside the final `Ok(..)`.
+    pub(super) final_expr: Expr,
+}

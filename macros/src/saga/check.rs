@@ -1,0 +1,134 @@
+//! Check: the rules about the body as a whole, at expansion time, and the checks
+//! left to rustc on the generated code, spanned at the user's tokens.
+
+use std::collections::HashSet;
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Expr, ItemFn, Token};
+
+use super::ast::StepCall;
+use super::body::Body;
+use crate::ctxt::Ctxt;
+
+/// The final `Ok(..)`'s value, if the body was read without mistakes, has a step
+/// and ends with `Ok(..)`; reports the missing one else.
+pub(super) fn complete(cx: &Ctxt, func: &ItemFn, body: &mut Body) -> Option<Expr> {
+    let has_step = body
+        .nodes
+        .iter()
+        .any(|n| matches!(n, super::ast::Node::Step(_)));
+    if !has_step && body.ok {
+        cx.error_spanned_by(
+            &func.sig.ident,
+            "a saga needs at least one step: call a `#[step]` function as `let x = step(args).await?;`",
+        );
+        body.ok = false;
+    }
+    let Some(final_expr) = body.final_expr.take() else {
+        if body.ok {
+            let span = func
+                .block
+                .stmts
+                .last()
+                .map(|s| s.span())
+                .unwrap_or_else(|| func.block.brace_token.span.close());
+            cx.error_at(
+                span,
+                "a saga body ends with `Ok(value)`, the value the saga returns when every step succeeded",
+            );
+        }
+        return None;
+    };
+    body.ok.then_some(final_expr)
+}
+
+// A step's arguments, re-evaluable:
+//     book_flight(airline, trip)
+// becomes
+//     book_flight(::sagaflow::__private::reuse(&airline), ::sagaflow::__private::reuse(&trip))
+// so that moving an owned value into a step says why it cannot be moved, at the argument.
+
+/// A step argument that is a bare saga name is read through `reuse`, so that moving
+/// an owned value says why it cannot be moved, at the argument.
+pub(super) fn reusable_args(
+    args: &syn::punctuated::Punctuated<Expr, Token![,]>,
+    known: &HashSet<String>,
+) -> TokenStream {
+    let args = args.iter().map(|arg| match arg {
+        Expr::Path(p)
+            if p.qself.is_none()
+                && p.path
+                    .get_ident()
+                    .is_some_and(|i| known.contains(&i.to_string())) =>
+        {
+            let span = arg.span();
+            quote_spanned!(span=> ::sagaflow::__private::reuse(&#arg))
+        }
+        other => quote!(#other),
+    });
+    quote!(#(#args),*)
+}
+
+/// The whole call, with [`reusable_args`].
+pub(super) fn reusable_call(call: &syn::ExprCall, known: &HashSet<String>) -> TokenStream {
+    let func = &call.func;
+    let args = reusable_args(&call.args, known);
+    // The user's own parentheses, so that rustc's help for a wrong argument count
+    // edits the call as written.
+    let mut tokens = func.to_token_stream();
+    call.paren_token
+        .surround(&mut tokens, |inner| inner.extend(args));
+    tokens
+}
+
+// The pivot rules, which need the steps' kinds (known only to rustc):
+//     let a = reserve(..).await?;  let b = pay(..).await?;
+// becomes, for every step after the first,
+//     const _: () = { const __sagaflow_pivot_order_of_pay: () =
+//         if <reserve>::INFO.kind() is Pivot { if pay is Pivot { panic!(second) }
+//                                              if pay is not Retriable { panic!(after) } }; };
+
+/// Const checks that put "after the pivot" mistakes at the offending call.
+pub(super) fn pivot_checks(steps: &[&StepCall]) -> TokenStream {
+    let mut out = TokenStream::new();
+    for (i, step) in steps.iter().enumerate().skip(1) {
+        let path = &step.path;
+        let span = path.span();
+        let name = quote!(#path).to_string().replace(' ', "");
+        let earlier = steps[..i].iter().map(|s| {
+            let p = &s.path;
+            quote_spanned!(span=> ::core::matches!(<#p as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Pivot))
+        });
+        let second = format!(
+            "`{name}` is a second pivot, but a saga has at most one point of no return: make one of them `compensate = <fn>` or `retriable`"
+        );
+        let after = format!(
+            "`{name}` runs after the saga's pivot, so it could never be undone: make it `#[step(retriable)]`, or move it before the pivot"
+        );
+        let check = format_ident!(
+            "__sagaflow_pivot_order_of_{}",
+            step.path
+                .segments
+                .last()
+                .map(|s| s.ident.to_string())
+                .unwrap_or_default(),
+            span = span
+        );
+        out.extend(quote_spanned! {span=>
+            const _: () = {
+                #[allow(non_upper_case_globals, clippy::nonminimal_bool)]
+                const #check: () = if #(#earlier)||* {
+                    if ::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Pivot) {
+                        ::core::panic!(#second);
+                    }
+                    if !::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Retriable) {
+                        ::core::panic!(#after);
+                    }
+                };
+            };
+        });
+    }
+    out
+}

@@ -1,0 +1,234 @@
+//! Expand: the saga's items, from its analysed tree.
+//!
+//! ```text
+//! async fn book_trip(airline: &Airline, trip: Trip) -> Result<Itinerary, E> { .. }
+//! ```
+//! becomes
+//! ```text
+//! async fn book_trip(airline: &Airline, trip: Trip) -> Result<Itinerary, SagaError<E>> {
+//!     run_in_memory(BookTripSaga::new(airline, trip)).await
+//! }
+//! struct BookTripSaga<'r> { airline: &'r Airline, trip: Trip }
+//! impl BookTripSaga<'_> { fn new(..) -> Self; fn graph() -> SagaGraph }
+//! const _: () = {
+//!     enum __SagaflowState { B1 { .. }, .. }            // backward.rs
+//!     impl Saga for BookTripSaga<'_> { .. }              // drives the durable impl with NoJournal
+//!     impl<J> DurableSaga<J> for BookTripSaga<'_> { .. } // durable.rs, forward.rs, backward.rs
+//! };
+//! const _: () = { const __sagaflow_pivot_order_of_..: () = ..; };  // check.rs
+//! ```
+
+use std::collections::HashMap;
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Ident, Type};
+
+use super::analyse::{Analysis, analyse};
+use super::ast::Saga;
+use super::signature::elided_lifetime;
+use super::{backward, check, doc, durable};
+
+/// What every part of the expansion reads.
+pub(super) struct Gen<'a> {
+    pub(super) saga: &'a Saga,
+    pub(super) an: Analysis<'a>,
+    /// The generated type's lifetimes: the one for elided lifetimes first, if any.
+    pub(super) lifetimes: Vec<syn::Lifetime>,
+    /// `<'__sagaflow_r, 'a>`, or nothing.
+    pub(super) generics: TokenStream,
+    /// A field type that uses every lifetime.
+    pub(super) marker_ty: TokenStream,
+    /// The names of the backward states, `B0 ..`; `B0` is never built.
+    pub(super) backward_variants: Vec<Ident>,
+    /// Field types of every name the state can hold.
+    types: HashMap<String, TokenStream>,
+}
+
+impl<'a> Gen<'a> {
+    fn new(saga: &'a Saga) -> Self {
+        let an = analyse(saga);
+        let mut lifetimes: Vec<syn::Lifetime> = Vec::new();
+        if saga.needs_elided {
+            lifetimes.push(elided_lifetime());
+        }
+        lifetimes.extend(saga.lifetimes.iter().cloned());
+        let generics = if lifetimes.is_empty() {
+            quote!()
+        } else {
+            quote!(<#(#lifetimes),*>)
+        };
+        let marker_ty = quote!(::core::marker::PhantomData<fn() -> (#(&#lifetimes (),)*)>);
+        let mut types: HashMap<String, TokenStream> = Default::default();
+        for p in &saga.params {
+            let ty = &p.state_ty;
+            types.insert(p.name.to_string(), quote!(#ty));
+        }
+        for l in an.locals.iter().flatten() {
+            let ty = &l.ty;
+            types.insert(l.name.to_string(), quote!(#ty));
+        }
+        for s in &an.steps {
+            let path = &s.path;
+            types.insert(
+                s.binding.to_string(),
+                quote_spanned!(path.span()=> <#path as ::sagaflow::Step>::Output),
+            );
+        }
+        let backward_variants = (0..an.steps.len())
+            .map(|i| format_ident!("B{}", i))
+            .collect();
+        Gen {
+            saga,
+            an,
+            lifetimes,
+            generics,
+            marker_ty,
+            backward_variants,
+            types,
+        }
+    }
+
+    /// `name: Type` for each of `fields`.
+    pub(super) fn field_decls(&self, fields: &[Ident]) -> Vec<TokenStream> {
+        fields
+            .iter()
+            .map(|f| {
+                let ty = self.types.get(&f.to_string()).cloned().unwrap_or_default();
+                quote!(#f: #ty)
+            })
+            .collect()
+    }
+
+    /// `marker` if the generated type has lifetimes, else nothing.
+    pub(super) fn if_lifetimes(&self, marker: TokenStream) -> TokenStream {
+        if self.lifetimes.is_empty() {
+            quote!()
+        } else {
+            marker
+        }
+    }
+}
+
+pub(super) fn generate(saga: &Saga) -> TokenStream {
+    let g = Gen::new(saga);
+    let Saga {
+        attrs,
+        vis,
+        sig,
+        type_ident,
+        params,
+        output_ty,
+        error_ty,
+        ..
+    } = saga;
+    let fn_ident = &sig.ident;
+    let saga_name = fn_ident.to_string();
+    let generics = &g.generics;
+    let (variants, marker_variant) = backward::state_variants(&g);
+    let param_names: Vec<&Ident> = params.iter().map(|p| &p.name).collect();
+    let param_state_tys: Vec<&Type> = params.iter().map(|p| &p.state_ty).collect();
+    let fn_params: Vec<TokenStream> = params
+        .iter()
+        .map(|p| {
+            let (name, ty) = (&p.name, &p.ty);
+            quote!(#name: #ty)
+        })
+        .collect();
+    let marker_ty = &g.marker_ty;
+    let marker_field = g.if_lifetimes(quote!(__sagaflow_marker: #marker_ty,));
+    let marker_init = g.if_lifetimes(quote!(__sagaflow_marker: ::core::marker::PhantomData,));
+    let pivot_checks = check::pivot_checks(&g.an.steps);
+    let fn_generics = &sig.generics;
+    let where_clause = &sig.generics.where_clause;
+    let fn_doc = doc::saga_doc(saga);
+    let type_doc = doc::type_doc(saga);
+    let asyncness = &sig.asyncness;
+    let graph_doc = doc::graph_doc_call(&g.an.steps, &saga_name);
+    let durable_impl = durable::durable_saga_impl(&g);
+    let saga_impl = saga_trait_impl(&g);
+
+    quote! {
+        #(#attrs)*
+        #[doc = ""]
+        #[doc = #fn_doc]
+        #[cfg_attr(doc, doc = #graph_doc)]
+        #vis #asyncness fn #fn_ident #fn_generics (#(#fn_params),*)
+            -> ::core::result::Result<#output_ty, ::sagaflow::SagaError<#error_ty>>
+        #where_clause
+        {
+            ::sagaflow::__private::run_in_memory(#type_ident::new(#(#param_names),*)).await
+        }
+
+        #[doc = #type_doc]
+        #[cfg_attr(doc, doc = #graph_doc)]
+        #vis struct #type_ident #generics {
+            #(#param_names: #param_state_tys,)*
+            #marker_field
+        }
+
+        #[automatically_derived]
+        #[allow(clippy::too_many_arguments, clippy::new_without_default)]
+        impl #generics #type_ident #generics {
+            /// The saga with its inputs, ready to run.
+            #vis fn new(#(#param_names: #param_state_tys),*) -> Self {
+                Self { #(#param_names,)* #marker_init }
+            }
+
+            /// The saga's steps, their kinds and compensations; draws itself with
+            /// `to_mermaid()`, `to_dot()` and `to_svg()`.
+            #vis fn graph() -> ::sagaflow::SagaGraph {
+                <Self as ::sagaflow::Saga>::graph()
+            }
+        }
+
+        const _: () = {
+            #[allow(non_camel_case_types, clippy::large_enum_variant, clippy::enum_variant_names)]
+            enum __SagaflowState #generics {
+                #(#variants,)*
+                #marker_variant
+            }
+
+            #saga_impl
+
+            #durable_impl
+        };
+
+        #pivot_checks
+    }
+}
+
+/// `impl Saga`: what the runtime reads of the saga, and its in-memory drive,
+/// which is the durable state machine with `NoJournal`.
+fn saga_trait_impl(g: &Gen<'_>) -> TokenStream {
+    let Saga {
+        sig,
+        type_ident,
+        output_ty,
+        error_ty,
+        ..
+    } = g.saga;
+    let generics = &g.generics;
+    let saga_name = sig.ident.to_string();
+    let step_paths: Vec<&syn::Path> = g.an.steps.iter().map(|s| &s.path).collect();
+    quote! {
+        #[automatically_derived]
+        impl #generics ::sagaflow::Saga for #type_ident #generics {
+            type Output = #output_ty;
+            type Error = #error_ty;
+            const NAME: &'static str = #saga_name;
+            const STEPS: &'static [::sagaflow::StepInfo] =
+                &[#(<#step_paths as ::sagaflow::Step>::INFO),*];
+
+            fn __sagaflow_drive<__SagaflowHooks: ::sagaflow::Hooks>(
+                self,
+                __sagaflow_run: &mut ::sagaflow::__private::Run<'_, __SagaflowHooks>,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<#output_ty, ::sagaflow::SagaError<#error_ty>>,
+            > {
+                Self::__sagaflow_body::<__SagaflowHooks, ::sagaflow::__private::NoJournal>(self, __sagaflow_run)
+            }
+        }
+    }
+}

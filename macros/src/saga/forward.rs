@@ -1,0 +1,180 @@
+//! Expand, forward: the straight-line code that runs the steps in order.
+//!
+//! ```text
+//! let flight = book_flight(airline, &trip).await?;
+//! let total: u64 = flight.price + 10;
+//! let payment = charge(airline, total).await?;
+//! Ok(Itinerary { flight, payment })
+//! ```
+//! becomes
+//! ```text
+//! let flight = match run.step(book_flight, 0, &mut || book_flight(reuse(&airline), &trip)).await {
+//!     Ok(flight) => flight,
+//!     Err(failure) => return Err(run.failed(failure).await),
+//! };
+//! let (total,) = { let total: u64 = flight.price + 10; (total,) };
+//! let payment = match run.step(charge, 1, &mut || charge(reuse(&airline), reuse(&total))).await {
+//!     Ok(payment) => payment,
+//!     Err(failure) => break 'forward State::B1 { airline, trip, flight, failure },
+//! };
+//! release(airline); release(trip); release(total);
+//! let output: Itinerary = Itinerary { flight, payment };
+//! run.committed(..); return Ok(output);
+//! ```
+//! Each value stays where it was first put, and rustc's own state machine keeps,
+//! at each step's resume point, the values that are live there. An explicit
+//! forward state, rebuilt at every step, made each step move every value the saga
+//! held (and read them back wide right after writing them narrow: a
+//! store-forwarding stall per step).
+
+use std::collections::HashSet;
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::Ident;
+use syn::spanned::Spanned;
+
+use super::analyse::names_used;
+use super::ast::{Local, StepCall};
+use super::check::reusable_call;
+use super::expand::Gen;
+
+/// The forward code, inside the `'__sagaflow_forward` block: slot 0's code, then
+/// each step with the slot after it, then the end.
+pub(super) fn code(g: &Gen<'_>) -> Vec<TokenStream> {
+    let inputs: Vec<Ident> = g.saga.params.iter().map(|p| p.name.clone()).collect();
+    let mut forward_code = vec![slot_code(g, 0, &inputs)];
+    for (i, step) in g.an.steps.iter().enumerate() {
+        forward_code.push(step_code(g, i, step));
+    }
+    let output_ty = &g.saga.output_ty;
+    let final_expr = &g.saga.final_expr;
+    forward_code.push(quote! {
+        let __sagaflow_output: #output_ty = #final_expr;
+        // In memory the end is a plain call: an await here, never taken,
+        // still costs the state machine a resume point per saga.
+        if <__SagaflowJournal as ::sagaflow::__private::Journal>::DURABLE {
+            __sagaflow_run.committed(&__sagaflow_output).await;
+        } else {
+            __sagaflow_run.committed_in_memory();
+        }
+        return ::core::result::Result::Ok(__sagaflow_output);
+    });
+    forward_code
+}
+
+/// Step `i`, its failure, and the slot after it.
+fn step_code(g: &Gen<'_>, i: usize, step: &StepCall) -> TokenStream {
+    let StepCall {
+        binding,
+        binding_ty,
+        named_by_user: _,
+        path,
+        call,
+        question,
+    } = step;
+    let error_ty = &g.saga.error_ty;
+    let index = i as u32;
+    let typed = binding_ty
+        .as_ref()
+        .map(|ty| quote!(let #binding: #ty = #binding;));
+    let call_span = call.span();
+    let call = reusable_call(call, &g.an.known);
+    let closure = quote_spanned!(call_span=> || #call);
+    let q = question.span;
+    let convert = quote_spanned! {q=>
+        let __sagaflow_failure: ::sagaflow::StepFailure<#error_ty> =
+            ::sagaflow::__private::step_error_converts_into_saga_error(__sagaflow_failure);
+    };
+    let on_failure = if i == 0 {
+        quote!(return ::core::result::Result::Err(__sagaflow_run.failed(__sagaflow_failure).await);)
+    } else {
+        let b = &g.backward_variants[i];
+        let b_fields = &g.an.layout.backward[i];
+        quote!(break '__sagaflow_forward __SagaflowState::#b { #(#b_fields,)* __sagaflow_failure };)
+    };
+    let alive: Vec<Ident> = g.an.layout.forward[i]
+        .iter()
+        .chain(std::iter::once(binding))
+        .cloned()
+        .collect();
+    let next_slot = slot_code(g, i + 1, &alive);
+    // The closure goes by `&mut`: it stays where it was built, in the saga's
+    // future, instead of being copied into the step's future. That copy, read
+    // back wide right after it was written narrow, cost about 3 ns per step.
+    quote! {
+        let #binding = match __sagaflow_run.step(<#path as ::sagaflow::Step>::__SAGAFLOW_MARKER, #index, &mut #closure).await {
+            ::core::result::Result::Ok(#binding) => #binding,
+            ::core::result::Result::Err(__sagaflow_failure) => {
+                #convert
+                #on_failure
+            }
+        };
+        #typed
+        #next_slot
+    }
+}
+
+// The code between two steps (`slot` 0 is before the first): its locals, then
+// the end of every value that the forward layout stops holding there.
+//     (alive: trip, flight; kept after: flight)  let code: u32 = trip.code;
+// becomes
+//     let (code,) = { let trip = trip; let code: u32 = trip.code; (code,) };
+// `alive` are the names held on the way in. A local's expression may move a
+// name that dies here, so such a name is first moved into a block of its own,
+// with the slot's locals: the block's end drops what is left of them. The
+// locals that are still needed leave the block, once, as a tuple; the others,
+// even when they were borrowed, are gone before the next step, so the saga's
+// future holds them across no step. A name that dies here and that no local
+// reads is released, which drops it.
+fn slot_code(g: &Gen<'_>, slot: usize, alive: &[Ident]) -> TokenStream {
+    let keep = &g.an.layout.forward[slot];
+    let declared: &[&Local] = &g.an.locals[slot];
+    let mut read_by_locals: HashSet<String> = HashSet::new();
+    for l in declared {
+        read_by_locals.extend(names_used(&l.expr, &g.an.known));
+    }
+    let dying: Vec<&Ident> = alive.iter().filter(|n| !keep.contains(n)).collect();
+    let moved_in: Vec<&Ident> = dying
+        .iter()
+        .copied()
+        .filter(|n| read_by_locals.contains(&n.to_string()))
+        .collect();
+    // Latest first, as a scope drops its locals.
+    let released: Vec<&Ident> = dying
+        .iter()
+        .rev()
+        .copied()
+        .filter(|n| !read_by_locals.contains(&n.to_string()))
+        .collect();
+    let release = quote!(#(::sagaflow::__private::release(#released);)*);
+    if declared.is_empty() {
+        return release;
+    }
+    let kept: Vec<&Ident> = declared
+        .iter()
+        .map(|l| &l.name)
+        .filter(|n| keep.contains(n))
+        .collect();
+    let lets = declared
+        .iter()
+        .map(|Local { name, ty, expr }| quote!(let #name: #ty = #expr;));
+    let moved_in = quote!(#(#[allow(unused_variables)] let #moved_in = #moved_in;)*);
+    if kept.is_empty() {
+        return quote! {
+            {
+                #moved_in
+                #(#lets)*
+            }
+            #release
+        };
+    }
+    quote! {
+        let (#(#kept,)*) = {
+            #moved_in
+            #(#lets)*
+            (#(#kept,)*)
+        };
+        #release
+    }
+}

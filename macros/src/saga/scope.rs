@@ -1,0 +1,84 @@
+//! The names a saga binds, checked as the parser reads them.
+//!
+//! A saga keeps every value until it ends, so its names form one flat scope: a
+//! name is bound once, and a local may not borrow what the saga itself holds.
+//! Both rules read only what comes before the binding, so they are checked as
+//! each binding is read, and their errors come in the order of the code, among
+//! the parser's own.
+
+use std::collections::HashSet;
+
+use syn::{Expr, Ident};
+
+use super::analyse::names_used;
+use super::ast::Local;
+use super::signature::first_borrow;
+use crate::ctxt::Ctxt;
+
+#[derive(Default)]
+pub(super) struct Scope {
+    /// Every name bound so far.
+    names: HashSet<String>,
+    /// The names of values the saga holds itself (owned inputs, outputs and
+    /// locals), as opposed to resources.
+    held: HashSet<String>,
+}
+
+impl Scope {
+    /// Binds a name the user wrote: it may not be reserved or bound already.
+    pub(super) fn bind(&mut self, cx: &Ctxt, ident: &Ident) {
+        let name = ident.to_string();
+        if name.starts_with("__sagaflow") {
+            cx.error_spanned_by(
+                ident,
+                "names starting with `__sagaflow` are reserved for generated code",
+            );
+        } else if !self.names.insert(name.clone()) {
+            cx.error_spanned_by(
+                ident,
+                format!(
+                    "`{name}` is already bound in this saga; a saga keeps its values until it ends (compensations read them), so names cannot be shadowed: use another name"
+                ),
+            );
+        }
+    }
+
+    /// Records that the saga holds the value named `ident`.
+    pub(super) fn hold(&mut self, ident: &Ident) {
+        self.held.insert(ident.to_string());
+    }
+
+    /// Whether `local` may be held: a local whose type borrows may borrow a
+    /// resource (a `&T` input), but not anything the saga holds itself, which
+    /// would make the saga self-referential.
+    pub(super) fn check_local_borrow(&self, cx: &Ctxt, local: &Local) -> bool {
+        let Some(borrow) = first_borrow(&local.ty) else {
+            return true;
+        };
+        // Only the plain forms (`&trip.code`, `trip.code.as_str()`): a
+        // `&'static` value computed from held names is fine.
+        let borrowed_part = match &local.expr {
+            Expr::Reference(r) => Some(&*r.expr),
+            Expr::MethodCall(m)
+                if ["as_str", "as_ref", "as_slice", "as_bytes", "as_deref"]
+                    .iter()
+                    .any(|name| m.method == name) =>
+            {
+                Some(&*m.receiver)
+            }
+            _ => None,
+        };
+        if let Some(from) =
+            borrowed_part.and_then(|part| names_used(part, &self.held).into_iter().min())
+        {
+            cx.error_spanned_by(
+                borrow,
+                format!(
+                    "a saga local cannot borrow from `{from}`, which the saga itself holds (the saga would borrow from itself); pass the borrow to the step directly, as in `step(&{from}.field)`, or make the local own its value (`String` for `&str`, or `.clone()`)"
+                ),
+            );
+            return false;
+        }
+        true
+    }
+}

@@ -169,6 +169,9 @@ pub struct Run<'h, H, J = NoJournal> {
     timed: bool,
     /// Whether anyone will read the report of a committed run.
     reported: bool,
+    /// Whether the caller takes the report ([`take_report`](Self::take_report)):
+    /// otherwise a failed run's report goes into its error without a copy.
+    keeps_report: bool,
     started: Option<Instant>,
     /// The saga's steps, to write the records of plain successes at the end.
     steps: &'static [StepInfo],
@@ -219,6 +222,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             span,
             timed,
             reported: reported || !H::__SILENT,
+            keeps_report: reported,
             started: if timed { Some(Instant::now()) } else { None },
             steps,
             succeeded: 0,
@@ -670,6 +674,12 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         started: Option<Instant>,
         text: String,
     ) {
+        // The failure path from here on: the failed step and each
+        // compensation add a record, each compensation a name. Room for all at
+        // once, so that compensating allocates per saga, not per step.
+        let steps = self.steps.len();
+        self.records.reserve(steps + 1);
+        self.undone.reserve(steps);
         self.records.push(StepRecord {
             step: name,
             function: name,
@@ -898,7 +908,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         all
     }
 
-    fn finish(&mut self, outcome: RunOutcome) -> &RunReport {
+    /// The run's report, told to the hooks, and kept for the caller if it
+    /// takes it.
+    fn finish(&mut self, outcome: RunOutcome) -> RunReport {
         let report = RunReport {
             saga: self.saga,
             id: self.id,
@@ -907,7 +919,10 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             records: self.all_records(),
         };
         self.hooks.saga_finished(&report);
-        self.report.insert(report)
+        if self.keeps_report {
+            self.report = Some(report.clone());
+        }
+        report
     }
 
     /// Ends a run whose steps all succeeded.
@@ -958,7 +973,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         let step = self.failed_step;
         let undone = core::mem::take(&mut self.undone);
         if self.failed.is_empty() {
-            let report = Box::new(self.finish(RunOutcome::Compensated).clone());
+            let report = Box::new(self.finish(RunOutcome::Compensated));
             SagaError::Compensated {
                 step,
                 failure,
@@ -967,7 +982,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             }
         } else {
             let failed = core::mem::take(&mut self.failed);
-            let report = Box::new(self.finish(RunOutcome::CompensationFailed).clone());
+            let report = Box::new(self.finish(RunOutcome::CompensationFailed));
             SagaError::CompensationFailed {
                 step,
                 failure,

@@ -142,6 +142,17 @@ pub mod __private {
         failure.map_err(E::from)
     }
 
+    /// The backward half of a saga's state machine, boxed: one allocation per
+    /// failed run, and the saga's future holds a pointer where the state of
+    /// its compensations would be.
+    #[inline]
+    pub fn compensating<T, E, F>(backward: F) -> core::pin::Pin<Box<F>>
+    where
+        F: core::future::Future<Output = Result<T, SagaError<E>>>,
+    {
+        Box::pin(backward)
+    }
+
     /// The compensation stand-in of a step that has none; never called.
     #[inline]
     pub async fn no_compensation() -> Result<(), CompensationError> {

@@ -724,14 +724,14 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         Fut: Future<Output = Result<(), CompensationError>>,
     {
         if S::INFO.kind() == StepKind::Compensatable {
-            // Boxed: compensating is the failure path, and its state (timers,
-            // retries, durable writes) would otherwise be laid out in every saga's
-            // future, committed or not: it was the largest part of it.
-            Box::pin(self.compensate_boxed(step, index, call)).await;
+            // Not boxed here: the generated backward loop is boxed once per
+            // failed run (`__private::compensating`), which keeps this state out
+            // of every saga's future at one allocation per saga, not per step.
+            self.compensate_step(step, index, call).await;
         }
     }
 
-    async fn compensate_boxed<S, F, Fut>(
+    async fn compensate_step<S, F, Fut>(
         &mut self,
         _step: core::marker::PhantomData<S>,
         index: u32,

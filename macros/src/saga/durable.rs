@@ -150,11 +150,18 @@ pub(super) fn durable_saga_impl(g: &Gen<'_>) -> TokenStream {
                     let Self { #(#param_names,)* .. } = self;
                     #(#forward_code)*
                 };
-                loop {
-                    __sagaflow_state = match __sagaflow_state {
-                        #(#arms)*
-                    };
-                }
+                // Compensating is the failure path: its state (each
+                // compensation's timer, retries and writes) lives in one box
+                // per failed run, not in every saga's future, committed or not.
+                #[allow(unreachable_code)]
+                return ::sagaflow::__private::compensating(async move {
+                    loop {
+                        __sagaflow_state = match __sagaflow_state {
+                            #(#arms)*
+                        };
+                    }
+                })
+                .await;
             }
         }
     }

@@ -2,10 +2,12 @@
 //! their effects outlive the process: what a real bank or airline keeps in its
 //! own database.
 //!
-//! Each line is one service call, as plain text:
+//! A service call writes one, two or three lines of plain text, each
+//! `<what> <saga id> <idempotency key> [<JSON details>]`:
 //!
 //! ```text
-//! <what> <saga id> <idempotency key> [<JSON details>]
+//! call:debit 01a23385005dccae7433410b9bee7adf 01a23385005dccae7433410b9bee7adf-0
+//! debit 01a23385005dccae7433410b9bee7adf 01a23385005dccae7433410b9bee7adf-0 {"reference":"PAY-1","customer":"ada","amount":90000}
 //! ```
 //!
 //! where `<what>` is
@@ -15,10 +17,14 @@
 //!   flushed to the disk with `sync_data` unless the ledger was opened without
 //!   syncing, before the service answers;
 //! - `call:<effect>`: the service was asked to do it (written for every call,
-//!   refused ones included, before the service decides);
+//!   refused ones included, before the service decides), with no details;
 //! - `again:<effect>`: the service was asked again with a key it had already
 //!   done, and answered with what it did the first time instead of doing it
-//!   twice. This is how a step re-run after a crash stays exactly-once.
+//!   twice, with no details. This is how a step re-run after a crash stays
+//!   exactly-once.
+//!
+//! The idempotency key is the step's (`<saga id>-<step index>`, with `-undo` for
+//! its compensation).
 //!
 //! A service call made outside a saga (no [`StepContext`]) is written with `-`
 //! for the saga id and the key, and is never matched by key.

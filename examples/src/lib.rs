@@ -7,16 +7,18 @@
 //!   `cargo run -p sagaflow-examples --bin travel`; with `-- --durable travel.db
 //!   --crash-after book_flight`, a durable run that crashes on purpose and, run
 //!   again without the flag, recovers (see the binary's documentation).
-//! - [`provision`]: create a user, a VM for it and an IP address for the VM, with
-//!   per-step timeouts and retries, and hooks that print a summary.
-//!   `cargo run -p sagaflow-examples --bin provision`
+//! - [`provision`]: create a user, a VM for it and an IP address for the VM, then
+//!   check that the machine answers, with per-step timeouts and retries, and
+//!   hooks that print a summary. `cargo run -p sagaflow-examples --bin provision`
 //!
-//! and two helpers of the durable mode: [`ledger`], the file in which the fake
-//! services write what they do, so that it outlives the process, and [`crash`],
-//! a store that kills the process at a chosen write.
+//! and three helpers: [`ledger`], the file in which the fake services write what
+//! they do in the durable mode, so that it outlives the process; [`crash`], a
+//! store that kills the process at a chosen write; and [`words`], lists of names
+//! as the binaries print them.
 #![warn(missing_docs)]
 
 pub mod crash;
 pub mod ledger;
 pub mod provision;
 pub mod travel;
+pub mod words;

@@ -1,5 +1,5 @@
 //! Provisioning a machine: create a user, create a VM for it, assign the VM an
-//! IP address.
+//! IP address, and check that the machine answers there.
 //!
 //! Cloud control planes are slow and flaky, so each step here says how long an
 //! attempt may take (`timeout`) and how often to try again (`retry`):
@@ -9,9 +9,15 @@
 //! | [`create_user`] | 200 ms | none | [`remove_user`] |
 //! | [`create_vm`] | 500 ms | 3, backing off 20–50 ms | [`delete_vm`] (3 retries, from 10 ms) |
 //! | [`assign_ip`] | 50 ms | 2, backing off 10–40 ms | [`release_ip`] |
+//! | [`check_reachable`] | 100 ms | 2, backing off 10–20 ms | nothing to undo (read-only) |
 //!
 //! If the network runs out of addresses for good, the VM is deleted and then
-//! the user removed. If the VM cannot be deleted, the saga still removes the
+//! the user removed. If the machine does not answer at its address, the address
+//! is released first, then the VM deleted and the user removed. A compensation
+//! runs only when a *later* step fails, so the last step that has an effect
+//! needs a step after it that can fail for its compensation to ever run: here
+//! that is [`check_reachable`], without which [`release_ip`] could never run (and
+//! the saga's graph would show it with no edge into it). If the VM cannot be deleted, the saga still removes the
 //! user and ends [`CompensationFailed`](sagaflow::SagaError::CompensationFailed),
 //! naming the VM that a person has to clean up.
 //!
@@ -139,6 +145,8 @@ pub enum ProvisionError {
     VmLocked(String),
     /// Every address in the pool is in use.
     OutOfAddresses,
+    /// The machine did not answer a ping at this address.
+    Unreachable(Ipv4Addr),
 }
 
 impl fmt::Display for ProvisionError {
@@ -148,6 +156,7 @@ impl fmt::Display for ProvisionError {
             ProvisionError::CloudUnavailable => f.write_str("cloud API: 503 service unavailable"),
             ProvisionError::VmLocked(id) => write!(f, "{id} is locked by a running backup"),
             ProvisionError::OutOfAddresses => f.write_str("no free IP addresses in the pool"),
+            ProvisionError::Unreachable(ip) => write!(f, "no answer from {ip}"),
         }
     }
 }
@@ -337,6 +346,8 @@ struct NetworkState {
     by_key: HashMap<String, Ipv4Addr>,
     stalling: u32,
     calls: u32,
+    dropping_pings: bool,
+    pings: u32,
 }
 
 impl Network {
@@ -364,6 +375,17 @@ impl Network {
     pub fn stalling(self, calls: u32) -> Self {
         lock(&self.state).stalling = calls;
         self
+    }
+
+    /// The same network, dropping every ping: no machine answers at its address.
+    pub fn dropping_pings(self) -> Self {
+        lock(&self.state).dropping_pings = true;
+        self
+    }
+
+    /// How many pings were sent, unanswered ones included.
+    pub fn pings(&self) -> u32 {
+        lock(&self.state).pings
     }
 
     /// The addresses in use, with the VM each is assigned to.
@@ -405,6 +427,18 @@ impl Network {
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
         Ok(ip)
+    }
+
+    /// Pings `ip`: answers once the machine there does, or fails with
+    /// [`ProvisionError::Unreachable`] if the network drops pings.
+    pub async fn ping(&self, ip: Ipv4Addr) -> Result<(), ProvisionError> {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let mut state = lock(&self.state);
+        state.pings += 1;
+        if state.dropping_pings {
+            return Err(ProvisionError::Unreachable(ip));
+        }
+        Ok(())
     }
 
     /// Returns `ip` to the pool; releasing a free address does nothing.
@@ -480,20 +514,34 @@ pub async fn assign_ip(network: &Network, vm: &Vm) -> Result<Ipv4Addr, Provision
     network.assign(&idempotency_key("assign_ip"), vm).await
 }
 
-/// Undoes [`assign_ip`]: returns the address to the pool.
-///
-/// [`provision`] never calls it (nothing after [`assign_ip`] can fail); it is
-/// declared so that a step added later is undone correctly.
+/// Undoes [`assign_ip`]: returns the address to the pool. It runs when
+/// [`check_reachable`] fails for good.
 pub async fn release_ip(network: &Network, vm: &Vm, ip: &Ipv4Addr) -> Result<(), ProvisionError> {
     let _ = vm;
     network.release(*ip);
     Ok(())
 }
 
-/// Provisions a machine: a user, a VM for it, and an address for the VM.
+/// Checks that the machine answers at its new address. Each attempt gets
+/// 100 ms, and up to 2 retries follow (a VM takes a moment to boot).
+///
+/// It changes nothing, so it has nothing to undo; if it fails for good, the
+/// steps before it are undone: the address released, the VM deleted, the user
+/// removed.
+#[step(
+    read_only,
+    timeout = "100ms",
+    retry(max = 2, backoff = "10ms", max_backoff = "20ms")
+)]
+pub async fn check_reachable(network: &Network, ip: &Ipv4Addr) -> Result<(), ProvisionError> {
+    network.ping(*ip).await
+}
+
+/// Provisions a machine: a user, a VM for it, and an address for the VM, at
+/// which the machine must answer.
 ///
 /// If a step fails for good, the steps before it are undone in reverse order:
-/// the VM is deleted, then the user removed. Run it with a
+/// the address released, the VM deleted, then the user removed. Run it with a
 /// [`Runner`](sagaflow::Runner) through [`ProvisionSaga`] to add hooks such as
 /// [`Summary`] or get a report.
 #[saga]
@@ -506,6 +554,7 @@ pub async fn provision(
     let user = create_user(directory, &request).await?;
     let vm = create_vm(cloud, &request, &user).await?;
     let ip = assign_ip(network, &vm).await?;
+    check_reachable(network, &ip).await?;
     Ok(Machine { user, vm, ip })
 }
 

@@ -987,8 +987,14 @@ impl Hooks for Narrator {
     }
 
     fn step_failed(&self, cx: &StepContext, error: &str) {
+        // The first step failing means nothing was done before it.
+        let then = if cx.index() == 0 {
+            "nothing was done before it, so nothing needs undoing"
+        } else {
+            "undoing what was done before it"
+        };
         self.say(format!(
-            "  `{}` failed for good: {error}; undoing what was done",
+            "  `{}` failed for good: {error}; {then}",
             cx.step()
         ));
     }
@@ -1018,7 +1024,10 @@ impl Hooks for Narrator {
     fn saga_finished(&self, report: &RunReport) {
         let how = match report.outcome() {
             RunOutcome::Committed => "committed",
-            RunOutcome::Compensated => "gave up; everything was undone",
+            RunOutcome::Compensated if report.compensations().next().is_none() => {
+                "gave up; nothing had been done, so nothing needed undoing"
+            }
+            RunOutcome::Compensated => "gave up; everything that was done was undone",
             RunOutcome::CompensationFailed => "gave up; some of it could not be undone",
         };
         self.say(format!("saga `{}` {how}", report.saga()));

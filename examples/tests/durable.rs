@@ -171,7 +171,7 @@ fn a_crash_while_undoing_goes_on_undoing() {
     );
     assert!(
         text.contains(&format!(
-            "Trip {id}: `book_hotel` had failed, so it undid `book_flight` then `debit_customer`"
+            "Trip {id}: `book_hotel` had failed, so it undid `book_flight`, then `debit_customer`"
         )),
         "{text}"
     );
@@ -198,4 +198,96 @@ fn a_crash_needs_a_store_and_a_known_step() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("need `--durable FILE`"));
+}
+
+/// The grammar of a ledger line, as `sagaflow_examples::ledger`, the binary's
+/// documentation and the README state it.
+const LEDGER_LINE: &str = "`<what> <saga id> <idempotency key> [<JSON details>]`";
+
+/// Why `line` is not `<what> <saga id> <idempotency key> [<JSON details>]`, where
+/// `<what>` is an effect, `call:<effect>` or `again:<effect>`, and only an effect
+/// line has details.
+fn ledger_line_error(line: &str) -> Option<String> {
+    const EFFECTS: &[&str] = &[
+        "debit",
+        "refund",
+        "flight",
+        "cancel-flight",
+        "hotel",
+        "cancel-hotel",
+        "email",
+    ];
+    let mut fields = line.splitn(4, ' ');
+    let (what, saga, key) = match (fields.next(), fields.next(), fields.next()) {
+        (Some(what), Some(saga), Some(key)) => (what, saga, key),
+        _ => return Some("fewer than three fields".to_owned()),
+    };
+    let details = fields.next();
+    let (prefix, effect) = match what.split_once(':') {
+        Some((prefix @ ("call" | "again"), effect)) => (Some(prefix), effect),
+        Some(_) => return Some(format!("`{what}` is not `call:` or `again:`")),
+        None => (None, what),
+    };
+    if !EFFECTS.contains(&effect) {
+        return Some(format!("`{effect}` is not an effect"));
+    }
+    if saga.len() != 32 || !saga.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Some(format!("`{saga}` is not a saga id"));
+    }
+    let step = key
+        .strip_prefix(saga)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .map(|rest| rest.strip_suffix("-undo").unwrap_or(rest));
+    if step.is_none_or(|n| n.parse::<u32>().is_err()) {
+        return Some(format!("`{key}` is not `<saga id>-<step>[-undo]`"));
+    }
+    match (prefix, details) {
+        (None, Some(json)) if serde_json::from_str::<serde_json::Value>(json).is_ok() => None,
+        (None, _) => Some("an effect line without JSON details".to_owned()),
+        (Some(_), None) => None,
+        (Some(_), Some(_)) => Some(format!("a `{what}` line with details")),
+    }
+}
+
+#[test]
+fn the_ledger_lines_are_in_the_documented_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("travel.db");
+    // A repeat (`again:`), then a trip that is undone (`-undo` keys).
+    let _ = travel(&db, &["--crash-during", "book_hotel"]);
+    let (output, text) = travel(&db, &["--to", "Venice"]);
+    assert!(output.status.success(), "{text}");
+
+    let file = std::fs::read_to_string(format!("{}.ledger", db.display())).unwrap();
+    let mut kinds = std::collections::BTreeSet::new();
+    for line in file.lines() {
+        if let Some(why) = ledger_line_error(line) {
+            panic!("ledger line `{line}` is not {LEDGER_LINE}: {why}");
+        }
+        kinds.insert(line.split([':', ' ']).next().unwrap().to_owned());
+    }
+    for kind in ["call", "again", "debit", "refund", "cancel-flight"] {
+        assert!(kinds.contains(kind), "no `{kind}` line in\n{file}");
+    }
+    // The checker itself refuses what the grammar does not allow.
+    let id = "0123456789abcdef0123456789abcdef";
+    for bad in [
+        format!("call:debit {id} {id}-0 {{}}"),
+        format!("debit {id} {id}-0"),
+        format!("call:nothing {id} {id}-0"),
+        format!("call:debit {id} other-key"),
+    ] {
+        assert!(ledger_line_error(&bad).is_some(), "`{bad}` passed");
+    }
+
+    // Where the format is written down, it is written the same way.
+    for (doc, text) in [
+        ("README.md", include_str!("../../README.md")),
+        ("the travel binary", include_str!("../src/bin/travel.rs")),
+        ("the ledger module", include_str!("../src/ledger.rs")),
+    ] {
+        for needle in [LEDGER_LINE, "`call:<effect>`", "`again:<effect>`"] {
+            assert!(text.contains(needle), "{doc} does not say {needle}");
+        }
+    }
 }

@@ -267,8 +267,8 @@ fn provision_failure_sweep() {
         .failure_sweep()
         .unwrap_or_else(|e| panic!("{e}"));
     println!("provision, {report}");
-    // A clean run, then 3 steps × 3 faults.
-    assert_eq!(report.runs(), 10, "{report}");
+    // A clean run, then 4 steps × 3 faults.
+    assert_eq!(report.runs(), 13, "{report}");
 }
 
 #[test]
@@ -279,9 +279,9 @@ fn provision_repeat_sweep() {
         .repeat_sweep()
         .unwrap_or_else(|e| panic!("{e}"));
     println!("provision, {report}");
-    // Each of 3 steps twice, then `remove_user` and `delete_vm` twice
-    // (`release_ip` has no later step whose failure would make it run).
-    assert_eq!(report.runs(), 5, "{report}");
+    // Each of 4 steps twice, then `release_ip`, `delete_vm` and `remove_user`
+    // twice (`check_reachable` is read-only: nothing undoes it).
+    assert_eq!(report.runs(), 7, "{report}");
 }
 
 // No crash sweep for provision: it is an in-memory example. A durable run stores

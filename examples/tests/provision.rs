@@ -8,6 +8,7 @@ use sagaflow::{Outcome, Phase, RunOutcome, RunReport, Runner, SagaError, StepFai
 use sagaflow_examples::provision::{
     Cloud, Directory, Machine, Network, ProvisionError, ProvisionSaga, Request,
 };
+use sagaflow_examples::travel::BookTripSaga;
 
 async fn run(
     directory: &Directory,
@@ -178,6 +179,71 @@ fn the_graph_shows_each_steps_timeout_and_retries() {
             "2. create_vm (compensate: delete_vm, retry 3 (backoff 20ms..50ms), timeout 500ms, \
              compensation retry 3 (backoff 10ms..50ms))",
             "3. assign_ip (compensate: release_ip, retry 2 (backoff 10ms..40ms), timeout 50ms)",
+            "4. check_reachable (read-only, retry 2 (backoff 10ms..20ms), timeout 100ms)",
         ]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_machine_that_never_answers_releases_its_address_then_deletes_the_vm_and_removes_the_user()
+ {
+    let directory = Directory::new();
+    let cloud = Cloud::new();
+    let network = Network::with_addresses(4).dropping_pings();
+    let (result, report) = run(&directory, &cloud, &network).await;
+    let err = result.unwrap_err();
+
+    assert_eq!(err.failed_step(), "check_reachable");
+    assert_eq!(
+        err.cause(),
+        Some(&ProvisionError::Unreachable(Ipv4Addr::new(10, 0, 0, 1)))
+    );
+    assert_eq!(err.undone(), ["assign_ip", "create_vm", "create_user"]);
+    assert_eq!(network.pings(), 3, "the first attempt and 2 retries");
+    let undo: Vec<_> = report.compensations().map(|r| r.function()).collect();
+    assert_eq!(undo, ["release_ip", "delete_vm", "remove_user"]);
+
+    // Nothing is left: the address is back in the pool.
+    assert!(network.assigned().is_empty());
+    assert_eq!(network.free(), 4);
+    assert!(cloud.vms().is_empty());
+    assert!(directory.users().is_empty());
+}
+
+/// The `cN` nodes of a DOT picture that no edge leads into.
+fn compensations_nothing_leads_to(dot: &str) -> Vec<String> {
+    let nodes = dot
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix('c'))
+        .filter_map(|rest| rest.split_once(" [label="))
+        .map(|(n, _)| format!("c{n}"));
+    nodes
+        .filter(|c| {
+            !dot.lines()
+                .any(|l| l.contains(&format!(" -> {c} [style=dashed")))
+        })
+        .collect()
+}
+
+#[test]
+fn every_compensation_of_the_examples_can_run() {
+    // A compensation runs only when a later step fails: one declared on the last
+    // step that has an effect is drawn with no edge into it, because it can never
+    // run. `provision` had that until `check_reachable` followed `assign_ip`.
+    for (name, graph) in [
+        ("provision", ProvisionSaga::graph()),
+        ("travel", BookTripSaga::graph()),
+    ] {
+        let dot = graph.to_dot();
+        let drawn = dot.lines().filter(|l| l.trim().starts_with('c')).count();
+        assert!(drawn >= 2, "{name}: no compensation node found in\n{dot}");
+        assert_eq!(
+            compensations_nothing_leads_to(&dot),
+            Vec::<String>::new(),
+            "{name}: a compensation that nothing leads to\n{dot}"
+        );
+    }
+    // The check itself sees a compensation that nothing leads to.
+    let last = "    s0 -> c0 [style=dotted, arrowhead=none];\n    c0 [label=\"undo\"];\n";
+    assert_eq!(compensations_nothing_leads_to(last), ["c0"]);
 }

@@ -154,9 +154,38 @@ async fn the_report_and_the_hooks_show_the_compensations_in_reverse_order() {
     assert!(position("`book_hotel` failed for good") < position("undoing `book_flight`"));
     assert!(position("`book_flight` undone") < position("undoing `debit_customer`"));
     assert!(
-        lines.last().unwrap().contains("everything was undone"),
+        lines
+            .last()
+            .unwrap()
+            .contains("everything that was done was undone"),
         "{lines:#?}"
     );
+}
+
+#[tokio::test]
+async fn when_the_first_step_fails_the_hooks_say_nothing_needed_undoing() {
+    let world = World::new();
+    let narrator = Narrator::quiet();
+    let trip = Trip::new("bob", "bob@example.com", "Lisbon", 1, euros(300));
+    // `run`, not `run_reported`: the hooks get the same report either way.
+    let err = Runner::new()
+        .with_hooks(&narrator)
+        .run(world.saga(trip))
+        .await
+        .unwrap_err();
+    assert_eq!(err.failed_step(), "debit_customer");
+
+    let lines = narrator.lines();
+    assert_eq!(
+        lines[2..],
+        [
+            "  `debit_customer` failed for good: bob has €100.00 but the trip costs €300.00; \
+             nothing was done before it, so nothing needs undoing",
+            "saga `book_trip` gave up; nothing had been done, so nothing needed undoing",
+        ],
+        "{lines:#?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("undoing `")), "{lines:#?}");
 }
 
 #[tokio::test]

@@ -14,11 +14,40 @@ use proc_macro::TokenStream;
 
 /// Declares an `async fn` as a saga step and says what undoes it.
 ///
-/// Kinds (exactly one): `compensate = f`, `read_only`, `pivot`, `retriable`.
-/// Options: `retry = N`, `retry(max = N, backoff = "10ms", max_backoff = "5s")`,
-/// `timeout = "2s"`, `compensate_retry = N`, `compensate_retry(...)`.
+/// The function must be `async`, return `Result<T, E>` (any `E: Display`), and
+/// take no `&mut`. It stays an ordinary function that can be called directly.
 ///
-/// See the `sagaflow` crate's documentation for the full contract.
+/// Kinds (exactly one):
+///
+/// - `compensate = f`: undone by `f` when a later step fails, in reverse order.
+///   `f` is an `async fn` taking the step's parameters, in the same order and
+///   types, then `&T` (the step's output), and returning `Result<(), E2>` for any
+///   `E2: Display`;
+/// - `read_only`: no side effect, nothing to undo;
+/// - `pivot`: the point of no return; at most one per saga, and every step after
+///   it must be `retriable`;
+/// - `retriable`: never undone; retried until it succeeds.
+///
+/// Options, combinable with a kind (durations in humantime syntax: `"250ms"`,
+/// `"2s"`, `"1m30s"`):
+///
+/// - `retry = N`: up to `N` retries after the first attempt (default 0; a
+///   `retriable` step retries forever);
+/// - `retry(max = N, backoff = "10ms", max_backoff = "5s")`: the same with the
+///   backoff spelled out, each key optional (default backoff 100 ms, cap 10 s);
+///   a `retriable` step takes no `max`. The wait before retry `r` is
+///   `min(max_backoff, backoff · 2^(r-1))`, of which a random half is dropped;
+/// - `timeout = "2s"`: a limit on each attempt (default none, and no timer);
+/// - `compensate_retry = N` / `compensate_retry(max = .., backoff = .., max_backoff = ..)`:
+///   how the compensation is retried (default 5 retries, 100 ms doubling to 10 s);
+/// - `compensate_timeout = "5s"`: a limit on each attempt of the compensation; one
+///   that runs out is retried by `compensate_retry`, then recorded (default none).
+///
+/// `compensate_retry` and `compensate_timeout` need `compensate = f`. A step that
+/// fails, times out or panics produced no output, so it is not compensated.
+///
+/// The guide's [steps page](../sagaflow/guide/steps/index.html) has more, and
+/// [the saga body](../sagaflow/guide/body/index.html) how steps are called.
 #[proc_macro_attribute]
 pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
     let site = proc_macro::Span::call_site();
@@ -58,9 +87,25 @@ pub fn saga_graph_doc(input: TokenStream) -> TokenStream {
 /// Turns an `async fn` made of step calls into a saga: a generated state machine
 /// that runs the steps in order and compensates them in reverse when one fails.
 ///
+/// The function must be `async` and return `Result<T, E>`. Its body holds only
+/// awaited step calls (`let name = step(args).await?;`, `let _ = ..;` or
+/// `step(args).await?;`), typed immutable locals (`let total: u64 = expr;`) and a
+/// final `Ok(expr)`, the only place that may move step outputs. A step's
+/// arguments are evaluated again for each retry and for its compensation: pass
+/// references, `Copy` values or explicit `.clone()`s. Reference parameters are
+/// resources (clients, pools); owned parameters are data, persisted by a durable
+/// executor, and may not borrow.
+///
+/// From `async fn book_trip(..) -> Result<T, E>` it generates `book_trip(..)`,
+/// with the same parameters, returning `Result<T, SagaError<E>>` (awaiting it runs
+/// the saga in memory), and the type `BookTripSaga`, with `BookTripSaga::new(..)`
+/// (the saga as a value, for a `Runner` or a durable executor) and
+/// `BookTripSaga::graph()`. The function's rustdoc gets a "Saga graph" section.
+///
 /// Option: `#[saga(name = OtherSaga)]` names the generated type.
 ///
-/// See the `sagaflow` crate's documentation for the full contract.
+/// The guide's [body page](../sagaflow/guide/body/index.html) has the rules and
+/// [errors page](../sagaflow/guide/errors/index.html) what fails to compile.
 #[proc_macro_attribute]
 pub fn saga(args: TokenStream, item: TokenStream) -> TokenStream {
     saga::expand(args.into(), item.into()).into()

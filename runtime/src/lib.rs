@@ -42,19 +42,47 @@
 //! # }
 //! ```
 //!
-//! See the README for the body language of a saga, the step kinds and options,
-//! and what fails to compile.
+//! # Where to read on
+//!
+//! The [guide] teaches the library page by page, each with examples that run:
+//!
+//! 1. [Setup](guide::setup): the dependencies to add (tokio is needed), and the
+//!    features.
+//! 2. [Your first saga](guide::first_saga): the travel saga, step by step.
+//! 3. [Declaring steps](guide::steps): the kinds (`compensate = f`, `read_only`,
+//!    `pivot`, `retriable`), the options (`retry`, `timeout`, `compensate_retry`,
+//!    `compensate_timeout`), the step context and idempotency keys.
+//! 4. [The saga body](guide::body): what a body may hold, why arguments are
+//!    evaluated again, resources and data, what `#[saga]` generates.
+//! 5. [Running, failing and errors](guide::errors): compensation order,
+//!    [`SagaError`], reports, [`Hooks`], spans, and what fails to compile.
+//! 6. [Durable execution](guide::durability): [`durable::Executor`] over a SQLite
+//!    file, recovery, and what is guaranteed.
+//! 7. [Testing your sagas](guide::testing): the test kit, `sagaflow::testing`.
+//! 8. [Saga graphs](guide::graphs): pictures in rustdoc, Mermaid, DOT and SVG.
+//!
+//! # Features
+//!
+//! - `sqlite` (default): [`durable::SqliteStore`], the embedded store, with
+//!   SQLite compiled in.
+//! - `testing`: the test kit `sagaflow::testing` (failure, repeat and crash
+//!   sweeps), for `[dev-dependencies]`.
 #![warn(missing_docs)]
+// Feature badges on docs.rs, whose nightly rustdoc sets `docsrs`
+// (`[package.metadata.docs.rs]`); stable rustdoc has no `doc(cfg)` yet.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod context;
 pub mod durable;
 mod error;
+pub mod guide;
 mod hooks;
 mod report;
 mod run;
 mod saga;
 mod step;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 pub use context::{IdempotencyKey, ParseSagaIdError, Phase, SagaId, StepContext};

@@ -2,9 +2,10 @@
 //!
 //! # In memory (the default)
 //!
-//! `cargo run -p sagaflow-examples --bin travel` books two trips: one that goes
-//! through (after the mail server is busy once), and one whose hotel has no
-//! rooms, so the flight is cancelled and the customer refunded.
+//! `cargo run -p sagaflow-examples --bin travel` books three trips: one that goes
+//! through (after the mail server is busy once), one whose hotel has no rooms,
+//! so the flight is cancelled and the customer refunded, and one whose customer
+//! cannot pay, so nothing was done and nothing needs undoing.
 //!
 //! # Durable
 //!
@@ -14,9 +15,13 @@
 //! ```
 //!
 //! keeps every saga in the SQLite file `travel.db`, and the fake bank, airline,
-//! hotels and mail server write what they do to `travel.db.ledger` (one line per
-//! call: `<what> <saga id> <idempotency key> [<details>]`), so that both outlive
-//! the process. Each run first *recovers*: it lists the trips an earlier run left
+//! hotels and mail server write what they are asked and what they do to
+//! `travel.db.ledger`, so that both outlive the process. Each line is
+//! `<what> <saga id> <idempotency key> [<JSON details>]`: `call:<effect>` for
+//! every request, then the effect itself (`debit`, `flight`, `cancel-flight`, ...)
+//! with its result as JSON if the service did it, or `again:<effect>` if the
+//! request came again with a key the service had already done (see
+//! [`sagaflow_examples::ledger`]). Each run first *recovers*: it lists the trips an earlier run left
 //! unfinished, what each had done, and finishes them (forward, or undoing what
 //! was done if a step had failed). Then it books one new trip for Ada, to Lisbon
 //! or to `--to CITY` (Venice has no hotel rooms: the trip is undone).
@@ -49,8 +54,9 @@ use sagaflow::{Runner, Saga};
 use sagaflow_examples::crash::{CrashPlan, CrashingStore, Moment};
 use sagaflow_examples::ledger::Ledger;
 use sagaflow_examples::travel::{
-    Airline, Bank, BookTripSaga, Hotels, Mailer, Narrator, Trip, euros, format_euros,
+    Airline, Bank, BookTripSaga, FlightBooking, Hotels, Mailer, Narrator, Trip, euros, format_euros,
 };
+use sagaflow_examples::words::{in_order, listed};
 
 const USAGE: &str =
     "usage: travel [--durable FILE [--to CITY] [--crash-after STEP | --crash-during STEP]]";
@@ -123,62 +129,76 @@ async fn in_memory() {
 
     let bank = Bank::new()
         .with_account("ada", euros(2_000))
-        .with_account("alan", euros(1_500));
+        .with_account("alan", euros(1_500))
+        .with_account("grace", euros(200));
     let airline = Airline::new();
     let hotels = Hotels::new().with_no_rooms_in("Venice");
     let mailer = Mailer::busy_for(1);
     let runner = Runner::new().with_hooks(Narrator::new());
+    let book = async |title: &str, trip: Trip| {
+        println!("== {title} ==");
+        let (result, report) = runner
+            .run_reported(BookTripSaga::new(&bank, &airline, &hotels, &mailer, trip))
+            .await;
+        match &result {
+            Ok(itinerary) => println!("\nBooked: {itinerary}"),
+            Err(err) => {
+                println!("\nNot booked: {err}");
+                println!("Failed step: `{}`", err.failed_step());
+                println!("Undone, in this order: {}", in_order(err.undone()));
+            }
+        }
+        println!("\nRun report:\n{report}");
+    };
+    // The flights of one customer that stand, and those that were cancelled.
+    let flights = |customer: &str| {
+        let of = |bookings: Vec<FlightBooking>| -> Vec<String> {
+            bookings
+                .into_iter()
+                .filter(|b| b.customer == customer)
+                .map(|b| b.reference)
+                .collect()
+        };
+        (of(airline.booked()), of(airline.cancelled()))
+    };
 
-    println!(
-        "== Trip 1: Ada, 3 nights in Lisbon for {} ==",
-        format_euros(euros(900))
-    );
     let trip = Trip::new("ada", "ada@example.com", "Lisbon", 3, euros(900));
-    let (result, report) = runner
-        .run_reported(BookTripSaga::new(&bank, &airline, &hotels, &mailer, trip))
-        .await;
-    match result {
-        Ok(itinerary) => println!("\nBooked: {itinerary}"),
-        Err(err) => println!("\nNot booked: {err}"),
-    }
-    println!("\nRun report:\n{report}");
+    book("Trip 1: Ada, 3 nights in Lisbon for €900.00", trip).await;
+    let (booked, _) = flights("ada");
     println!(
-        "Afterwards: Ada has {} left; {} flight(s) and {} hotel room(s) booked; {} e-mail(s) sent.\n",
+        "Afterwards: Ada has {} left; her flight(s): {}; {} hotel room(s) booked; {} e-mail(s) sent.\n",
         format_euros(bank.balance("ada").unwrap_or_default()),
-        airline.booked().len(),
+        listed(&booked),
         hotels.booked().len(),
         mailer.sent().len(),
     );
 
-    println!(
-        "== Trip 2: Alan, 2 nights in Venice for {} (no rooms there) ==",
-        format_euros(euros(700))
-    );
     let trip = Trip::new("alan", "alan@example.com", "Venice", 2, euros(700));
-    let (result, report) = runner
-        .run_reported(BookTripSaga::new(&bank, &airline, &hotels, &mailer, trip))
-        .await;
-    match result {
-        Ok(itinerary) => println!("\nBooked: {itinerary}"),
-        Err(err) => {
-            println!("\nNot booked: {err}");
-            println!("Failed step: `{}`", err.failed_step());
-            println!("Undone, in this order: {:?}", err.undone());
-        }
-    }
-    println!("\nRun report:\n{report}");
-    let cancelled: Vec<_> = airline
-        .cancelled()
-        .into_iter()
-        .map(|b| b.reference)
-        .collect();
-    let booked: Vec<_> = airline.booked().into_iter().map(|b| b.reference).collect();
+    book(
+        "Trip 2: Alan, 2 nights in Venice for €700.00 (no rooms there)",
+        trip,
+    )
+    .await;
+    let (booked, cancelled) = flights("alan");
     println!(
-        "Afterwards: Alan has {} (he started with {}); flights cancelled: {:?}; flights still booked: {:?}.",
+        "Afterwards: Alan has {} (he started with {}); his flights cancelled: {}; his flights still booked: {}.\n",
         format_euros(bank.balance("alan").unwrap_or_default()),
         format_euros(euros(1_500)),
-        cancelled,
-        booked,
+        listed(&cancelled),
+        listed(&booked),
+    );
+
+    let trip = Trip::new("grace", "grace@example.com", "Lisbon", 3, euros(900));
+    book(
+        "Trip 3: Grace, 3 nights in Lisbon for €900.00 (she has €200.00)",
+        trip,
+    )
+    .await;
+    let (booked, _) = flights("grace");
+    println!(
+        "Afterwards: Grace still has {}; her flights: {}.",
+        format_euros(bank.balance("grace").unwrap_or_default()),
+        listed(&booked),
     );
 }
 
@@ -437,11 +457,7 @@ fn tell_recovery(report: &RecoveryReport, ledger: &Ledger) {
                 } else {
                     format!(
                         "`{failed_step}` had failed, so it undid {}: nothing of the trip remains",
-                        undone
-                            .iter()
-                            .map(|s| format!("`{s}`"))
-                            .collect::<Vec<_>>()
-                            .join(" then ")
+                        in_order(undone)
                     )
                 }
             }

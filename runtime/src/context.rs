@@ -7,12 +7,18 @@ use core::fmt;
 ///
 /// Shown as 32 lowercase hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SagaId(u128);
+pub struct SagaId {
+    // Two halves, high first (so that the derived order is the number's), not
+    // one `u128`: a `u128` is aligned to 16 bytes, and every future that holds
+    // an id (each step's, through its context) would be padded to match.
+    high: u64,
+    low: u64,
+}
 
 impl SagaId {
     /// A fresh random id.
     pub fn random() -> Self {
-        SagaId(fastrand::u128(..))
+        SagaId::from_u128(fastrand::u128(..))
     }
 
     /// A fresh id that sorts by creation time: the milliseconds since the Unix
@@ -24,23 +30,26 @@ impl SagaId {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
-        SagaId(((millis & 0xffff_ffff_ffff) << 80) | (fastrand::u128(..) >> 48))
+        SagaId::from_u128(((millis & 0xffff_ffff_ffff) << 80) | (fastrand::u128(..) >> 48))
     }
 
     /// The id with this numeric value.
     pub const fn from_u128(value: u128) -> Self {
-        SagaId(value)
+        SagaId {
+            high: (value >> 64) as u64,
+            low: value as u64,
+        }
     }
 
     /// The numeric value.
     pub const fn as_u128(&self) -> u128 {
-        self.0
+        ((self.high as u128) << 64) | self.low as u128
     }
 }
 
 impl fmt::Display for SagaId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
+        write!(f, "{:016x}{:016x}", self.high, self.low)
     }
 }
 
@@ -64,7 +73,7 @@ impl core::str::FromStr for SagaId {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let well_formed = text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit());
         match u128::from_str_radix(text, 16) {
-            Ok(value) if well_formed => Ok(SagaId(value)),
+            Ok(value) if well_formed => Ok(SagaId::from_u128(value)),
             _ => Err(ParseSagaIdError {
                 text: text.chars().take(64).collect(),
             }),

@@ -153,6 +153,17 @@ fn halted<E>() -> StepFailure<E> {
     }
 }
 
+/// What a failed run has done about its failure so far.
+#[derive(Default)]
+struct Failure {
+    /// The step that failed for good.
+    step: &'static str,
+    /// The steps undone, in the order their compensations ran.
+    undone: Vec<&'static str>,
+    /// The compensations that failed for good.
+    failed: Vec<FailedCompensation>,
+}
+
 /// The state of one saga run that is not the saga's own data: who to tell,
 /// what happened so far, and how the run failed if it did.
 #[doc(hidden)]
@@ -181,10 +192,11 @@ pub struct Run<'h, H, J = NoJournal> {
     /// or failed, and every compensation. A step that succeeded at its first attempt
     /// in an untimed run is not pushed, so the default success path never allocates.
     records: Vec<StepRecord>,
-    undone: Vec<&'static str>,
-    failed: Vec<FailedCompensation>,
-    failed_step: &'static str,
-    report: Option<RunReport>,
+    /// What compensating leaves: boxed, made at the first failure, so that a
+    /// committed run carries a pointer for it, not three vectors.
+    failure: Option<Box<Failure>>,
+    /// The report kept for a caller that takes it; boxed for the same reason.
+    report: Option<Box<RunReport>>,
 }
 
 impl<'h, H: Hooks> Run<'h, H, NoJournal> {
@@ -227,9 +239,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             steps,
             succeeded: 0,
             records: Vec::new(),
-            undone: Vec::new(),
-            failed: Vec::new(),
-            failed_step: "",
+            failure: None,
             report: None,
         }
     }
@@ -314,10 +324,14 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 future: call(),
                 cx: &cx,
             };
-            let outcome = match (S::INFO.timeout(), span) {
-                (None, None) => settle(guarded.await),
-                (None, Some(span)) => settle(guarded.instrument(span).await),
-                (Some(after), span) => {
+            // Nested matches, not one over a `(timeout, span)` pair: the pair
+            // would be kept, 56 bytes of it, across the step's await.
+            let outcome = match S::INFO.timeout() {
+                None => match span {
+                    None => settle(guarded.await),
+                    Some(span) => settle(guarded.instrument(span).await),
+                },
+                Some(after) => {
                     let limited = tokio::time::timeout(after, guarded);
                     let result = match span {
                         None => limited.await,
@@ -679,7 +693,8 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         // once, so that compensating allocates per saga, not per step.
         let steps = self.steps.len();
         self.records.reserve(steps + 1);
-        self.undone.reserve(steps);
+        let failure = self.failure.get_or_insert_with(Box::default);
+        failure.undone.reserve(steps);
         self.records.push(StepRecord {
             step: name,
             function: name,
@@ -690,7 +705,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             duration: started.map(|s| s.elapsed()),
             error: Some(text),
         });
-        self.failed_step = name;
+        failure.step = name;
     }
 
     /// Tells that attempt `retry` of a step failed and another follows, and
@@ -756,7 +771,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             }
             match self.journal.replayed(index, true) {
                 Replayed::Succeeded(_) => {
-                    self.undone.push(name);
+                    self.failure().undone.push(name);
                     self.records.push(StepRecord {
                         step: name,
                         function,
@@ -770,7 +785,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     return;
                 }
                 Replayed::Failed(error) => {
-                    self.failed.push(FailedCompensation {
+                    self.failure().failed.push(FailedCompensation {
                         step: name,
                         compensation: function,
                         error,
@@ -815,7 +830,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     let duration = started.map(|s| s.elapsed());
                     self.hooks
                         .compensation_succeeded(&cx, duration.unwrap_or_default());
-                    self.undone.push(name);
+                    self.failure().undone.push(name);
                     self.records.push(StepRecord {
                         step: name,
                         function,
@@ -864,7 +879,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 duration: started.map(|s| s.elapsed()),
                 error: Some(text.clone()),
             });
-            self.failed.push(FailedCompensation {
+            self.failure().failed.push(FailedCompensation {
                 step: name,
                 compensation: function,
                 error: text,
@@ -878,7 +893,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     /// pushed are rebuilt from the step table, since forward steps run in order.
     fn all_records(&mut self) -> Vec<StepRecord> {
         let kept = core::mem::take(&mut self.records);
-        let forward_run = self.succeeded as usize + usize::from(!self.failed_step.is_empty());
+        let forward_run = self.succeeded as usize + usize::from(self.failure.is_some());
         let forward_kept = kept.iter().filter(|r| r.phase == Phase::Forward).count();
         if forward_kept >= forward_run {
             // Every forward step has a record already (a timed run).
@@ -920,7 +935,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         };
         self.hooks.saga_finished(&report);
         if self.keeps_report {
-            self.report = Some(report.clone());
+            self.report = Some(Box::new(report.clone()));
         }
         report
     }
@@ -957,7 +972,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     /// Ends a run that failed with `failure` and compensated what it could.
     pub async fn failed<E>(&mut self, failure: StepFailure<E>) -> SagaError<E> {
         if J::DURABLE && !self.journal.halted() {
-            let status = if self.failed.is_empty() {
+            let status = if self.failure().failed.is_empty() {
                 SagaStatus::Compensated
             } else {
                 SagaStatus::Parked
@@ -970,9 +985,12 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 self.halt(e);
             }
         }
-        let step = self.failed_step;
-        let undone = core::mem::take(&mut self.undone);
-        if self.failed.is_empty() {
+        let Failure {
+            step,
+            undone,
+            failed,
+        } = self.failure.take().map(|f| *f).unwrap_or_default();
+        if failed.is_empty() {
             let report = Box::new(self.finish(RunOutcome::Compensated));
             SagaError::Compensated {
                 step,
@@ -981,7 +999,6 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 report,
             }
         } else {
-            let failed = core::mem::take(&mut self.failed);
             let report = Box::new(self.finish(RunOutcome::CompensationFailed));
             SagaError::CompensationFailed {
                 step,
@@ -993,8 +1010,14 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         }
     }
 
+    /// What the run's failure left so far; made if the run has not failed yet
+    /// (a compensation runs only after a failure, so in practice it was made).
+    fn failure(&mut self) -> &mut Failure {
+        self.failure.get_or_insert_with(Box::default)
+    }
+
     pub(crate) fn take_report(&mut self) -> Option<RunReport> {
-        self.report.take()
+        self.report.take().map(|r| *r)
     }
 }
 

@@ -534,7 +534,7 @@ macro_rules! measure {
         let hand_one_allocs = allocs_per_run(rt, alloc_n, &hand_one);
         let saga_one_allocs = allocs_per_run(rt, alloc_n, &saga_one);
         // Per step on success: the slope from one step to ten. On failure, per
-        // compensation: the slope from failing at step 2 (one compensation) to
+        // compensation: the slope from failing at step 3 (two compensations) to
         // failing where this row fails.
         let (hand_step_allocs, saga_step_allocs) = if fail_at == NO_FAILURE {
             (
@@ -542,11 +542,11 @@ macro_rules! measure {
                 (saga_allocs.0 - saga_one_allocs.0) / 9.0,
             )
         } else {
-            let early = Counter::new(1);
+            let early = Counter::new(2);
             let e = &early;
             let hand_early = allocs_per_run(rt, alloc_n, &move |x: u64| $flavour::hand_ten(e, x));
             let saga_early = allocs_per_run(rt, alloc_n, &move |x: u64| $flavour::ten(e, x));
-            let more = (fail_at - 1) as f64;
+            let more = (fail_at - 2) as f64;
             (
                 (hand_allocs.0 - hand_early.0) / more,
                 (saga_allocs.0 - saga_early.0) / more,
@@ -762,6 +762,20 @@ fn main() {
             &rt
         ));
     }
+    // Allocations by where the saga fails: constant if compensating costs a
+    // constant number per saga.
+    let by_failure: Vec<(u64, f64)> = if only.is_empty() || only == "failure" {
+        (1..10)
+            .map(|fail_at| {
+                let counter = Counter::new(fail_at);
+                let c = &counter;
+                let saga = move |x: u64| trivial::ten(c, x);
+                (fail_at + 1, allocs_per_run(&rt, 1000, &saga).0)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let in_flight = (only.is_empty() || only == "in_flight")
         .then(|| measure_in_flight(1000, (iters / 2000).max(1), reps));
 
@@ -836,8 +850,19 @@ fn main() {
     }
     println!(
         "(allocs/step = (allocs of the 10-step saga - allocs of a 1-step saga) / 9; on the \
-         failure rows, per compensation: (allocs failing at step 8 - allocs failing at step 2) / 6)"
+         failure rows, per compensation: (allocs failing at step 8 - allocs failing at step 3) / 5)"
     );
+    if !by_failure.is_empty() {
+        println!();
+        let row: Vec<String> = by_failure
+            .iter()
+            .map(|(step, allocs)| format!("step {step}: {allocs:.1}"))
+            .collect();
+        println!(
+            "heap allocations per saga by the step that fails (trivial steps): {}",
+            row.join(", ")
+        );
+    }
     if let Some(flight) = &in_flight {
         println!();
         println!(

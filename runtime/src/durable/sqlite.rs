@@ -40,7 +40,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
-use super::store::{Claims, Entry, NewSaga, SagaRecord, SagaStatus, Store, StoreError};
+use super::store::{
+    Claims, Entry, NewSaga, SagaRecord, SagaStatus, Store, StoreError, decode, encode,
+};
 use crate::SagaId;
 
 /// `PRAGMA application_id` of a sagaflow store: "SAGF" in ASCII.
@@ -692,123 +694,6 @@ fn check_contents(contents: Contents, path: &Path) -> Result<Option<i64>, StoreE
         Contents::Sagaflow(version) if version == SCHEMA_VERSION => Ok(None),
         Contents::Sagaflow(version) => Ok(Some(version)),
     }
-}
-
-// ---------------------------------------------------------------------------
-// Encoding of entries
-
-/// One journal row, without its saga id, sequence number and time.
-struct Row {
-    kind: &'static str,
-    step_index: Option<u32>,
-    attempt: Option<u32>,
-    payload: Option<Vec<u8>>,
-    note: Option<String>,
-}
-
-fn encode(entry: Entry) -> Row {
-    let row = |kind, step_index, attempt, payload, note| Row {
-        kind,
-        step_index,
-        attempt,
-        payload,
-        note,
-    };
-    match entry {
-        Entry::StepStarted { index, attempt } => {
-            row("step_started", Some(index), Some(attempt), None, None)
-        }
-        Entry::StepSucceeded { index, output } => {
-            row("step_succeeded", Some(index), None, Some(output), None)
-        }
-        Entry::StepFailed { index, error } => {
-            row("step_failed", Some(index), None, None, Some(error))
-        }
-        Entry::CompensationStarted { index, attempt } => row(
-            "compensation_started",
-            Some(index),
-            Some(attempt),
-            None,
-            None,
-        ),
-        Entry::CompensationSucceeded { index } => {
-            row("compensation_succeeded", Some(index), None, None, None)
-        }
-        Entry::CompensationFailed { index, error } => {
-            row("compensation_failed", Some(index), None, None, Some(error))
-        }
-        Entry::Finished { status, output } => row(
-            "finished",
-            None,
-            None,
-            output,
-            Some(status.as_str().to_owned()),
-        ),
-        Entry::Intervention { retry: true, note } => {
-            row("intervention_retry", None, None, None, Some(note))
-        }
-        Entry::Intervention { retry: false, note } => {
-            row("intervention_resolve", None, None, None, Some(note))
-        }
-    }
-}
-
-/// The entry a journal row holds, or why it holds none.
-fn decode(
-    kind: &str,
-    step_index: Option<i64>,
-    attempt: Option<i64>,
-    payload: Option<Vec<u8>>,
-    note: Option<String>,
-) -> Result<Entry, String> {
-    let number = |value: Option<i64>, column: &str| -> Result<u32, String> {
-        let value = value.ok_or_else(|| format!("{column} is missing"))?;
-        u32::try_from(value).map_err(|_| format!("{column} {value} is out of range"))
-    };
-    let index = || number(step_index, "step_index");
-    let attempt = || number(attempt, "attempt");
-    let note = || note.ok_or_else(|| "note is missing".to_owned());
-    Ok(match kind {
-        "step_started" => Entry::StepStarted {
-            index: index()?,
-            attempt: attempt()?,
-        },
-        "step_succeeded" => Entry::StepSucceeded {
-            index: index()?,
-            output: payload.ok_or("payload is missing")?,
-        },
-        "step_failed" => Entry::StepFailed {
-            index: index()?,
-            error: note()?,
-        },
-        "compensation_started" => Entry::CompensationStarted {
-            index: index()?,
-            attempt: attempt()?,
-        },
-        "compensation_succeeded" => Entry::CompensationSucceeded { index: index()? },
-        "compensation_failed" => Entry::CompensationFailed {
-            index: index()?,
-            error: note()?,
-        },
-        "finished" => {
-            let word = note()?;
-            let status =
-                SagaStatus::parse(&word).ok_or_else(|| format!("unknown status {word:?}"))?;
-            Entry::Finished {
-                status,
-                output: payload,
-            }
-        }
-        "intervention_retry" => Entry::Intervention {
-            retry: true,
-            note: note()?,
-        },
-        "intervention_resolve" => Entry::Intervention {
-            retry: false,
-            note: note()?,
-        },
-        other => return Err(format!("unknown entry kind {other:?}")),
-    })
 }
 
 /// The id as stored: 32 lowercase hex digits, as `SagaId` displays itself.

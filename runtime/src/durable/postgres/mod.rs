@@ -1,73 +1,5 @@
-//! The shared store: sagas on a PostgreSQL server, run by several worker
-//! processes through leases with fencing tokens.
-//!
-//! # Leases and fencing
-//!
-//! Each `PgStore` is one *owner* (a random name made at connect). A saga is run
-//! only under a lease: its row names the owner, the lease's expiry (server
-//! time, so the workers' clocks do not matter) and a fencing token that grows by
-//! one with every claim. [`create`](Store::create) makes a saga leased to this
-//! store; [`claim_unfinished`](Store::claim_unfinished) and
-//! [`claim_runnable`](Store::claim_runnable) lease the running sagas that
-//! nobody holds, whose lease expired, or that this store holds but no run in
-//! this process drives (`FOR UPDATE SKIP LOCKED`: a claim never waits for
-//! another worker's rows); [`submit`](Store::submit) makes one that
-//! nobody holds yet. The store keeps the token of every saga it holds, and
-//! every write of a transition checks it, with the owner, in the statement
-//! that appends: a store whose lease was taken over (it was paused,
-//! partitioned or slow past its lease) can never write for that saga again;
-//! its write fails with [`StoreError::lease_lost`] and writes nothing.
-//!
-//! A background task renews every held lease each third of the lease, in one
-//! statement; a lease it finds taken over is dropped and logged. A saga that
-//! ends (committed, compensated, parked) is let go in the statement that
-//! writes its end; [`release`](Store::release) lets go of one at once, and
-//! [`PgStore::close`] of all. A worker that dies holds its leases until they
-//! expire, then another worker's claim takes its sagas up from their journals.
-//!
-//! A person's intervention on a parked saga ([`append_if`](Store::append_if))
-//! needs no lease: a parked saga is held by nobody, and the status check in
-//! the appending statement decides between two at once.
-//!
-//! # Group commit
-//!
-//! One writer task per store owns a connection; every write is sent to it and
-//! it takes everything that is waiting into one transaction, one statement per
-//! write, sent together without waiting for each answer (pipelined), then one
-//! commit. While one commit is in flight the next batch piles up.
-//!
-//! # Durability
-//!
-//! A write is acknowledged once PostgreSQL has committed it. What that means
-//! after a crash is the server's `synchronous_commit` setting (the store does
-//! not change it): with `on`, the default, the commit is flushed to the
-//! server's write-ahead log on its disk, and survives a crash of the server or
-//! its machine; with synchronous standbys, `remote_write`/`on`/`remote_apply`
-//! also wait for them. With `off`, a server crash may lose the last commits
-//! (about three times `wal_writer_delay`) but never leaves them half-written:
-//! then a step that ran may run again on recovery, which its idempotency key
-//! must absorb anyway.
-//!
-//! # Lost connections
-//!
-//! A write or read whose connection fails (the server restarted, the network
-//! dropped) is tried again on a new connection, with backoff, for up to
-//! [`PgConfig::reconnect_for`]; meanwhile the saga waits. A commit whose answer
-//! was lost is looked up by its transaction id (`txid_status`) before anything
-//! is retried, so a write is never acknowledged unless it committed and never
-//! applied twice. When the time is up the write fails with an error naming the
-//! server; the saga stops where it was, and recovery takes it up later.
-//!
-//! # Schema
-//!
-//! The store's tables live in a PostgreSQL schema of their own (`sagaflow`
-//! unless [`PgConfig::schema`] says otherwise), created on first connect:
-//! `sagaflow_meta` (an application marker and the schema version), `sagas` (one
-//! row per saga: input, status, the journal's next sequence number, and the
-//! lease: owner, token, expiry) and `journal` (one row per transition). A
-//! schema that holds other tables, or one written by a newer sagaflow, is
-//! refused untouched. Connections use no TLS: run the store on a trusted
-//! network or through a local proxy.
+//! The PostgreSQL store ([`PgStore`]): its configuration, the writer and lease
+//! tasks, reads and the schema. What it guarantees is documented on `PgStore`.
 
 mod error;
 mod lease;
@@ -183,8 +115,79 @@ impl PgConfig {
 }
 
 /// Sagas on a PostgreSQL server, shared by several worker processes through
-/// leases: see the [module documentation](self) for leases, fencing and
-/// durability.
+/// leases with fencing tokens.
+///
+/// processes through leases with fencing tokens.
+///
+/// # Leases and fencing
+///
+/// Each `PgStore` is one *owner* (a random name made at connect). A saga is run
+/// only under a lease: its row names the owner, the lease's expiry (server
+/// time, so the workers' clocks do not matter) and a fencing token that grows by
+/// one with every claim by another store. [`create`](Store::create) makes a saga leased to this
+/// store; [`claim_unfinished`](Store::claim_unfinished) and
+/// [`claim_runnable`](Store::claim_runnable) lease the running sagas that
+/// nobody holds, whose lease expired, or that this store holds but no run in
+/// this process drives (`FOR UPDATE SKIP LOCKED`: a claim never waits for
+/// another worker's rows); [`submit`](Store::submit) makes one that
+/// nobody holds yet. The store keeps the token of every saga it holds, and
+/// every write of a transition checks it, with the owner, in the statement
+/// that appends: a store whose lease was taken over (it was paused,
+/// partitioned or slow past its lease) can never write for that saga again;
+/// its write fails with [`StoreError::lease_lost`] and writes nothing.
+///
+/// A background task renews every held lease each third of the lease, in one
+/// statement; a lease it finds taken over is dropped and logged. A saga that
+/// ends (committed, compensated, parked) is let go in the statement that
+/// writes its end; [`release`](Store::release) lets go of one at once, and
+/// [`PgStore::close`] of all. A worker that dies holds its leases until they
+/// expire, then another worker's claim takes its sagas up from their journals.
+///
+/// A person's intervention on a parked saga ([`append_if`](Store::append_if))
+/// needs no lease: a parked saga is held by nobody, and the status check in
+/// the appending statement decides between two at once.
+///
+/// # Group commit
+///
+/// One writer task per store owns a connection; every write is sent to it and
+/// it takes everything that is waiting into one transaction, one statement per
+/// write, sent together without waiting for each answer (pipelined), then one
+/// commit. While one commit is in flight the next batch piles up.
+///
+/// # Durability
+///
+/// A write is acknowledged once PostgreSQL has committed it. What that means
+/// after a crash is the server's `synchronous_commit` setting (the store does
+/// not change it): with `on`, the default, the commit is flushed to the
+/// server's write-ahead log on its disk, and survives a crash of the server or
+/// its machine; with synchronous standbys, `remote_write`/`on`/`remote_apply`
+/// also wait for them. With `off`, a server crash may lose the last commits
+/// (about three times `wal_writer_delay`) but never leaves them half-written:
+/// then a step that ran may run again on recovery, which its idempotency key
+/// must absorb anyway.
+///
+/// # Lost connections
+///
+/// A write or read whose connection fails (the server restarted, the network
+/// dropped) is tried again on a new connection, with backoff, for up to
+/// [`PgConfig::reconnect_for`]; meanwhile the saga waits. A commit whose answer
+/// was lost is looked up by its transaction id (`txid_status`) before anything
+/// is retried, so a write is never acknowledged unless it committed and never
+/// applied twice. When the time is up the write fails with an error naming the
+/// server; the saga stops where it was, and recovery takes it up later.
+///
+/// # Schema
+///
+/// The store's tables live in a PostgreSQL schema of their own (`sagaflow`
+/// unless [`PgConfig::schema`] says otherwise), created on first connect:
+/// `sagaflow_meta` (an application marker and the schema version), `sagas` (one
+/// row per saga: input, status, the journal's next sequence number, and the
+/// lease: owner, token, expiry) and `journal` (one row per transition). A
+/// schema that holds other tables, or one written by a newer sagaflow, is
+/// refused untouched. Connections use no TLS: run the store on a trusted
+/// network or through a local proxy.
+///
+/// # Handles
 ///
 /// Cheap to clone (an [`Arc`] inside); clones are one owner, with one writer
 /// task, one lease task and one connection pool. The tasks run on the tokio

@@ -41,7 +41,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction,
 use tokio::sync::oneshot;
 
 use super::store::{
-    Claims, Entry, NewSaga, SagaRecord, SagaStatus, Store, StoreError, decode, encode,
+    Claims, Entry, NewSaga, Records, SagaRecord, SagaStatus, Store, StoreError, encode,
 };
 use crate::SagaId;
 
@@ -1128,67 +1128,36 @@ impl Reader {
         let fail = |e: rusqlite::Error| sql_error(path, "cannot read sagas", &e);
         let mut stmt = self.conn.prepare_cached(sql).map_err(fail)?;
         let mut rows = stmt.query([param]).map_err(fail)?;
-        let mut records: Vec<SagaRecord> = Vec::new();
-        let mut current_text = String::new();
+        let store = format!("sagaflow store {}", path.display());
+        let mut records = Records::new(&store, "file");
         while let Some(row) = rows.next().map_err(fail)? {
             let id_text: String = row.get(0).map_err(fail)?;
-            if records.is_empty() || id_text != current_text {
-                let id = u128::from_str_radix(&id_text, 16)
-                    .ok()
-                    .filter(|_| id_text.len() == 32)
-                    .map(SagaId::from_u128)
-                    .ok_or_else(|| {
-                        StoreError::new(format!(
-                            "sagaflow store {}: saga id {id_text:?} is not 32 hex digits; the \
-                             file is damaged",
-                            path.display()
-                        ))
-                    })?;
-                let status_word: String = row.get(4).map_err(fail)?;
-                let status = SagaStatus::parse(&status_word).ok_or_else(|| {
-                    StoreError::new(format!(
-                        "sagaflow store {}: saga {id_text} has unknown status {status_word:?}; \
-                         the file is damaged or was written by a newer sagaflow",
-                        path.display()
-                    ))
-                })?;
-                records.push(SagaRecord {
-                    id,
-                    saga_type: row.get(1).map_err(fail)?,
-                    fingerprint: row.get(2).map_err(fail)?,
-                    input: row.get(3).map_err(fail)?,
-                    status,
-                    journal: Vec::new(),
-                });
-                current_text = id_text;
+            if records.is_new(&id_text) {
+                let status: String = row.get(4).map_err(fail)?;
+                records.saga(
+                    &id_text,
+                    &status,
+                    row.get(1).map_err(fail)?,
+                    row.get(2).map_err(fail)?,
+                    row.get(3).map_err(fail)?,
+                )?;
             }
             let Some(seq) = row.get::<_, Option<i64>>(5).map_err(fail)? else {
                 continue; // LEFT JOIN: a saga with no entries yet
             };
-            let bad = |why: String| {
-                StoreError::new(format!(
-                    "sagaflow store {}: saga {current_text}, journal entry {seq}: {why}; the \
-                     file is damaged or was written by a newer sagaflow",
-                    path.display()
-                ))
-            };
-            let decoded = (|| -> rusqlite::Result<_> {
+            let fields = (|| -> rusqlite::Result<_> {
                 Ok((
-                    row.get::<_, String>(6)?,
-                    row.get::<_, Option<i64>>(7)?,
-                    row.get::<_, Option<i64>>(8)?,
-                    row.get::<_, Option<Vec<u8>>>(9)?,
-                    row.get::<_, Option<String>>(10)?,
+                    row.get(6)?,
+                    row.get(7)?,
+                    row.get(8)?,
+                    row.get(9)?,
+                    row.get(10)?,
                 ))
             })()
-            .map_err(|e| bad(e.to_string()))?;
-            let (kind, step_index, attempt, payload, note) = decoded;
-            let entry = decode(&kind, step_index, attempt, payload, note).map_err(bad)?;
-            if let Some(record) = records.last_mut() {
-                record.journal.push(entry);
-            }
+            .map_err(|e| e.to_string());
+            records.entry(seq, fields)?;
         }
-        Ok(records)
+        Ok(records.done())
     }
 
     fn verify(&mut self) -> Result<(), StoreError> {

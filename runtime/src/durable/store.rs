@@ -486,3 +486,114 @@ pub(crate) fn decode(
         other => return Err(format!("unknown entry kind {other:?}")),
     })
 }
+
+/// A journal row's columns as read: kind, step_index, attempt, payload, note.
+pub(crate) type RowFields = (
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<Vec<u8>>,
+    Option<String>,
+);
+
+/// The id as both stores keep it: 32 lowercase hex digits. `store` names the
+/// store ("sagaflow store <file or server>") and `holder` what would be
+/// damaged ("file", "store").
+pub(crate) fn parse_id(
+    store: &dyn fmt::Display,
+    holder: &str,
+    text: &str,
+) -> Result<SagaId, StoreError> {
+    u128::from_str_radix(text, 16)
+        .ok()
+        .filter(|_| text.len() == 32)
+        .map(SagaId::from_u128)
+        .ok_or_else(|| {
+            StoreError::new(format!(
+                "{store}: saga id {text:?} is not 32 hex digits; the {holder} is damaged"
+            ))
+        })
+}
+
+/// Builds records from the rows of a query of sagas joined with their journal
+/// (grouped by saga, in journal order), as both stores read them, and says
+/// what is damaged in the store's own words.
+pub(crate) struct Records<'a> {
+    store: &'a dyn fmt::Display,
+    holder: &'static str,
+    records: Vec<SagaRecord>,
+    current: String,
+}
+
+impl<'a> Records<'a> {
+    /// `store` and `holder` as for [`parse_id`].
+    pub(crate) fn new(store: &'a dyn fmt::Display, holder: &'static str) -> Self {
+        Records {
+            store,
+            holder,
+            records: Vec::new(),
+            current: String::new(),
+        }
+    }
+
+    /// Whether a row of saga `id_text` starts another saga than the last row.
+    pub(crate) fn is_new(&self, id_text: &str) -> bool {
+        self.records.is_empty() || id_text != self.current
+    }
+
+    /// Starts the record of a saga.
+    pub(crate) fn saga(
+        &mut self,
+        id_text: &str,
+        status: &str,
+        saga_type: String,
+        fingerprint: String,
+        input: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let (store, holder) = (self.store, self.holder);
+        let id = parse_id(store, holder, id_text)?;
+        let status = SagaStatus::parse(status).ok_or_else(|| {
+            StoreError::new(format!(
+                "{store}: saga {id_text} has unknown status {status:?}; the {holder} is \
+                 damaged or was written by a newer sagaflow"
+            ))
+        })?;
+        self.records.push(SagaRecord {
+            id,
+            saga_type,
+            fingerprint,
+            input,
+            status,
+            journal: Vec::new(),
+        });
+        self.current = id_text.to_owned();
+        Ok(())
+    }
+
+    /// Adds entry `seq` of the current saga, from its columns or why they
+    /// would not read.
+    pub(crate) fn entry(
+        &mut self,
+        seq: i64,
+        fields: Result<RowFields, String>,
+    ) -> Result<(), StoreError> {
+        let bad = |why: String| {
+            StoreError::new(format!(
+                "{}: saga {}, journal entry {seq}: {why}; the {} is damaged or was written \
+                 by a newer sagaflow",
+                self.store, self.current, self.holder
+            ))
+        };
+        let (kind, step_index, attempt, payload, note) = fields.map_err(bad)?;
+        let entry = decode(&kind, step_index, attempt, payload, note).map_err(bad)?;
+        if let Some(record) = self.records.last_mut() {
+            record.journal.push(entry);
+        }
+        Ok(())
+    }
+
+    /// The records built.
+    pub(crate) fn done(self) -> Vec<SagaRecord> {
+        self.records
+    }
+}

@@ -6,7 +6,7 @@ use tokio_postgres::Row;
 use super::error::Server;
 use super::{Shared, retrying};
 use crate::SagaId;
-use crate::durable::store::{SagaRecord, SagaStatus, StoreError, decode};
+use crate::durable::store::{self, Records, SagaRecord, SagaStatus, StoreError};
 
 /// Saga `id` with its journal (none or one record).
 pub(super) async fn get(shared: &Shared, id: SagaId) -> Result<Vec<SagaRecord>, StoreError> {
@@ -63,15 +63,7 @@ pub(super) async fn many(shared: &Shared, ids: &[SagaId]) -> Result<Vec<SagaReco
 
 /// The id stored as `text`: 32 lowercase hex digits.
 pub(super) fn parse_id(server: &Server, text: &str) -> Result<SagaId, StoreError> {
-    u128::from_str_radix(text, 16)
-        .ok()
-        .filter(|_| text.len() == 32)
-        .map(SagaId::from_u128)
-        .ok_or_else(|| {
-            StoreError::new(format!(
-                "{server}: saga id {text:?} is not 32 hex digits; the store is damaged"
-            ))
-        })
+    store::parse_id(server, "store", text)
 }
 
 /// Records from rows of [`Sql::select`](super::Sql), grouped by saga in order.
@@ -81,53 +73,32 @@ fn records(server: &Server, rows: &[Row]) -> Result<Vec<SagaRecord>, StoreError>
             "{server}: cannot read sagas: {e}; the store is damaged"
         ))
     };
-    let mut records: Vec<SagaRecord> = Vec::new();
-    let mut current = "";
+    let mut records = Records::new(server, "store");
     for row in rows {
         let id_text: &str = row.try_get(0).map_err(fail)?;
-        if records.is_empty() || id_text != current {
-            let id = parse_id(server, id_text)?;
-            let word: &str = row.try_get(4).map_err(fail)?;
-            let status = SagaStatus::parse(word).ok_or_else(|| {
-                StoreError::new(format!(
-                    "{server}: saga {id_text} has unknown status {word:?}; the store is \
-                     damaged or was written by a newer sagaflow"
-                ))
-            })?;
-            records.push(SagaRecord {
-                id,
-                saga_type: row.try_get(1).map_err(fail)?,
-                fingerprint: row.try_get(2).map_err(fail)?,
-                input: row.try_get(3).map_err(fail)?,
-                status,
-                journal: Vec::new(),
-            });
-            current = id_text;
+        if records.is_new(id_text) {
+            records.saga(
+                id_text,
+                row.try_get(4).map_err(fail)?,
+                row.try_get(1).map_err(fail)?,
+                row.try_get(2).map_err(fail)?,
+                row.try_get(3).map_err(fail)?,
+            )?;
         }
         let Some(seq) = row.try_get::<_, Option<i64>>(5).map_err(fail)? else {
             continue; // LEFT JOIN: a saga with no entries yet
         };
-        let bad = |why: String| {
-            StoreError::new(format!(
-                "{server}: saga {current}, journal entry {seq}: {why}; the store is damaged \
-                 or was written by a newer sagaflow"
-            ))
-        };
-        let decoded = (|| -> Result<_, tokio_postgres::Error> {
+        let fields = (|| -> Result<_, tokio_postgres::Error> {
             Ok((
-                row.try_get::<_, String>(6)?,
-                row.try_get::<_, Option<i64>>(7)?,
-                row.try_get::<_, Option<i64>>(8)?,
-                row.try_get::<_, Option<Vec<u8>>>(9)?,
-                row.try_get::<_, Option<String>>(10)?,
+                row.try_get(6)?,
+                row.try_get(7)?,
+                row.try_get(8)?,
+                row.try_get(9)?,
+                row.try_get(10)?,
             ))
         })()
-        .map_err(|e| bad(e.to_string()))?;
-        let (kind, step_index, attempt, payload, note) = decoded;
-        let entry = decode(&kind, step_index, attempt, payload, note).map_err(bad)?;
-        if let Some(record) = records.last_mut() {
-            record.journal.push(entry);
-        }
+        .map_err(|e| e.to_string());
+        records.entry(seq, fields)?;
     }
-    Ok(records)
+    Ok(records.done())
 }

@@ -356,3 +356,127 @@ async fn a_schema_that_is_not_ours_or_is_newer_is_refused_untouched() {
         .await;
     drop(newer.worker(LONG).await);
 }
+
+// ---------------------------------------------------------------------------
+// Through the executor: a worker fenced off mid-step
+
+#[derive(Debug)]
+struct JobError;
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("job error")
+    }
+}
+
+/// Holds steps at its gate until opened; records who ran what with which key.
+#[derive(Default)]
+struct Gate {
+    open: std::sync::atomic::AtomicBool,
+    opened: tokio::sync::Notify,
+    waiting: tokio::sync::Notify,
+    calls: std::sync::Mutex<Vec<String>>,
+}
+
+impl Gate {
+    fn opened() -> Gate {
+        let gate = Gate::default();
+        gate.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        gate
+    }
+
+    fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.opened.notify_waiters();
+    }
+
+    async fn pass(&self, what: &str) {
+        let key = sagaflow::StepContext::current()
+            .map(|c| c.idempotency_key().to_string())
+            .unwrap_or_default();
+        self.calls.lock().unwrap().push(format!("{what} [{key}]"));
+        while !self.open.load(std::sync::atomic::Ordering::SeqCst) {
+            let opened = self.opened.notified();
+            self.waiting.notify_one();
+            opened.await;
+        }
+    }
+}
+
+#[sagaflow::step(read_only)]
+async fn first(gate: &Gate, n: u32) -> Result<u32, JobError> {
+    gate.pass("first").await;
+    Ok(n + 1)
+}
+
+#[sagaflow::step(read_only)]
+async fn second(gate: &Gate, n: &u32) -> Result<u32, JobError> {
+    gate.pass("second").await;
+    Ok(n + 1)
+}
+
+#[sagaflow::saga]
+async fn job(gate: &Gate, n: u32) -> Result<u32, JobError> {
+    let a = first(gate, n).await?;
+    let b = second(gate, &a).await?;
+    Ok(b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_lost_its_lease_stops_driving_the_saga_and_writes_nothing() {
+    use sagaflow::durable::{Executor, RecoveredOutcome};
+    let Some(cluster) = Cluster::new("takeover") else {
+        return;
+    };
+    let a = Executor::new(cluster.worker(LONG).await)
+        .resource(Gate::default())
+        .register::<JobSaga>();
+    let b = Executor::new(cluster.worker(LONG).await)
+        .resource(Gate::opened())
+        .register::<JobSaga>();
+    let gate_a = a.resources().get::<Gate>().unwrap();
+    let started = a.start(JobSaga::new(gate_a, 1)).await.unwrap();
+    let id = started.id();
+    let run_a = started.outcome();
+    let take_over = async {
+        // `a` is inside step `first`, held at its gate: it stalls past its
+        // lease (as a paused process would), and `b` takes the saga over.
+        gate_a.waiting.notified().await;
+        cluster
+            .sql("UPDATE {s}.sagas SET lease_until = now() - interval '1 second'")
+            .await;
+        let report = b.recover().await.unwrap();
+        gate_a.open();
+        report
+    };
+    let (outcome_a, report) = tokio::join!(run_a, take_over);
+    assert_eq!(
+        report.count(|o| *o == RecoveredOutcome::Committed),
+        1,
+        "{report}"
+    );
+    let error = outcome_a.expect_err("a's run must stop at its next write");
+    assert!(error.is_lease_lost(), "{error}");
+
+    // Step `first` ran in both, with one key; only `b` got further.
+    let key = format!("{id}-0");
+    assert_eq!(*gate_a.calls.lock().unwrap(), [format!("first [{key}]")]);
+    let gate_b = b.resources().get::<Gate>().unwrap();
+    assert_eq!(
+        *gate_b.calls.lock().unwrap(),
+        [format!("first [{key}]"), format!("second [{id}-1]")]
+    );
+    // Nothing `a` tried to write after the takeover landed.
+    let record = b.store().get(id).await.unwrap().unwrap();
+    assert_eq!(record.status, SagaStatus::Committed);
+    let starts: Vec<_> = record
+        .journal
+        .iter()
+        .filter_map(|e| match e {
+            Entry::StepStarted { index, attempt } => Some((*index, *attempt)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, [(0, 1), (0, 2), (1, 1)], "{:?}", record.journal);
+    assert_eq!(record.journal.len(), 6, "{:?}", record.journal);
+}

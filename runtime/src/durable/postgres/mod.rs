@@ -1,10 +1,12 @@
 //! The PostgreSQL store ([`PgStore`]): its configuration, the writer and lease
 //! tasks, reads and the schema. What it guarantees is documented on `PgStore`.
 
+mod config;
 mod error;
 mod lease;
 mod read;
 mod schema;
+mod sql;
 mod writer;
 
 use std::collections::HashMap;
@@ -16,103 +18,12 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, Object, Pool, Runtime};
 use tokio::sync::{mpsc, oneshot};
 
+pub use self::config::PgConfig;
 use self::error::{Server, is_transient, pg_error};
+use self::sql::Sql;
 use self::writer::{Done, Request, Write};
 use super::store::{Claims, Entry, NewSaga, SagaRecord, SagaStatus, Store, StoreError};
 use crate::SagaId;
-
-/// How a [`PgStore`] connects and leases: the server's URL and the knobs that
-/// have a sensible default.
-///
-/// ```
-/// use std::time::Duration;
-/// use sagaflow::durable::PgConfig;
-///
-/// let config = PgConfig::new("postgres://sagaflow@127.0.0.1:5432/shop")
-///     .schema("orders")
-///     .lease(Duration::from_secs(10));
-/// assert_eq!(config.lease_duration(), Duration::from_secs(10));
-/// ```
-#[derive(Clone)]
-pub struct PgConfig {
-    url: String,
-    schema: String,
-    lease: Duration,
-    pool_size: usize,
-    reconnect_for: Duration,
-    connect_timeout: Duration,
-}
-
-impl fmt::Debug for PgConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Not the URL: it may hold a password.
-        f.debug_struct("PgConfig")
-            .field("schema", &self.schema)
-            .field("lease", &self.lease)
-            .field("pool_size", &self.pool_size)
-            .field("reconnect_for", &self.reconnect_for)
-            .field("connect_timeout", &self.connect_timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PgConfig {
-    /// Connects to `url`, a `postgres://user:password@host:port/database` URL
-    /// or a `host=… dbname=…` string, as `libpq` reads them (no TLS). The
-    /// defaults: schema `sagaflow`, 30 s leases, 8 connections, 60 s of
-    /// reconnecting before a write fails, 10 s to connect.
-    pub fn new(url: impl Into<String>) -> PgConfig {
-        PgConfig {
-            url: url.into(),
-            schema: "sagaflow".to_owned(),
-            lease: Duration::from_secs(30),
-            pool_size: 8,
-            reconnect_for: Duration::from_secs(60),
-            connect_timeout: Duration::from_secs(10),
-        }
-    }
-
-    /// The PostgreSQL schema that holds the store's tables: created if missing;
-    /// refused if it holds anything else. 1 to 63 lowercase ASCII letters,
-    /// digits and `_`. One schema is one store: stores in two schemas of one
-    /// database share nothing.
-    pub fn schema(mut self, name: impl Into<String>) -> PgConfig {
-        self.schema = name.into();
-        self
-    }
-
-    /// How long a lease lasts unless renewed (renewed each third of it): how
-    /// long a dead worker's sagas wait before another worker takes them up.
-    /// At least 100 ms.
-    pub fn lease(mut self, lease: Duration) -> PgConfig {
-        self.lease = lease.max(Duration::from_millis(100));
-        self
-    }
-
-    /// The lease length set.
-    pub fn lease_duration(&self) -> Duration {
-        self.lease
-    }
-
-    /// The most connections the store opens (one is the writer's). At least 2.
-    pub fn pool_size(mut self, size: usize) -> PgConfig {
-        self.pool_size = size.max(2);
-        self
-    }
-
-    /// How long a read or write goes on trying after its connection failed,
-    /// before it fails with an error naming the server.
-    pub fn reconnect_for(mut self, time: Duration) -> PgConfig {
-        self.reconnect_for = time;
-        self
-    }
-
-    /// How long a connection attempt may take.
-    pub fn connect_timeout(mut self, time: Duration) -> PgConfig {
-        self.connect_timeout = time;
-        self
-    }
-}
 
 /// Sagas on a PostgreSQL server, shared by several worker processes through
 /// leases with fencing tokens.
@@ -526,106 +437,6 @@ impl PgStore {
         }
         // Read after the lease is ours: nobody else writes these journals now.
         read::many(shared, &claimed).await
-    }
-}
-
-/// The statements, with the schema's quoted name put in.
-struct Sql {
-    create: String,
-    append: String,
-    append_if: String,
-    lookup: String,
-    claim: String,
-    renew: String,
-    release: String,
-    select: String,
-}
-
-impl Sql {
-    fn new(s: &str) -> Sql {
-        // The journal rows of one write, from parallel arrays: one statement
-        // appends them all and numbers them after the saga's `next_seq`.
-        let insert_rows = format!(
-            "INSERT INTO {s}.journal (saga_id, seq, kind, step_index, attempt, payload, note, at)
-             SELECT $1, w.base + e.ord - 1, e.kind, e.step_index, e.attempt, e.payload, e.note, now()
-             FROM w, unnest($3::text[], $4::int8[], $5::int8[], $6::bytea[], $7::text[])
-                  WITH ORDINALITY AS e(kind, step_index, attempt, payload, note, ord)
-             RETURNING seq"
-        );
-        Sql {
-            // $5 owner (NULL: submitted), $6 token, $7 lease in ms.
-            create: format!(
-                "INSERT INTO {s}.sagas (id, saga_type, fingerprint, input, status, owner, token,
-                                        lease_until, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, 'running', $5, $6,
-                         CASE WHEN $5::text IS NULL THEN NULL
-                              ELSE clock_timestamp() + $7::float8 * interval '1 millisecond' END,
-                         now(), now())
-                 ON CONFLICT (id) DO NOTHING
-                 RETURNING token"
-            ),
-            // $2 token, $8 new status or NULL, $9 whether the lease ends with
-            // it, $10 owner. Fenced: only the holder of the current token writes.
-            append: format!(
-                "WITH w AS (
-                     UPDATE {s}.sagas
-                     SET next_seq = next_seq + cardinality($3::text[]),
-                         status = coalesce($8::text, status),
-                         updated_at = CASE WHEN $8::text IS NULL THEN updated_at ELSE now() END,
-                         owner = CASE WHEN $9::bool THEN NULL ELSE owner END,
-                         lease_until = CASE WHEN $9::bool THEN NULL ELSE lease_until END
-                     WHERE id = $1 AND owner = $10::text AND token = $2::int8
-                     RETURNING next_seq - cardinality($3::text[]) AS base
-                 )
-                 {insert_rows}"
-            ),
-            // $2 expected status, $8 new status. No lease: for a parked saga.
-            append_if: format!(
-                "WITH w AS (
-                     UPDATE {s}.sagas
-                     SET next_seq = next_seq + cardinality($3::text[]),
-                         status = $8::text, updated_at = now()
-                     WHERE id = $1 AND status = $2::text
-                     RETURNING next_seq - cardinality($3::text[]) AS base
-                 )
-                 {insert_rows}"
-            ),
-            lookup: format!("SELECT status, owner, token FROM {s}.sagas WHERE id = $1"),
-            // $1 owner, $2 lease in ms, $3 limit, $4 ids run in this process.
-            claim: format!(
-                "UPDATE {s}.sagas AS s
-                 SET owner = $1,
-                     -- A new claim fences off the last holder; this store
-                     -- taking up again what it holds fences off nobody.
-                     token = CASE WHEN s.owner = $1 THEN s.token ELSE s.token + 1 END,
-                     lease_until = clock_timestamp() + $2::float8 * interval '1 millisecond'
-                 FROM (SELECT id FROM {s}.sagas
-                       WHERE status = 'running'
-                         AND (owner IS NULL OR owner = $1 OR lease_until < clock_timestamp())
-                         AND id <> ALL($4::text[])
-                       ORDER BY n
-                       LIMIT $3
-                       FOR UPDATE SKIP LOCKED) AS c
-                 WHERE s.id = c.id
-                 RETURNING s.id, s.token"
-            ),
-            // $1 owner, $2 lease in ms, $3 held ids.
-            renew: format!(
-                "UPDATE {s}.sagas
-                 SET lease_until = clock_timestamp() + $2::float8 * interval '1 millisecond'
-                 WHERE id = ANY($3::text[]) AND owner = $1
-                 RETURNING id, token"
-            ),
-            release: format!(
-                "UPDATE {s}.sagas SET owner = NULL, lease_until = NULL
-                 WHERE id = ANY($2::text[]) AND owner = $1"
-            ),
-            select: format!(
-                "SELECT s.id, s.saga_type, s.fingerprint, s.input, s.status,
-                        j.seq, j.kind, j.step_index, j.attempt, j.payload, j.note
-                 FROM {s}.sagas AS s LEFT JOIN {s}.journal AS j ON j.saga_id = s.id"
-            ),
-        }
     }
 }
 

@@ -321,58 +321,14 @@ async fn try_commit(
     let begin = client.batch_execute("BEGIN");
     let xid = client.query_one("SELECT txid_current()", &[]);
     let statements = writes.iter().zip(params).map(|(write, p)| {
-        let (create, append, append_if) = (&create, &append, &append_if);
-        async move {
-            match write {
-                Write::Create { saga, leased } => {
-                    let (holder, token) = if *leased {
-                        (Some(owner), 1_i64)
-                    } else {
-                        (None, 0)
-                    };
-                    let values: [&(dyn ToSql + Sync); 7] = [
-                        &p.id,
-                        &saga.saga_type,
-                        &saga.fingerprint,
-                        &saga.input,
-                        &holder,
-                        &token,
-                        &lease_ms,
-                    ];
-                    client.query(create, &values).await
-                }
-                Write::Append { token, .. } => {
-                    let release = p.status.is_some_and(|s| s != SagaStatus::Running.as_str());
-                    let values: [&(dyn ToSql + Sync); 10] = [
-                        &p.id,
-                        token,
-                        &p.kinds,
-                        &p.steps,
-                        &p.attempts,
-                        &p.payloads,
-                        &p.notes,
-                        &p.status,
-                        &release,
-                        &owner,
-                    ];
-                    client.query(append, &values).await
-                }
-                Write::AppendIf { status, .. } => {
-                    let to = p.status.unwrap_or(status.as_str());
-                    let values: [&(dyn ToSql + Sync); 8] = [
-                        &p.id,
-                        &status.as_str(),
-                        &p.kinds,
-                        &p.steps,
-                        &p.attempts,
-                        &p.payloads,
-                        &p.notes,
-                        &to,
-                    ];
-                    client.query(append_if, &values).await
-                }
-            }
-        }
+        let stmts = Statements {
+            create: &create,
+            append: &append,
+            append_if: &append_if,
+            owner,
+            lease_ms,
+        };
+        async move { stmts.run(client, write, p).await }
     });
     let (begun, xid, results) = futures_util::future::join3(begin, xid, join_all(statements)).await;
     begun.map_err(|e| classify("cannot begin a transaction", &e))?;
@@ -417,6 +373,76 @@ async fn try_commit(
             outcomes,
         )),
         Err(e) => Err(Broken::Statement(pg_error(server, "cannot commit", &e))),
+    }
+}
+
+/// The prepared statements of one transaction, and what they all take.
+#[derive(Clone, Copy)]
+struct Statements<'a> {
+    create: &'a tokio_postgres::Statement,
+    append: &'a tokio_postgres::Statement,
+    append_if: &'a tokio_postgres::Statement,
+    owner: &'a str,
+    lease_ms: f64,
+}
+
+impl Statements<'_> {
+    /// Sends `write`'s one statement; its rows say what it did.
+    async fn run(
+        self,
+        client: &Object,
+        write: &Write,
+        p: &Params,
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        match write {
+            Write::Create { saga, leased } => {
+                let (holder, token) = if *leased {
+                    (Some(self.owner), 1_i64)
+                } else {
+                    (None, 0)
+                };
+                let values: [&(dyn ToSql + Sync); 7] = [
+                    &p.id,
+                    &saga.saga_type,
+                    &saga.fingerprint,
+                    &saga.input,
+                    &holder,
+                    &token,
+                    &self.lease_ms,
+                ];
+                client.query(self.create, &values).await
+            }
+            Write::Append { token, .. } => {
+                let release = p.status.is_some_and(|s| s != SagaStatus::Running.as_str());
+                let values: [&(dyn ToSql + Sync); 10] = [
+                    &p.id,
+                    token,
+                    &p.kinds,
+                    &p.steps,
+                    &p.attempts,
+                    &p.payloads,
+                    &p.notes,
+                    &p.status,
+                    &release,
+                    &self.owner,
+                ];
+                client.query(self.append, &values).await
+            }
+            Write::AppendIf { status, .. } => {
+                let to = p.status.unwrap_or(status.as_str());
+                let values: [&(dyn ToSql + Sync); 8] = [
+                    &p.id,
+                    &status.as_str(),
+                    &p.kinds,
+                    &p.steps,
+                    &p.attempts,
+                    &p.payloads,
+                    &p.notes,
+                    &to,
+                ];
+                client.query(self.append_if, &values).await
+            }
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub use executor::{Executor, RunResult, Started, fingerprint};
 pub use journal::{Durable, MissingResource, Resources};
 pub use outcome::{DurableError, Recovered, RecoveredOutcome, RecoveryReport};
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::{PgConfig, PgStore};
 pub use saga::DurableSaga;
 #[cfg(feature = "sqlite")]

@@ -5,6 +5,8 @@ mod claim;
 mod executor;
 pub(crate) mod journal;
 mod outcome;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod saga;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -13,6 +15,9 @@ mod store;
 pub use executor::{Executor, RunResult, Started, fingerprint};
 pub use journal::{Durable, MissingResource, Resources};
 pub use outcome::{DurableError, Recovered, RecoveredOutcome, RecoveryReport};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{PgConfig, PgStore};
 pub use saga::DurableSaga;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteStore};

@@ -40,7 +40,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
-use super::store::{Claims, Entry, NewSaga, SagaRecord, SagaStatus, Store, StoreError};
+use super::store::{
+    Claims, Entry, NewSaga, Records, SagaRecord, SagaStatus, Store, StoreError, encode,
+};
 use crate::SagaId;
 
 /// `PRAGMA application_id` of a sagaflow store: "SAGF" in ASCII.
@@ -694,123 +696,6 @@ fn check_contents(contents: Contents, path: &Path) -> Result<Option<i64>, StoreE
     }
 }
 
-// ---------------------------------------------------------------------------
-// Encoding of entries
-
-/// One journal row, without its saga id, sequence number and time.
-struct Row {
-    kind: &'static str,
-    step_index: Option<u32>,
-    attempt: Option<u32>,
-    payload: Option<Vec<u8>>,
-    note: Option<String>,
-}
-
-fn encode(entry: Entry) -> Row {
-    let row = |kind, step_index, attempt, payload, note| Row {
-        kind,
-        step_index,
-        attempt,
-        payload,
-        note,
-    };
-    match entry {
-        Entry::StepStarted { index, attempt } => {
-            row("step_started", Some(index), Some(attempt), None, None)
-        }
-        Entry::StepSucceeded { index, output } => {
-            row("step_succeeded", Some(index), None, Some(output), None)
-        }
-        Entry::StepFailed { index, error } => {
-            row("step_failed", Some(index), None, None, Some(error))
-        }
-        Entry::CompensationStarted { index, attempt } => row(
-            "compensation_started",
-            Some(index),
-            Some(attempt),
-            None,
-            None,
-        ),
-        Entry::CompensationSucceeded { index } => {
-            row("compensation_succeeded", Some(index), None, None, None)
-        }
-        Entry::CompensationFailed { index, error } => {
-            row("compensation_failed", Some(index), None, None, Some(error))
-        }
-        Entry::Finished { status, output } => row(
-            "finished",
-            None,
-            None,
-            output,
-            Some(status.as_str().to_owned()),
-        ),
-        Entry::Intervention { retry: true, note } => {
-            row("intervention_retry", None, None, None, Some(note))
-        }
-        Entry::Intervention { retry: false, note } => {
-            row("intervention_resolve", None, None, None, Some(note))
-        }
-    }
-}
-
-/// The entry a journal row holds, or why it holds none.
-fn decode(
-    kind: &str,
-    step_index: Option<i64>,
-    attempt: Option<i64>,
-    payload: Option<Vec<u8>>,
-    note: Option<String>,
-) -> Result<Entry, String> {
-    let number = |value: Option<i64>, column: &str| -> Result<u32, String> {
-        let value = value.ok_or_else(|| format!("{column} is missing"))?;
-        u32::try_from(value).map_err(|_| format!("{column} {value} is out of range"))
-    };
-    let index = || number(step_index, "step_index");
-    let attempt = || number(attempt, "attempt");
-    let note = || note.ok_or_else(|| "note is missing".to_owned());
-    Ok(match kind {
-        "step_started" => Entry::StepStarted {
-            index: index()?,
-            attempt: attempt()?,
-        },
-        "step_succeeded" => Entry::StepSucceeded {
-            index: index()?,
-            output: payload.ok_or("payload is missing")?,
-        },
-        "step_failed" => Entry::StepFailed {
-            index: index()?,
-            error: note()?,
-        },
-        "compensation_started" => Entry::CompensationStarted {
-            index: index()?,
-            attempt: attempt()?,
-        },
-        "compensation_succeeded" => Entry::CompensationSucceeded { index: index()? },
-        "compensation_failed" => Entry::CompensationFailed {
-            index: index()?,
-            error: note()?,
-        },
-        "finished" => {
-            let word = note()?;
-            let status =
-                SagaStatus::parse(&word).ok_or_else(|| format!("unknown status {word:?}"))?;
-            Entry::Finished {
-                status,
-                output: payload,
-            }
-        }
-        "intervention_retry" => Entry::Intervention {
-            retry: true,
-            note: note()?,
-        },
-        "intervention_resolve" => Entry::Intervention {
-            retry: false,
-            note: note()?,
-        },
-        other => return Err(format!("unknown entry kind {other:?}")),
-    })
-}
-
 /// The id as stored: 32 lowercase hex digits, as `SagaId` displays itself.
 fn id_text(id: SagaId) -> String {
     id.to_string()
@@ -1243,67 +1128,36 @@ impl Reader {
         let fail = |e: rusqlite::Error| sql_error(path, "cannot read sagas", &e);
         let mut stmt = self.conn.prepare_cached(sql).map_err(fail)?;
         let mut rows = stmt.query([param]).map_err(fail)?;
-        let mut records: Vec<SagaRecord> = Vec::new();
-        let mut current_text = String::new();
+        let store = format!("sagaflow store {}", path.display());
+        let mut records = Records::new(&store, "file");
         while let Some(row) = rows.next().map_err(fail)? {
             let id_text: String = row.get(0).map_err(fail)?;
-            if records.is_empty() || id_text != current_text {
-                let id = u128::from_str_radix(&id_text, 16)
-                    .ok()
-                    .filter(|_| id_text.len() == 32)
-                    .map(SagaId::from_u128)
-                    .ok_or_else(|| {
-                        StoreError::new(format!(
-                            "sagaflow store {}: saga id {id_text:?} is not 32 hex digits; the \
-                             file is damaged",
-                            path.display()
-                        ))
-                    })?;
-                let status_word: String = row.get(4).map_err(fail)?;
-                let status = SagaStatus::parse(&status_word).ok_or_else(|| {
-                    StoreError::new(format!(
-                        "sagaflow store {}: saga {id_text} has unknown status {status_word:?}; \
-                         the file is damaged or was written by a newer sagaflow",
-                        path.display()
-                    ))
-                })?;
-                records.push(SagaRecord {
-                    id,
-                    saga_type: row.get(1).map_err(fail)?,
-                    fingerprint: row.get(2).map_err(fail)?,
-                    input: row.get(3).map_err(fail)?,
-                    status,
-                    journal: Vec::new(),
-                });
-                current_text = id_text;
+            if records.is_new(&id_text) {
+                let status: String = row.get(4).map_err(fail)?;
+                records.saga(
+                    &id_text,
+                    &status,
+                    row.get(1).map_err(fail)?,
+                    row.get(2).map_err(fail)?,
+                    row.get(3).map_err(fail)?,
+                )?;
             }
             let Some(seq) = row.get::<_, Option<i64>>(5).map_err(fail)? else {
                 continue; // LEFT JOIN: a saga with no entries yet
             };
-            let bad = |why: String| {
-                StoreError::new(format!(
-                    "sagaflow store {}: saga {current_text}, journal entry {seq}: {why}; the \
-                     file is damaged or was written by a newer sagaflow",
-                    path.display()
-                ))
-            };
-            let decoded = (|| -> rusqlite::Result<_> {
+            let fields = (|| -> rusqlite::Result<_> {
                 Ok((
-                    row.get::<_, String>(6)?,
-                    row.get::<_, Option<i64>>(7)?,
-                    row.get::<_, Option<i64>>(8)?,
-                    row.get::<_, Option<Vec<u8>>>(9)?,
-                    row.get::<_, Option<String>>(10)?,
+                    row.get(6)?,
+                    row.get(7)?,
+                    row.get(8)?,
+                    row.get(9)?,
+                    row.get(10)?,
                 ))
             })()
-            .map_err(|e| bad(e.to_string()))?;
-            let (kind, step_index, attempt, payload, note) = decoded;
-            let entry = decode(&kind, step_index, attempt, payload, note).map_err(bad)?;
-            if let Some(record) = records.last_mut() {
-                record.journal.push(entry);
-            }
+            .map_err(|e| e.to_string());
+            records.entry(seq, fields)?;
         }
-        Ok(records)
+        Ok(records.done())
     }
 
     fn verify(&mut self) -> Result<(), StoreError> {

@@ -166,6 +166,7 @@ pub struct SagaRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreError {
     message: String,
+    lease_lost: bool,
 }
 
 impl StoreError {
@@ -173,7 +174,27 @@ impl StoreError {
     pub fn new(message: impl Into<String>) -> Self {
         StoreError {
             message: message.into(),
+            lease_lost: false,
         }
+    }
+
+    /// A write refused because the writer no longer holds the saga's lease: a
+    /// leasing store (several workers over one database) found that the saga
+    /// was claimed by another worker since, or released, so its fencing token
+    /// no longer matches. Nothing of the write was stored, and the writer must
+    /// stop driving the saga: another worker has it. Say which saga and who
+    /// holds it now, if known.
+    pub fn lease_lost(message: impl Into<String>) -> Self {
+        StoreError {
+            message: message.into(),
+            lease_lost: true,
+        }
+    }
+
+    /// Whether this is a [`lease_lost`](Self::lease_lost) error: the write was
+    /// fenced off, not failed, so retrying it can never succeed.
+    pub fn is_lease_lost(&self) -> bool {
+        self.lease_lost
     }
 
     /// The message.
@@ -289,6 +310,32 @@ pub trait Store: Send + Sync + 'static {
     /// lease them to the caller.
     fn claim_unfinished(&self) -> impl Future<Output = Result<Vec<SagaRecord>, StoreError>> + Send;
 
+    /// Up to `limit` sagas that this store may run now, with their journals:
+    /// like [`claim_unfinished`](Store::claim_unfinished), for a worker that
+    /// takes work in portions of what it can drive at once. A leasing store
+    /// leases each one it returns, and returns none leased to anyone else.
+    ///
+    /// The default claims every unfinished saga, then keeps the first `limit`.
+    fn claim_runnable(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<SagaRecord>, StoreError>> + Send {
+        async move {
+            let mut records = self.claim_unfinished().await?;
+            records.truncate(limit);
+            Ok(records)
+        }
+    }
+
+    /// Makes a new saga durable, with status `Running`, for whichever worker
+    /// claims it: unlike [`create`](Store::create), it takes no lease, so the
+    /// caller does not run it (a process that only submits work).
+    ///
+    /// The default is `create`: for a store with no leases the two are the same.
+    fn submit(&self, saga: NewSaga) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.create(saga)
+    }
+
     /// The claims shared by every executor over this store (and its clones), if
     /// the store keeps them. The default, `None`, gives each executor a set of
     /// its own: then two executors over one store may run one saga at once, so
@@ -321,4 +368,232 @@ pub trait Store: Send + Sync + 'static {
         &self,
         status: SagaStatus,
     ) -> impl Future<Output = Result<Vec<SagaRecord>, StoreError>> + Send;
+}
+
+// ---------------------------------------------------------------------------
+// The journal row layout the stores share
+
+/// One journal row as both stores lay it out, without its saga id, sequence number and time.
+pub(crate) struct Row {
+    pub(crate) kind: &'static str,
+    pub(crate) step_index: Option<u32>,
+    pub(crate) attempt: Option<u32>,
+    pub(crate) payload: Option<Vec<u8>>,
+    pub(crate) note: Option<String>,
+}
+
+pub(crate) fn encode(entry: Entry) -> Row {
+    let row = |kind, step_index, attempt, payload, note| Row {
+        kind,
+        step_index,
+        attempt,
+        payload,
+        note,
+    };
+    match entry {
+        Entry::StepStarted { index, attempt } => {
+            row("step_started", Some(index), Some(attempt), None, None)
+        }
+        Entry::StepSucceeded { index, output } => {
+            row("step_succeeded", Some(index), None, Some(output), None)
+        }
+        Entry::StepFailed { index, error } => {
+            row("step_failed", Some(index), None, None, Some(error))
+        }
+        Entry::CompensationStarted { index, attempt } => row(
+            "compensation_started",
+            Some(index),
+            Some(attempt),
+            None,
+            None,
+        ),
+        Entry::CompensationSucceeded { index } => {
+            row("compensation_succeeded", Some(index), None, None, None)
+        }
+        Entry::CompensationFailed { index, error } => {
+            row("compensation_failed", Some(index), None, None, Some(error))
+        }
+        Entry::Finished { status, output } => row(
+            "finished",
+            None,
+            None,
+            output,
+            Some(status.as_str().to_owned()),
+        ),
+        Entry::Intervention { retry: true, note } => {
+            row("intervention_retry", None, None, None, Some(note))
+        }
+        Entry::Intervention { retry: false, note } => {
+            row("intervention_resolve", None, None, None, Some(note))
+        }
+    }
+}
+
+/// The entry a journal row holds, or why it holds none.
+pub(crate) fn decode(
+    kind: &str,
+    step_index: Option<i64>,
+    attempt: Option<i64>,
+    payload: Option<Vec<u8>>,
+    note: Option<String>,
+) -> Result<Entry, String> {
+    let number = |value: Option<i64>, column: &str| -> Result<u32, String> {
+        let value = value.ok_or_else(|| format!("{column} is missing"))?;
+        u32::try_from(value).map_err(|_| format!("{column} {value} is out of range"))
+    };
+    let index = || number(step_index, "step_index");
+    let attempt = || number(attempt, "attempt");
+    let note = || note.ok_or_else(|| "note is missing".to_owned());
+    Ok(match kind {
+        "step_started" => Entry::StepStarted {
+            index: index()?,
+            attempt: attempt()?,
+        },
+        "step_succeeded" => Entry::StepSucceeded {
+            index: index()?,
+            output: payload.ok_or("payload is missing")?,
+        },
+        "step_failed" => Entry::StepFailed {
+            index: index()?,
+            error: note()?,
+        },
+        "compensation_started" => Entry::CompensationStarted {
+            index: index()?,
+            attempt: attempt()?,
+        },
+        "compensation_succeeded" => Entry::CompensationSucceeded { index: index()? },
+        "compensation_failed" => Entry::CompensationFailed {
+            index: index()?,
+            error: note()?,
+        },
+        "finished" => {
+            let word = note()?;
+            let status =
+                SagaStatus::parse(&word).ok_or_else(|| format!("unknown status {word:?}"))?;
+            Entry::Finished {
+                status,
+                output: payload,
+            }
+        }
+        "intervention_retry" => Entry::Intervention {
+            retry: true,
+            note: note()?,
+        },
+        "intervention_resolve" => Entry::Intervention {
+            retry: false,
+            note: note()?,
+        },
+        other => return Err(format!("unknown entry kind {other:?}")),
+    })
+}
+
+/// A journal row's columns as read: kind, step_index, attempt, payload, note.
+pub(crate) type RowFields = (
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<Vec<u8>>,
+    Option<String>,
+);
+
+/// The id as both stores keep it: 32 lowercase hex digits. `store` names the
+/// store ("sagaflow store <file or server>") and `holder` what would be
+/// damaged ("file", "store").
+pub(crate) fn parse_id(
+    store: &dyn fmt::Display,
+    holder: &str,
+    text: &str,
+) -> Result<SagaId, StoreError> {
+    u128::from_str_radix(text, 16)
+        .ok()
+        .filter(|_| text.len() == 32)
+        .map(SagaId::from_u128)
+        .ok_or_else(|| {
+            StoreError::new(format!(
+                "{store}: saga id {text:?} is not 32 hex digits; the {holder} is damaged"
+            ))
+        })
+}
+
+/// Builds records from the rows of a query of sagas joined with their journal
+/// (grouped by saga, in journal order), as both stores read them, and says
+/// what is damaged in the store's own words.
+pub(crate) struct Records<'a> {
+    store: &'a dyn fmt::Display,
+    holder: &'static str,
+    records: Vec<SagaRecord>,
+    current: String,
+}
+
+impl<'a> Records<'a> {
+    /// `store` and `holder` as for [`parse_id`].
+    pub(crate) fn new(store: &'a dyn fmt::Display, holder: &'static str) -> Self {
+        Records {
+            store,
+            holder,
+            records: Vec::new(),
+            current: String::new(),
+        }
+    }
+
+    /// Whether a row of saga `id_text` starts another saga than the last row.
+    pub(crate) fn is_new(&self, id_text: &str) -> bool {
+        self.records.is_empty() || id_text != self.current
+    }
+
+    /// Starts the record of a saga.
+    pub(crate) fn saga(
+        &mut self,
+        id_text: &str,
+        status: &str,
+        saga_type: String,
+        fingerprint: String,
+        input: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let (store, holder) = (self.store, self.holder);
+        let id = parse_id(store, holder, id_text)?;
+        let status = SagaStatus::parse(status).ok_or_else(|| {
+            StoreError::new(format!(
+                "{store}: saga {id_text} has unknown status {status:?}; the {holder} is \
+                 damaged or was written by a newer sagaflow"
+            ))
+        })?;
+        self.records.push(SagaRecord {
+            id,
+            saga_type,
+            fingerprint,
+            input,
+            status,
+            journal: Vec::new(),
+        });
+        self.current = id_text.to_owned();
+        Ok(())
+    }
+
+    /// Adds entry `seq` of the current saga, from its columns or why they
+    /// would not read.
+    pub(crate) fn entry(
+        &mut self,
+        seq: i64,
+        fields: Result<RowFields, String>,
+    ) -> Result<(), StoreError> {
+        let bad = |why: String| {
+            StoreError::new(format!(
+                "{}: saga {}, journal entry {seq}: {why}; the {} is damaged or was written \
+                 by a newer sagaflow",
+                self.store, self.current, self.holder
+            ))
+        };
+        let (kind, step_index, attempt, payload, note) = fields.map_err(bad)?;
+        let entry = decode(&kind, step_index, attempt, payload, note).map_err(bad)?;
+        if let Some(record) = self.records.last_mut() {
+            record.journal.push(entry);
+        }
+        Ok(())
+    }
+
+    /// The records built.
+    pub(crate) fn done(self) -> Vec<SagaRecord> {
+        self.records
+    }
 }

@@ -1,0 +1,102 @@
+//! The statements, every value a parameter; only the schema's name, checked
+//! and quoted, is put into the text.
+
+/// The statements, with the schema's quoted name put in.
+pub(super) struct Sql {
+    pub(super) create: String,
+    pub(super) append: String,
+    pub(super) append_if: String,
+    pub(super) lookup: String,
+    pub(super) claim: String,
+    pub(super) renew: String,
+    pub(super) release: String,
+    pub(super) select: String,
+}
+
+impl Sql {
+    pub(super) fn new(s: &str) -> Sql {
+        // The journal rows of one write, from parallel arrays: one statement
+        // appends them all and numbers them after the saga's `next_seq`.
+        let insert_rows = format!(
+            "INSERT INTO {s}.journal (saga_id, seq, kind, step_index, attempt, payload, note, at)
+             SELECT $1, w.base + e.ord - 1, e.kind, e.step_index, e.attempt, e.payload, e.note, now()
+             FROM w, unnest($3::text[], $4::int8[], $5::int8[], $6::bytea[], $7::text[])
+                  WITH ORDINALITY AS e(kind, step_index, attempt, payload, note, ord)
+             RETURNING seq"
+        );
+        Sql {
+            // $5 owner (NULL: submitted), $6 token, $7 lease in ms.
+            create: format!(
+                "INSERT INTO {s}.sagas (id, saga_type, fingerprint, input, status, owner, token,
+                                        lease_until, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 'running', $5, $6,
+                         CASE WHEN $5::text IS NULL THEN NULL
+                              ELSE clock_timestamp() + $7::float8 * interval '1 millisecond' END,
+                         now(), now())
+                 ON CONFLICT (id) DO NOTHING
+                 RETURNING token"
+            ),
+            // $2 token, $8 new status or NULL, $9 whether the lease ends with
+            // it, $10 owner. Fenced: only the holder of the current token writes.
+            append: format!(
+                "WITH w AS (
+                     UPDATE {s}.sagas
+                     SET next_seq = next_seq + cardinality($3::text[]),
+                         status = coalesce($8::text, status),
+                         updated_at = CASE WHEN $8::text IS NULL THEN updated_at ELSE now() END,
+                         owner = CASE WHEN $9::bool THEN NULL ELSE owner END,
+                         lease_until = CASE WHEN $9::bool THEN NULL ELSE lease_until END
+                     WHERE id = $1 AND owner = $10::text AND token = $2::int8
+                     RETURNING next_seq - cardinality($3::text[]) AS base
+                 )
+                 {insert_rows}"
+            ),
+            // $2 expected status, $8 new status. No lease: for a parked saga.
+            append_if: format!(
+                "WITH w AS (
+                     UPDATE {s}.sagas
+                     SET next_seq = next_seq + cardinality($3::text[]),
+                         status = $8::text, updated_at = now()
+                     WHERE id = $1 AND status = $2::text
+                     RETURNING next_seq - cardinality($3::text[]) AS base
+                 )
+                 {insert_rows}"
+            ),
+            lookup: format!("SELECT status, owner, token FROM {s}.sagas WHERE id = $1"),
+            // $1 owner, $2 lease in ms, $3 limit, $4 ids run in this process.
+            claim: format!(
+                "UPDATE {s}.sagas AS s
+                 SET owner = $1,
+                     -- A new claim fences off the last holder; this store
+                     -- taking up again what it holds fences off nobody.
+                     token = CASE WHEN s.owner = $1 THEN s.token ELSE s.token + 1 END,
+                     lease_until = clock_timestamp() + $2::float8 * interval '1 millisecond'
+                 FROM (SELECT id FROM {s}.sagas
+                       WHERE status = 'running'
+                         AND (owner IS NULL OR owner = $1 OR lease_until < clock_timestamp())
+                         AND id <> ALL($4::text[])
+                       ORDER BY n
+                       LIMIT $3
+                       FOR UPDATE SKIP LOCKED) AS c
+                 WHERE s.id = c.id
+                 RETURNING s.id, s.token"
+            ),
+            // $1 owner, $2 lease in ms, $3 held ids.
+            renew: format!(
+                "UPDATE {s}.sagas
+                 SET lease_until = clock_timestamp() + $2::float8 * interval '1 millisecond'
+                 WHERE id = ANY($3::text[]) AND owner = $1
+                 RETURNING id, token"
+            ),
+            release: format!(
+                "UPDATE {s}.sagas SET owner = NULL, lease_until = NULL
+                 WHERE id = ANY($2::text[]) AND owner = $1"
+            ),
+            select: format!(
+                "SELECT s.id, s.saga_type, s.fingerprint, s.input, s.status,
+                        j.seq, j.kind, j.step_index, j.attempt, j.payload, j.note
+                 FROM {s}.sagas AS s LEFT JOIN {s}.journal AS j ON j.saga_id = s.id"
+            ),
+        }
+    }
+}

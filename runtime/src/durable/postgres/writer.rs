@@ -1,0 +1,543 @@
+//! The writer task: group commit over one connection, fencing in every append,
+//! and retries that never acknowledge what did not commit.
+
+use std::sync::Arc;
+
+use deadpool_postgres::Object;
+use futures_util::future::join_all;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use super::error::{is_transient, pg_error};
+use super::{Backoff, Shared, connection, lock};
+use crate::SagaId;
+use crate::durable::store::{Entry, NewSaga, SagaStatus, StoreError, encode};
+
+/// The most writes committed in one transaction: bounds the latency of the
+/// first waiter of a batch and the size of one commit.
+const MAX_BATCH: usize = 512;
+
+/// One write, as the store sends it.
+pub(super) enum Write {
+    /// A new saga; leased to this store if `leased`, else held by nobody.
+    Create { saga: NewSaga, leased: bool },
+    /// Transitions of a saga this store holds under `token`, all or none.
+    Append {
+        id: SagaId,
+        token: i64,
+        entries: Vec<Entry>,
+    },
+    /// A transition of a saga whose status is `status`, under no lease.
+    AppendIf {
+        id: SagaId,
+        status: SagaStatus,
+        entry: Entry,
+    },
+}
+
+/// What a write did, once committed.
+#[derive(Debug)]
+pub(super) enum Done {
+    Written,
+    /// A conditional append found the saga missing (`None`) or with another
+    /// status, and wrote nothing.
+    Skipped(Option<SagaStatus>),
+}
+
+pub(super) struct Request {
+    pub(super) write: Write,
+    pub(super) ack: oneshot::Sender<Result<Done, StoreError>>,
+}
+
+/// What a committed write changes in the store's map of held leases.
+#[derive(Debug, Clone, Copy)]
+enum Effect {
+    None,
+    /// Now held under this token.
+    Hold(SagaId, i64),
+    /// No longer held (ended, or taken over), if still under this token.
+    Drop(SagaId, i64),
+}
+
+type Outcome = (Result<Done, StoreError>, Effect);
+
+/// A write's statement parameters, made once however often it is tried.
+struct Params {
+    id: String,
+    kinds: Vec<&'static str>,
+    steps: Vec<Option<i64>>,
+    attempts: Vec<Option<i64>>,
+    payloads: Vec<Option<Vec<u8>>>,
+    notes: Vec<Option<String>>,
+    /// The status the entries leave, if they change it.
+    status: Option<&'static str>,
+}
+
+impl Params {
+    fn of(write: &Write) -> Params {
+        let (id, entries): (SagaId, Vec<Entry>) = match write {
+            Write::Create { saga, .. } => (saga.id, Vec::new()),
+            Write::Append { id, entries, .. } => (*id, entries.clone()),
+            Write::AppendIf { id, entry, .. } => (*id, vec![entry.clone()]),
+        };
+        let mut params = Params {
+            id: id.to_string(),
+            kinds: Vec::with_capacity(entries.len()),
+            steps: Vec::with_capacity(entries.len()),
+            attempts: Vec::with_capacity(entries.len()),
+            payloads: Vec::with_capacity(entries.len()),
+            notes: Vec::with_capacity(entries.len()),
+            status: None,
+        };
+        for entry in entries {
+            let changes = match &entry {
+                Entry::Finished { status, .. } => Some(*status),
+                Entry::Intervention { retry: true, .. } => Some(SagaStatus::Running),
+                Entry::Intervention { retry: false, .. } => Some(SagaStatus::Resolved),
+                _ => None,
+            };
+            if let Some(status) = changes {
+                params.status = Some(status.as_str());
+            }
+            let row = encode(entry);
+            params.kinds.push(row.kind);
+            params.steps.push(row.step_index.map(i64::from));
+            params.attempts.push(row.attempt.map(i64::from));
+            params.payloads.push(row.payload);
+            params.notes.push(row.note);
+        }
+        params
+    }
+}
+
+/// Commits what is sent, in batches, until every store clone is gone and what
+/// was sent is answered.
+pub(super) async fn run(shared: Arc<Shared>, mut requests: mpsc::UnboundedReceiver<Request>) {
+    let mut client: Option<Object> = None;
+    while let Some(first) = requests.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let writes: Vec<&Write> = batch.iter().map(|r| &r.write).collect();
+        let params: Vec<Params> = writes.iter().map(|w| Params::of(w)).collect();
+        let outcomes = commit_isolating(&shared, &mut client, &writes, &params).await;
+        {
+            let mut held = lock(&shared.held);
+            for (_, effect) in &outcomes {
+                match *effect {
+                    Effect::None => {}
+                    Effect::Hold(id, token) => {
+                        held.insert(id, token);
+                    }
+                    Effect::Drop(id, token) => {
+                        if held.get(&id) == Some(&token) {
+                            held.remove(&id);
+                        }
+                    }
+                }
+            }
+        }
+        for (request, (result, _)) in batch.into_iter().zip(outcomes) {
+            // The waiter may have gone away; the write stands regardless.
+            let _ = request.ack.send(result);
+        }
+    }
+}
+
+/// Commits `writes` in one transaction; if a statement fails on its own
+/// account (not the connection's), commits each write alone so that only the
+/// failing one fails.
+async fn commit_isolating(
+    shared: &Shared,
+    client: &mut Option<Object>,
+    writes: &[&Write],
+    params: &[Params],
+) -> Vec<Outcome> {
+    match commit(shared, client, writes, params).await {
+        Ok(outcomes) => outcomes,
+        Err(Failed::GaveUp(error)) => writes
+            .iter()
+            .map(|_| (Err(error.clone()), Effect::None))
+            .collect(),
+        Err(Failed::Statement(error)) if writes.len() == 1 => vec![(Err(error), Effect::None)],
+        Err(Failed::Statement(_)) => {
+            let mut outcomes = Vec::with_capacity(writes.len());
+            for (write, params) in writes.iter().zip(params) {
+                let one = std::slice::from_ref(write);
+                match commit(shared, client, one, std::slice::from_ref(params)).await {
+                    Ok(mut done) => outcomes.push(done.remove(0)),
+                    Err(Failed::GaveUp(error) | Failed::Statement(error)) => {
+                        outcomes.push((Err(error), Effect::None));
+                    }
+                }
+            }
+            outcomes
+        }
+    }
+}
+
+/// Why a commit did not happen.
+enum Failed {
+    /// A statement failed on its own account; nothing was committed.
+    Statement(StoreError),
+    /// The connection kept failing until `reconnect_for` passed; nothing was
+    /// committed, or whether it was could not be learnt (the error says which).
+    GaveUp(StoreError),
+}
+
+/// How one try ended, when it did not commit.
+enum Broken {
+    /// The connection failed before the commit was sent: nothing committed.
+    Before(StoreError),
+    /// The connection failed after the commit was sent: it committed if
+    /// transaction `xid` did; then these are the writes' outcomes.
+    AtCommit(StoreError, i64, Vec<Outcome>),
+    Statement(StoreError),
+}
+
+/// Commits `writes` in one transaction, trying again on a new connection while
+/// the connection fails, for up to `reconnect_for`.
+async fn commit(
+    shared: &Shared,
+    client: &mut Option<Object>,
+    writes: &[&Write],
+    params: &[Params],
+) -> Result<Vec<Outcome>, Failed> {
+    let deadline = tokio::time::Instant::now() + shared.reconnect_for;
+    let mut backoff = Backoff::new();
+    loop {
+        let error = match client {
+            None => match connection(shared).await {
+                Ok(new) => {
+                    *client = Some(new);
+                    continue;
+                }
+                Err(error) => error,
+            },
+            Some(conn) => match try_commit(shared, conn, writes, params).await {
+                Ok(outcomes) => return Ok(outcomes),
+                Err(Broken::Statement(error)) => {
+                    // Leave the connection out of its failed transaction.
+                    if conn.batch_execute("ROLLBACK").await.is_err() {
+                        *client = None;
+                    }
+                    return Err(Failed::Statement(error));
+                }
+                Err(Broken::Before(error)) => {
+                    *client = None;
+                    error
+                }
+                Err(Broken::AtCommit(error, xid, outcomes)) => {
+                    *client = None;
+                    match committed(shared, xid, deadline).await {
+                        Ok(true) => return Ok(outcomes),
+                        Ok(false) => error,
+                        Err(unknown) => {
+                            return Err(Failed::GaveUp(StoreError::new(format!(
+                                "{}; then the connection failed as the commit was sent, and \
+                                 whether it committed could not be learnt ({}); recovery will \
+                                 find out from the journal",
+                                error.message(),
+                                unknown.message()
+                            ))));
+                        }
+                    }
+                }
+            },
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Failed::GaveUp(StoreError::new(format!(
+                "{}; gave up after {:?} of retrying; nothing of this write was committed",
+                error.message(),
+                shared.reconnect_for
+            ))));
+        }
+        tracing::warn!(%error, "sagaflow postgres: write retried on a new connection");
+        backoff.wait().await;
+    }
+}
+
+/// Whether transaction `xid`, whose commit's answer was lost, committed.
+async fn committed(
+    shared: &Shared,
+    xid: i64,
+    deadline: tokio::time::Instant,
+) -> Result<bool, StoreError> {
+    let mut backoff = Backoff::new();
+    loop {
+        let error = match connection(shared).await {
+            Ok(client) => match client.query_one("SELECT txid_status($1)", &[&xid]).await {
+                Ok(row) => match row.get::<_, Option<&str>>(0) {
+                    Some("committed") => return Ok(true),
+                    Some("aborted") => return Ok(false),
+                    // "in progress": the server has not finished it yet.
+                    _ => StoreError::new(format!("transaction {xid} is still in progress")),
+                },
+                Err(e) => pg_error(&shared.server, "cannot look up the commit", &e),
+            },
+            Err(error) => error,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(error);
+        }
+        backoff.wait().await;
+    }
+}
+
+/// One transaction: `BEGIN`, the transaction id, every write's statement, sent
+/// together; then the look-ups for writes that wrote nothing; then `COMMIT`.
+async fn try_commit(
+    shared: &Shared,
+    client: &Object,
+    writes: &[&Write],
+    params: &[Params],
+) -> Result<Vec<Outcome>, Broken> {
+    let server = &shared.server;
+    let classify = |doing: &str, e: &tokio_postgres::Error| {
+        let error = pg_error(server, doing, e);
+        if is_transient(e) {
+            Broken::Before(error)
+        } else {
+            Broken::Statement(error)
+        }
+    };
+    let sql = &shared.sql;
+    let (create, append, append_if) = futures_util::future::try_join3(
+        client.prepare_cached(&sql.create),
+        client.prepare_cached(&sql.append),
+        client.prepare_cached(&sql.append_if),
+    )
+    .await
+    .map_err(|e| classify("cannot prepare the statements", &e))?;
+    let lease_ms = shared.lease.as_secs_f64() * 1000.0;
+    let owner = shared.owner.as_str();
+
+    let begin = client.batch_execute("BEGIN");
+    let xid = client.query_one("SELECT txid_current()", &[]);
+    let statements = writes.iter().zip(params).map(|(write, p)| {
+        let stmts = Statements {
+            create: &create,
+            append: &append,
+            append_if: &append_if,
+            owner,
+            lease_ms,
+        };
+        async move { stmts.run(client, write, p).await }
+    });
+    let (begun, xid, results) = futures_util::future::join3(begin, xid, join_all(statements)).await;
+    begun.map_err(|e| classify("cannot begin a transaction", &e))?;
+    let xid: i64 = xid
+        .map_err(|e| classify("cannot begin a transaction", &e))?
+        .get(0);
+    // The first failure is the cause; the ones after it only say that the
+    // transaction was aborted.
+    let mut rows = Vec::with_capacity(results.len());
+    let mut aborted = None;
+    for (result, write) in results.into_iter().zip(writes) {
+        match result {
+            Ok(r) => rows.push(r),
+            Err(e) if e.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION) => {
+                aborted.get_or_insert(e);
+            }
+            Err(e) => return Err(classify(&describe(write), &e)),
+        }
+    }
+    if let Some(e) = aborted {
+        // Aborted with no failure of its own: the connection was left in a
+        // failed transaction. Start again on a new one.
+        return Err(Broken::Before(pg_error(
+            server,
+            "the transaction was aborted",
+            &e,
+        )));
+    }
+    let mut outcomes = Vec::with_capacity(writes.len());
+    for ((write, p), rows) in writes.iter().zip(params).zip(rows) {
+        outcomes.push(
+            outcome(shared, client, write, p, &rows)
+                .await
+                .map_err(|e| classify("cannot look up a saga", &e))?,
+        );
+    }
+    match client.batch_execute("COMMIT").await {
+        Ok(()) => Ok(outcomes),
+        Err(e) if is_transient(&e) => Err(Broken::AtCommit(
+            pg_error(server, "cannot commit", &e),
+            xid,
+            outcomes,
+        )),
+        Err(e) => Err(Broken::Statement(pg_error(server, "cannot commit", &e))),
+    }
+}
+
+/// The prepared statements of one transaction, and what they all take.
+#[derive(Clone, Copy)]
+struct Statements<'a> {
+    create: &'a tokio_postgres::Statement,
+    append: &'a tokio_postgres::Statement,
+    append_if: &'a tokio_postgres::Statement,
+    owner: &'a str,
+    lease_ms: f64,
+}
+
+impl Statements<'_> {
+    /// Sends `write`'s one statement; its rows say what it did.
+    async fn run(
+        self,
+        client: &Object,
+        write: &Write,
+        p: &Params,
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        match write {
+            Write::Create { saga, leased } => {
+                let (holder, token) = if *leased {
+                    (Some(self.owner), 1_i64)
+                } else {
+                    (None, 0)
+                };
+                let values: [&(dyn ToSql + Sync); 7] = [
+                    &p.id,
+                    &saga.saga_type,
+                    &saga.fingerprint,
+                    &saga.input,
+                    &holder,
+                    &token,
+                    &self.lease_ms,
+                ];
+                client.query(self.create, &values).await
+            }
+            Write::Append { token, .. } => {
+                let release = p.status.is_some_and(|s| s != SagaStatus::Running.as_str());
+                let values: [&(dyn ToSql + Sync); 10] = [
+                    &p.id,
+                    token,
+                    &p.kinds,
+                    &p.steps,
+                    &p.attempts,
+                    &p.payloads,
+                    &p.notes,
+                    &p.status,
+                    &release,
+                    &self.owner,
+                ];
+                client.query(self.append, &values).await
+            }
+            Write::AppendIf { status, .. } => {
+                let to = p.status.unwrap_or(status.as_str());
+                let values: [&(dyn ToSql + Sync); 8] = [
+                    &p.id,
+                    &status.as_str(),
+                    &p.kinds,
+                    &p.steps,
+                    &p.attempts,
+                    &p.payloads,
+                    &p.notes,
+                    &to,
+                ];
+                client.query(self.append_if, &values).await
+            }
+        }
+    }
+}
+
+/// What a write did, from the rows its statement returned; for one that wrote
+/// nothing, why, looked up in the same transaction.
+async fn outcome(
+    shared: &Shared,
+    client: &Object,
+    write: &Write,
+    p: &Params,
+    rows: &[Row],
+) -> Result<Outcome, tokio_postgres::Error> {
+    let server = &shared.server;
+    let written = !rows.is_empty();
+    Ok(match write {
+        Write::Create { saga, leased } => {
+            if written {
+                let effect = match leased {
+                    true => Effect::Hold(saga.id, rows[0].get(0)),
+                    false => Effect::None,
+                };
+                (Ok(Done::Written), effect)
+            } else {
+                let error = StoreError::new(format!(
+                    "{server}: saga {} already exists; a saga id is created once",
+                    saga.id
+                ));
+                (Err(error), Effect::None)
+            }
+        }
+        Write::Append { id, token, .. } if written => {
+            let ends = p.status.is_some_and(|s| s != SagaStatus::Running.as_str());
+            let effect = if ends {
+                Effect::Drop(*id, *token)
+            } else {
+                Effect::None
+            };
+            (Ok(Done::Written), effect)
+        }
+        Write::Append { id, token, .. } => {
+            let error = match lookup(shared, client, &p.id).await? {
+                None => StoreError::new(format!(
+                    "{server}: cannot append to saga {id}: no such saga in this store"
+                )),
+                Some((status, owner, now)) => {
+                    let holder = match owner {
+                        Some(owner) => format!("it is held by {owner} under token {now}"),
+                        None => format!("it is held by nobody (status {status}, token {now})"),
+                    };
+                    let error = StoreError::lease_lost(format!(
+                        "{server}: lease lost on saga {id}: this store ({}) wrote under \
+                         token {token}, but {holder}; nothing was written: this store must \
+                         stop driving the saga",
+                        shared.owner
+                    ));
+                    tracing::warn!(saga = %id, %error, "sagaflow postgres: write fenced off");
+                    error
+                }
+            };
+            (Err(error), Effect::Drop(*id, *token))
+        }
+        Write::AppendIf { .. } if written => (Ok(Done::Written), Effect::None),
+        Write::AppendIf { id, .. } => match lookup(shared, client, &p.id).await? {
+            None => (Ok(Done::Skipped(None)), Effect::None),
+            Some((word, _, _)) => match SagaStatus::parse(&word) {
+                Some(status) => (Ok(Done::Skipped(Some(status))), Effect::None),
+                None => {
+                    let error = StoreError::new(format!(
+                        "{server}: saga {id} has unknown status {word:?}; the store is \
+                         damaged or was written by a newer sagaflow"
+                    ));
+                    (Err(error), Effect::None)
+                }
+            },
+        },
+    })
+}
+
+/// A saga's status, lease holder and token, as this transaction sees them.
+async fn lookup(
+    shared: &Shared,
+    client: &Object,
+    id: &str,
+) -> Result<Option<(String, Option<String>, i64)>, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(&shared.sql.lookup).await?;
+    let row = client.query_opt(&stmt, &[&id]).await?;
+    Ok(row.map(|row| (row.get(0), row.get(1), row.get(2))))
+}
+
+fn describe(write: &Write) -> String {
+    match write {
+        Write::Create { saga, .. } => format!("cannot create saga {}", saga.id),
+        Write::Append { id, entries, .. } => {
+            format!("cannot append {} entries to saga {id}", entries.len())
+        }
+        Write::AppendIf { id, .. } => format!("cannot append to saga {id}"),
+    }
+}

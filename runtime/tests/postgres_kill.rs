@@ -8,8 +8,8 @@
 //! order, nothing after the end).
 //!
 //! The workers are this test binary run again (`worker_process`, which does
-//! nothing unless `KILL_TEST_WORKER` is set). Until `Executor` has a worker
-//! mode, a worker is `recover()` in a loop: it claims every runnable saga.
+//! nothing unless `KILL_TEST_WORKER` is set), each an executor in worker mode
+//! (`Executor::worker`), claiming up to 32 sagas at a time.
 #![cfg(feature = "postgres")]
 
 mod support;
@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sagaflow::durable::{Entry, Executor, PgConfig, PgStore, SagaStatus, Store};
+use sagaflow::durable::{Entry, Executor, PgConfig, PgStore, SagaStatus, Store, WorkerConfig};
 use sagaflow::{StepContext, saga, step};
 
 /// Kills at least this many workers (`KILL_TEST_KILLS` overrides).
@@ -135,16 +135,15 @@ async fn worker_process() {
         .unwrap();
     let executor = executor(&url, &schema, &worker, Some(file)).await;
     println!("ready");
+    // Worker mode, restarted if the store fails when asked for work.
     loop {
-        match executor.recover().await {
-            Ok(report) if report.sagas.is_empty() => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Ok(_) => {}
-            Err(error) => {
-                eprintln!("{worker}: {error}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        let config = WorkerConfig {
+            concurrency: 32,
+            poll: Duration::from_millis(20),
+        };
+        if let Err(error) = executor.worker(config).run().await {
+            eprintln!("{worker}: {error}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }

@@ -305,8 +305,13 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Executor<St, H> {
         Ok(report)
     }
 
+    /// The claims of this executor (shared with every executor over its store).
+    pub(crate) fn claims(&self) -> &Claims {
+        &self.inner.claims
+    }
+
     /// Resumes `record`, read after its id was claimed by this executor.
-    fn recover_claimed(
+    pub(crate) fn recover_claimed(
         &self,
         claim: Arc<Claim<St>>,
         record: SagaRecord,

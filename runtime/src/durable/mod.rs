@@ -11,6 +11,7 @@ mod saga;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
+mod worker;
 
 pub use executor::{Executor, RunResult, Started, fingerprint};
 pub use journal::{Durable, MissingResource, Resources};
@@ -22,3 +23,4 @@ pub use saga::DurableSaga;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteStore};
 pub use store::{Claims, Entry, NewSaga, SagaRecord, SagaStatus, Store, StoreError};
+pub use worker::{Waited, Worker, WorkerConfig, WorkerReport, WorkerShutdown};

@@ -159,6 +159,14 @@ pub enum DurableError {
         /// The id asked for.
         id: SagaId,
     },
+    /// What the store holds for this saga is not what was asked for, or does
+    /// not read (a saga of another type, a committed saga without its output).
+    Stored {
+        /// The saga's id.
+        id: SagaId,
+        /// What is wrong.
+        message: String,
+    },
     /// The saga is not parked, so there is nothing to retry or resolve.
     NotParked {
         /// Its id.
@@ -183,6 +191,7 @@ impl fmt::Display for DurableError {
                 )
             }
             DurableError::UnknownSaga { id } => write!(f, "no saga {id} in the store"),
+            DurableError::Stored { id, message } => write!(f, "saga {id}: {message}"),
             DurableError::NotParked { id, status } => {
                 write!(f, "saga {id} is {status}, not parked")
             }

@@ -81,6 +81,14 @@ pub trait Hooks {
     fn saga_finished(&self, report: &RunReport) {
         let _ = report;
     }
+    /// A durable run stopped because its store refused a write: this worker
+    /// no longer holds the saga's lease (another worker took it over, after
+    /// this one was paused or cut off past its lease). Nothing of the write
+    /// was stored; the saga goes on in the worker that has it. `error` names
+    /// the saga and, when known, its new holder.
+    fn lease_lost(&self, saga: &'static str, id: SagaId, error: &str) {
+        let _ = (saga, id, error);
+    }
 }
 
 /// No hooks: the default, which costs nothing.
@@ -125,5 +133,8 @@ impl<H: Hooks + ?Sized> Hooks for &H {
     }
     fn saga_finished(&self, report: &RunReport) {
         (**self).saga_finished(report)
+    }
+    fn lease_lost(&self, saga: &'static str, id: SagaId, error: &str) {
+        (**self).lease_lost(saga, id, error)
     }
 }

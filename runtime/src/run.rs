@@ -552,7 +552,12 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     }
 
     fn halt(&mut self, error: StoreError) {
-        tracing::error!(parent: &self.span, %error, "the saga's store failed; the saga stops here and stays for recovery");
+        if error.is_lease_lost() {
+            tracing::warn!(parent: &self.span, %error, "lease lost: another worker has this saga now; this run stops here");
+            self.hooks.lease_lost(self.saga, self.id, error.message());
+        } else {
+            tracing::error!(parent: &self.span, %error, "the saga's store failed; the saga stops here and stays for recovery");
+        }
         self.journal.halt(error);
     }
 

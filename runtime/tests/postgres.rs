@@ -422,13 +422,25 @@ async fn job(gate: &Gate, n: u32) -> Result<u32, JobError> {
     Ok(b)
 }
 
+/// Hooks that keep what `lease_lost` was told.
+#[derive(Clone, Default)]
+struct LeaseWatch(std::sync::Arc<std::sync::Mutex<Vec<(sagaflow::SagaId, String)>>>);
+
+impl sagaflow::Hooks for LeaseWatch {
+    fn lease_lost(&self, _saga: &'static str, id: sagaflow::SagaId, error: &str) {
+        self.0.lock().unwrap().push((id, error.to_owned()));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_lost_its_lease_stops_driving_the_saga_and_writes_nothing() {
     use sagaflow::durable::{Executor, RecoveredOutcome};
     let Some(cluster) = Cluster::new("takeover") else {
         return;
     };
+    let told = LeaseWatch::default();
     let a = Executor::new(cluster.worker(LONG).await)
+        .with_hooks(told.clone())
         .resource(Gate::default())
         .register::<JobSaga>();
     let b = Executor::new(cluster.worker(LONG).await)
@@ -457,6 +469,10 @@ async fn a_worker_that_lost_its_lease_stops_driving_the_saga_and_writes_nothing(
     );
     let error = outcome_a.expect_err("a's run must stop at its next write");
     assert!(error.is_lease_lost(), "{error}");
+    // And its hooks were told, once, of this saga.
+    let lost = told.0.lock().unwrap().clone();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(lost[0].0, id);
 
     // Step `first` ran in both, with one key; only `b` got further.
     let key = format!("{id}-0");

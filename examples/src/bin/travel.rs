@@ -12,6 +12,8 @@
 //! ```text
 //! cargo run -p sagaflow-examples --bin travel -- --durable travel.db [--to CITY]
 //!     [--crash-after STEP | --crash-during STEP]
+//! cargo run -p sagaflow-examples --features postgres --bin travel -- \
+//!     --postgres postgres://user@127.0.0.1:5432/db [--ledger FILE] [--schema NAME] ...
 //! ```
 //!
 //! keeps every saga in the SQLite file `travel.db`, and the fake bank, airline,
@@ -45,6 +47,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sagaflow::durable::{
     Durability, Entry, Executor, RecoveredOutcome, RecoveryReport, SagaRecord, SagaStatus,
@@ -58,12 +61,18 @@ use sagaflow_examples::travel::{
 };
 use sagaflow_examples::words::{in_order, listed};
 
-const USAGE: &str =
-    "usage: travel [--durable FILE [--to CITY] [--crash-after STEP | --crash-during STEP]]";
+const USAGE: &str = "usage: travel [--durable FILE | --postgres URL [--ledger FILE] [--schema NAME]] [--to CITY] \
+     [--crash-after STEP | --crash-during STEP]";
 
 /// What the command line asked for.
 struct Options {
     durable: Option<String>,
+    /// `--postgres URL`: the sagas on a PostgreSQL server instead of a file.
+    postgres: Option<String>,
+    /// Where the services write what they do, with `--postgres`.
+    ledger: Option<String>,
+    /// The PostgreSQL schema of the store, with `--postgres` (`sagaflow`).
+    schema: Option<String>,
     to: String,
     crash: Option<(Moment, String)>,
 }
@@ -71,6 +80,9 @@ struct Options {
 fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut options = Options {
         durable: None,
+        postgres: None,
+        ledger: None,
+        schema: None,
         to: "Lisbon".to_owned(),
         crash: None,
     };
@@ -82,6 +94,9 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
         };
         match arg.as_str() {
             "--durable" => options.durable = Some(value("--durable")?),
+            "--postgres" => options.postgres = Some(value("--postgres")?),
+            "--ledger" => options.ledger = Some(value("--ledger")?),
+            "--schema" => options.schema = Some(value("--schema")?),
             "--to" => options.to = value("--to")?,
             "--crash-after" => options.crash = Some((Moment::After, value("--crash-after")?)),
             "--crash-during" => options.crash = Some((Moment::Before, value("--crash-during")?)),
@@ -89,9 +104,14 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
     }
-    if options.crash.is_some() && options.durable.is_none() {
+    if options.durable.is_some() && options.postgres.is_some() {
         return Err(format!(
-            "`--crash-after` and `--crash-during` need `--durable FILE`: a crash of an in-memory run loses everything\n{USAGE}"
+            "`--durable FILE` and `--postgres URL` are two stores: give one\n{USAGE}"
+        ));
+    }
+    if options.crash.is_some() && options.durable.is_none() && options.postgres.is_none() {
+        return Err(format!(
+            "`--crash-after` and `--crash-during` need `--durable FILE` or `--postgres URL`: a crash of an in-memory run loses everything\n{USAGE}"
         ));
     }
     Ok(options)
@@ -109,19 +129,54 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    match &options.durable {
-        None => {
+    let result = match (&options.durable, &options.postgres) {
+        (None, None) => {
             runtime.block_on(in_memory());
-            ExitCode::SUCCESS
+            Ok(())
         }
-        Some(path) => match runtime.block_on(durable(path, &options)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("error: {message}");
-                ExitCode::FAILURE
-            }
-        },
+        (Some(path), _) => runtime.block_on(async {
+            let store = SqliteStore::open(path, Durability::Full).map_err(|e| e.to_string())?;
+            durable(store, path, &format!("{path}.ledger"), None, &options).await
+        }),
+        (None, Some(url)) => runtime.block_on(on_postgres(url, &options)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+/// The durable mode with the sagas on PostgreSQL (built with the `postgres`
+/// feature of this package).
+#[cfg(feature = "postgres")]
+async fn on_postgres(url: &str, options: &Options) -> Result<(), String> {
+    // A short lease, so that a crashed run's trip is taken up seconds later.
+    let lease = Duration::from_secs(3);
+    let mut config = sagaflow::durable::PgConfig::new(url).lease(lease);
+    if let Some(schema) = &options.schema {
+        config = config.schema(schema.clone());
+    }
+    let store = sagaflow::durable::PgStore::connect_with(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let ledger = options
+        .ledger
+        .as_deref()
+        .unwrap_or("travel-postgres.ledger");
+    let result = durable(store.clone(), &store.server(), ledger, Some(lease), options).await;
+    // Hand the leases over at once rather than at their expiry.
+    store.close().await.map_err(|e| e.to_string())?;
+    result
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn on_postgres(_url: &str, _options: &Options) -> Result<(), String> {
+    Err("this travel was built without PostgreSQL: run it with \
+         `cargo run -p sagaflow-examples --features postgres --bin travel -- --postgres URL`"
+        .to_owned())
 }
 
 async fn in_memory() {
@@ -242,7 +297,14 @@ fn crash_plan(moment: Moment, name: &str) -> Result<(CrashPlan, String), String>
     Ok((plan, message))
 }
 
-async fn durable(path: &str, options: &Options) -> Result<(), String> {
+/// The durable mode over `store` (a file, or a server, named `place`).
+async fn durable<St: Store + Clone>(
+    store: St,
+    path: &str,
+    ledger_path: &str,
+    lease: Option<Duration>,
+    options: &Options,
+) -> Result<(), String> {
     let (plan, message) = match &options.crash {
         Some((moment, name)) => {
             let (plan, message) = crash_plan(*moment, name)?;
@@ -250,13 +312,11 @@ async fn durable(path: &str, options: &Options) -> Result<(), String> {
         }
         None => (None, String::new()),
     };
-    let ledger_path = format!("{path}.ledger");
     println!(
         "Durable mode: the sagas are kept in {path}; the services write what they do to {ledger_path}."
     );
-    let store = SqliteStore::open(path, Durability::Full).map_err(|e| e.to_string())?;
     let ledger =
-        Arc::new(Ledger::open(&ledger_path, true).map_err(|e| format!("{ledger_path}: {e}"))?);
+        Arc::new(Ledger::open(ledger_path, true).map_err(|e| format!("{ledger_path}: {e}"))?);
     let executor = Executor::new(CrashingStore::new(store, plan, message))
         .with_hooks(Narrator::new())
         .resource(
@@ -293,7 +353,20 @@ async fn durable(path: &str, options: &Options) -> Result<(), String> {
         }
         println!("\nRecovering them now:");
     }
-    let report = executor.recover().await.map_err(|e| e.to_string())?;
+    let mut report = executor.recover().await.map_err(|e| e.to_string())?;
+    if let Some(lease) = lease
+        && report.sagas.len() < unfinished.len()
+    {
+        // On PostgreSQL a saga of a process that died is still leased to it
+        // until the lease expires; then any worker may take it up.
+        println!(
+            "({} trip(s) still leased to the process that died; taking them up once the lease of {lease:?} expires.)",
+            unfinished.len() - report.sagas.len()
+        );
+        tokio::time::sleep(lease + Duration::from_millis(200)).await;
+        let later = executor.recover().await.map_err(|e| e.to_string())?;
+        report.sagas.extend(later.sagas);
+    }
     if !unfinished.is_empty() {
         tell_recovery(&report, &ledger);
     }

@@ -353,20 +353,7 @@ fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream {
         }
     }
     let compensate_body = match &kind {
-        Kind::Compensate(path) => {
-            let span = path.span();
-            // A local check function, so that a compensation returning the wrong
-            // type is reported "required by a bound in `compensation_returns_result`"
-            // at the `compensate = ..` path, rather than in the runtime's internals.
-            quote_spanned! {span=>
-                fn compensation_returns_result<R: ::sagaflow::CompensationResult>(
-                    result: R,
-                ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError> {
-                    ::sagaflow::__private::compensation_result(result)
-                }
-                compensation_returns_result(#path(#(#arg_names,)* __sagaflow_output).await)
-            }
-        }
+        Kind::Compensate(path) => crate::compensation::call(path, sig, &arg_names),
         _ => quote! {
             let _ = (#(#arg_names,)* __sagaflow_output);
             ::sagaflow::__private::no_compensation().await
@@ -587,7 +574,7 @@ mod tests {
         );
         assert!(!out.contains("compile_error"), "{out}");
         assert!(
-            out.contains("undo_a (__sagaflow_arg0 , __sagaflow_output)"),
+            out.contains(":: call (& undo_a , __sagaflow_arg0 , __sagaflow_output)"),
             "{out}"
         );
         assert!(out.contains("retries (2u32)"), "{out}");

@@ -1,7 +1,8 @@
 //! `#[saga]`: turns an `async fn` made of step calls into a state machine.
 //!
 //! One file per phase: parse the signature ([`signature`]) and the body
-//! ([`body`], with the names it binds in [`scope`]) into a tree ([`ast`]);
+//! ([`body`], with the names it binds in [`scope`], and what it cannot hold yet
+//! in [`unsupported`]) into a tree ([`ast`]);
 //! analyse what each point reads and holds ([`analyse`]); check the rules about
 //! the whole ([`check`]); expand it ([`expand`]: [`forward`], [`backward`],
 //! [`durable`], [`doc`]). On a mistake, [`fallback`] emits the function as
@@ -72,6 +73,7 @@ mod fallback;
 mod forward;
 mod scope;
 mod signature;
+mod unsupported;
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
@@ -81,7 +83,7 @@ use crate::attr::parse_saga_attr;
 use crate::ctxt::Ctxt;
 use ast::Saga;
 use scope::Scope;
-pub(crate) use signature::{first_borrow, first_impl_trait};
+pub(crate) use signature::{first_borrow, first_impl_trait, result_args};
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {

@@ -271,7 +271,7 @@ pub(crate) fn first_borrow(ty: &Type) -> Option<TokenStream> {
 }
 
 /// `Result<T, E>` (by its last segment's name) read as `(T, E)`.
-pub(super) fn result_args(ty: &Type) -> Option<(Type, Type)> {
+pub(crate) fn result_args(ty: &Type) -> Option<(Type, Type)> {
     let Type::Path(p) = ty else { return None };
     let last = p.path.segments.last()?;
     if last.ident != "Result" {

@@ -78,7 +78,7 @@ pub(super) fn read(cx: &Ctxt, block: &syn::Block, scope: &mut Scope) -> Body {
                     body.ok = false;
                     continue;
                 }
-                body.needs_elided |= name_elided(&mut local.ty);
+                body.needs_elided |= name_elided(&mut local.ty, &scope.elided);
                 scope.hold(&local.name);
                 body.nodes.push(Node::Local(local));
             }

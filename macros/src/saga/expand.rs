@@ -27,7 +27,6 @@ use syn::{Ident, Type};
 
 use super::analyse::{Analysis, analyse};
 use super::ast::Saga;
-use super::signature::elided_lifetime;
 use super::{backward, check, doc, durable};
 
 /// What every part of the expansion reads.
@@ -51,7 +50,7 @@ impl<'a> Gen<'a> {
         let an = analyse(saga);
         let mut lifetimes: Vec<syn::Lifetime> = Vec::new();
         if saga.needs_elided {
-            lifetimes.push(elided_lifetime());
+            lifetimes.push(saga.elided.clone());
         }
         lifetimes.extend(saga.lifetimes.iter().cloned());
         let generics = if lifetimes.is_empty() {

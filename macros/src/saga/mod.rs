@@ -114,7 +114,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 /// The saga read from `func`, or `None` if a mistake was reported.
 fn build(cx: &Ctxt, func: &ItemFn, name: Option<Ident>) -> Option<Saga> {
     let sig = &func.sig;
-    let mut scope = Scope::default();
+    let mut scope = Scope::new(func);
     let signature = signature::read(cx, sig, &mut scope)?;
     let mut body = body::read(cx, &func.block, &mut scope);
     body.ok &= signature.ok;
@@ -132,6 +132,7 @@ fn build(cx: &Ctxt, func: &ItemFn, name: Option<Ident>) -> Option<Saga> {
         type_ident,
         lifetimes: signature.lifetimes,
         needs_elided: signature.needs_elided || body.needs_elided,
+        elided: scope.elided,
         params: signature.params,
         output_ty: signature.output_ty,
         error_ty: signature.error_ty,

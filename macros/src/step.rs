@@ -360,6 +360,7 @@ fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream {
         },
     };
     let doc = step_doc(&kind, attr);
+    let step_type = hidden_step_type(vis, ident, &output_ty, &error_ty, &info, quote!());
     let callback = graph_callback(vis, ident, &info_value(&name, &kind, attr), salt);
     quote! {
         #callback
@@ -369,16 +370,7 @@ fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream {
         #[doc = #doc]
         #vis #sig #block
 
-        #[doc(hidden)]
-        #[allow(non_camel_case_types, dead_code, missing_docs, unreachable_pub)]
-        #vis struct #ident {}
-
-        #[automatically_derived]
-        impl ::sagaflow::Step for #ident {
-            type Output = #output_ty;
-            type Error = #error_ty;
-            const INFO: ::sagaflow::StepInfo = #info;
-        }
+        #step_type
 
         #[automatically_derived]
         #[allow(dead_code, clippy::needless_lifetimes, clippy::ptr_arg, clippy::trivially_copy_pass_by_ref, unused_qualifications)]
@@ -392,6 +384,31 @@ fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream {
             {
                 #compensate_body
             }
+        }
+    }
+}
+
+/// The hidden type under a step's name that implements `Step`: `#[step]`'s, and
+/// the stand-in `#[saga]` defines under a saga's name, whose `extra` items say so.
+pub(crate) fn hidden_step_type(
+    vis: &syn::Visibility,
+    ident: &syn::Ident,
+    output_ty: &TokenStream,
+    error_ty: &TokenStream,
+    info: &TokenStream,
+    extra: TokenStream,
+) -> TokenStream {
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, dead_code, missing_docs, unreachable_pub)]
+        #vis struct #ident {}
+
+        #[automatically_derived]
+        impl ::sagaflow::Step for #ident {
+            type Output = #output_ty;
+            type Error = #error_ty;
+            const INFO: ::sagaflow::StepInfo = #info;
+            #extra
         }
     }
 }

@@ -281,19 +281,18 @@ fn stand_in_step(saga: &Saga) -> TokenStream {
     let name = ident.to_string();
     let params = saga.params.iter().map(|p| &p.ty);
     let generics = &sig.generics;
-    quote! {
-        #[doc(hidden)]
-        #[allow(non_camel_case_types, dead_code, missing_docs, unreachable_pub)]
-        #vis struct #ident {}
-
-        #[automatically_derived]
-        impl ::sagaflow::Step for #ident {
-            type Output = #output_ty;
-            type Error = ::sagaflow::__private::ASagaIsNotAStep<#error_ty>;
-            const INFO: ::sagaflow::StepInfo =
-                ::sagaflow::StepInfo::new(#name, ::sagaflow::StepKind::ReadOnly);
+    let step_type = crate::step::hidden_step_type(
+        vis,
+        ident,
+        &quote!(#output_ty),
+        &quote!(::sagaflow::__private::ASagaIsNotAStep<#error_ty>),
+        &quote!(::sagaflow::StepInfo::new(#name, ::sagaflow::StepKind::ReadOnly)),
+        quote!(
             const __SAGAFLOW_SAGA: bool = true;
-        }
+        ),
+    );
+    quote! {
+        #step_type
 
         #[automatically_derived]
         #[allow(dead_code, clippy::needless_lifetimes, clippy::ptr_arg, clippy::trivially_copy_pass_by_ref)]

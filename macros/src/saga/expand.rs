@@ -250,7 +250,9 @@ fn saga_trait_impl(g: &Gen<'_>) -> TokenStream {
 // type, found function". Without the `Step` impl, every use of the path in the
 // generated code would report a missing impl, a dozen errors for one mistake;
 // with it, two remain (the error types do not fit), which name the stand-in's
-// error type `ASagaIsNotAStep`.
+// error type `ASagaIsNotAStep`. Like `#[step]`'s type, it takes the function's
+// name in the type namespace: a type or module of that name beside the saga
+// clashes with it.
 //
 // A plain `async fn` awaited as a step (`log_order(&order).await?;`) still gets
 // rustc's "expected type, found function `log_order`": `#[saga]` sees only the
@@ -295,7 +297,7 @@ fn stand_in_step(saga: &Saga) -> TokenStream {
         #step_type
 
         #[automatically_derived]
-        #[allow(dead_code, clippy::needless_lifetimes, clippy::ptr_arg, clippy::trivially_copy_pass_by_ref)]
+        #[allow(dead_code, clippy::needless_lifetimes, clippy::ptr_arg, clippy::trivially_copy_pass_by_ref, clippy::too_many_arguments)]
         impl #ident {
             #[doc(hidden)]
             #vis async fn __sagaflow_compensate #generics (

@@ -5,6 +5,7 @@
 //! functions over `proc_macro2` tokens so that unit tests can call them.
 
 mod attr;
+mod compensation;
 mod ctxt;
 mod graph_doc;
 mod saga;

@@ -353,26 +353,14 @@ fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream {
         }
     }
     let compensate_body = match &kind {
-        Kind::Compensate(path) => {
-            let span = path.span();
-            // A local check function, so that a compensation returning the wrong
-            // type is reported "required by a bound in `compensation_returns_result`"
-            // at the `compensate = ..` path, rather than in the runtime's internals.
-            quote_spanned! {span=>
-                fn compensation_returns_result<R: ::sagaflow::CompensationResult>(
-                    result: R,
-                ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError> {
-                    ::sagaflow::__private::compensation_result(result)
-                }
-                compensation_returns_result(#path(#(#arg_names,)* __sagaflow_output).await)
-            }
-        }
+        Kind::Compensate(path) => crate::compensation::call(path, sig, &arg_names),
         _ => quote! {
             let _ = (#(#arg_names,)* __sagaflow_output);
             ::sagaflow::__private::no_compensation().await
         },
     };
     let doc = step_doc(&kind, attr);
+    let step_type = hidden_step_type(vis, ident, &output_ty, &error_ty, &info, quote!());
     let callback = graph_callback(vis, ident, &info_value(&name, &kind, attr), salt);
     quote! {
         #callback
@@ -382,16 +370,7 @@ fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream {
         #[doc = #doc]
         #vis #sig #block
 
-        #[doc(hidden)]
-        #[allow(non_camel_case_types, dead_code, missing_docs, unreachable_pub)]
-        #vis struct #ident {}
-
-        #[automatically_derived]
-        impl ::sagaflow::Step for #ident {
-            type Output = #output_ty;
-            type Error = #error_ty;
-            const INFO: ::sagaflow::StepInfo = #info;
-        }
+        #step_type
 
         #[automatically_derived]
         #[allow(dead_code, clippy::needless_lifetimes, clippy::ptr_arg, clippy::trivially_copy_pass_by_ref, unused_qualifications)]
@@ -405,6 +384,31 @@ fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream {
             {
                 #compensate_body
             }
+        }
+    }
+}
+
+/// The hidden type under a step's name that implements `Step`: `#[step]`'s, and
+/// the stand-in `#[saga]` defines under a saga's name, whose `extra` items say so.
+pub(crate) fn hidden_step_type(
+    vis: &syn::Visibility,
+    ident: &syn::Ident,
+    output_ty: &TokenStream,
+    error_ty: &TokenStream,
+    info: &TokenStream,
+    extra: TokenStream,
+) -> TokenStream {
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, dead_code, missing_docs, unreachable_pub)]
+        #vis struct #ident {}
+
+        #[automatically_derived]
+        impl ::sagaflow::Step for #ident {
+            type Output = #output_ty;
+            type Error = #error_ty;
+            const INFO: ::sagaflow::StepInfo = #info;
+            #extra
         }
     }
 }
@@ -587,7 +591,7 @@ mod tests {
         );
         assert!(!out.contains("compile_error"), "{out}");
         assert!(
-            out.contains("undo_a (__sagaflow_arg0 , __sagaflow_output)"),
+            out.contains(":: call (& undo_a , __sagaflow_arg0 , __sagaflow_output)"),
             "{out}"
         );
         assert!(out.contains("retries (2u32)"), "{out}");

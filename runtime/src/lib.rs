@@ -143,10 +143,14 @@ pub mod __private {
     #[diagnostic::on_unimplemented(
         message = "`{Self}` is moved into a step, but a step's arguments are evaluated again for each retry and for its compensation",
         label = "moved into the step here",
-        note = "pass a reference (`&name`), a `Copy` value, or an explicit `.clone()`"
+        note = "pass a reference (`&value`) if the step takes one, a `Copy` value, or an explicit `.clone()`"
     )]
     pub trait ReusableArgument: Copy {}
 
+    // Not recommended, so that rustc shows the message above and its note rather
+    // than the `Copy` bound. (For a whole owned input, rustc still suggests
+    // borrowing it: see `tests/ui/fail/saga_moves_owned_value.stderr`.)
+    #[diagnostic::do_not_recommend]
     impl<T: Copy> ReusableArgument for T {}
 
     /// Reads a saga name passed to a step by value: only `Copy` values can be.
@@ -185,5 +189,16 @@ pub mod __private {
     #[inline]
     pub async fn no_compensation() -> Result<(), CompensationError> {
         Ok(())
+    }
+
+    /// The error type of the stand-in step type that `#[saga]` defines under a
+    /// saga's name (see `Step::__SAGAFLOW_SAGA`); never built. Its name is what rustc shows where the types of a saga awaited as
+    /// a step do not fit.
+    pub struct ASagaIsNotAStep<E>(core::marker::PhantomData<E>);
+
+    impl<E> core::fmt::Display for ASagaIsNotAStep<E> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.write_str("a saga awaited as a step")
+        }
     }
 }

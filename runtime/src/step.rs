@@ -7,9 +7,9 @@ use crate::StepInfo;
 ///
 /// Users do not implement this by hand; they write `#[step(...)]` on an `async fn`.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a saga step",
+    message = "`{Self}` is not a `#[step]`: mark it with `#[step(..)]`, or call it inside a step",
     label = "not a `#[step]` function",
-    note = "mark the function with `#[sagaflow::step(compensate = ..)]`, or `read_only`, `pivot` or `retriable`"
+    note = "a step is an `async fn` marked `#[sagaflow::step(compensate = ..)]`, or `read_only`, `pivot` or `retriable`"
 )]
 pub trait Step {
     /// What the step returns on success.
@@ -24,4 +24,9 @@ pub trait Step {
     /// as "expected type, found function", not again as a misplaced constant.
     #[doc(hidden)]
     const __SAGAFLOW_MARKER: core::marker::PhantomData<Self> = core::marker::PhantomData;
+
+    /// True only for the stand-in that `#[saga]` defines under a saga function's
+    /// name, so that a saga awaited as a step is a compile error that says so.
+    #[doc(hidden)]
+    const __SAGAFLOW_SAGA: bool = false;
 }

@@ -208,3 +208,78 @@ fn a_step_page_says_how_the_step_is_undone() {
     let html = read_page("travel/fn.book_hotel.html");
     assert!(html.contains("point of no return"), "fn.book_hotel.html");
 }
+
+/// The HTML pages under `dir`, recursively.
+fn html_pages(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            html_pages(&path, out);
+        } else if path.extension().is_some_and(|e| e == "html") {
+            out.push(path);
+        }
+    }
+}
+
+/// The part of a page that the macros write: a step's "Saga step" section, a
+/// saga function's "Saga" section, or a saga type's whole description, up to
+/// the trait implementations (whose docs are the traits' own, from other
+/// crates). `None` for any other page. What the user wrote above a section is
+/// theirs, and not checked here.
+fn generated_part(html: &str) -> Option<&str> {
+    let start = if let Some(step) = html.find("id=\"saga-step\"") {
+        step
+    } else if let Some(saga) = html.find("id=\"saga\"") {
+        saga
+    } else if html.contains("id=\"saga-graph\"") {
+        html.find("class=\"docblock\"")?
+    } else {
+        return None;
+    };
+    let end = [
+        "id=\"trait-implementations\"",
+        "id=\"synthetic-implementations\"",
+        "id=\"blanket-implementations\"",
+    ]
+    .iter()
+    .filter_map(|id| html.find(id))
+    .min()
+    .unwrap_or(html.len());
+    Some(&html[start..end.max(start)])
+}
+
+/// Every link that the macros write into the examples' pages leads to a page
+/// that exists. The docs are built with `--no-deps`, so `sagaflow`'s own pages
+/// are never there: the order in which an intra-doc link from generated docs to
+/// a `sagaflow` item went dead (`href="sagaflow::Runner"`), without a warning,
+/// on a first `cargo doc`.
+#[test]
+fn no_link_the_macros_write_is_dead() {
+    let mut pages = Vec::new();
+    html_pages(docs(), &mut pages);
+    let mut checked = 0;
+    let mut dead = Vec::new();
+    for page in &pages {
+        let html =
+            std::fs::read_to_string(page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        let Some(part) = generated_part(&html) else {
+            continue;
+        };
+        checked += 1;
+        for rest in part.split(" href=\"").skip(1) {
+            let href = &rest[..rest.find('"').expect("a closed attribute")];
+            let target = href.split(['#', '?']).next().unwrap_or_default();
+            if target.is_empty() || href.contains("://") {
+                continue;
+            }
+            let file = page.parent().expect("a page in a directory").join(target);
+            if !file.exists() {
+                let page = page.strip_prefix(docs()).unwrap_or(page);
+                dead.push(format!("{}: href=\"{href}\"", page.display()));
+            }
+        }
+    }
+    // Two sagas (function and type) and their steps.
+    assert!(checked >= 8, "only {checked} generated pages found");
+    assert!(dead.is_empty(), "dead links:\n{}", dead.join("\n"));
+}

@@ -50,6 +50,8 @@ pub(super) struct Saga {
     /// Whether a parameter or a local leaves a lifetime out, so that the
     /// generated types need one named for it.
     pub(super) needs_elided: bool,
+    /// The name of that lifetime.
+    pub(super) elided: syn::Lifetime,
     pub(super) params: Vec<Param>,
     pub(super) output_ty: Type,
     pub(super) error_ty: Type,

@@ -20,6 +20,7 @@ use super::ast::{Local, Node, StepCall};
 use super::exprs::{check_plain_expr, contains_await, is_ok_call, is_place};
 use super::scope::Scope;
 use super::signature::name_elided;
+use super::unsupported;
 use crate::ctxt::Ctxt;
 
 pub(super) const BODY_HELP: &str = "a saga body holds only step calls (`let x = step(args).await?;` or `step(args).await?;`), typed locals (`let x: T = expr;`) and a final `Ok(..)`";
@@ -77,7 +78,7 @@ pub(super) fn read(cx: &Ctxt, block: &syn::Block, scope: &mut Scope) -> Body {
                     body.ok = false;
                     continue;
                 }
-                body.needs_elided |= name_elided(&mut local.ty);
+                body.needs_elided |= name_elided(&mut local.ty, &scope.elided);
                 scope.hold(&local.name);
                 body.nodes.push(Node::Local(local));
             }
@@ -101,6 +102,9 @@ fn read_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Read {
             attr,
             "attributes on saga statements are not supported: a `#[cfg]` here would be ignored and the step would still run; declare one saga per configuration (a `//` comment is fine)",
         );
+        return Read::Skip;
+    }
+    if unsupported::report(cx, stmt) {
         return Read::Skip;
     }
     match stmt {

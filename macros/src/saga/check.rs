@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use proc_macro2::TokenStream;
-use quote::{ToTokens, format_ident, quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, ItemFn, Token};
 
@@ -45,30 +45,43 @@ pub(super) fn complete(cx: &Ctxt, func: &ItemFn, body: &mut Body) -> Option<Expr
 }
 
 // A step's arguments, re-evaluable:
-//     book_flight(airline, trip)
+//     charge(airline, trip, order.customer, &order)
 // becomes
-//     book_flight(::sagaflow::__private::reuse(&airline), ::sagaflow::__private::reuse(&trip))
-// so that moving an owned value into a step says why it cannot be moved, at the argument.
+//     charge(reuse(&airline), reuse(&trip), reuse(&order.customer), &order)
+// so that moving an owned value (or a field of one) into a step says why it cannot
+// be moved, at the argument, instead of rustc's "expected a closure that
+// implements `FnMut`" inside the runtime.
 
-/// A step argument that is a bare saga name is read through `reuse`, so that moving
-/// an owned value says why it cannot be moved, at the argument.
+/// A step argument that is a saga name, or a field of one, is read through
+/// `reuse`, which copies it and so accepts only `Copy` values.
 pub(super) fn reusable_args(
     args: &syn::punctuated::Punctuated<Expr, Token![,]>,
     known: &HashSet<String>,
 ) -> TokenStream {
-    let args = args.iter().map(|arg| match arg {
-        Expr::Path(p)
-            if p.qself.is_none()
-                && p.path
-                    .get_ident()
-                    .is_some_and(|i| known.contains(&i.to_string())) =>
-        {
+    let args = args.iter().map(|arg| {
+        if names_a_saga_value(arg, known) {
             let span = arg.span();
             quote_spanned!(span=> ::sagaflow::__private::reuse(&#arg))
+        } else {
+            quote!(#arg)
         }
-        other => quote!(#other),
     });
     quote!(#(#args),*)
+}
+
+/// Whether `expr` is a saga name (`trip`) or a field path rooted at one
+/// (`order.customer`, `flight.price`), which a call would move out of the saga.
+fn names_a_saga_value(expr: &Expr, known: &HashSet<String>) -> bool {
+    match expr {
+        Expr::Path(p) => {
+            p.qself.is_none()
+                && p.path
+                    .get_ident()
+                    .is_some_and(|i| known.contains(&i.to_string()))
+        }
+        Expr::Field(f) => names_a_saga_value(&f.base, known),
+        _ => false,
+    }
 }
 
 /// The whole call, with [`reusable_args`].
@@ -86,9 +99,29 @@ pub(super) fn reusable_call(call: &syn::ExprCall, known: &HashSet<String>) -> To
 // The pivot rules, which need the steps' kinds (known only to rustc):
 //     let a = reserve(..).await?;  let b = pay(..).await?;
 // becomes, for every step after the first,
-//     const _: () = { const __sagaflow_pivot_order_of_pay: () =
-//         if <reserve>::INFO.kind() is Pivot { if pay is Pivot { panic!(second) }
-//                                              if pay is not Retriable { panic!(after) } }; };
+//     const _: () = if <reserve>::INFO.kind() is Pivot {
+//         if pay is Pivot { panic!(second) }  if pay is not Retriable { panic!(after) } };
+// An unnamed const, so that rustc's "evaluation of `_` failed here" shows no
+// generated name.
+
+/// Const checks that put a saga awaited as a step (see `expand::stand_in_step`)
+/// at its call.
+pub(super) fn step_checks(steps: &[&StepCall]) -> TokenStream {
+    let mut out = TokenStream::new();
+    for step in steps {
+        let path = &step.path;
+        let name = quote!(#path).to_string().replace(' ', "");
+        let message = format!(
+            "`{name}` is a `#[saga]`, not a `#[step]`: a saga cannot await another saga; call the steps of `{name}` in this saga instead, or move the shared work into a `#[step]` that both sagas call"
+        );
+        out.extend(quote_spanned! {path.span()=>
+            const _: () = if <#path as ::sagaflow::Step>::__SAGAFLOW_SAGA {
+                ::core::panic!(#message)
+            };
+        });
+    }
+    out
+}
 
 /// Const checks that put "after the pivot" mistakes at the offending call.
 pub(super) fn pivot_checks(steps: &[&StepCall]) -> TokenStream {
@@ -107,26 +140,15 @@ pub(super) fn pivot_checks(steps: &[&StepCall]) -> TokenStream {
         let after = format!(
             "`{name}` runs after the saga's pivot, so it could never be undone: make it `#[step(retriable)]`, or move it before the pivot"
         );
-        let check = format_ident!(
-            "__sagaflow_pivot_order_of_{}",
-            step.path
-                .segments
-                .last()
-                .map(|s| s.ident.to_string())
-                .unwrap_or_default(),
-            span = span
-        );
         out.extend(quote_spanned! {span=>
-            const _: () = {
-                #[allow(non_upper_case_globals, clippy::nonminimal_bool)]
-                const #check: () = if #(#earlier)||* {
-                    if ::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Pivot) {
-                        ::core::panic!(#second);
-                    }
-                    if !::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Retriable) {
-                        ::core::panic!(#after);
-                    }
-                };
+            #[allow(clippy::nonminimal_bool)]
+            const _: () = if #(#earlier)||* {
+                if ::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Pivot) {
+                    ::core::panic!(#second);
+                }
+                if !::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Retriable) {
+                    ::core::panic!(#after);
+                }
             };
         });
     }

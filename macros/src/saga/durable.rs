@@ -85,6 +85,9 @@ pub(super) fn durable_saga_impl(g: &Gen<'_>) -> TokenStream {
     let forward_code = forward::code(g);
     let arms = backward::arms(g);
     quote! {
+        // Hidden from the type's page: its where-clause over journals is the
+        // runtime's business; the `Saga` impl is what a user reads.
+        #[doc(hidden)]
         #[automatically_derived]
         // The `for<'__sagaflow_x>` of the `Send` bounds binds nothing on purpose.
         #[allow(unused_lifetimes, single_use_lifetimes)]

@@ -27,7 +27,6 @@ use syn::{Ident, Type};
 
 use super::analyse::{Analysis, analyse};
 use super::ast::Saga;
-use super::signature::elided_lifetime;
 use super::{backward, check, doc, durable};
 
 /// What every part of the expansion reads.
@@ -51,7 +50,7 @@ impl<'a> Gen<'a> {
         let an = analyse(saga);
         let mut lifetimes: Vec<syn::Lifetime> = Vec::new();
         if saga.needs_elided {
-            lifetimes.push(elided_lifetime());
+            lifetimes.push(saga.elided.clone());
         }
         lifetimes.extend(saga.lifetimes.iter().cloned());
         let generics = if lifetimes.is_empty() {
@@ -140,6 +139,7 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
     let marker_field = g.if_lifetimes(quote!(__sagaflow_marker: #marker_ty,));
     let marker_init = g.if_lifetimes(quote!(__sagaflow_marker: ::core::marker::PhantomData,));
     let pivot_checks = check::pivot_checks(&g.an.steps);
+    let step_checks = check::step_checks(&g.an.steps);
     let fn_generics = &sig.generics;
     let where_clause = &sig.generics.where_clause;
     let fn_doc = doc::saga_doc(saga);
@@ -148,6 +148,7 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
     let graph_doc = doc::graph_doc_call(&g.an.steps, &saga_name);
     let durable_impl = durable::durable_saga_impl(&g);
     let saga_impl = saga_trait_impl(&g);
+    let not_a_step = stand_in_step(saga);
 
     quote! {
         #(#attrs)*
@@ -160,6 +161,8 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
         {
             ::sagaflow::__private::run_in_memory(#type_ident::new(#(#param_names),*)).await
         }
+
+        #not_a_step
 
         #[doc = #type_doc]
         #[cfg_attr(doc, doc = #graph_doc)]
@@ -184,6 +187,8 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
         }
 
         const _: () = {
+            #step_checks
+
             #[allow(non_camel_case_types, clippy::large_enum_variant, clippy::enum_variant_names)]
             enum __SagaflowState #generics {
                 #(#variants,)*
@@ -228,6 +233,78 @@ fn saga_trait_impl(g: &Gen<'_>) -> TokenStream {
                 Output = ::core::result::Result<#output_ty, ::sagaflow::SagaError<#error_ty>>,
             > {
                 Self::__sagaflow_body::<__SagaflowHooks, ::sagaflow::__private::NoJournal>(self, __sagaflow_run)
+            }
+        }
+    }
+}
+
+// A saga awaited as a step by another saga:
+//     #[saga] async fn fly(airline: &Airline, trip: Trip) -> Result<u64, E> { .. }
+// also becomes, under the function's name in the type namespace, a stand-in
+//     struct fly {}
+//     impl Step for fly { type Output = u64; type Error = ASagaIsNotAStep<E>; .. }
+//     impl fly { async fn __sagaflow_compensate(&Airline, Trip, &u64) { unreachable } }
+// whose `__SAGAFLOW_SAGA` is true, so that `let price = fly(..).await?;` in
+// another saga reads "`fly` is a `#[saga]`, not a `#[step]`" at the call
+// (`check::step_checks` asks it of every step), instead of rustc's "expected
+// type, found function". Without the `Step` impl, every use of the path in the
+// generated code would report a missing impl, a dozen errors for one mistake;
+// with it, two remain (the error types do not fit), which name the stand-in's
+// error type `ASagaIsNotAStep`. Like `#[step]`'s type, it takes the function's
+// name in the type namespace: a type or module of that name beside the saga
+// clashes with it.
+//
+// A plain `async fn` awaited as a step (`log_order(&order).await?;`) still gets
+// rustc's "expected type, found function `log_order`": `#[saga]` sees only the
+// call's path, and the generated code must name the step in the type namespace,
+// where a function that no macro has seen has nothing. What was tried, and why
+// each failed:
+// - A fallback type under each step's name, brought in by a glob import next to
+//   the saga, so that a real step's type (an item or an explicit import) would
+//   shadow it: a step brought in by the user's own glob (`use steps::*;`) then
+//   becomes ambiguous with the fallback (E0659), and a step declared in an outer
+//   scope of a saga in a block is shadowed by it. Valid code would break.
+// - The same fallback in a `macro_rules!` (the steps' graph callbacks are in the
+//   macro namespace): a macro-expanded `macro_rules!` may not shadow a macro
+//   from outside the expansion, so every real step would be an error.
+// - Telling a step from a plain function by its value (autoref specialisation, a
+//   trait over the function item): a function item's type cannot be named, so
+//   `#[step]` cannot implement a trait for it, and both are `Fn`s alike.
+// - Wrapping each step's returned future in a type that says "step": it would
+//   change every step's signature and its direct callers, and add a layer to
+//   every step's future, for one diagnostic.
+// Only a prelude name has lower priority than everything a user can import, and
+// a proc macro cannot add one.
+
+/// The stand-in step type under the saga function's name (see above).
+fn stand_in_step(saga: &Saga) -> TokenStream {
+    let (vis, sig, ident) = (&saga.vis, &saga.sig, &saga.sig.ident);
+    let (output_ty, error_ty) = (&saga.output_ty, &saga.error_ty);
+    let name = ident.to_string();
+    let params = saga.params.iter().map(|p| &p.ty);
+    let generics = &sig.generics;
+    let step_type = crate::step::hidden_step_type(
+        vis,
+        ident,
+        &quote!(#output_ty),
+        &quote!(::sagaflow::__private::ASagaIsNotAStep<#error_ty>),
+        &quote!(::sagaflow::StepInfo::new(#name, ::sagaflow::StepKind::ReadOnly)),
+        quote!(
+            const __SAGAFLOW_SAGA: bool = true;
+        ),
+    );
+    quote! {
+        #step_type
+
+        #[automatically_derived]
+        #[allow(dead_code, clippy::needless_lifetimes, clippy::ptr_arg, clippy::trivially_copy_pass_by_ref, clippy::too_many_arguments)]
+        impl #ident {
+            #[doc(hidden)]
+            #vis async fn __sagaflow_compensate #generics (
+                #(_: #params,)*
+                _: &#output_ty,
+            ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError> {
+                ::core::unreachable!("a saga awaited as a step does not compile")
             }
         }
     }

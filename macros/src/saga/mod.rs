@@ -1,7 +1,8 @@
 //! `#[saga]`: turns an `async fn` made of step calls into a state machine.
 //!
 //! One file per phase: parse the signature ([`signature`]) and the body
-//! ([`body`], with the names it binds in [`scope`]) into a tree ([`ast`]);
+//! ([`body`], with the names it binds in [`scope`], and what it cannot hold yet
+//! in [`unsupported`]) into a tree ([`ast`]);
 //! analyse what each point reads and holds ([`analyse`]); check the rules about
 //! the whole ([`check`]); expand it ([`expand`]: [`forward`], [`backward`],
 //! [`durable`], [`doc`]). On a mistake, [`fallback`] emits the function as
@@ -72,6 +73,7 @@ mod fallback;
 mod forward;
 mod scope;
 mod signature;
+mod unsupported;
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
@@ -81,7 +83,7 @@ use crate::attr::parse_saga_attr;
 use crate::ctxt::Ctxt;
 use ast::Saga;
 use scope::Scope;
-pub(crate) use signature::{first_borrow, first_impl_trait};
+pub(crate) use signature::{first_borrow, first_impl_trait, result_args};
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {
@@ -112,7 +114,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 /// The saga read from `func`, or `None` if a mistake was reported.
 fn build(cx: &Ctxt, func: &ItemFn, name: Option<Ident>) -> Option<Saga> {
     let sig = &func.sig;
-    let mut scope = Scope::default();
+    let mut scope = Scope::new(func);
     let signature = signature::read(cx, sig, &mut scope)?;
     let mut body = body::read(cx, &func.block, &mut scope);
     body.ok &= signature.ok;
@@ -130,6 +132,7 @@ fn build(cx: &Ctxt, func: &ItemFn, name: Option<Ident>) -> Option<Saga> {
         type_ident,
         lifetimes: signature.lifetimes,
         needs_elided: signature.needs_elided || body.needs_elided,
+        elided: scope.elided,
         params: signature.params,
         output_ty: signature.output_ty,
         error_ty: signature.error_ty,

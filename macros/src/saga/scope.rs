@@ -15,8 +15,9 @@ use super::ast::Local;
 use super::signature::first_borrow;
 use crate::ctxt::Ctxt;
 
-#[derive(Default)]
 pub(super) struct Scope {
+    /// The name given to the lifetimes the user left out, unlike any they wrote.
+    pub(super) elided: syn::Lifetime,
     /// Every name bound so far.
     names: HashSet<String>,
     /// The names of values the saga holds itself (owned inputs, outputs and
@@ -25,6 +26,14 @@ pub(super) struct Scope {
 }
 
 impl Scope {
+    pub(super) fn new(func: &syn::ItemFn) -> Self {
+        Scope {
+            elided: super::signature::elided_lifetime(func),
+            names: HashSet::new(),
+            held: HashSet::new(),
+        }
+    }
+
     /// Binds a name the user wrote: it may not be reserved or bound already.
     pub(super) fn bind(&mut self, cx: &Ctxt, ident: &Ident) {
         let name = ident.to_string();

@@ -185,7 +185,7 @@ fn read_param(
         scope.hold(&ident);
     }
     let mut state_ty = (*pt.ty).clone();
-    let found = name_elided(&mut state_ty);
+    let found = name_elided(&mut state_ty, &scope.elided);
     let param = Param {
         name: ident,
         ty: (*pt.ty).clone(),
@@ -194,21 +194,46 @@ fn read_param(
     Some((param, found))
 }
 
-/// The lifetime that the generated types give to every lifetime the user left out.
-pub(super) fn elided_lifetime() -> syn::Lifetime {
-    syn::Lifetime::new("'__sagaflow_r", Span::call_site())
+/// The lifetime that the generated types give to every lifetime the user left
+/// out: `'r` (for resources), or a longer name if the function already uses it.
+/// It shows on the generated type's rustdoc page, so it is short and plain.
+pub(super) fn elided_lifetime(func: &syn::ItemFn) -> syn::Lifetime {
+    let mut used = std::collections::HashSet::new();
+    collect_lifetimes(func.to_token_stream(), &mut used);
+    let name = ["r", "res", "resources", "saga"]
+        .into_iter()
+        .map(str::to_owned)
+        .find(|name| !used.contains(name))
+        .unwrap_or_else(|| "__sagaflow_r".to_owned());
+    syn::Lifetime::new(&format!("'{name}"), Span::call_site())
 }
 
-/// Names the lifetimes that the user left out in `ty`, so that the type can live
-/// in a struct: `&Airline` becomes `&'__sagaflow_r Airline`. Whether it found one.
-pub(super) fn name_elided(ty: &mut Type) -> bool {
-    struct NameElided {
-        found: bool,
+/// The names of every lifetime in `tokens` (`'a` is a `'` joint with `a`).
+fn collect_lifetimes(tokens: TokenStream, out: &mut std::collections::HashSet<String>) {
+    let mut quote_before = false;
+    for tt in tokens {
+        match &tt {
+            proc_macro2::TokenTree::Group(g) => collect_lifetimes(g.stream(), out),
+            proc_macro2::TokenTree::Ident(i) if quote_before => {
+                out.insert(i.to_string());
+            }
+            _ => {}
+        }
+        quote_before = matches!(&tt, proc_macro2::TokenTree::Punct(p) if p.as_char() == '\'');
     }
-    impl VisitMut for NameElided {
+}
+
+/// Names the lifetimes that the user left out in `ty` as `elided`, so that the
+/// type can live in a struct: `&Airline` becomes `&'r Airline`. Whether it found one.
+pub(super) fn name_elided(ty: &mut Type, elided: &syn::Lifetime) -> bool {
+    struct NameElided<'l> {
+        found: bool,
+        elided: &'l syn::Lifetime,
+    }
+    impl VisitMut for NameElided<'_> {
         fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
             if r.lifetime.is_none() {
-                r.lifetime = Some(elided_lifetime());
+                r.lifetime = Some(self.elided.clone());
                 self.found = true;
             }
             syn::visit_mut::visit_type_reference_mut(self, r);
@@ -216,14 +241,17 @@ pub(super) fn name_elided(ty: &mut Type) -> bool {
 
         fn visit_lifetime_mut(&mut self, l: &mut syn::Lifetime) {
             if l.ident == "_" {
-                *l = elided_lifetime();
+                *l = self.elided.clone();
                 self.found = true;
             }
         }
 
         fn visit_type_impl_trait_mut(&mut self, _: &mut syn::TypeImplTrait) {}
     }
-    let mut namer = NameElided { found: false };
+    let mut namer = NameElided {
+        found: false,
+        elided,
+    };
     namer.visit_type_mut(ty);
     namer.found
 }
@@ -271,7 +299,7 @@ pub(crate) fn first_borrow(ty: &Type) -> Option<TokenStream> {
 }
 
 /// `Result<T, E>` (by its last segment's name) read as `(T, E)`.
-pub(super) fn result_args(ty: &Type) -> Option<(Type, Type)> {
+pub(crate) fn result_args(ty: &Type) -> Option<(Type, Type)> {
     let Type::Path(p) = ty else { return None };
     let last = p.path.segments.last()?;
     if last.ident != "Result" {

@@ -139,24 +139,43 @@ pub mod __private {
         result.into_compensation_result()
     }
 
-    /// A value a step call reads by name, which must survive being read again.
+    /// A value a step call reads by name, which must survive being read again:
+    /// `Reuse: ReusableArgument<T>` holds when `T` is `Copy`.
+    ///
+    /// The trait's `Self` is the marker [`Reuse`], not the value's type: when a
+    /// bound on the value's own type fails and its reference would meet it (a
+    /// reference is `Copy`), rustc suggests borrowing instead of showing this
+    /// message, and the borrow it suggests leads to a second type error.
     #[diagnostic::on_unimplemented(
-        message = "`{Self}` is moved into a step, but a step's arguments are evaluated again for each retry and for its compensation",
+        message = "`{T}` is moved into a step, but a step's arguments are evaluated again for each retry and for its compensation",
         label = "moved into the step here",
         note = "pass a reference (`&value`) if the step takes one, a `Copy` value, or an explicit `.clone()`"
     )]
-    pub trait ReusableArgument: Copy {}
+    pub trait ReusableArgument<T> {
+        /// Another `T`, as the one read.
+        fn again(value: &T) -> T;
+    }
+
+    /// The `Self` of [`ReusableArgument`].
+    pub struct Reuse;
 
     // Not recommended, so that rustc shows the message above and its note rather
-    // than the `Copy` bound. (For a whole owned input, rustc still suggests
-    // borrowing it: see `tests/ui/fail/saga_moves_owned_value.stderr`.)
+    // than the `Copy` bound.
     #[diagnostic::do_not_recommend]
-    impl<T: Copy> ReusableArgument for T {}
+    impl<T: Copy> ReusableArgument<T> for Reuse {
+        #[inline(always)]
+        fn again(value: &T) -> T {
+            *value
+        }
+    }
 
     /// Reads a saga name passed to a step by value: only `Copy` values can be.
     #[inline(always)]
-    pub fn reuse<T: ReusableArgument>(value: &T) -> T {
-        *value
+    pub fn reuse<T>(value: &T) -> T
+    where
+        Reuse: ReusableArgument<T>,
+    {
+        <Reuse as ReusableArgument<T>>::again(value)
     }
 
     /// Ends a saga value that nothing later in the saga reads, where a hand-written

@@ -147,6 +147,16 @@ impl<F: Future> Future for DropAfter<F> {
     }
 }
 
+/// Two worker threads: the writes of a dropped run finish on another thread
+/// while the test goes on, as in a service.
+fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn executor(store: SqliteStore, ledger: &Ledger) -> Executor<SqliteStore> {
     Executor::new(store)
         .resource(ledger.clone())
@@ -189,12 +199,7 @@ async fn assert_all_finished_once(store: &SqliteStore, ids: &[SagaId], ledger: &
 
 #[test]
 fn a_run_dropped_at_any_transition_runs_nothing_again() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    multi_thread().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("sagas.db"), Durability::Normal).unwrap();
         let ledger = Ledger::default();
@@ -232,12 +237,7 @@ fn a_run_dropped_at_any_transition_runs_nothing_again() {
 
 #[test]
 fn outcomes_dropped_by_timeouts_run_nothing_again() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    multi_thread().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("sagas.db"), Durability::Full).unwrap();
         let ledger = Ledger::default();
@@ -284,12 +284,7 @@ fn assert_send_static<T: Send + 'static>(_: &T) {}
 
 #[test]
 fn the_executor_its_handles_and_recovery_can_be_spawned() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    multi_thread().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("sagas.db"), Durability::Normal).unwrap();
         let ledger = Ledger::default();

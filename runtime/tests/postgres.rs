@@ -496,3 +496,110 @@ async fn a_worker_that_lost_its_lease_stops_driving_the_saga_and_writes_nothing(
     assert_eq!(starts, [(0, 1), (0, 2), (1, 1)], "{:?}", record.journal);
     assert_eq!(record.journal.len(), 6, "{:?}", record.journal);
 }
+
+// ---------------------------------------------------------------------------
+// The test kit's crash sweep, on PostgreSQL
+
+#[cfg(feature = "testing")]
+mod crash_sweep {
+    use std::sync::{Arc, Mutex};
+
+    use sagaflow::durable::{Executor, PgStore};
+    use sagaflow::testing::SagaTest;
+    use sagaflow::{StepContext, saga, step};
+
+    use super::{Cluster, LONG};
+
+    /// Seats held and cards charged, once per idempotency key.
+    #[derive(Clone, Default)]
+    struct Shop(Arc<Mutex<(Vec<String>, Vec<String>)>>);
+
+    fn key() -> String {
+        StepContext::current()
+            .map(|c| c.idempotency_key().to_string())
+            .unwrap_or_default()
+    }
+
+    #[derive(Debug)]
+    struct ShopError;
+
+    impl std::fmt::Display for ShopError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("shop error")
+        }
+    }
+
+    #[step(compensate = release)]
+    async fn hold(shop: &Shop, seat: u32) -> Result<u32, ShopError> {
+        let mut state = shop.0.lock().unwrap();
+        let key = key();
+        if !state.0.contains(&key) {
+            state.0.push(key);
+        }
+        Ok(seat)
+    }
+
+    async fn release(shop: &Shop, _seat: u32, _held: &u32) -> Result<(), ShopError> {
+        // One saga at a time: its hold is the only one.
+        shop.0.lock().unwrap().0.clear();
+        Ok(())
+    }
+
+    #[step(pivot)]
+    async fn charge(shop: &Shop, seat: u32) -> Result<u32, ShopError> {
+        let mut state = shop.0.lock().unwrap();
+        let key = key();
+        if !state.1.contains(&key) {
+            state.1.push(key);
+        }
+        Ok(seat * 100)
+    }
+
+    #[saga]
+    async fn buy(shop: &Shop, seat: u32) -> Result<u32, ShopError> {
+        let _ = hold(shop, seat).await?;
+        let paid = charge(shop, seat).await?;
+        Ok(paid)
+    }
+
+    #[test]
+    fn the_crash_sweep_runs_on_postgres() {
+        let Some(cluster) = Cluster::new("crash_sweep") else {
+            return;
+        };
+        let shop = Shop::default();
+        let config = cluster.config().lease(LONG);
+        let report = SagaTest::new(|| {
+            *shop.0.lock().unwrap() = Default::default();
+            BuySaga::new(&shop, 7)
+        })
+        .invariant(|run| {
+            let state = shop.0.lock().unwrap();
+            let (held, charged) = (state.0.len(), state.1.len());
+            match (run.committed(), held, charged) {
+                (true, 1, 1) | (false, 0, 0) => Ok(()),
+                _ => Err(format!("{held} seat(s) held and {charged} charge(s)")),
+            }
+        })
+        .crash_sweep_on(
+            |_run| {
+                let config = config.clone();
+                async move {
+                    PgStore::connect_with(config)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            },
+            |store| {
+                Executor::new(store)
+                    .resource(shop.clone())
+                    .register::<BuySaga>()
+            },
+        )
+        .unwrap();
+        // Killed after the input, after each of two intents and after the
+        // pivot's outcome; the last run's last commit is the end itself.
+        assert_eq!(report.cases().last().unwrap(), "ran to its end", "{report}");
+        assert!(report.runs() >= 4, "{report}");
+    }
+}

@@ -1,0 +1,301 @@
+//! The crash sweep of the test kit: a saga killed at every persisted
+//! transition, then recovered, over SQLite files or stores of your own.
+
+use core::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::{
+    Plan, RunSummary, SagaTest, SweepFailure, SweepReport, paused_runtime, quiet_injected_panics,
+};
+use crate::durable::{
+    Durability, Durable, DurableSaga, Entry, Executor, NewSaga, RecoveredOutcome, SagaRecord,
+    SagaStatus, SqliteStore, Store, StoreError,
+};
+use crate::{FailedCompensation, SagaId};
+
+/// The store of a crash sweep: a store (a temporary SQLite file, or the one
+/// [`crash_sweep_on`](SagaTest::crash_sweep_on) is given) that, when armed,
+/// fails every write after a given number, as if the process had died right
+/// after that transition became durable.
+#[derive(Clone, Debug)]
+pub struct CrashStore<St = SqliteStore> {
+    inner: St,
+    remaining: Arc<AtomicUsize>,
+}
+
+impl<St> CrashStore<St> {
+    fn pass(&self) -> Result<(), StoreError> {
+        let left = self.remaining.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(StoreError::new("crash sweep: the process died here"));
+        }
+        self.remaining.store(left - 1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The store underneath.
+    pub fn inner(&self) -> &St {
+        &self.inner
+    }
+}
+
+impl<St: Store + Clone> Store for CrashStore<St> {
+    async fn create(&self, saga: NewSaga) -> Result<(), StoreError> {
+        self.pass()?;
+        self.inner.create(saga).await
+    }
+
+    async fn append(&self, id: SagaId, entry: Entry) -> Result<(), StoreError> {
+        self.pass()?;
+        self.inner.append(id, entry).await
+    }
+
+    async fn append_all(&self, id: SagaId, entries: Vec<Entry>) -> Result<(), StoreError> {
+        // One commit is one transition's worth of crash point, as in the real store.
+        self.pass()?;
+        self.inner.append_all(id, entries).await
+    }
+
+    async fn append_if(
+        &self,
+        id: SagaId,
+        status: SagaStatus,
+        entry: Entry,
+    ) -> Result<Result<(), Option<SagaStatus>>, StoreError> {
+        self.pass()?;
+        self.inner.append_if(id, status, entry).await
+    }
+
+    async fn claim_unfinished(&self) -> Result<Vec<SagaRecord>, StoreError> {
+        self.inner.claim_unfinished().await
+    }
+
+    fn claims(&self) -> Option<&crate::durable::Claims> {
+        self.inner.claims()
+    }
+
+    fn release(&self, id: SagaId) {
+        self.inner.release(id)
+    }
+
+    async fn get(&self, id: SagaId) -> Result<Option<SagaRecord>, StoreError> {
+        self.inner.get(id).await
+    }
+
+    async fn with_status(&self, status: SagaStatus) -> Result<Vec<SagaRecord>, StoreError> {
+        self.inner.with_status(status).await
+    }
+}
+
+impl<'a, S> SagaTest<'a, S>
+where
+    S: DurableSaga<Plan>,
+{
+    /// Runs the saga on a durable executor over a temporary store once per
+    /// persisted transition, "killing" the process right after that transition
+    /// (the store refuses every later write, so nothing more happens), then
+    /// recovers it with a fresh executor and checks that it reached a final state
+    /// (committed, compensated, or parked) and that the invariant holds.
+    ///
+    /// `executor` builds an executor over the given store with the saga
+    /// registered and its resources added. Recovery hands the saga those
+    /// resources, so they should share state with the ones `make` passes (handles
+    /// such as `Arc`-backed clients do).
+    ///
+    /// The store is a new SQLite file for each run, and the clock is tokio's
+    /// paused one, so retries and timeouts take no real time.
+    pub fn crash_sweep(
+        &mut self,
+        executor: impl Fn(CrashStore) -> Executor<CrashStore>,
+    ) -> Result<SweepReport, SweepFailure>
+    where
+        S: DurableSaga<Durable<CrashStore>>,
+    {
+        let runtime = paused_runtime()?;
+        let dir = std::env::temp_dir().join(format!("sagaflow-crash-sweep-{}", SagaId::random()));
+        std::fs::create_dir_all(&dir).map_err(|e| SweepFailure {
+            message: format!("crash sweep: cannot create {}: {e}", dir.display()),
+        })?;
+        let stores = |run: usize| {
+            let path = dir.join(format!("run-{run}.db"));
+            async move { SqliteStore::open(&path, Durability::Normal).map_err(|e| e.to_string()) }
+        };
+        let result = runtime.block_on(self.sweep(stores, executor));
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    /// [`crash_sweep`](Self::crash_sweep) over stores of your own: `stores`
+    /// makes the store for each run (run 1, 2, ..), for example a `PgStore` on
+    /// a test server. Each run's saga has an id of its own, so one store may
+    /// serve every run. The sweep runs on a runtime of its own with the real
+    /// clock, since a store that talks to a server must not see tokio's paused
+    /// clock jump: the saga's retries and timeouts take their real time. Must be
+    /// called outside a tokio runtime.
+    pub fn crash_sweep_on<St, Mk, Fut>(
+        &mut self,
+        stores: Mk,
+        executor: impl Fn(CrashStore<St>) -> Executor<CrashStore<St>>,
+    ) -> Result<SweepReport, SweepFailure>
+    where
+        St: Store + Clone,
+        Mk: FnMut(usize) -> Fut,
+        Fut: Future<Output = Result<St, String>>,
+        S: DurableSaga<Durable<CrashStore<St>>>,
+    {
+        quiet_injected_panics();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| SweepFailure {
+                message: format!("could not start the sweep's runtime: {e}"),
+            })?;
+        runtime.block_on(self.sweep(stores, executor))
+    }
+
+    async fn sweep<St, Mk, Fut>(
+        &mut self,
+        mut stores: Mk,
+        executor: impl Fn(CrashStore<St>) -> Executor<CrashStore<St>>,
+    ) -> Result<SweepReport, SweepFailure>
+    where
+        St: Store + Clone,
+        Mk: FnMut(usize) -> Fut,
+        Fut: Future<Output = Result<St, String>>,
+        S: DurableSaga<Durable<CrashStore<St>>>,
+    {
+        let failure = |message: String| SweepFailure { message };
+        let sweep = "crash sweep";
+        let mut report = SweepReport::default();
+        for crash_after in 1usize.. {
+            let inner = stores(crash_after)
+                .await
+                .map_err(|e| failure(format!("{sweep}: {e}")))?;
+            let store = CrashStore {
+                inner: inner.clone(),
+                remaining: Arc::new(AtomicUsize::new(crash_after)),
+            };
+            let first = executor(store.clone());
+            let started = first
+                .start((self.make)())
+                .await
+                .map_err(|e| failure(format!("{sweep}: could not start: {e}")))?;
+            let id = started.id();
+            let outcome = started.outcome().await;
+            let crashed = outcome.is_err();
+            let record = inner
+                .get(id)
+                .await
+                .map_err(|e| failure(format!("{sweep}: {e}")))?
+                .ok_or_else(|| failure(format!("{sweep}: saga {id} was lost")))?;
+            let last = record
+                .journal
+                .last()
+                .map(describe)
+                .unwrap_or_else(|| "its input was stored".to_owned());
+            let case = if crashed {
+                format!("killed after transition {crash_after} ({last})")
+            } else {
+                "ran to its end".to_owned()
+            };
+            report.cases.push(case.clone());
+            let run = report.runs();
+            let wrong = |what: String| SweepFailure {
+                message: format!("{sweep}, run {run} ({case}): {what}"),
+            };
+            let summary = if crashed {
+                store.remaining.store(usize::MAX, Ordering::SeqCst);
+                let second = executor(store.clone());
+                let recovered = second
+                    .recover()
+                    .await
+                    .map_err(|e| wrong(format!("recovery failed: {e}")))?;
+                let Some(saga) = recovered.sagas.iter().find(|s| s.id == id) else {
+                    return Err(wrong("recovery did not take the saga up".to_owned()));
+                };
+                match &saga.outcome {
+                    RecoveredOutcome::Committed => {
+                        summary_of(case.clone(), true, None, vec![], vec![])
+                    }
+                    RecoveredOutcome::Compensated {
+                        failed_step,
+                        undone,
+                    } => summary_of(
+                        case.clone(),
+                        false,
+                        Some(failed_step.clone()),
+                        undone.clone(),
+                        vec![],
+                    ),
+                    RecoveredOutcome::Parked {
+                        failed_step,
+                        failed,
+                    } => summary_of(
+                        case.clone(),
+                        false,
+                        Some(failed_step.clone()),
+                        vec![],
+                        failed.clone(),
+                    ),
+                    RecoveredOutcome::Halted(e) => {
+                        return Err(wrong(format!("recovery stopped: {e}")));
+                    }
+                    RecoveredOutcome::Refused(reason) => {
+                        return Err(wrong(format!("recovery refused the saga: {reason}")));
+                    }
+                }
+            } else {
+                match outcome {
+                    Ok(result) => RunSummary::of(case.clone(), &result),
+                    Err(e) => return Err(wrong(format!("the store failed: {e}"))),
+                }
+            };
+            let record = inner
+                .get(id)
+                .await
+                .map_err(|e| wrong(e.to_string()))?
+                .ok_or_else(|| wrong(format!("saga {id} was lost")))?;
+            if record.status == SagaStatus::Running {
+                return Err(wrong("the saga is still running after recovery".to_owned()));
+            }
+            self.check(sweep, run, &summary)?;
+            if !crashed {
+                return Ok(report);
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn summary_of(
+    case: String,
+    committed: bool,
+    failed_step: Option<String>,
+    undone: Vec<String>,
+    failed_compensations: Vec<FailedCompensation>,
+) -> RunSummary {
+    RunSummary {
+        case,
+        committed,
+        failed_step,
+        undone,
+        failed_compensations,
+        report: None,
+    }
+}
+
+fn describe(entry: &Entry) -> String {
+    match entry {
+        Entry::StepStarted { index, attempt } => format!("step {index} attempt {attempt} began"),
+        Entry::StepSucceeded { index, .. } => format!("step {index} succeeded"),
+        Entry::StepFailed { index, .. } => format!("step {index} failed"),
+        Entry::CompensationStarted { index, attempt } => {
+            format!("compensation {index} attempt {attempt} began")
+        }
+        Entry::CompensationSucceeded { index } => format!("compensation {index} succeeded"),
+        Entry::CompensationFailed { index, .. } => format!("compensation {index} failed"),
+        Entry::Finished { status, .. } => format!("the saga finished {status}"),
+        Entry::Intervention { .. } => "a person intervened".to_owned(),
+    }
+}

@@ -12,6 +12,7 @@ use core::fmt;
 use core::future::Future;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use crate::SagaId;
 
@@ -160,6 +161,45 @@ pub struct SagaRecord {
     pub status: SagaStatus,
     /// Every transition, in the order written.
     pub journal: Vec<Entry>,
+}
+
+/// Which sagas [`Store::list`] answers with. The default matches every saga.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SagaFilter {
+    /// Only sagas with this status.
+    pub status: Option<SagaStatus>,
+    /// Only sagas of this type (`Saga::NAME`, exactly).
+    pub saga_type: Option<String>,
+    /// Only sagas started at or after this time.
+    pub since: Option<SystemTime>,
+    /// At most this many (the newest).
+    pub limit: Option<usize>,
+}
+
+/// A stored saga with the times the store keeps: what an operator's view shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSaga {
+    /// The saga and its journal.
+    pub record: SagaRecord,
+    /// When it was created, if the store records it.
+    pub created_at: Option<SystemTime>,
+    /// When its status last changed, if the store records it.
+    pub updated_at: Option<SystemTime>,
+    /// When each journal entry was written, in the journal's order; empty if
+    /// the store does not record it.
+    pub entry_times: Vec<SystemTime>,
+}
+
+impl StoredSaga {
+    /// A record without times, for a store that keeps none.
+    pub fn untimed(record: SagaRecord) -> Self {
+        StoredSaga {
+            record,
+            created_at: None,
+            updated_at: None,
+            entry_times: Vec::new(),
+        }
+    }
 }
 
 /// A storage failure. Names the file (or server) and what is wrong.
@@ -355,6 +395,80 @@ pub trait Store: Send + Sync + 'static {
     /// queues it. The default does nothing.
     fn release(&self, id: SagaId) {
         let _ = id;
+    }
+
+    /// The sagas that match `filter`, newest first, with their journals and
+    /// times: for tools that show a store to a person, not for the executor.
+    ///
+    /// The default reads [`with_status`](Store::with_status) for each status
+    /// asked for, without times; it refuses a `since` filter, which needs
+    /// times. A store that records times overrides it.
+    fn list(
+        &self,
+        filter: SagaFilter,
+    ) -> impl Future<Output = Result<Vec<StoredSaga>, StoreError>> + Send {
+        async move {
+            if filter.since.is_some() {
+                return Err(StoreError::new(
+                    "this store does not record when sagas started, so it cannot filter by time",
+                ));
+            }
+            let statuses = match filter.status {
+                Some(status) => vec![status],
+                None => vec![
+                    SagaStatus::Running,
+                    SagaStatus::Parked,
+                    SagaStatus::Committed,
+                    SagaStatus::Compensated,
+                    SagaStatus::Resolved,
+                ],
+            };
+            let mut found = Vec::new();
+            for status in statuses {
+                let records = self.with_status(status).await?;
+                found.extend(
+                    records
+                        .into_iter()
+                        .filter(|r| filter.saga_type.as_ref().is_none_or(|t| *t == r.saga_type))
+                        .map(StoredSaga::untimed),
+                );
+            }
+            // Oldest first per status: reversed, the newest of each come first.
+            found.reverse();
+            if let Some(limit) = filter.limit {
+                found.truncate(limit);
+            }
+            Ok(found)
+        }
+    }
+
+    /// One saga with its journal and times. The default is [`get`](Store::get)
+    /// without times.
+    fn history(
+        &self,
+        id: SagaId,
+    ) -> impl Future<Output = Result<Option<StoredSaga>, StoreError>> + Send {
+        async move { Ok(self.get(id).await?.map(StoredSaga::untimed)) }
+    }
+
+    /// Deletes the finished sagas (committed, compensated, resolved) whose
+    /// status last changed before `finished_before`, and answers their ids;
+    /// with `dry_run`, deletes nothing and answers what it would delete.
+    /// Running and parked sagas are never deleted.
+    ///
+    /// The default refuses: a store that does not record when a saga finished
+    /// cannot tell which are old.
+    fn purge(
+        &self,
+        finished_before: SystemTime,
+        dry_run: bool,
+    ) -> impl Future<Output = Result<Vec<SagaId>, StoreError>> + Send {
+        let _ = (finished_before, dry_run);
+        async {
+            Err(StoreError::new(
+                "this store does not record when sagas finished, so it cannot purge old ones",
+            ))
+        }
     }
 
     /// One saga with its journal.

@@ -236,7 +236,18 @@ impl SagaView {
     /// with the colour of their state (see [`colour_svg`]).
     pub fn svg(&self) -> String {
         let svg = graph_of(&self.saga.record.saga_type, &self.steps).to_svg_standalone();
-        let mut fills: Vec<&str> = self.steps.iter().map(|s| s.state.colour()).collect();
+        // A step's box shows how the step went forward; its compensation's
+        // box shows the undo.
+        let mut fills: Vec<&str> = self
+            .steps
+            .iter()
+            .map(|s| match s.state {
+                StepState::Compensating
+                | StepState::Compensated
+                | StepState::CompensationFailed => StepState::Done.colour(),
+                state => state.colour(),
+            })
+            .collect();
         fills.extend(self.steps.iter().filter(|s| s.compensation.is_some()).map(
             |s| match s.state {
                 StepState::Compensated => StepState::Compensated.colour(),

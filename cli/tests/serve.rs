@@ -65,7 +65,17 @@ fn hostile_text_is_escaped_everywhere() {
     }
     // The graph, report and journal are there, each step in its state's colour.
     assert!(page.contains("<svg "));
-    assert!(page.contains("fill=\"#cf222e\""), "failed steps are red");
+    // Boxes in the graph crate's order: the steps, then the compensations.
+    let fills: Vec<&str> = page
+        .match_indices("\" fill-opacity=\"0.35\"")
+        .map(|(at, _)| &page[at - 7..at])
+        .collect();
+    let (done, failed, not_reached) = ("#1a7f37", "#cf222e", "#8c959f");
+    assert_eq!(
+        fills,
+        // hold_seat, charge_card, send_ticket, release_seat, refund_card
+        [done, failed, not_reached, failed, not_reached]
+    );
     assert!(page.contains("<table id=\"report\">"));
     assert!(page.contains("compensation_failed"));
     assert!(page.contains("action=\"/saga/") && page.contains("/retry-compensations\""));

@@ -56,7 +56,7 @@ impl Default for Desk {
     }
 }
 
-#[step(compensate = release_seat)]
+#[step(compensate = release_seat, compensate_retry(max = 1, backoff = "1ms"))]
 async fn hold_seat(desk: &Desk, trip: &Trip) -> Result<u64, DeskError> {
     let _ = (desk, trip);
     Ok(42)

@@ -110,7 +110,7 @@ impl SagaView {
     pub fn new(saga: StoredSaga) -> Self {
         let mut steps: Vec<StepView> = parse_fingerprint(&saga.record.fingerprint);
         for entry in &saga.record.journal {
-            let Some(index) = entry_index(entry) else {
+            let Some(index) = entry.index() else {
                 continue;
             };
             // A journal naming a step beyond the fingerprint: show it anyway.
@@ -157,7 +157,7 @@ impl SagaView {
             .journal
             .iter()
             .rev()
-            .find_map(entry_index)?;
+            .find_map(Entry::index)?;
         self.steps.get(index as usize)
     }
 
@@ -205,7 +205,7 @@ impl SagaView {
             .iter()
             .enumerate()
             .map(|(seq, entry)| {
-                let step = entry_index(entry).map(|i| {
+                let step = entry.index().map(|i| {
                     let step = self.steps.get(i as usize);
                     let compensating = matches!(
                         entry,
@@ -397,19 +397,6 @@ fn parse_fingerprint(fingerprint: &str) -> Vec<StepView> {
             step
         })
         .collect()
-}
-
-/// The step an entry is about.
-fn entry_index(entry: &Entry) -> Option<u32> {
-    match entry {
-        Entry::StepStarted { index, .. }
-        | Entry::StepSucceeded { index, .. }
-        | Entry::StepFailed { index, .. }
-        | Entry::CompensationStarted { index, .. }
-        | Entry::CompensationSucceeded { index }
-        | Entry::CompensationFailed { index, .. } => Some(*index),
-        Entry::Finished { .. } | Entry::Intervention { .. } => None,
-    }
 }
 
 /// An entry's kind, attempt and text.

@@ -154,15 +154,7 @@ pub fn fill(dir: &Path) -> (PathBuf, Ids) {
         desk.0.fail_charge.store(true, Ordering::SeqCst);
         let compensated = run("Grace").await;
         desk.0.fail_release.store(true, Ordering::SeqCst);
-        let parked = {
-            let started = executor
-                .start(BookTripSaga::new(&desk, trip(HOSTILE)))
-                .await
-                .unwrap();
-            let id = started.id();
-            let _ = started.outcome().await.unwrap();
-            id
-        };
+        let parked = run(HOSTILE).await;
         let parked_again = run("Linus").await;
         desk.0.fail_charge.store(false, Ordering::SeqCst);
         desk.0.fail_release.store(false, Ordering::SeqCst);

@@ -133,6 +133,22 @@ pub enum Entry {
     },
 }
 
+impl Entry {
+    /// The position of the step this entry is about; `None` for
+    /// [`Finished`](Entry::Finished) and [`Intervention`](Entry::Intervention).
+    pub fn index(&self) -> Option<u32> {
+        match self {
+            Entry::StepStarted { index, .. }
+            | Entry::StepSucceeded { index, .. }
+            | Entry::StepFailed { index, .. }
+            | Entry::CompensationStarted { index, .. }
+            | Entry::CompensationSucceeded { index }
+            | Entry::CompensationFailed { index, .. } => Some(*index),
+            Entry::Finished { .. } | Entry::Intervention { .. } => None,
+        }
+    }
+}
+
 /// A saga about to start, as it is made durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSaga {

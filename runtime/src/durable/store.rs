@@ -727,3 +727,147 @@ impl<'a> Records<'a> {
         self.records
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store that keeps sagas in memory and overrides nothing it need not,
+    /// to test the trait's defaults.
+    #[derive(Default)]
+    struct Memory(Mutex<Vec<SagaRecord>>);
+
+    impl Store for Memory {
+        async fn create(&self, saga: NewSaga) -> Result<(), StoreError> {
+            self.0.lock().unwrap().push(SagaRecord {
+                id: saga.id,
+                saga_type: saga.saga_type,
+                fingerprint: saga.fingerprint,
+                input: saga.input,
+                status: SagaStatus::Running,
+                journal: Vec::new(),
+            });
+            Ok(())
+        }
+
+        async fn append(&self, id: SagaId, entry: Entry) -> Result<(), StoreError> {
+            let mut sagas = self.0.lock().unwrap();
+            let saga = sagas.iter_mut().find(|s| s.id == id).unwrap();
+            if let Entry::Finished { status, .. } = &entry {
+                saga.status = *status;
+            }
+            saga.journal.push(entry);
+            Ok(())
+        }
+
+        async fn claim_unfinished(&self) -> Result<Vec<SagaRecord>, StoreError> {
+            self.with_status(SagaStatus::Running).await
+        }
+
+        async fn get(&self, id: SagaId) -> Result<Option<SagaRecord>, StoreError> {
+            Ok(self.0.lock().unwrap().iter().find(|s| s.id == id).cloned())
+        }
+
+        async fn with_status(&self, status: SagaStatus) -> Result<Vec<SagaRecord>, StoreError> {
+            let sagas = self.0.lock().unwrap();
+            Ok(sagas
+                .iter()
+                .filter(|s| s.status == status)
+                .cloned()
+                .collect())
+        }
+    }
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn the_defaults_list_without_times_and_refuse_what_needs_them() {
+        block_on(async {
+            let store = Memory::default();
+            let mut ids = Vec::new();
+            for (saga_type, finish) in [
+                ("a", None),
+                ("b", Some(SagaStatus::Committed)),
+                ("a", Some(SagaStatus::Parked)),
+            ] {
+                let id = SagaId::random();
+                ids.push(id);
+                let saga = NewSaga {
+                    id,
+                    saga_type: saga_type.into(),
+                    fingerprint: String::new(),
+                    input: Vec::new(),
+                };
+                store.create(saga).await.unwrap();
+                if let Some(status) = finish {
+                    store
+                        .append(
+                            id,
+                            Entry::Finished {
+                                status,
+                                output: None,
+                            },
+                        )
+                        .await
+                        .unwrap();
+                }
+            }
+            let listed = |filter| async {
+                store
+                    .list(filter)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|s| s.record.id)
+                    .collect::<Vec<_>>()
+            };
+            let all = listed(SagaFilter::default()).await;
+            assert_eq!(all.len(), 3);
+            let of_a = listed(SagaFilter {
+                saga_type: Some("a".into()),
+                ..SagaFilter::default()
+            })
+            .await;
+            assert_eq!(of_a.len(), 2);
+            assert!(!of_a.contains(&ids[1]));
+            let parked = listed(SagaFilter {
+                status: Some(SagaStatus::Parked),
+                ..SagaFilter::default()
+            })
+            .await;
+            assert_eq!(parked, [ids[2]]);
+            let one = listed(SagaFilter {
+                limit: Some(1),
+                ..SagaFilter::default()
+            })
+            .await;
+            assert_eq!(one.len(), 1);
+
+            let history = store.history(ids[1]).await.unwrap().unwrap();
+            assert_eq!(history.created_at, None);
+            assert!(history.entry_times.is_empty());
+            assert_eq!(history.record.journal.len(), 1);
+
+            let since = SagaFilter {
+                since: Some(SystemTime::now()),
+                ..SagaFilter::default()
+            };
+            assert!(
+                store
+                    .list(since)
+                    .await
+                    .unwrap_err()
+                    .message()
+                    .contains("cannot filter by time")
+            );
+            let purge = store.purge(SystemTime::now(), true).await.unwrap_err();
+            assert!(purge.message().contains("cannot purge"), "{purge}");
+            assert_eq!(store.0.lock().unwrap().len(), 3);
+        });
+    }
+}

@@ -22,5 +22,7 @@ pub use postgres::{PgConfig, PgStore};
 pub use saga::DurableSaga;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteStore};
-pub use store::{Claims, Entry, NewSaga, SagaRecord, SagaStatus, Store, StoreError};
+pub use store::{
+    Claims, Entry, NewSaga, SagaFilter, SagaRecord, SagaStatus, Store, StoreError, StoredSaga,
+};
 pub use worker::{Waited, Worker, WorkerConfig, WorkerReport, WorkerShutdown};

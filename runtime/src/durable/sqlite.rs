@@ -41,7 +41,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction,
 use tokio::sync::oneshot;
 
 use super::store::{
-    Claims, Entry, NewSaga, Records, SagaRecord, SagaStatus, Store, StoreError, encode,
+    Claims, Entry, NewSaga, Records, SagaFilter, SagaRecord, SagaStatus, Store, StoreError,
+    StoredSaga, encode,
 };
 use crate::SagaId;
 
@@ -436,8 +437,8 @@ impl Store for SqliteStore {
     ) -> Result<Result<(), Option<SagaStatus>>, StoreError> {
         Ok(
             match self.write(Write::AppendIf(id, status, entry)).await? {
-                Done::Written => Ok(()),
                 Done::Skipped(found) => Err(found),
+                Done::Written | Done::Purged(_) => Ok(()),
             },
         )
     }
@@ -459,6 +460,31 @@ impl Store for SqliteStore {
 
     async fn with_status(&self, status: SagaStatus) -> Result<Vec<SagaRecord>, StoreError> {
         self.read(move |r| r.by_status(status)).await
+    }
+
+    async fn list(&self, filter: SagaFilter) -> Result<Vec<StoredSaga>, StoreError> {
+        self.read(move |r| r.list(&filter)).await
+    }
+
+    async fn history(&self, id: SagaId) -> Result<Option<StoredSaga>, StoreError> {
+        self.read(move |r| r.history(id)).await
+    }
+
+    /// The delete is one transaction of the writer, so a saga retried or
+    /// resolved at the same moment is either purged as it was or kept as it is.
+    async fn purge(
+        &self,
+        finished_before: SystemTime,
+        dry_run: bool,
+    ) -> Result<Vec<SagaId>, StoreError> {
+        let before = millis(finished_before);
+        if dry_run {
+            return self.read(move |r| r.finished_before(before)).await;
+        }
+        match self.write(Write::Purge(before)).await? {
+            Done::Purged(ids) => Ok(ids),
+            Done::Written | Done::Skipped(_) => Ok(Vec::new()),
+        }
     }
 }
 
@@ -702,9 +728,43 @@ fn id_text(id: SagaId) -> String {
 }
 
 fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    millis(SystemTime::now())
+}
+
+/// `time` in Unix milliseconds, as stored (0 before 1970).
+fn millis(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The time stored as `millis` (clamped to 1970 if negative).
+fn time_of(millis: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0))
+}
+
+/// The ids of the finished sagas whose status last changed before `before`
+/// (Unix milliseconds), oldest first: what a purge deletes.
+fn finished_before(conn: &Connection, path: &Path, before: i64) -> Result<Vec<SagaId>, StoreError> {
+    let fail = |e: rusqlite::Error| sql_error(path, "cannot look up finished sagas", &e);
+    let sql = format!(
+        "SELECT id FROM sagas WHERE status IN {FINISHED} AND updated_at < ?1 ORDER BY rowid"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(fail)?;
+    let ids = stmt
+        .query_map([before], |row| row.get::<_, String>(0))
+        .map_err(fail)?
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(fail)?;
+    ids.iter()
+        .map(|text| {
+            text.parse::<SagaId>().map_err(|_| {
+                StoreError::new(format!(
+                    "sagaflow store {}: saga id {text:?} is not 32 hex digits; the file is damaged",
+                    path.display()
+                ))
+            })
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -716,6 +776,9 @@ enum Write {
     AppendAll(SagaId, Vec<Entry>),
     /// An append if the saga has this status, checked in the same transaction.
     AppendIf(SagaId, SagaStatus, Entry),
+    /// Deletes the finished sagas whose status last changed before this time
+    /// (Unix milliseconds).
+    Purge(i64),
 }
 
 /// What a write did, once committed.
@@ -725,6 +788,8 @@ enum Done {
     /// A conditional append found the saga missing (`None`) or with another
     /// status, and wrote nothing.
     Skipped(Option<SagaStatus>),
+    /// A purge deleted these sagas.
+    Purged(Vec<SagaId>),
 }
 
 struct WriteRequest {
@@ -1023,6 +1088,22 @@ fn apply(
                 now,
             );
         }
+        Write::Purge(before) => {
+            let ids =
+                finished_before(tx, path, *before).map_err(|e| Failure::Statement(e, false))?;
+            for id in &ids {
+                for table in [
+                    "DELETE FROM journal WHERE saga_id = ?1",
+                    "DELETE FROM sagas WHERE id = ?1",
+                ] {
+                    tx.prepare_cached(table)
+                        .and_then(|mut stmt| stmt.execute([id_text(*id)]))
+                        .map_err(statement(format!("cannot purge saga {id}")))?;
+                }
+                pending.insert(*id, None);
+            }
+            return Ok(Done::Purged(ids));
+        }
         Write::Create(saga) => {
             let id = saga.id;
             if next_seq(tx, path, cache, pending, id)?.is_some() {
@@ -1108,8 +1189,12 @@ struct Reader {
 /// one statement so that a read sees one snapshot of the file.
 const SELECT_SAGAS: &str = "
     SELECT s.id, s.saga_type, s.fingerprint, s.input, s.status,
-           j.seq, j.kind, j.step_index, j.attempt, j.payload, j.note
+           j.seq, j.kind, j.step_index, j.attempt, j.payload, j.note,
+           s.created_at, s.updated_at, j.at
     FROM sagas AS s LEFT JOIN journal AS j ON j.saga_id = s.id";
+
+/// The statuses [`Store::purge`] may delete, as stored.
+const FINISHED: &str = "('committed', 'compensated', 'resolved')";
 
 impl Reader {
     fn get(&mut self, id: SagaId) -> Result<Option<SagaRecord>, StoreError> {
@@ -1117,19 +1202,77 @@ impl Reader {
         Ok(self.query(&sql, id_text(id))?.pop())
     }
 
-    /// Oldest first: rowids grow with insertion (rows are never deleted).
+    /// Oldest first: rowids grow with insertion (a purge deletes rows, but a
+    /// new row's rowid is still above every remaining one).
     fn by_status(&mut self, status: SagaStatus) -> Result<Vec<SagaRecord>, StoreError> {
         let sql = format!("{SELECT_SAGAS} WHERE s.status = ?1 ORDER BY s.rowid, j.seq");
         self.query(&sql, status.as_str().to_owned())
     }
 
+    fn history(&mut self, id: SagaId) -> Result<Option<StoredSaga>, StoreError> {
+        let sql = format!("{SELECT_SAGAS} WHERE s.id = ?1 ORDER BY j.seq");
+        Ok(self.query_timed(&sql, &[&id_text(id)])?.pop())
+    }
+
+    /// Newest first; the limit counts sagas, not journal rows.
+    fn list(&mut self, filter: &SagaFilter) -> Result<Vec<StoredSaga>, StoreError> {
+        let mut conditions = Vec::new();
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(status) = filter.status {
+            values.push(status.as_str().to_owned().into());
+            conditions.push(format!("status = ?{}", values.len()));
+        }
+        if let Some(saga_type) = &filter.saga_type {
+            values.push(saga_type.clone().into());
+            conditions.push(format!("saga_type = ?{}", values.len()));
+        }
+        if let Some(since) = filter.since {
+            values.push(millis(since).into());
+            conditions.push(format!("created_at >= ?{}", values.len()));
+        }
+        let limit = filter
+            .limit
+            .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        values.push(limit.into());
+        let condition = match conditions.is_empty() {
+            true => String::new(),
+            false => format!("WHERE {}", conditions.join(" AND ")),
+        };
+        let sql = format!(
+            "{SELECT_SAGAS} WHERE s.id IN (SELECT id FROM sagas {condition} \
+             ORDER BY rowid DESC LIMIT ?{}) ORDER BY s.rowid DESC, j.seq",
+            values.len()
+        );
+        let params: Vec<&dyn rusqlite::ToSql> =
+            values.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
+        self.query_timed(&sql, &params)
+    }
+
+    /// The ids of the finished sagas whose status last changed before `before`
+    /// (Unix milliseconds), oldest first.
+    fn finished_before(&mut self, before: i64) -> Result<Vec<SagaId>, StoreError> {
+        let path = self.path.as_path();
+        finished_before(&self.conn, path, before)
+    }
+
     fn query(&mut self, sql: &str, param: String) -> Result<Vec<SagaRecord>, StoreError> {
+        let sagas = self.query_timed(sql, &[&param])?;
+        Ok(sagas.into_iter().map(|s| s.record).collect())
+    }
+
+    fn query_timed(
+        &mut self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<StoredSaga>, StoreError> {
         let path = self.path.as_path();
         let fail = |e: rusqlite::Error| sql_error(path, "cannot read sagas", &e);
         let mut stmt = self.conn.prepare_cached(sql).map_err(fail)?;
-        let mut rows = stmt.query([param]).map_err(fail)?;
+        let mut rows = stmt.query(params).map_err(fail)?;
         let store = format!("sagaflow store {}", path.display());
         let mut records = Records::new(&store, "file");
+        // The times, saga by saga, beside the records the shared builder makes.
+        let mut times: Vec<(SystemTime, SystemTime, Vec<SystemTime>)> = Vec::new();
         while let Some(row) = rows.next().map_err(fail)? {
             let id_text: String = row.get(0).map_err(fail)?;
             if records.is_new(&id_text) {
@@ -1141,6 +1284,11 @@ impl Reader {
                     row.get(2).map_err(fail)?,
                     row.get(3).map_err(fail)?,
                 )?;
+                times.push((
+                    time_of(row.get(11).map_err(fail)?),
+                    time_of(row.get(12).map_err(fail)?),
+                    Vec::new(),
+                ));
             }
             let Some(seq) = row.get::<_, Option<i64>>(5).map_err(fail)? else {
                 continue; // LEFT JOIN: a saga with no entries yet
@@ -1156,8 +1304,22 @@ impl Reader {
             })()
             .map_err(|e| e.to_string());
             records.entry(seq, fields)?;
+            let at: i64 = row.get(13).map_err(fail)?;
+            if let Some((_, _, entry_times)) = times.last_mut() {
+                entry_times.push(time_of(at));
+            }
         }
-        Ok(records.done())
+        Ok(records
+            .done()
+            .into_iter()
+            .zip(times)
+            .map(|(record, (created, updated, entry_times))| StoredSaga {
+                record,
+                created_at: Some(created),
+                updated_at: Some(updated),
+                entry_times,
+            })
+            .collect())
     }
 
     fn verify(&mut self) -> Result<(), StoreError> {

@@ -12,6 +12,7 @@ use core::fmt;
 use core::future::Future;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use crate::SagaId;
 
@@ -132,6 +133,22 @@ pub enum Entry {
     },
 }
 
+impl Entry {
+    /// The position of the step this entry is about; `None` for
+    /// [`Finished`](Entry::Finished) and [`Intervention`](Entry::Intervention).
+    pub fn index(&self) -> Option<u32> {
+        match self {
+            Entry::StepStarted { index, .. }
+            | Entry::StepSucceeded { index, .. }
+            | Entry::StepFailed { index, .. }
+            | Entry::CompensationStarted { index, .. }
+            | Entry::CompensationSucceeded { index }
+            | Entry::CompensationFailed { index, .. } => Some(*index),
+            Entry::Finished { .. } | Entry::Intervention { .. } => None,
+        }
+    }
+}
+
 /// A saga about to start, as it is made durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSaga {
@@ -160,6 +177,45 @@ pub struct SagaRecord {
     pub status: SagaStatus,
     /// Every transition, in the order written.
     pub journal: Vec<Entry>,
+}
+
+/// Which sagas [`Store::list`] answers with. The default matches every saga.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SagaFilter {
+    /// Only sagas with this status.
+    pub status: Option<SagaStatus>,
+    /// Only sagas of this type (`Saga::NAME`, exactly).
+    pub saga_type: Option<String>,
+    /// Only sagas started at or after this time.
+    pub since: Option<SystemTime>,
+    /// At most this many (the newest).
+    pub limit: Option<usize>,
+}
+
+/// A stored saga with the times the store keeps: what an operator's view shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSaga {
+    /// The saga and its journal.
+    pub record: SagaRecord,
+    /// When it was created, if the store records it.
+    pub created_at: Option<SystemTime>,
+    /// When its status last changed, if the store records it.
+    pub updated_at: Option<SystemTime>,
+    /// When each journal entry was written, in the journal's order; empty if
+    /// the store does not record it.
+    pub entry_times: Vec<SystemTime>,
+}
+
+impl StoredSaga {
+    /// A record without times, for a store that keeps none.
+    pub fn untimed(record: SagaRecord) -> Self {
+        StoredSaga {
+            record,
+            created_at: None,
+            updated_at: None,
+            entry_times: Vec::new(),
+        }
+    }
 }
 
 /// A storage failure. Names the file (or server) and what is wrong.
@@ -355,6 +411,80 @@ pub trait Store: Send + Sync + 'static {
     /// queues it. The default does nothing.
     fn release(&self, id: SagaId) {
         let _ = id;
+    }
+
+    /// The sagas that match `filter`, newest first, with their journals and
+    /// times: for tools that show a store to a person, not for the executor.
+    ///
+    /// The default reads [`with_status`](Store::with_status) for each status
+    /// asked for, without times; it refuses a `since` filter, which needs
+    /// times. A store that records times overrides it.
+    fn list(
+        &self,
+        filter: SagaFilter,
+    ) -> impl Future<Output = Result<Vec<StoredSaga>, StoreError>> + Send {
+        async move {
+            if filter.since.is_some() {
+                return Err(StoreError::new(
+                    "this store does not record when sagas started, so it cannot filter by time",
+                ));
+            }
+            let statuses = match filter.status {
+                Some(status) => vec![status],
+                None => vec![
+                    SagaStatus::Running,
+                    SagaStatus::Parked,
+                    SagaStatus::Committed,
+                    SagaStatus::Compensated,
+                    SagaStatus::Resolved,
+                ],
+            };
+            let mut found = Vec::new();
+            for status in statuses {
+                let records = self.with_status(status).await?;
+                found.extend(
+                    records
+                        .into_iter()
+                        .filter(|r| filter.saga_type.as_ref().is_none_or(|t| *t == r.saga_type))
+                        .map(StoredSaga::untimed),
+                );
+            }
+            // Oldest first per status: reversed, the newest of each come first.
+            found.reverse();
+            if let Some(limit) = filter.limit {
+                found.truncate(limit);
+            }
+            Ok(found)
+        }
+    }
+
+    /// One saga with its journal and times. The default is [`get`](Store::get)
+    /// without times.
+    fn history(
+        &self,
+        id: SagaId,
+    ) -> impl Future<Output = Result<Option<StoredSaga>, StoreError>> + Send {
+        async move { Ok(self.get(id).await?.map(StoredSaga::untimed)) }
+    }
+
+    /// Deletes the finished sagas (committed, compensated, resolved) whose
+    /// status last changed before `finished_before`, and answers their ids;
+    /// with `dry_run`, deletes nothing and answers what it would delete.
+    /// Running and parked sagas are never deleted.
+    ///
+    /// The default refuses: a store that does not record when a saga finished
+    /// cannot tell which are old.
+    fn purge(
+        &self,
+        finished_before: SystemTime,
+        dry_run: bool,
+    ) -> impl Future<Output = Result<Vec<SagaId>, StoreError>> + Send {
+        let _ = (finished_before, dry_run);
+        async {
+            Err(StoreError::new(
+                "this store does not record when sagas finished, so it cannot purge old ones",
+            ))
+        }
     }
 
     /// One saga with its journal.
@@ -595,5 +725,149 @@ impl<'a> Records<'a> {
     /// The records built.
     pub(crate) fn done(self) -> Vec<SagaRecord> {
         self.records
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store that keeps sagas in memory and overrides nothing it need not,
+    /// to test the trait's defaults.
+    #[derive(Default)]
+    struct Memory(Mutex<Vec<SagaRecord>>);
+
+    impl Store for Memory {
+        async fn create(&self, saga: NewSaga) -> Result<(), StoreError> {
+            self.0.lock().unwrap().push(SagaRecord {
+                id: saga.id,
+                saga_type: saga.saga_type,
+                fingerprint: saga.fingerprint,
+                input: saga.input,
+                status: SagaStatus::Running,
+                journal: Vec::new(),
+            });
+            Ok(())
+        }
+
+        async fn append(&self, id: SagaId, entry: Entry) -> Result<(), StoreError> {
+            let mut sagas = self.0.lock().unwrap();
+            let saga = sagas.iter_mut().find(|s| s.id == id).unwrap();
+            if let Entry::Finished { status, .. } = &entry {
+                saga.status = *status;
+            }
+            saga.journal.push(entry);
+            Ok(())
+        }
+
+        async fn claim_unfinished(&self) -> Result<Vec<SagaRecord>, StoreError> {
+            self.with_status(SagaStatus::Running).await
+        }
+
+        async fn get(&self, id: SagaId) -> Result<Option<SagaRecord>, StoreError> {
+            Ok(self.0.lock().unwrap().iter().find(|s| s.id == id).cloned())
+        }
+
+        async fn with_status(&self, status: SagaStatus) -> Result<Vec<SagaRecord>, StoreError> {
+            let sagas = self.0.lock().unwrap();
+            Ok(sagas
+                .iter()
+                .filter(|s| s.status == status)
+                .cloned()
+                .collect())
+        }
+    }
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn the_defaults_list_without_times_and_refuse_what_needs_them() {
+        block_on(async {
+            let store = Memory::default();
+            let mut ids = Vec::new();
+            for (saga_type, finish) in [
+                ("a", None),
+                ("b", Some(SagaStatus::Committed)),
+                ("a", Some(SagaStatus::Parked)),
+            ] {
+                let id = SagaId::random();
+                ids.push(id);
+                let saga = NewSaga {
+                    id,
+                    saga_type: saga_type.into(),
+                    fingerprint: String::new(),
+                    input: Vec::new(),
+                };
+                store.create(saga).await.unwrap();
+                if let Some(status) = finish {
+                    store
+                        .append(
+                            id,
+                            Entry::Finished {
+                                status,
+                                output: None,
+                            },
+                        )
+                        .await
+                        .unwrap();
+                }
+            }
+            let listed = |filter| async {
+                store
+                    .list(filter)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|s| s.record.id)
+                    .collect::<Vec<_>>()
+            };
+            let all = listed(SagaFilter::default()).await;
+            assert_eq!(all.len(), 3);
+            let of_a = listed(SagaFilter {
+                saga_type: Some("a".into()),
+                ..SagaFilter::default()
+            })
+            .await;
+            assert_eq!(of_a.len(), 2);
+            assert!(!of_a.contains(&ids[1]));
+            let parked = listed(SagaFilter {
+                status: Some(SagaStatus::Parked),
+                ..SagaFilter::default()
+            })
+            .await;
+            assert_eq!(parked, [ids[2]]);
+            let one = listed(SagaFilter {
+                limit: Some(1),
+                ..SagaFilter::default()
+            })
+            .await;
+            assert_eq!(one.len(), 1);
+
+            let history = store.history(ids[1]).await.unwrap().unwrap();
+            assert_eq!(history.created_at, None);
+            assert!(history.entry_times.is_empty());
+            assert_eq!(history.record.journal.len(), 1);
+
+            let since = SagaFilter {
+                since: Some(SystemTime::now()),
+                ..SagaFilter::default()
+            };
+            assert!(
+                store
+                    .list(since)
+                    .await
+                    .unwrap_err()
+                    .message()
+                    .contains("cannot filter by time")
+            );
+            let purge = store.purge(SystemTime::now(), true).await.unwrap_err();
+            assert!(purge.message().contains("cannot purge"), "{purge}");
+            assert_eq!(store.0.lock().unwrap().len(), 3);
+        });
     }
 }

@@ -707,3 +707,21 @@ async fn throughput_batched_vs_sequential() {
         );
     }
 }
+
+#[test]
+fn an_empty_file_is_no_store_to_open_existing_but_a_new_one_to_open() {
+    let (_dir, path) = temp();
+    std::fs::write(&path, b"").unwrap();
+    let err = open_error(&path, true);
+    assert_names(&err, &path, "empty file");
+    assert!(err.message().contains("file is empty"), "{err}");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        0,
+        "the file was written"
+    );
+    // `open` makes a new store in it, as SQLite does with an empty file.
+    let store = SqliteStore::open(&path, Durability::Normal).expect("a new store");
+    drop(store);
+    assert!(std::fs::metadata(&path).unwrap().len() > 0);
+}

@@ -274,6 +274,15 @@ impl SqliteStore {
                  store's file (for example {shown}/sagas.db)"
             )));
         }
+        // An empty file is what SQLite makes of a new database, so `open` takes
+        // it as one; `open_existing` is for a store that was written, and an
+        // empty file there is a wrong path or a file cut short.
+        if !create && std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            return Err(StoreError::new(format!(
+                "sagaflow store {shown}: file is empty, not a sagaflow store; check the path, \
+                 or use SqliteStore::open to start a new store in it"
+            )));
+        }
         if !path.exists() {
             if !create {
                 return Err(StoreError::new(format!(

@@ -4,6 +4,7 @@
 use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
+use core::time::Duration;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -95,6 +96,8 @@ struct Shared<St: Store, H> {
     registry: HashMap<&'static str, Registration<St, H>>,
     /// Shared with every executor over the same store, if the store keeps it.
     claims: Claims,
+    /// How long finished sagas are kept, if the executor purges them itself.
+    retention: Option<Duration>,
 }
 
 impl<St: Store + Clone, H> Clone for Shared<St, H> {
@@ -105,6 +108,7 @@ impl<St: Store + Clone, H> Clone for Shared<St, H> {
             hooks: Arc::clone(&self.hooks),
             registry: self.registry.clone(),
             claims: self.claims.clone(),
+            retention: self.retention,
         }
     }
 }
@@ -140,6 +144,7 @@ impl<St: Store + Clone> Executor<St, NoHooks> {
                 hooks: Arc::new(NoHooks),
                 registry: HashMap::new(),
                 claims,
+                retention: None,
             }),
         }
     }
@@ -162,6 +167,7 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Executor<St, H> {
                 hooks: Arc::new(hooks),
                 registry: HashMap::new(),
                 claims: self.inner.claims.clone(),
+                retention: self.inner.retention,
             }),
         }
     }
@@ -170,6 +176,34 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Executor<St, H> {
     pub fn resource<T: core::any::Any + Send + Sync>(mut self, value: T) -> Self {
         self.shared_mut().resources.insert(value);
         self
+    }
+
+    /// Keeps finished sagas (committed, compensated, resolved) for `keep` after
+    /// they ended, then purges them from the store by itself: at every
+    /// [`recover`](Executor::recover), and every minute in worker mode. Parked
+    /// and running sagas are never purged. A store that cannot purge is told
+    /// so in a warning, and the executor goes on.
+    pub fn retention(mut self, keep: Duration) -> Self {
+        self.shared_mut().retention = Some(keep);
+        self
+    }
+
+    /// Purges the finished sagas older than the retention, if one is set, and
+    /// says how many went. A failure is a warning: retention never stops work.
+    pub(crate) async fn apply_retention(&self) -> usize {
+        let Some(keep) = self.inner.retention else {
+            return 0;
+        };
+        let Some(before) = std::time::SystemTime::now().checked_sub(keep) else {
+            return 0;
+        };
+        match self.inner.store.purge(before, false).await {
+            Ok(purged) => purged.len(),
+            Err(error) => {
+                tracing::warn!(%error, "retention: the store did not purge its finished sagas");
+                0
+            }
+        }
     }
 
     /// Registers saga type `S`, so that recovery can resume it by its name.
@@ -258,6 +292,13 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Executor<St, H> {
     }
 
     async fn recover_all(&self) -> Result<RecoveryReport, StoreError> {
+        let purged = self.apply_retention().await;
+        let mut report = self.recover_running().await?;
+        report.purged = purged;
+        Ok(report)
+    }
+
+    async fn recover_running(&self) -> Result<RecoveryReport, StoreError> {
         let claims = &self.inner.claims;
         let released = lock(claims.set()).released;
         let records = self.inner.store.claim_unfinished().await?;

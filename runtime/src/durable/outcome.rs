@@ -83,6 +83,9 @@ pub struct RecoveryReport {
     /// Unfinished sagas it left alone because this executor (or another over the
     /// same store, if the store shares its [`Claims`](super::Claims)) was already running them.
     pub already_running: usize,
+    /// Finished sagas purged by the executor's retention
+    /// ([`Executor::retention`](super::Executor::retention)) before it recovered.
+    pub purged: usize,
 }
 
 impl RecoveryReport {
@@ -128,6 +131,13 @@ impl fmt::Display for RecoveryReport {
                 RecoveredOutcome::Halted(e) => writeln!(f, "stopped again: {e}")?,
                 RecoveredOutcome::Refused(reason) => writeln!(f, "refused: {reason}")?,
             }
+        }
+        if self.purged > 0 {
+            writeln!(
+                f,
+                "  ({} finished saga(s) past their retention purged)",
+                self.purged
+            )?;
         }
         if self.already_running > 0 {
             writeln!(f, "  ({} already running here)", self.already_running)?;

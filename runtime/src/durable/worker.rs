@@ -86,6 +86,9 @@ pub struct WorkerReport {
 
 type Driving = Pin<Box<dyn Future<Output = Recovered> + Send>>;
 
+/// How often a worker applies its executor's retention.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
 impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Worker<St, H> {
     pub(crate) fn new(executor: Executor<St, H>, config: WorkerConfig) -> Self {
         Worker {
@@ -111,9 +114,14 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Worker<St, H> {
         let mut stop = self.stop.subscribe();
         let mut driving: FuturesUnordered<Driving> = FuturesUnordered::new();
         let mut report = WorkerReport::default();
+        let mut purged_at: Option<tokio::time::Instant> = None;
         let result = loop {
             if *stop.borrow() {
                 break Ok(());
+            }
+            if purged_at.is_none_or(|at| at.elapsed() >= RETENTION_EVERY) {
+                self.executor.apply_retention().await;
+                purged_at = Some(tokio::time::Instant::now());
             }
             let free = self.config.concurrency - driving.len();
             let mut took = 0;

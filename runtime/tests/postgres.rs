@@ -603,3 +603,89 @@ mod crash_sweep {
         assert!(report.runs() >= 4, "{report}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// What an operator's view asks: list, history, purge
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sagas_are_listed_with_their_times_and_finished_ones_purged() {
+    use sagaflow::durable::SagaFilter;
+    use std::time::SystemTime;
+
+    let Some(cluster) = Cluster::new("operate") else {
+        return;
+    };
+    let store = cluster.worker(LONG).await;
+    let before = SystemTime::now() - Duration::from_secs(1);
+    let mut ids = Vec::new();
+    for status in [
+        SagaStatus::Committed,
+        SagaStatus::Compensated,
+        SagaStatus::Parked,
+        SagaStatus::Running,
+    ] {
+        let id = SagaId::time_ordered();
+        store.create(new_saga(id)).await.unwrap();
+        store.append(id, started(0)).await.unwrap();
+        if status != SagaStatus::Running {
+            let finished = Entry::Finished {
+                status,
+                output: None,
+            };
+            store.append(id, finished).await.unwrap();
+        }
+        ids.push(id);
+    }
+
+    // Newest first, with the times of the saga and of each entry.
+    let all = store.list(SagaFilter::default()).await.unwrap();
+    let listed: Vec<SagaId> = all.iter().map(|s| s.record.id).collect();
+    let newest_first: Vec<SagaId> = ids.iter().rev().copied().collect();
+    assert_eq!(listed, newest_first);
+    for saga in &all {
+        assert!(saga.created_at.unwrap() >= before);
+        assert!(saga.updated_at.unwrap() >= saga.created_at.unwrap());
+        assert_eq!(saga.entry_times.len(), saga.record.journal.len());
+    }
+    let parked = SagaFilter {
+        status: Some(SagaStatus::Parked),
+        ..SagaFilter::default()
+    };
+    let parked = store.list(parked).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].record.id, ids[2]);
+    let one = SagaFilter {
+        limit: Some(1),
+        ..SagaFilter::default()
+    };
+    assert_eq!(store.list(one).await.unwrap()[0].record.id, ids[3]);
+    let later = SagaFilter {
+        since: Some(SystemTime::now() + Duration::from_secs(60)),
+        ..SagaFilter::default()
+    };
+    assert!(store.list(later).await.unwrap().is_empty());
+    let history = store.history(ids[0]).await.unwrap().unwrap();
+    assert_eq!(history.record.journal.len(), 2);
+    assert_eq!(history.entry_times.len(), 2);
+
+    // A dry run says what would go; the purge takes only finished sagas.
+    let now = SystemTime::now() + Duration::from_secs(1);
+    let would = store.purge(now, true).await.unwrap();
+    assert_eq!(would, [ids[0], ids[1]]);
+    assert_eq!(store.list(SagaFilter::default()).await.unwrap().len(), 4);
+    let gone = store.purge(now, false).await.unwrap();
+    assert_eq!(gone.len(), 2);
+    assert!(store.get(ids[0]).await.unwrap().is_none());
+    assert!(store.get(ids[1]).await.unwrap().is_none());
+    assert_eq!(
+        store.get(ids[2]).await.unwrap().unwrap().status,
+        SagaStatus::Parked
+    );
+    assert_eq!(
+        store.get(ids[3]).await.unwrap().unwrap().status,
+        SagaStatus::Running
+    );
+    // Nothing finished is left to purge.
+    let left = store.purge(now, false).await.unwrap();
+    assert!(left.is_empty());
+}

@@ -4,6 +4,7 @@
 mod config;
 mod error;
 mod lease;
+mod operate;
 mod read;
 mod schema;
 mod sql;
@@ -22,7 +23,9 @@ pub use self::config::PgConfig;
 use self::error::{Server, is_transient, pg_error};
 use self::sql::Sql;
 use self::writer::{Done, Request, Write};
-use super::store::{Claims, Entry, NewSaga, SagaRecord, SagaStatus, Store, StoreError};
+use super::store::{
+    Claims, Entry, NewSaga, SagaFilter, SagaRecord, SagaStatus, Store, StoreError, StoredSaga,
+};
 use crate::SagaId;
 
 /// Sagas on a PostgreSQL server, shared by several worker processes through
@@ -393,6 +396,25 @@ impl Store for PgStore {
 
     async fn with_status(&self, status: SagaStatus) -> Result<Vec<SagaRecord>, StoreError> {
         read::with_status(&self.inner.shared, status).await
+    }
+
+    async fn list(&self, filter: SagaFilter) -> Result<Vec<StoredSaga>, StoreError> {
+        operate::list(&self.inner.shared, &filter).await
+    }
+
+    async fn history(&self, id: SagaId) -> Result<Option<StoredSaga>, StoreError> {
+        operate::history(&self.inner.shared, id).await
+    }
+
+    /// Deletes the finished sagas (committed, compensated, resolved) whose
+    /// status last changed before `finished_before`, with their journals, in
+    /// one statement; running and parked sagas are never purged.
+    async fn purge(
+        &self,
+        finished_before: std::time::SystemTime,
+        dry_run: bool,
+    ) -> Result<Vec<SagaId>, StoreError> {
+        operate::purge(&self.inner.shared, finished_before, dry_run).await
     }
 }
 

@@ -67,7 +67,7 @@ pub(super) fn parse_id(server: &Server, text: &str) -> Result<SagaId, StoreError
 }
 
 /// Records from rows of [`Sql::select`](super::Sql), grouped by saga in order.
-fn records(server: &Server, rows: &[Row]) -> Result<Vec<SagaRecord>, StoreError> {
+pub(super) fn records(server: &Server, rows: &[Row]) -> Result<Vec<SagaRecord>, StoreError> {
     let fail = |e: tokio_postgres::Error| {
         StoreError::new(format!(
             "{server}: cannot read sagas: {e}; the store is damaged"

@@ -11,6 +11,14 @@ pub(super) struct Sql {
     pub(super) renew: String,
     pub(super) release: String,
     pub(super) select: String,
+    /// `select` with the saga's and each entry's times, for an operator.
+    pub(super) select_timed: String,
+    /// The sagas table, schema-qualified.
+    pub(super) sagas: String,
+    /// Deletes finished sagas changed before `$1` with their journals.
+    pub(super) purge: String,
+    /// The ids `purge` would delete.
+    pub(super) purgeable: String,
 }
 
 impl Sql {
@@ -96,6 +104,30 @@ impl Sql {
                 "SELECT s.id, s.saga_type, s.fingerprint, s.input, s.status,
                         j.seq, j.kind, j.step_index, j.attempt, j.payload, j.note
                  FROM {s}.sagas AS s LEFT JOIN {s}.journal AS j ON j.saga_id = s.id"
+            ),
+            sagas: format!("{s}.sagas"),
+            select_timed: format!(
+                "SELECT s.id, s.saga_type, s.fingerprint, s.input, s.status,
+                        j.seq, j.kind, j.step_index, j.attempt, j.payload, j.note,
+                        s.created_at, s.updated_at, j.at
+                 FROM {s}.sagas AS s LEFT JOIN {s}.journal AS j ON j.saga_id = s.id"
+            ),
+            // One statement, so one transaction: the sagas and their journals
+            // go together, or not at all.
+            purge: format!(
+                "WITH gone AS (
+                     DELETE FROM {s}.sagas
+                     WHERE status IN ('committed', 'compensated', 'resolved') AND updated_at < $1
+                     RETURNING id
+                 ), entries AS (
+                     DELETE FROM {s}.journal WHERE saga_id IN (SELECT id FROM gone)
+                 )
+                 SELECT id FROM gone"
+            ),
+            purgeable: format!(
+                "SELECT id FROM {s}.sagas
+                 WHERE status IN ('committed', 'compensated', 'resolved') AND updated_at < $1
+                 ORDER BY n"
             ),
         }
     }

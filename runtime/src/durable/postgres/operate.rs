@@ -124,10 +124,10 @@ fn timed(shared: &Shared, rows: &[Row]) -> Result<Vec<StoredSaga>, StoreError> {
             ));
             current = Some(id);
         }
-        if let Some(at) = row.try_get::<_, Option<SystemTime>>(13).map_err(fail)? {
-            if let Some(last) = times.last_mut() {
-                last.2.push(at);
-            }
+        if let Some(at) = row.try_get::<_, Option<SystemTime>>(13).map_err(fail)?
+            && let Some(last) = times.last_mut()
+        {
+            last.2.push(at);
         }
     }
     let records = records(&shared.server, rows)?;

@@ -11,7 +11,6 @@ mod serve;
 mod text;
 mod view;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
@@ -27,9 +26,18 @@ use crate::view::SagaView;
 #[derive(Debug, Parser)]
 #[command(name = "sagaflow", version, about, long_about = None)]
 struct Cli {
-    /// The store: a sagaflow SQLite file.
-    #[arg(long, global = true, env = "SAGAFLOW_STORE", value_name = "FILE")]
-    store: Option<PathBuf>,
+    /// The store: a sagaflow SQLite file, or a `postgres://` URL (with the
+    /// `postgres` feature).
+    #[arg(long, global = true, env = "SAGAFLOW_STORE", value_name = "FILE|URL")]
+    store: Option<String>,
+    /// With a `postgres://` store: the PostgreSQL schema that holds it.
+    #[arg(
+        long,
+        global = true,
+        env = "SAGAFLOW_SCHEMA",
+        default_value = "sagaflow"
+    )]
+    schema: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -171,16 +179,53 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs one command and answers what to print.
+/// Opens the store `--store` names and runs one command on it.
 async fn run(cli: Cli) -> Result<String, Failure> {
-    let path = cli.store.ok_or_else(|| Failure {
+    let place = cli.store.ok_or_else(|| Failure {
         code: 2,
-        message: "no store given: pass `--store FILE` or set SAGAFLOW_STORE".to_owned(),
+        message: "no store given: pass `--store FILE` (or a postgres:// URL) or set \
+                  SAGAFLOW_STORE"
+            .to_owned(),
     })?;
-    let store = SqliteStore::open_existing(&path, Durability::Full)
+    if place.starts_with("postgres://") || place.starts_with("postgresql://") {
+        return on_postgres(&place, &cli.schema, cli.command).await;
+    }
+    let store = SqliteStore::open_existing(&place, Durability::Full)
         .map_err(|e| Failure::store(e.to_string()))?;
+    command(store, place, cli.command).await
+}
+
+/// A store on a PostgreSQL server (the `postgres` feature of this package).
+#[cfg(feature = "postgres")]
+async fn on_postgres(url: &str, schema: &str, command_: Command) -> Result<String, Failure> {
+    let config = sagaflow::durable::PgConfig::new(url).schema(schema);
+    let store = sagaflow::durable::PgStore::connect_with(config)
+        .await
+        .map_err(|e| Failure::store(e.to_string()))?;
+    let place = store.server();
+    let out = command(store.clone(), place, command_).await;
+    // It leases nothing, but its background tasks end cleanly this way.
+    let _ = store.close().await;
+    out
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn on_postgres(_url: &str, _schema: &str, _command: Command) -> Result<String, Failure> {
+    Err(Failure::store(
+        "this sagaflow was built without PostgreSQL: install it with \
+         `cargo install --path cli --features postgres`"
+            .to_owned(),
+    ))
+}
+
+/// Runs one command on `store` (shown as `place`) and answers what to print.
+async fn command<St: Store + Clone>(
+    store: St,
+    place: String,
+    command: Command,
+) -> Result<String, Failure> {
     let now = SystemTime::now();
-    match cli.command {
+    match command {
         Command::List {
             status,
             saga_type,
@@ -232,7 +277,9 @@ async fn run(cli: Cli) -> Result<String, Failure> {
                 .map_err(|e| Failure::store(e.to_string()))?;
             Ok(purged(&ids, dry_run, json))
         }
-        Command::Serve(options) => serve::run(store, options).await.map(|()| String::new()),
+        Command::Serve(options) => serve::run(store, place, options)
+            .await
+            .map(|()| String::new()),
     }
 }
 

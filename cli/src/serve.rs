@@ -20,7 +20,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use sagaflow::SagaId;
-use sagaflow::durable::{SagaFilter, SqliteStore};
+use sagaflow::durable::{SagaFilter, Store};
 use serde::Deserialize;
 
 use crate::html::{esc, list_page, page, saga_page};
@@ -41,13 +41,18 @@ pub struct Options {
     token: Option<String>,
 }
 
-struct App {
-    store: SqliteStore,
+struct App<St> {
+    store: St,
     token: Option<String>,
 }
 
-/// Serves until the process is stopped (Ctrl-C).
-pub async fn run(store: SqliteStore, options: Options) -> Result<(), Failure> {
+/// Serves `store` (shown as `place`, the file or the server) until the
+/// process is stopped (Ctrl-C).
+pub async fn run<St: Store + Clone>(
+    store: St,
+    place: String,
+    options: Options,
+) -> Result<(), Failure> {
     if !options.listen.ip().is_loopback() && !options.allow_remote {
         return Err(Failure {
             code: 2,
@@ -75,10 +80,7 @@ pub async fn run(store: SqliteStore, options: Options) -> Result<(), Failure> {
         None => "read-only: no token given",
     };
     // Printed before serving so that a script (or a test) can read the port.
-    println!(
-        "sagaflow: serving {} on http://{addr}/ ({writes})",
-        store.path().display()
-    );
+    println!("sagaflow: serving {place} on http://{addr}/ ({writes})");
     let app = Arc::new(App {
         store,
         token: options.token,
@@ -91,12 +93,12 @@ pub async fn run(store: SqliteStore, options: Options) -> Result<(), Failure> {
         .map_err(|e| Failure::store(format!("the server stopped: {e}")))
 }
 
-fn router(app: Arc<App>) -> Router {
+fn router<St: Store + Clone>(app: Arc<App<St>>) -> Router {
     Router::new()
-        .route("/", get(index))
-        .route("/saga/{id}", get(saga))
-        .route("/saga/{id}/retry-compensations", post(retry))
-        .route("/saga/{id}/resolve", post(resolve))
+        .route("/", get(index::<St>))
+        .route("/saga/{id}", get(saga::<St>))
+        .route("/saga/{id}/retry-compensations", post(retry::<St>))
+        .route("/saga/{id}/resolve", post(resolve::<St>))
         .fallback(|| async {
             html(
                 StatusCode::NOT_FOUND,
@@ -142,8 +144,8 @@ fn failure_page(failure: &Failure) -> Response {
     html(status, page("error", &body))
 }
 
-async fn index(
-    State(app): State<Arc<App>>,
+async fn index<St: Store + Clone>(
+    State(app): State<Arc<App<St>>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let field = |name: &str| query.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
@@ -183,11 +185,19 @@ fn saga_id(text: &str) -> Result<SagaId, Failure> {
         })
 }
 
-async fn saga(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+async fn saga<St: Store + Clone>(
+    State(app): State<Arc<App<St>>>,
+    Path(id): Path<String>,
+) -> Response {
     saga_response(&app, &id, StatusCode::OK, None).await
 }
 
-async fn saga_response(app: &App, id: &str, status: StatusCode, flash: Option<&str>) -> Response {
+async fn saga_response<St: Store + Clone>(
+    app: &App<St>,
+    id: &str,
+    status: StatusCode,
+    flash: Option<&str>,
+) -> Response {
     let id = match saga_id(id) {
         Ok(id) => id,
         Err(failure) => return failure_page(&failure),
@@ -210,23 +220,28 @@ struct Intervention {
     note: String,
 }
 
-async fn retry(
-    State(app): State<Arc<App>>,
+async fn retry<St: Store + Clone>(
+    State(app): State<Arc<App<St>>>,
     Path(id): Path<String>,
     Form(form): Form<Intervention>,
 ) -> Response {
     act(&app, &id, true, form).await
 }
 
-async fn resolve(
-    State(app): State<Arc<App>>,
+async fn resolve<St: Store + Clone>(
+    State(app): State<Arc<App<St>>>,
     Path(id): Path<String>,
     Form(form): Form<Intervention>,
 ) -> Response {
     act(&app, &id, false, form).await
 }
 
-async fn act(app: &App, id: &str, retry: bool, form: Intervention) -> Response {
+async fn act<St: Store + Clone>(
+    app: &App<St>,
+    id: &str,
+    retry: bool,
+    form: Intervention,
+) -> Response {
     let allowed = app
         .token
         .as_deref()

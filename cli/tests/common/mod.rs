@@ -126,13 +126,25 @@ fn trip(customer: &str) -> Trip {
 /// killed mid-step (its runtime dropped), and closes the store.
 pub fn fill(dir: &Path) -> (PathBuf, Ids) {
     let path = dir.join("sagas.db");
+    let opened = path.clone();
+    let ids = fill_with(async move { SqliteStore::open(&opened, Durability::Full).unwrap() });
+    (path, ids)
+}
+
+/// The same runs over the store `open` makes, on a runtime of their own that
+/// is dropped at the end (the running saga's "crash").
+pub fn fill_with<St, F>(open: F) -> Ids
+where
+    St: sagaflow::durable::Store + Clone,
+    F: std::future::Future<Output = St>,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     let ids = runtime.block_on(async {
-        let store = SqliteStore::open(&path, Durability::Full).unwrap();
+        let store = open.await;
         let executor = Executor::new(store)
             .resource(Desk::default())
             .register::<BookTripSaga>();
@@ -177,7 +189,7 @@ pub fn fill(dir: &Path) -> (PathBuf, Ids) {
         }
     });
     drop(runtime);
-    (path, ids)
+    ids
 }
 
 /// Runs the built `sagaflow` with these arguments.

@@ -106,7 +106,7 @@ impl Browser {
                 Ok(())
             });
         }
-        let child = command.spawn().unwrap();
+        let child = common::spawn(&mut command);
         // The child has its copies; ours would keep the pipes open past it.
         drop((r, w));
         let (tx, rx) = mpsc::channel();
@@ -324,15 +324,14 @@ fn a_screenshot_of_a_saga_page() {
         Some(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/saga-page.png"),
         None => dir.path().join("saga-page.png"),
     };
-    let status = Command::new(&chromium)
-        .args(flags(profile.path()))
+    let mut shot = Command::new(&chromium);
+    shot.args(flags(profile.path()))
         .arg("--window-size=1100,1500")
         .arg(format!("--screenshot={}", out.display()))
         .arg(format!("{}/saga/{}", server.base, ids.parked_again))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
+        .stderr(Stdio::null());
+    let status = common::spawn(&mut shot).wait().unwrap();
     assert!(status.success());
     let png = std::fs::read(&out).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));

@@ -391,14 +391,20 @@ fn errors_are_one_line_on_stderr_with_an_exit_code() {
 fn a_store_in_use_by_a_running_application_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = fill(dir.path());
-    let app =
-        sagaflow::durable::SqliteStore::open(&path, sagaflow::durable::Durability::Full).unwrap();
+    let app = {
+        let _held = common::SPAWN.lock().unwrap_or_else(|p| p.into_inner());
+        sagaflow::durable::SqliteStore::open(&path, sagaflow::durable::Durability::Full).unwrap()
+    };
     let output = sagaflow(&["list", "--store", path.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("another store has this file open"), "{err}");
-    drop(app);
+    {
+        // Closed while no child is being started (see `common::SPAWN`).
+        let _held = common::SPAWN.lock().unwrap_or_else(|p| p.into_inner());
+        drop(app);
+    }
     assert!(
         sagaflow(&["list", "--store", path.to_str().unwrap()])
             .status

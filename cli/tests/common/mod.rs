@@ -14,6 +14,19 @@ use sagaflow::{SagaId, saga, step};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 
+/// Held while this test process starts a child and while it closes a store:
+/// a child forked while the process closes a store's lock file would hold
+/// that lock (the descriptor it inherited) until it execs, and a store opened
+/// in that moment, by a test or by the command it starts, would be refused.
+pub static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Starts `command` under [`SPAWN`]; `spawn` returns once the child has
+/// exec'd, so it no longer holds anything it inherited.
+pub fn spawn(command: &mut Command) -> std::process::Child {
+    let _held = SPAWN.lock().unwrap_or_else(|p| p.into_inner());
+    command.spawn().unwrap()
+}
+
 /// The hostile customer name, in the parked saga's input and error texts.
 pub const HOSTILE: &str = "<script>alert('x')</script><img src=x onerror=alert(1)>\"&";
 
@@ -127,6 +140,8 @@ fn trip(customer: &str) -> Trip {
 pub fn fill(dir: &Path) -> (PathBuf, Ids) {
     let path = dir.join("sagas.db");
     let opened = path.clone();
+    // The store opens and closes inside: no child may be forked meanwhile.
+    let _held = SPAWN.lock().unwrap_or_else(|p| p.into_inner());
     let ids = fill_with(async move { SqliteStore::open(&opened, Durability::Full).unwrap() });
     (path, ids)
 }
@@ -194,12 +209,15 @@ where
 
 /// Runs the built `sagaflow` with these arguments.
 pub fn sagaflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sagaflow"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sagaflow"));
+    command
         .args(args)
         .env_remove("SAGAFLOW_STORE")
-        .env_remove("SAGAFLOW_TOKEN")
-        .output()
-        .unwrap()
+        .env_remove("SAGAFLOW_TOKEN");
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    spawn(&mut command).wait_with_output().unwrap()
 }
 
 /// Stdout as text.
@@ -226,7 +244,8 @@ impl Server {
     /// and waits until it says where it listens.
     pub fn start(store: &Path, extra: &[&str]) -> Server {
         use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sagaflow"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sagaflow"));
+        command
             .args([
                 "serve",
                 "--store",
@@ -236,9 +255,8 @@ impl Server {
             ])
             .args(extra)
             .env_remove("SAGAFLOW_TOKEN")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stdout(std::process::Stdio::piped());
+        let mut child = spawn(&mut command);
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)

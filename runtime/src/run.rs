@@ -990,13 +990,20 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 self.halt(e);
             }
         }
+        let outcome = if self.failure().failed.is_empty() {
+            RunOutcome::Compensated
+        } else {
+            RunOutcome::CompensationFailed
+        };
+        // The report first: it rebuilds the plain successes before the failed
+        // step, which it counts from the failure still being there.
+        let report = Box::new(self.finish(outcome));
         let Failure {
             step,
             undone,
             failed,
         } = self.failure.take().map(|f| *f).unwrap_or_default();
         if failed.is_empty() {
-            let report = Box::new(self.finish(RunOutcome::Compensated));
             SagaError::Compensated {
                 step,
                 failure,
@@ -1004,7 +1011,6 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 report,
             }
         } else {
-            let report = Box::new(self.finish(RunOutcome::CompensationFailed));
             SagaError::CompensationFailed {
                 step,
                 failure,

@@ -1182,14 +1182,19 @@ async fn a_large_output_is_stored_and_read_back_on_recovery() {
 // ---------------------------------------------------------------------------
 // Odd files
 
-/// An empty file is taken as a new store (SQLite's reading of it); a path under a
-/// regular file and a directory are refused with the path named; nothing panics.
+/// An empty file is no existing store to `open_existing` (a wrong path, or a
+/// file cut short) but a new one to `open` (SQLite's reading of it); a path
+/// under a regular file and a directory are refused with the path named;
+/// nothing panics.
 #[test]
 fn odd_paths_are_refused_with_the_path_named_or_opened_as_new() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.db");
     std::fs::write(&empty, b"").unwrap();
-    let store = SqliteStore::open_existing(&empty, Durability::Full).unwrap();
+    let refused = SqliteStore::open_existing(&empty, Durability::Full).unwrap_err();
+    assert!(refused.message().contains("file is empty"), "{refused}");
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    let store = SqliteStore::open(&empty, Durability::Full).unwrap();
     drop(store);
     assert!(std::fs::metadata(&empty).unwrap().len() > 0);
 

@@ -371,13 +371,21 @@ pub trait Store: Send + Sync + 'static {
     /// takes work in portions of what it can drive at once. A leasing store
     /// leases each one it returns, and returns none leased to anyone else.
     ///
-    /// The default claims every unfinished saga, then keeps the first `limit`.
+    /// The default claims every unfinished saga, leaves out those run in this
+    /// process already (the store's [`claims`](Store::claims)), and keeps the
+    /// first `limit`.
     fn claim_runnable(
         &self,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<SagaRecord>, StoreError>> + Send {
         async move {
             let mut records = self.claim_unfinished().await?;
+            // Not the sagas already run here: they would fill the portion,
+            // and the caller cannot take them up anyway.
+            if let Some(claims) = self.claims() {
+                let running = &super::claim::lock(claims.set()).ids;
+                records.retain(|r| !running.contains(&r.id));
+            }
             records.truncate(limit);
             Ok(records)
         }

@@ -5,6 +5,7 @@
 use core::future::Future;
 use core::pin::Pin;
 use core::time::Duration;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -115,6 +116,9 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Worker<St, H> {
         let mut driving: FuturesUnordered<Driving> = FuturesUnordered::new();
         let mut report = WorkerReport::default();
         let mut purged_at: Option<tokio::time::Instant> = None;
+        // Sagas this worker cannot run (type not registered, definition
+        // changed): refused once, reported once, then left to a worker that can.
+        let mut refused: HashSet<SagaId> = HashSet::new();
         let result = loop {
             if *stop.borrow() {
                 break Ok(());
@@ -123,10 +127,10 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Worker<St, H> {
                 self.executor.apply_retention().await;
                 purged_at = Some(tokio::time::Instant::now());
             }
-            let free = self.config.concurrency - driving.len();
+            let free = self.config.concurrency.saturating_sub(driving.len());
             let mut took = 0;
             if free > 0 {
-                match self.take_up(free).await {
+                match self.take_up(free, &refused).await {
                     Ok(sagas) => {
                         took = sagas.len();
                         driving.extend(sagas);
@@ -134,36 +138,62 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Worker<St, H> {
                     Err(e) => break Err(e),
                 }
             }
-            let idle = took == 0 || driving.len() == self.config.concurrency;
+            // Ask again at once while there is room and work came; otherwise
+            // after `poll`, or as soon as a saga ends.
+            let full = driving.len() >= self.config.concurrency;
+            let delay = if took > 0 && !full {
+                Duration::ZERO
+            } else {
+                self.config.poll
+            };
             tokio::select! {
                 Some(done) = driving.next(), if !driving.is_empty() => {
-                    log_lost_lease(&done);
-                    report.sagas.push(done);
+                    self.ended(done, &mut refused, &mut report);
                 }
-                _ = tokio::time::sleep(self.config.poll), if idle => {}
+                _ = tokio::time::sleep(delay) => {}
                 _ = stop.changed() => {}
             }
         };
         // Stop claiming; finish what runs, so that its claims (and leases) go.
         while let Some(done) = driving.next().await {
-            log_lost_lease(&done);
-            report.sagas.push(done);
+            self.ended(done, &mut refused, &mut report);
         }
         result.map(|()| report)
     }
 
-    /// Claims up to `limit` runnable sagas and returns their runs.
-    async fn take_up(&self, limit: usize) -> Result<Vec<Driving>, StoreError> {
+    /// Notes a saga's end in the report; a refusal only the first time.
+    fn ended(&self, done: Recovered, refused: &mut HashSet<SagaId>, report: &mut WorkerReport) {
+        log_lost_lease(&done);
+        if matches!(done.outcome, RecoveredOutcome::Refused(_)) && !refused.insert(done.id) {
+            return;
+        }
+        report.sagas.push(done);
+    }
+
+    /// Claims up to `limit` runnable sagas, leaving out those it refused
+    /// before, and returns their runs.
+    async fn take_up(
+        &self,
+        limit: usize,
+        refused: &HashSet<SagaId>,
+    ) -> Result<Vec<Driving>, StoreError> {
         let executor = &self.executor;
         let claims = executor.claims();
         let released = lock(claims.set()).released;
-        let records = executor.store().claim_runnable(limit).await?;
+        // The refused ones are asked for too, so that they cannot fill the
+        // portion; claimed and let go of at once, they go back to the store.
+        let records = executor
+            .store()
+            .claim_runnable(limit.saturating_add(refused.len()))
+            .await?;
         let mut claimed: Vec<(Arc<Claim<St>>, SagaRecord)> = records
             .into_iter()
             .filter_map(|record| {
                 let claim = Claim::try_new(claims, executor.store().clone(), record.id)?;
                 Some((claim, record))
             })
+            .filter(|(_, record)| !refused.contains(&record.id))
+            .take(limit)
             .collect();
         // As in `recover`: a run here that ended since the read left a newer
         // journal than the one read; read those sagas again.

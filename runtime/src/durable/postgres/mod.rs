@@ -434,6 +434,20 @@ impl PgStore {
                 .unwrap_or_else(|p| p.into_inner());
             claims.ids.iter().map(|id| id.to_string()).collect()
         };
+        // A run here that ended queues its lease's release before it lets go
+        // of its id in the claims read above: wait until every release queued
+        // so far is done, or one could land after this claim takes the saga
+        // again (a claim by the holder keeps its token) and leave it leased to
+        // nobody while it runs here.
+        let (flushed, done) = oneshot::channel();
+        if self
+            .inner
+            .releases
+            .send(lease::Message::Release(Vec::new(), Some(flushed)))
+            .is_ok()
+        {
+            let _ = done.await;
+        }
         let lease_ms = shared.lease.as_secs_f64() * 1000.0;
         let rows = retrying(shared, "cannot claim sagas", |client| {
             let running = &running;

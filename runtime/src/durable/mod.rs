@@ -7,13 +7,15 @@ pub(crate) mod journal;
 mod outcome;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod rows;
 mod saga;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod started;
 mod store;
 mod worker;
 
-pub use executor::{Executor, RunResult, Started, fingerprint};
+pub use executor::{Executor, fingerprint};
 pub use journal::{Durable, MissingResource, Resources};
 pub use outcome::{DurableError, Recovered, RecoveredOutcome, RecoveryReport};
 #[cfg(feature = "postgres")]
@@ -22,6 +24,7 @@ pub use postgres::{PgConfig, PgStore};
 pub use saga::DurableSaga;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteStore};
+pub use started::{RunResult, Started};
 pub use store::{
     Claims, Entry, NewSaga, SagaFilter, SagaRecord, SagaStatus, Store, StoreError, StoredSaga,
 };

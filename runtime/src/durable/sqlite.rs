@@ -40,9 +40,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
+use super::rows::{Records, encode};
 use super::store::{
-    Claims, Entry, NewSaga, Records, SagaFilter, SagaRecord, SagaStatus, Store, StoreError,
-    StoredSaga, encode,
+    Claims, Entry, NewSaga, SagaFilter, SagaRecord, SagaStatus, Store, StoreError, StoredSaga,
 };
 use crate::SagaId;
 

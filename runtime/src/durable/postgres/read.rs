@@ -6,7 +6,8 @@ use tokio_postgres::Row;
 use super::error::Server;
 use super::{Shared, retrying};
 use crate::SagaId;
-use crate::durable::store::{self, Records, SagaRecord, SagaStatus, StoreError};
+use crate::durable::rows::{self, Records};
+use crate::durable::store::{SagaRecord, SagaStatus, StoreError};
 
 /// Saga `id` with its journal (none or one record).
 pub(super) async fn get(shared: &Shared, id: SagaId) -> Result<Vec<SagaRecord>, StoreError> {
@@ -63,7 +64,7 @@ pub(super) async fn many(shared: &Shared, ids: &[SagaId]) -> Result<Vec<SagaReco
 
 /// The id stored as `text`: 32 lowercase hex digits.
 pub(super) fn parse_id(server: &Server, text: &str) -> Result<SagaId, StoreError> {
-    store::parse_id(server, "store", text)
+    rows::parse_id(server, "store", text)
 }
 
 /// Records from rows of [`Sql::select`](super::Sql), grouped by saga in order.

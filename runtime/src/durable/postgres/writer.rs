@@ -13,7 +13,8 @@ use tokio_postgres::types::ToSql;
 use super::error::{is_transient, pg_error};
 use super::{Backoff, Shared, connection, lock};
 use crate::SagaId;
-use crate::durable::store::{Entry, NewSaga, SagaStatus, StoreError, encode};
+use crate::durable::rows::encode;
+use crate::durable::store::{Entry, NewSaga, SagaStatus, StoreError};
 
 /// The most writes committed in one transaction: bounds the latency of the
 /// first waiter of a batch and the size of one commit.

@@ -138,7 +138,7 @@ impl SagaView {
                     step.state = StepState::CompensationFailed;
                     step.error = Some(error.clone());
                 }
-                Entry::Finished { .. } | Entry::Intervention { .. } => {}
+                Entry::Finished { .. } | Entry::Intervention { .. } | Entry::Sent { .. } => {}
             }
         }
         SagaView { saga, steps }
@@ -417,6 +417,13 @@ fn describe(entry: &Entry) -> (&'static str, Option<u32>, Option<String>) {
             ("retry_compensations", None, Some(note.clone()))
         }
         Entry::Intervention { retry: false, note } => ("resolved", None, Some(note.clone())),
+        Entry::Sent { messages } => {
+            let list: Vec<_> = messages
+                .iter()
+                .map(|m| format!("{} to {}", m.id, m.destination))
+                .collect();
+            ("sent", None, Some(list.join(", ")))
+        }
     }
 }
 

@@ -39,6 +39,7 @@ pub const KINDS: &[&str] = &[
     "CompensationFailed",
     "Finished",
     "Intervention",
+    "Sent",
 ];
 
 /// The name of `entry`'s kind, as in [`KINDS`].
@@ -52,6 +53,7 @@ pub fn kind_of(entry: &Entry) -> &'static str {
         Entry::CompensationFailed { .. } => "CompensationFailed",
         Entry::Finished { .. } => "Finished",
         Entry::Intervention { .. } => "Intervention",
+        Entry::Sent { .. } => "Sent",
     }
 }
 
@@ -64,7 +66,7 @@ pub fn index_of(entry: &Entry) -> Option<u32> {
         | Entry::CompensationStarted { index, .. }
         | Entry::CompensationSucceeded { index }
         | Entry::CompensationFailed { index, .. } => Some(*index),
-        Entry::Finished { .. } | Entry::Intervention { .. } => None,
+        Entry::Finished { .. } | Entry::Intervention { .. } | Entry::Sent { .. } => None,
     }
 }
 

@@ -123,6 +123,7 @@ fn kinds(journal: &[Entry]) -> Vec<String> {
             Entry::CompensationFailed { index, .. } => format!("undo failed {index}"),
             Entry::Finished { status, .. } => format!("finished {status}"),
             Entry::Intervention { retry, .. } => format!("intervention retry={retry}"),
+            Entry::Sent { messages } => format!("sent {}", messages.len()),
         })
         .collect()
 }

@@ -478,6 +478,7 @@ fn describe(record: &SagaRecord, ledger: &Ledger) {
             Entry::Intervention { retry, note } => {
                 format!("a person intervened (retry: {retry}): {note}")
             }
+            Entry::Sent { messages } => format!("{} message(s) for the outbox", messages.len()),
         };
         println!("    - {line}");
     }

@@ -432,7 +432,9 @@ impl From<&[Entry]> for ReplayIndex {
                         }
                     }
                 }
-                Entry::Intervention { retry: false, .. } | Entry::Finished { .. } => {}
+                Entry::Intervention { retry: false, .. }
+                | Entry::Finished { .. }
+                | Entry::Sent { .. } => {}
             }
         }
         index

@@ -60,6 +60,11 @@ pub(crate) fn encode(entry: Entry) -> Row {
         Entry::Intervention { retry: false, note } => {
             row("intervention_resolve", None, None, None, Some(note))
         }
+        Entry::Sent { messages } => {
+            // Plain data with string keys: serializing it cannot fail.
+            let json = serde_json::to_vec(&messages).unwrap_or_default();
+            row("sent", None, None, Some(json), None)
+        }
     }
 }
 
@@ -117,6 +122,12 @@ pub(crate) fn decode(
             retry: false,
             note: note()?,
         },
+        "sent" => {
+            let json = payload.ok_or("payload is missing")?;
+            let messages = serde_json::from_slice(&json)
+                .map_err(|e| format!("its messages are not readable: {e}"))?;
+            Entry::Sent { messages }
+        }
         other => return Err(format!("unknown entry kind {other:?}")),
     })
 }

@@ -131,11 +131,20 @@ pub enum Entry {
         /// Free text for the record.
         note: String,
     },
+    /// Messages for the outbox ([`crate::outbox`]), made by the transition
+    /// written in the same commit just before this entry (a step's or a
+    /// compensation's success, or the saga's commit). A store that keeps an
+    /// outbox stores them there in that commit too, for a relay to deliver.
+    Sent {
+        /// The messages, in the order they were sent.
+        messages: Vec<crate::outbox::Message>,
+    },
 }
 
 impl Entry {
     /// The position of the step this entry is about; `None` for
-    /// [`Finished`](Entry::Finished) and [`Intervention`](Entry::Intervention).
+    /// [`Finished`](Entry::Finished), [`Intervention`](Entry::Intervention)
+    /// and [`Sent`](Entry::Sent).
     pub fn index(&self) -> Option<u32> {
         match self {
             Entry::StepStarted { index, .. }
@@ -144,7 +153,7 @@ impl Entry {
             | Entry::CompensationStarted { index, .. }
             | Entry::CompensationSucceeded { index }
             | Entry::CompensationFailed { index, .. } => Some(*index),
-            Entry::Finished { .. } | Entry::Intervention { .. } => None,
+            Entry::Finished { .. } | Entry::Intervention { .. } | Entry::Sent { .. } => None,
         }
     }
 }

@@ -297,5 +297,6 @@ fn describe(entry: &Entry) -> String {
         Entry::CompensationFailed { index, .. } => format!("compensation {index} failed"),
         Entry::Finished { status, .. } => format!("the saga finished {status}"),
         Entry::Intervention { .. } => "a person intervened".to_owned(),
+        Entry::Sent { messages } => format!("{} message(s) were sent", messages.len()),
     }
 }

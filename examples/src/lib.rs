@@ -17,6 +17,7 @@
 //! as the binaries print them.
 #![warn(missing_docs)]
 
+pub mod checkout;
 pub mod crash;
 pub mod ledger;
 pub mod provision;

@@ -3,6 +3,8 @@
 use core::cell::Cell;
 use core::fmt;
 
+use crate::outbox::SendError;
+
 /// Identifies one run of a saga. Stable for the life of that run, across retries.
 ///
 /// Shown as 32 lowercase hex digits.
@@ -200,6 +202,65 @@ impl StepContext {
     /// Whether the step or its compensation is running.
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// Sends `message` to `destination` through the saga's outbox, from inside
+    /// a running step or compensation.
+    ///
+    /// The message is committed with this step's outcome: it leaves only if
+    /// the step succeeds (a failed attempt's messages are dropped, and its retry
+    /// sends its own), and then even if the saga later compensates. A
+    /// compensation sends its "cancelled" message the same way, committed
+    /// with the compensation's success. In a durable run the message is
+    /// stored in the same commit as the outcome and a relay delivers it (see
+    /// [`crate::outbox`]); in memory it goes to the runner's sink once the step
+    /// has succeeded.
+    ///
+    /// Errors: called outside a running step ([`SendError::NotInStep`]), in
+    /// memory on a runner without a sink ([`SendError::NoOutbox`]), or with a
+    /// message serde cannot serialize to JSON ([`SendError::Serialize`]).
+    /// Give your error type a `From<SendError>` to write `?`.
+    ///
+    /// ```
+    /// use sagaflow::{step, StepContext, outbox::SendError};
+    ///
+    /// #[derive(Debug)]
+    /// enum StockError { Sold, Outbox(SendError) }
+    /// impl From<SendError> for StockError {
+    ///     fn from(e: SendError) -> Self { StockError::Outbox(e) }
+    /// }
+    /// impl std::fmt::Display for StockError {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         write!(f, "{self:?}")
+    ///     }
+    /// }
+    ///
+    /// #[step(compensate = release)]
+    /// async fn reserve(sku: &str) -> Result<u32, StockError> {
+    ///     StepContext::send("inventory", &format!("reserved {sku}"))?;
+    ///     Ok(7)
+    /// }
+    ///
+    /// async fn release(sku: &str, _hold: &u32) -> Result<(), StockError> {
+    ///     StepContext::send("inventory", &format!("released {sku}"))?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn send<T: serde::Serialize + ?Sized>(
+        destination: &str,
+        message: &T,
+    ) -> Result<(), SendError> {
+        crate::outbox::sending::send_from_step(destination, None, message)
+    }
+
+    /// Like [`send`](Self::send), with a key for sinks that partition or
+    /// order by key.
+    pub fn send_keyed<T: serde::Serialize + ?Sized>(
+        destination: &str,
+        key: impl fmt::Display,
+        message: &T,
+    ) -> Result<(), SendError> {
+        crate::outbox::sending::send_from_step(destination, Some(key.to_string()), message)
     }
 
     /// A key that is the same for every attempt of this step (or of its compensation)

@@ -38,6 +38,13 @@ pub enum StepFailure<E> {
         /// What went wrong.
         message: String,
     },
+    /// Messages the step (or the saga body, at its commit) sent could not be
+    /// made or handed over: not serializable, or refused by the in-memory
+    /// runner's sink. The transition they belong to did not happen.
+    NotSent {
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl<E> StepFailure<E> {
@@ -58,6 +65,7 @@ impl<E> StepFailure<E> {
             StepFailure::Recovered { message } => StepFailure::Recovered { message },
             StepFailure::Injected { message } => StepFailure::Injected { message },
             StepFailure::NotPersisted { message } => StepFailure::NotPersisted { message },
+            StepFailure::NotSent { message } => StepFailure::NotSent { message },
         }
     }
 }
@@ -79,6 +87,7 @@ impl<E: fmt::Display> fmt::Display for StepFailure<E> {
             StepFailure::NotPersisted { message } => {
                 write!(f, "its output could not be persisted: {message}")
             }
+            StepFailure::NotSent { message } => write!(f, "its messages were not sent: {message}"),
         }
     }
 }

@@ -98,12 +98,39 @@ pub use step::Step;
 #[doc(inline)]
 pub use sagaflow_macros::{saga, step};
 
+/// Sends a message from a [`saga`] body, at the saga's commit: it leaves only
+/// if every step succeeded, in the same commit that ends the saga (see
+/// [`outbox`]).
+///
+/// ```text
+/// sagaflow::send!("audit", &AuditEvent::checkout(&order, &payment));
+/// sagaflow::send!("notifications", key = order.id, &Notice::paid(&order));
+/// ```
+///
+/// The destination is a `&str` (or anything that is `AsRef<str>`), the key
+/// anything `Display`, the message anything `serde::Serialize`; all three are
+/// made from the saga's values once its last step has succeeded. A message
+/// that cannot be serialized, or a sink that refuses it in memory, fails the
+/// saga there: every step is compensated. Inside a step, send with
+/// [`StepContext::send`] instead, committed with that step's outcome.
+///
+/// This macro is read by `#[saga]`; anywhere else it is a compile error.
+#[macro_export]
+macro_rules! send {
+    ($($tokens:tt)*) => {
+        ::core::compile_error!(
+            "`sagaflow::send!` is a statement of a `#[saga]` body, sent at the saga's commit; inside a step, send with `sagaflow::StepContext::send(destination, &message)`"
+        )
+    };
+}
+
 /// Not public API: what the generated code needs. It changes without notice.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::durable::journal::{
         InputMap, Journal, Keep, NoJournal, Share, Shareable, ThreadSafe,
     };
+    pub use crate::outbox::in_run::Sendable;
     pub use crate::run::{CompensationError, Run};
     pub use core::time::Duration;
     pub use sagaflow_macros::saga_graph_doc;

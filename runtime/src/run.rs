@@ -12,6 +12,7 @@ use core::panic::AssertUnwindSafe;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::Instrument;
@@ -21,6 +22,7 @@ use crate::durable::journal::{Fault, Journal, Keep, NoJournal, Replayed};
 use crate::durable::{Entry, SagaStatus, StoreError};
 use crate::error::{FailedCompensation, SagaError, StepFailure};
 use crate::hooks::Hooks;
+use crate::outbox::sending::{DynSink, Outgoing};
 use crate::report::{Outcome, RunOutcome, RunReport, StepRecord};
 use crate::step::Step;
 use crate::{RetryPolicy, StepInfo, StepKind};
@@ -170,10 +172,10 @@ struct Failure {
 pub struct Run<'h, H, J = NoJournal> {
     hooks: &'h H,
     /// Where transitions are recorded; [`NoJournal`] in memory.
-    journal: J,
-    saga: &'static str,
+    pub(crate) journal: J,
+    pub(crate) saga: &'static str,
     id: SagaId,
-    span: tracing::Span,
+    pub(crate) span: tracing::Span,
     /// Whether to read the clock for each step. Off in the default configuration:
     /// on this kind of machine one clock read costs about as much as the whole
     /// per-step budget, and without hooks or `run_reported` nobody sees a duration.
@@ -185,7 +187,7 @@ pub struct Run<'h, H, J = NoJournal> {
     keeps_report: bool,
     started: Option<Instant>,
     /// The saga's steps, to write the records of plain successes at the end.
-    steps: &'static [StepInfo],
+    pub(crate) steps: &'static [StepInfo],
     /// Forward steps that succeeded so far (they run in order).
     succeeded: u32,
     /// What cannot be rebuilt at the end: every forward step that was retried, timed
@@ -197,6 +199,13 @@ pub struct Run<'h, H, J = NoJournal> {
     failure: Option<Box<Failure>>,
     /// The report kept for a caller that takes it; boxed for the same reason.
     report: Option<Box<RunReport>>,
+    /// What the saga sent and has not committed yet: `None` for a run in
+    /// memory without a sink, where sending is an error.
+    pub(crate) outgoing: Option<Arc<Outgoing>>,
+    /// In memory, where messages go (the runner's sink).
+    pub(crate) sink: Option<&'h dyn DynSink>,
+    /// The body's messages, ready for the commit of a durable run.
+    pub(crate) commit_messages: Vec<crate::outbox::Message>,
 }
 
 impl<'h, H: Hooks> Run<'h, H, NoJournal> {
@@ -241,6 +250,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             records: Vec::new(),
             failure: None,
             report: None,
+            outgoing: None,
+            sink: None,
+            commit_messages: Vec::new(),
         }
     }
 
@@ -314,7 +326,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         // lives in `step_attempts`, entered only once an attempt has failed (or
         // under the test kit), and boxed there: the saga's future then carries a
         // pointer for the retry machinery instead of its state.
-        let first = if !J::FAULTS {
+        // A run that may send takes the long way, which hands a step's
+        // messages over with its outcome.
+        let first = if !J::FAULTS && self.outgoing.is_none() {
             let cx = self.context(S::INFO.name(), index, 1, Phase::Forward);
             if !H::__SILENT {
                 self.hooks.step_started(&cx);
@@ -455,6 +469,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 }
             }
             let cx = self.context(name, index, attempt_no, Phase::Forward);
+            if let Some(outgoing) = &self.outgoing {
+                outgoing.discard(index, Phase::Forward);
+            }
             self.hooks.step_started(&cx);
             let span = self.span_for(Phase::Forward, name, "", attempt_no);
             let outcome = self
@@ -475,6 +492,12 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                                     .await;
                             }
                         }
+                    }
+                    if let Err(message) = self.hand_over(index, Phase::Forward).await {
+                        let failure = StepFailure::NotSent { message };
+                        return self
+                            .step_failed::<S>(index, attempt_no, failure, started)
+                            .await;
                     }
                     self.record_success::<S>(&cx, index, attempt_no, started, last_error);
                     return Ok(output);
@@ -545,9 +568,22 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
 
     /// Writes `entry`, with a deferred step outcome before it in the same commit.
     async fn write(&mut self, entry: Entry) -> Result<(), StoreError> {
-        match self.journal.take_deferred() {
-            None => self.journal.record(entry).await,
-            Some(outcome) => self.journal.record_all(vec![outcome, entry]).await,
+        let mut entries = self.journal.take_deferred();
+        if entries.is_empty() {
+            self.journal.record(entry).await
+        } else {
+            entries.push(entry);
+            self.journal.record_all(entries).await
+        }
+    }
+
+    /// Writes the entries kept by `defer`, in one commit.
+    async fn write_deferred(&mut self) -> Result<(), StoreError> {
+        let mut entries = self.journal.take_deferred();
+        match entries.len() {
+            0 => Ok(()),
+            1 => self.journal.record(entries.remove(0)).await,
+            _ => self.journal.record_all(entries).await,
         }
     }
 
@@ -684,7 +720,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
 
     #[cold]
     #[inline(never)]
-    fn push_failure(
+    pub(crate) fn push_failure(
         &mut self,
         name: &'static str,
         index: u32,
@@ -818,6 +854,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 }
             }
             let cx = self.context(name, index, attempt_no, Phase::Compensation);
+            if let Some(outgoing) = &self.outgoing {
+                outgoing.discard(index, Phase::Compensation);
+            }
             self.hooks.compensation_started(&cx);
             let span = self.span_for(Phase::Compensation, name, function, attempt_no);
             let timeout = S::INFO.compensation_timeout();
@@ -826,8 +865,17 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 .await;
             let failure = match outcome {
                 Ok(()) => {
+                    if J::DURABLE {
+                        self.journal.defer(Entry::CompensationSucceeded { index });
+                    }
+                    // A sink that refuses a compensation's messages in memory
+                    // is told in the logs: the compensation happened, and
+                    // undoing it is not an option.
+                    if let Err(message) = self.hand_over(index, Phase::Compensation).await {
+                        tracing::error!(parent: &self.span, step = name, compensation = function, error = %message, "the compensation's messages were not sent");
+                    }
                     if J::DURABLE
-                        && let Err(e) = self.write(Entry::CompensationSucceeded { index }).await
+                        && let Err(e) = self.write_deferred().await
                     {
                         self.halt(e);
                         return;
@@ -958,8 +1006,13 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 status: SagaStatus::Committed,
                 output: J::encode(output).ok(),
             };
+            self.journal.defer(entry);
+            let messages = core::mem::take(&mut self.commit_messages);
+            if !messages.is_empty() {
+                self.journal.defer(Entry::Sent { messages });
+            }
             // Boxed for the same reason as a durable step.
-            if let Err(e) = Box::pin(self.write(entry)).await {
+            if let Err(e) = Box::pin(self.write_deferred()).await {
                 self.halt(e);
             }
         }

@@ -1,6 +1,7 @@
 //! The saga trait that `#[saga]` implements, and the in-memory runner.
 
 use core::future::Future;
+use std::sync::Arc;
 
 use tracing::Instrument;
 
@@ -9,6 +10,8 @@ use crate::StepInfo;
 use crate::context::SagaId;
 use crate::error::SagaError;
 use crate::hooks::{Hooks, NoHooks};
+use crate::outbox::Sink;
+use crate::outbox::sending::{DynSink, Outgoing, WithOutgoing};
 use crate::report::RunReport;
 use crate::run::Run;
 
@@ -67,10 +70,21 @@ pub trait Saga: Sized {
 /// assert_eq!(report.steps().count(), 1);
 /// # }
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Runner<H = NoHooks> {
     hooks: H,
     timings: Option<bool>,
+    sink: Option<Arc<dyn DynSink>>,
+}
+
+impl<H: core::fmt::Debug> core::fmt::Debug for Runner<H> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Runner")
+            .field("hooks", &self.hooks)
+            .field("timings", &self.timings)
+            .field("sink", &self.sink.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 impl Runner<NoHooks> {
@@ -79,6 +93,7 @@ impl Runner<NoHooks> {
         Runner {
             hooks: NoHooks,
             timings: None,
+            sink: None,
         }
     }
 }
@@ -89,7 +104,27 @@ impl<H: Hooks> Runner<H> {
         Runner {
             hooks,
             timings: self.timings,
+            sink: self.sink,
         }
+    }
+
+    /// The same runner, handing what its sagas send
+    /// ([`StepContext::send`](crate::StepContext::send), `sagaflow::send!`)
+    /// to `sink`: a step's messages once the step has succeeded, the body's
+    /// once every step has. In memory nothing is durable: a crash loses what
+    /// was not handed over yet (run the saga on a
+    /// [`durable::Executor`](crate::durable::Executor) for the outbox's
+    /// guarantees). Without a sink a saga whose body sends fails before its
+    /// first step, and a step that sends gets
+    /// [`SendError::NoOutbox`](crate::outbox::SendError::NoOutbox).
+    ///
+    /// A sink that refuses a step's messages fails the step (it is not
+    /// compensated, as its output could not be used); one that refuses the
+    /// body's messages compensates every step, since the saga cannot commit
+    /// without them.
+    pub fn with_sink(mut self, sink: impl Sink) -> Self {
+        self.sink = Some(Arc::new(sink));
+        self
     }
 
     /// Whether to time each step and compensation for the report and the hooks.
@@ -150,6 +185,14 @@ impl<H: Hooks> Runner<H> {
             timed,
             reported,
         );
+        if let Some(sink) = &self.sink {
+            let outgoing = Outgoing::new(S::NAME, id);
+            run.outgoing = Some(outgoing.clone());
+            run.sink = Some(&**sink);
+            let drive = WithOutgoing::new(saga.__sagaflow_drive(&mut run), Some(outgoing));
+            let result = drive.instrument(span).await;
+            return (result, run.take_report());
+        }
         let result = if span.is_disabled() {
             saga.__sagaflow_drive(&mut run).await
         } else {

@@ -33,7 +33,8 @@ pub(super) struct Analysis<'a> {
 pub(super) struct Layout {
     /// Fields of forward state `i`, for `i` in `0..=steps`.
     pub(super) forward: Vec<Vec<Ident>>,
-    /// Fields of backward state `i`, for `i` in `1..steps` (index 0 unused).
+    /// Fields of backward state `i`, for `i` in `1..steps` (index 0 unused),
+    /// and `steps` too for a saga that sends (its messages fail after the last step).
     pub(super) backward: Vec<Vec<Ident>>,
 }
 
@@ -101,7 +102,13 @@ fn layout(saga: &Saga, steps: &[&StepCall], locals: &[Vec<&Local>]) -> Layout {
             set
         })
         .collect();
-    local_uses.push(names_used(&saga.final_expr, &known));
+    let mut final_uses = names_used(&saga.final_expr, &known);
+    for send in &saga.sends {
+        final_uses.extend(names_used(&send.destination, &known));
+        final_uses.extend(send.key.iter().flat_map(|k| names_used(k, &known)));
+        final_uses.extend(names_used(&send.message, &known));
+    }
+    local_uses.push(final_uses);
 
     let forward = (0..=n)
         .map(|i| {
@@ -118,7 +125,10 @@ fn layout(saga: &Saga, steps: &[&StepCall], locals: &[Vec<&Local>]) -> Layout {
                 .collect()
         })
         .collect();
-    let backward = (0..n)
+    // A saga that sends fails after its last step if its messages cannot be
+    // sent: backward state `n` compensates every step.
+    let backward_states = if saga.sends.is_empty() { n } else { n + 1 };
+    let backward = (0..backward_states)
         .map(|i| {
             order
                 .iter()

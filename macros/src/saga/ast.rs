@@ -56,6 +56,8 @@ pub(super) struct Saga {
     pub(super) output_ty: Type,
     pub(super) error_ty: Type,
     pub(super) body: Vec<Node>,
+    /// The body's `sagaflow::send!` statements, in order: sent at the commit.
+    pub(super) sends: Vec<super::send::SendStmt>,
     /// The value inside the final `Ok(..)`.
     pub(super) final_expr: Expr,
 }

@@ -23,11 +23,13 @@ use super::signature::name_elided;
 use super::unsupported;
 use crate::ctxt::Ctxt;
 
-pub(super) const BODY_HELP: &str = "a saga body holds only step calls (`let x = step(args).await?;` or `step(args).await?;`), typed locals (`let x: T = expr;`) and a final `Ok(..)`";
+pub(super) const BODY_HELP: &str = "a saga body holds only step calls (`let x = step(args).await?;` or `step(args).await?;`), typed locals (`let x: T = expr;`), messages (`sagaflow::send!(destination, &message);`) and a final `Ok(..)`";
 
 /// A saga body as read, with or without its final `Ok(..)`.
 pub(super) struct Body {
     pub(super) nodes: Vec<Node>,
+    /// The `sagaflow::send!` statements, in order.
+    pub(super) sends: Vec<super::send::SendStmt>,
     pub(super) final_expr: Option<Expr>,
     pub(super) needs_elided: bool,
     /// False if a mistake was reported.
@@ -41,6 +43,7 @@ pub(super) struct Body {
 enum Read {
     Node(Node),
     Final(Expr),
+    Send(super::send::SendStmt),
     /// A mistake, reported.
     Skip,
 }
@@ -50,6 +53,7 @@ enum Read {
 pub(super) fn read(cx: &Ctxt, block: &syn::Block, scope: &mut Scope) -> Body {
     let mut body = Body {
         nodes: Vec::new(),
+        sends: Vec::new(),
         final_expr: None,
         needs_elided: false,
         ok: true,
@@ -83,6 +87,7 @@ pub(super) fn read(cx: &Ctxt, block: &syn::Block, scope: &mut Scope) -> Body {
                 body.nodes.push(Node::Local(local));
             }
             Read::Final(expr) => body.final_expr = Some(expr),
+            Read::Send(send) => body.sends.push(send),
             Read::Skip => body.ok = false,
         }
     }
@@ -148,6 +153,10 @@ fn read_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Read {
             );
             Read::Skip
         }
+        Stmt::Macro(m) if super::send::is_send(&m.mac) => match super::send::read(cx, &m.mac) {
+            Some(send) => Read::Send(send),
+            None => Read::Skip,
+        },
         Stmt::Macro(m) => {
             cx.error_spanned_by(m, BODY_HELP);
             Read::Skip

@@ -75,7 +75,7 @@ impl<'a> Gen<'a> {
                 quote_spanned!(path.span()=> <#path as ::sagaflow::Step>::Output),
             );
         }
-        let backward_variants = (0..an.steps.len())
+        let backward_variants = (0..an.layout.backward.len())
             .map(|i| format_ident!("B{}", i))
             .collect();
         Gen {

@@ -26,6 +26,11 @@ pub(super) fn function(errors: Option<syn::Error>, mut func: ItemFn) -> TokenStr
         return quote!(#errors #func);
     }
     func.sig.asyncness.get_or_insert_with(Default::default);
+    // A `send!` outside `#[saga]`'s reading is `sagaflow::send!`'s own
+    // "only in a saga body" error: not what the user did wrong here.
+    func.block
+        .stmts
+        .retain(|stmt| !matches!(stmt, Stmt::Macro(m) if super::send::is_send(&m.mac)));
     for stmt in &mut func.block.stmts {
         if let Stmt::Local(local) = stmt {
             strip_mut(&mut local.pat);

@@ -43,13 +43,15 @@ use super::expand::Gen;
 /// each step with the slot after it, then the end.
 pub(super) fn code(g: &Gen<'_>) -> Vec<TokenStream> {
     let inputs: Vec<Ident> = g.saga.params.iter().map(|p| p.name.clone()).collect();
-    let mut forward_code = vec![slot_code(g, 0, &inputs)];
+    let mut forward_code = vec![sending_allowed(g), slot_code(g, 0, &inputs)];
     for (i, step) in g.an.steps.iter().enumerate() {
         forward_code.push(step_code(g, i, step));
     }
+    let sends = messages_code(g);
     let output_ty = &g.saga.output_ty;
     let final_expr = &g.saga.final_expr;
     forward_code.push(quote! {
+        #sends
         let __sagaflow_output: #output_ty = #final_expr;
         // In memory the end is a plain call: an await here, never taken,
         // still costs the state machine a resume point per saga.
@@ -61,6 +63,45 @@ pub(super) fn code(g: &Gen<'_>) -> Vec<TokenStream> {
         return ::core::result::Result::Ok(__sagaflow_output);
     });
     forward_code
+}
+
+/// A saga whose body sends, in memory on a runner without a sink, fails
+/// before its first step: its messages would have nowhere to go.
+fn sending_allowed(g: &Gen<'_>) -> TokenStream {
+    if g.saga.sends.is_empty() {
+        return TokenStream::new();
+    }
+    quote! {
+        // Nested, not a `let` chain: the user's crate may be on an older edition.
+        if !<__SagaflowJournal as ::sagaflow::__private::Journal>::DURABLE {
+            if let ::core::result::Result::Err(__sagaflow_failure) = __sagaflow_run.sending_allowed() {
+                return ::core::result::Result::Err(__sagaflow_run.failed(__sagaflow_failure).await);
+            }
+        }
+    }
+}
+
+/// The body's messages, handed to the run once every step has succeeded; if
+/// they cannot be sent, every step is compensated.
+fn messages_code(g: &Gen<'_>) -> TokenStream {
+    if g.saga.sends.is_empty() {
+        return TokenStream::new();
+    }
+    let sends = super::send::sends_code(&g.saga.sends);
+    let n = g.an.steps.len();
+    let on_failure = if n == 0 {
+        quote!(return ::core::result::Result::Err(__sagaflow_run.failed(__sagaflow_failure).await);)
+    } else {
+        let b = &g.backward_variants[n];
+        let b_fields = &g.an.layout.backward[n];
+        quote!(break '__sagaflow_forward __SagaflowState::#b { #(#b_fields,)* __sagaflow_failure };)
+    };
+    quote! {
+        #sends
+        if let ::core::result::Result::Err(__sagaflow_failure) = __sagaflow_run.messages_ready().await {
+            #on_failure
+        }
+    }
 }
 
 /// Step `i`, its failure, and the slot after it.

@@ -72,6 +72,7 @@ mod exprs;
 mod fallback;
 mod forward;
 mod scope;
+mod send;
 mod signature;
 mod unsupported;
 
@@ -137,6 +138,7 @@ fn build(cx: &Ctxt, func: &ItemFn, name: Option<Ident>) -> Option<Saga> {
         output_ty: signature.output_ty,
         error_ty: signature.error_ty,
         body: body.nodes,
+        sends: body.sends,
         final_expr,
     })
 }

@@ -438,7 +438,12 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Executor<St, H> {
             H::TIMED,
             false,
         );
-        let result = saga.__sagaflow_drive_with(&mut run).instrument(span).await;
+        let outgoing = crate::outbox::sending::Outgoing::new(S::NAME, id);
+        run.outgoing = Some(outgoing.clone());
+        let drive = saga.__sagaflow_drive_with(&mut run);
+        let result = crate::outbox::sending::WithOutgoing::new(drive, Some(outgoing))
+            .instrument(span)
+            .await;
         let stopped = match (run.take_refusal(), run.take_halt()) {
             (Some(reason), _) => Some(Stopped::Refused(reason)),
             (None, Some(error)) => Some(Stopped::Halted(error)),

@@ -59,16 +59,17 @@ pub trait Journal: Send + Sync {
         entries: Vec<Entry>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Keeps a step's outcome to write with the next transition, in one commit:
-    /// that comes before the saga moves past the step, and a crash before it runs
-    /// the step again with the same idempotency key, as a crash mid-step would.
+    /// Keeps a step's outcome (and the messages it sent) to write with the
+    /// next transition, in one commit: that comes before the saga moves past
+    /// the step, and a crash before it runs the step again with the same
+    /// idempotency key, as a crash mid-step would.
     fn defer(&mut self, entry: Entry) {
         let _ = entry;
     }
 
-    /// The outcome kept by [`defer`](Journal::defer), if any.
-    fn take_deferred(&mut self) -> Option<Entry> {
-        None
+    /// The entries kept by [`defer`](Journal::defer), in order; empty if none.
+    fn take_deferred(&mut self) -> Vec<Entry> {
+        Vec::new()
     }
 
     /// Notes the store error that stops the run: from then on nothing runs and
@@ -214,7 +215,7 @@ pub struct Durable<St: Store> {
     store: St,
     claim: Arc<Claim<St>>,
     replay: ReplayIndex,
-    deferred: Option<Entry>,
+    deferred: Vec<Entry>,
     halted: Option<StoreError>,
     refused: Option<String>,
 }
@@ -225,7 +226,7 @@ impl<St: Store + Clone> Durable<St> {
             store,
             claim,
             replay: ReplayIndex::from(journal),
-            deferred: None,
+            deferred: Vec::new(),
             halted: None,
             refused: None,
         }
@@ -256,11 +257,11 @@ impl<St: Store + Clone> Journal for Durable<St> {
     }
 
     fn defer(&mut self, entry: Entry) {
-        self.deferred = Some(entry);
+        self.deferred.push(entry);
     }
 
-    fn take_deferred(&mut self) -> Option<Entry> {
-        self.deferred.take()
+    fn take_deferred(&mut self) -> Vec<Entry> {
+        core::mem::take(&mut self.deferred)
     }
 
     fn halt(&mut self, error: StoreError) {

@@ -25,6 +25,9 @@ use std::time::{Duration, SystemTime};
 use crate::SagaId;
 use crate::durable::{Store, StoreError};
 
+pub(crate) mod in_run;
+pub(crate) mod sending;
+
 /// One message, as it is stored and delivered.
 ///
 /// The id is stable: made from the saga's id and the message's position

@@ -364,17 +364,24 @@ where
     async fn run_once(&mut self, plan: Plan) -> Result<S::Output, SagaError<S::Error>> {
         let saga = (self.make)();
         let hooks = NoHooks;
+        let id = SagaId::random();
         let mut run = Run::with_journal(
             &hooks,
             plan,
             S::NAME,
-            SagaId::random(),
+            id,
             S::STEPS,
             tracing::Span::none(),
             false,
             true,
         );
-        saga.__sagaflow_drive_with(&mut run).await
+        // What the saga sends in these sweeps goes nowhere on purpose: they
+        // are about steps and compensations; the crash sweep checks the outbox.
+        let outgoing = crate::outbox::sending::Outgoing::new(S::NAME, id);
+        run.outgoing = Some(outgoing.clone());
+        run.sink = Some(&crate::outbox::sending::Discard);
+        let drive = saga.__sagaflow_drive_with(&mut run);
+        crate::outbox::sending::WithOutgoing::new(drive, Some(outgoing)).await
     }
 
     /// Runs the saga once clean, then once per step and fault with that step made

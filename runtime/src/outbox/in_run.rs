@@ -1,0 +1,123 @@
+//! What a saga run does with the messages its steps and body send: in a
+//! durable run they join the commit of the transition that made them; in
+//! memory they go to the runner's sink once that transition has happened.
+
+use serde::Serialize;
+
+use super::SendError;
+use crate::context::Phase;
+use crate::durable::Entry;
+use crate::durable::journal::Journal;
+use crate::error::StepFailure;
+use crate::hooks::Hooks;
+use crate::report::Outcome;
+use crate::run::Run;
+
+/// What `sagaflow::send!` can send: `serde::Serialize`. Its own trait so that
+/// a type that falls short is named with the fix.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be sent as a message",
+    label = "`{Self}` is not `serde::Serialize`",
+    note = "a message is stored as JSON with the saga's commit and relayed later: derive `serde::Serialize` for the message's type"
+)]
+#[doc(hidden)]
+pub trait Sendable: Serialize {}
+
+// Not looked through in errors: the message above is the one to read.
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + ?Sized> Sendable for T {}
+
+/// The name a failure of the body's messages is reported under, where a
+/// step's name would be.
+pub(crate) const SEND_STEP: &str = "sagaflow::send!";
+
+impl<H: Hooks, J: Journal> Run<'_, H, J> {
+    /// Hands over what step (or compensation) `index` sent, now that it has
+    /// succeeded: into the next commit of a durable run, to the sink in memory.
+    pub(crate) async fn hand_over(&mut self, index: u32, phase: Phase) -> Result<(), String> {
+        let Some(outgoing) = &self.outgoing else {
+            return Ok(());
+        };
+        let messages = outgoing.take(index, phase);
+        if messages.is_empty() {
+            return Ok(());
+        }
+        if J::DURABLE {
+            self.journal.defer(Entry::Sent { messages });
+            return Ok(());
+        }
+        match self.sink {
+            Some(sink) => sink
+                .deliver_boxed(&messages)
+                .await
+                .map_err(|e| format!("the runner's sink refused them: {e}")),
+            None => Err(SendError::NoOutbox { saga: self.saga }.to_string()),
+        }
+    }
+
+    /// Fails a run in memory that would send with nowhere to send to, before
+    /// any step runs: a saga whose body sends calls this first.
+    pub fn sending_allowed<E>(&mut self) -> Result<(), StepFailure<E>> {
+        if self.outgoing.is_some() {
+            return Ok(());
+        }
+        let message = SendError::NoOutbox { saga: self.saga }.to_string();
+        Err(self.messages_failed(0, message))
+    }
+
+    /// A message of the body (`sagaflow::send!`), sent at the saga's commit.
+    pub fn send_at_commit<T: Sendable + ?Sized>(
+        &self,
+        destination: &str,
+        key: Option<String>,
+        message: &T,
+    ) {
+        if let Some(outgoing) = &self.outgoing {
+            outgoing.send_at_commit(destination, key, message);
+        }
+    }
+
+    /// Makes the body's messages ready for the commit, once every step
+    /// succeeded: kept for the final write of a durable run, handed to the sink
+    /// in memory. A failure here compensates every step, as a failed last step
+    /// would: the saga does not commit without its messages.
+    pub async fn messages_ready<E>(&mut self) -> Result<(), StepFailure<E>> {
+        let index = self.steps.len() as u32;
+        let Some(outgoing) = &self.outgoing else {
+            let message = SendError::NoOutbox { saga: self.saga }.to_string();
+            return Err(self.messages_failed(index, message));
+        };
+        let messages = match outgoing.take_body() {
+            Ok(messages) => messages,
+            Err(message) => return Err(self.messages_failed(index, message)),
+        };
+        if J::DURABLE {
+            self.commit_messages = messages;
+            return Ok(());
+        }
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let delivered = match self.sink {
+            Some(sink) => sink.deliver_boxed(&messages).await,
+            None => {
+                return Err(self
+                    .messages_failed(index, SendError::NoOutbox { saga: self.saga }.to_string()));
+            }
+        };
+        match delivered {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let message = format!("the runner's sink refused the saga's messages: {e}");
+                Err(self.messages_failed(index, message))
+            }
+        }
+    }
+
+    #[cold]
+    fn messages_failed<E>(&mut self, index: u32, message: String) -> StepFailure<E> {
+        tracing::warn!(parent: &self.span, error = %message, "the saga's messages were not sent, compensating");
+        self.push_failure(SEND_STEP, index, 1, Outcome::Failed, None, message.clone());
+        StepFailure::NotSent { message }
+    }
+}

@@ -1,0 +1,4 @@
+// `sagaflow::send!` outside a `#[saga]` body.
+fn main() {
+    sagaflow::send!("audit", &1);
+}

@@ -413,3 +413,71 @@ async fn durably_a_compensated_saga_commits_its_steps_and_compensations_messages
         ]
     );
 }
+
+/// A handle whose clones share one till, as the test kit's resources must.
+#[derive(Clone, Default)]
+struct Till(Arc<Mutex<Vec<String>>>);
+
+#[step(compensate = void)]
+async fn ring_up(till: &Till, order: &Order) -> Result<u64, ShopError> {
+    till.0.lock().unwrap().push(format!("rang up {}", order.id));
+    StepContext::send("till", &format!("rang up {}", order.id))?;
+    Ok(order.total)
+}
+
+async fn void(till: &Till, order: &Order, _total: &u64) -> Result<(), ShopError> {
+    till.0.lock().unwrap().push(format!("voided {}", order.id));
+    StepContext::send("till", &format!("voided {}", order.id))?;
+    Ok(())
+}
+
+#[step(pivot)]
+async fn hand_over(order: &Order) -> Result<u32, ShopError> {
+    Ok(order.id)
+}
+
+#[saga]
+async fn sell(till: &Till, order: Order) -> Result<u32, ShopError> {
+    let total = ring_up(till, &order).await?;
+    let parcel = hand_over(&order).await?;
+    sagaflow::send!("receipts", &format!("{} paid {total}", order.id));
+    Ok(parcel)
+}
+
+#[test]
+fn the_test_kit_sees_what_each_run_sent() {
+    use sagaflow::testing::SagaTest;
+    let till = Till::default();
+    let mut committed_with_receipt = 0;
+    let mut test = SagaTest::new(|| {
+        till.0.lock().unwrap().clear();
+        SellSaga::new(&till, order())
+    })
+    .invariant(|run| {
+        let to: Vec<&str> = run.messages().iter().map(|m| m.destination.as_str()).collect();
+        let want: &[&str] = match (run.committed(), run.undone().is_empty()) {
+            (true, _) => &["till", "receipts"],
+            (false, false) => &["till", "till"],
+            (false, true) => &[],
+        };
+        if run.committed() {
+            committed_with_receipt += 1;
+        }
+        if to == want {
+            Ok(())
+        } else {
+            Err(format!("sent to {to:?}, expected {want:?}"))
+        }
+    });
+    test.failure_sweep().unwrap();
+    let crashes = test
+        .crash_sweep(|store| {
+            Executor::new(store)
+                .resource(till.clone())
+                .register::<SellSaga>()
+        })
+        .unwrap();
+    assert!(crashes.runs() >= 4, "{crashes}");
+    drop(test);
+    assert!(committed_with_receipt >= 2);
+}

@@ -220,14 +220,25 @@ impl<F: Future> Future for WithOutgoing<F> {
     }
 }
 
-/// A sink that takes every message and keeps none: for the test kit's
-/// in-memory sweeps, which are about steps, not messages.
+/// A sink that keeps every message, for the test kit's in-memory sweeps.
 #[cfg(feature = "testing")]
-pub(crate) struct Discard;
+#[derive(Default)]
+pub(crate) struct Kept(Mutex<Vec<Message>>);
 
 #[cfg(feature = "testing")]
-impl Sink for Discard {
-    async fn deliver(&self, _: &[Message]) -> Result<(), SinkError> {
+impl Kept {
+    pub(crate) fn take(&self) -> Vec<Message> {
+        core::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+#[cfg(feature = "testing")]
+impl Sink for Kept {
+    async fn deliver(&self, messages: &[Message]) -> Result<(), SinkError> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(messages);
         Ok(())
     }
 }

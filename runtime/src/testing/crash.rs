@@ -259,6 +259,18 @@ where
             if record.status == SagaStatus::Running {
                 return Err(wrong("the saga is still running after recovery".to_owned()));
             }
+            // What the store holds for the outbox, after recovery: each
+            // message once, a body's messages only if the saga committed.
+            let stored: Vec<crate::outbox::Message> = record
+                .journal
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::Sent { messages } => Some(messages.iter().cloned()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            let summary = summary.with_messages(stored);
             self.check(sweep, run, &summary)?;
             if !crashed {
                 return Ok(report);
@@ -282,6 +294,7 @@ fn summary_of(
         undone,
         failed_compensations,
         report: None,
+        messages: Vec::new(),
     }
 }
 

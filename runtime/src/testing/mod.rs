@@ -97,6 +97,7 @@ pub use crate::durable::journal::Fault;
 use crate::durable::journal::{Journal, Keep, Replayed, Share};
 use crate::durable::{DurableSaga, Entry, MissingResource, Resources, StoreError};
 use crate::hooks::NoHooks;
+use crate::outbox::Message;
 use crate::run::Run;
 use crate::{FailedCompensation, Phase, RunReport, SagaError, SagaId, StepKind};
 pub use crash::CrashStore;
@@ -110,6 +111,7 @@ pub struct RunSummary {
     undone: Vec<String>,
     failed_compensations: Vec<FailedCompensation>,
     report: Option<RunReport>,
+    messages: Vec<Message>,
 }
 
 impl RunSummary {
@@ -138,6 +140,19 @@ impl RunSummary {
         &self.failed_compensations
     }
 
+    /// What the run sent through the outbox, in order: what its steps and
+    /// compensations sent with their outcomes, and what its body sent with its
+    /// commit. In the crash sweep, the messages stored with the saga after
+    /// recovery.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    fn with_messages(mut self, messages: Vec<Message>) -> Self {
+        self.messages = messages;
+        self
+    }
+
     /// The run's report, when the run was in memory.
     pub fn report(&self) -> Option<&RunReport> {
         self.report.as_ref()
@@ -152,6 +167,7 @@ impl RunSummary {
                 undone: Vec::new(),
                 failed_compensations: Vec::new(),
                 report: None,
+                messages: Vec::new(),
             },
             Err(e) => RunSummary {
                 case,
@@ -160,6 +176,7 @@ impl RunSummary {
                 undone: e.undone().iter().map(|s| (*s).to_owned()).collect(),
                 failed_compensations: e.failed_compensations().to_vec(),
                 report: Some(e.report().clone()),
+                messages: Vec::new(),
             },
         }
     }
@@ -185,6 +202,24 @@ impl fmt::Display for SweepFailure {
 }
 
 impl std::error::Error for SweepFailure {}
+
+/// What is wrong with a run's messages, whatever the saga: a message sent
+/// twice (the same id), or a body message of a saga that did not commit.
+fn messages_broken(summary: &RunSummary) -> Option<String> {
+    let mut seen = std::collections::HashSet::new();
+    for message in &summary.messages {
+        if !seen.insert(message.id.as_str()) {
+            return Some(format!("message {} was sent twice", message.id));
+        }
+        if !summary.committed && message.id.contains("-end-") {
+            return Some(format!(
+                "message {} to `{}` was sent by the saga's body, but the saga did not commit",
+                message.id, message.destination
+            ));
+        }
+    }
+    None
+}
 
 /// What a sweep ran.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -279,6 +314,8 @@ pub struct SagaTest<'a, S> {
     make: Box<dyn FnMut() -> S + 'a>,
     invariant: Option<Invariant<'a>>,
     faults: Vec<Fault>,
+    /// What the last in-memory run sent.
+    sent: Vec<Message>,
 }
 
 impl<S> fmt::Debug for SagaTest<'_, S> {
@@ -331,6 +368,7 @@ where
             make: Box::new(make),
             invariant: None,
             faults: vec![Fault::Error, Fault::Timeout, Fault::Panic],
+            sent: Vec::new(),
         }
     }
 
@@ -348,6 +386,11 @@ where
     }
 
     fn check(&mut self, sweep: &str, run: usize, summary: &RunSummary) -> Result<(), SweepFailure> {
+        if let Some(broken) = messages_broken(summary) {
+            return Err(SweepFailure {
+                message: format!("{sweep}, run {run} ({}): {broken}", summary.case),
+            });
+        }
         if let Some(invariant) = self.invariant.as_mut()
             && let Err(broken) = invariant(summary)
         {
@@ -364,6 +407,7 @@ where
     async fn run_once(&mut self, plan: Plan) -> Result<S::Output, SagaError<S::Error>> {
         let saga = (self.make)();
         let hooks = NoHooks;
+        let kept = crate::outbox::sending::Kept::default();
         let id = SagaId::random();
         let mut run = Run::with_journal(
             &hooks,
@@ -375,13 +419,15 @@ where
             false,
             true,
         );
-        // What the saga sends in these sweeps goes nowhere on purpose: they
-        // are about steps and compensations; the crash sweep checks the outbox.
+        // What the saga sends is kept for the run's summary.
         let outgoing = crate::outbox::sending::Outgoing::new(S::NAME, id);
         run.outgoing = Some(outgoing.clone());
-        run.sink = Some(&crate::outbox::sending::Discard);
+        run.sink = Some(&kept);
         let drive = saga.__sagaflow_drive_with(&mut run);
-        crate::outbox::sending::WithOutgoing::new(drive, Some(outgoing)).await
+        let result = crate::outbox::sending::WithOutgoing::new(drive, Some(outgoing)).await;
+        drop(run);
+        self.sent = kept.take();
+        result
     }
 
     /// Runs the saga once clean, then once per step and fault with that step made
@@ -392,7 +438,7 @@ where
             let sweep = "failure sweep";
             let mut report = SweepReport::default();
             let clean = self.run_once(Plan::default()).await;
-            let summary = RunSummary::of("no fault".to_owned(), &clean);
+            let summary = RunSummary::of("no fault".to_owned(), &clean).with_messages(core::mem::take(&mut self.sent));
             report.cases.push(summary.case.clone());
             self.check(sweep, report.runs(), &summary)?;
             for (index, info) in S::STEPS.iter().enumerate() {
@@ -417,7 +463,7 @@ where
                             repeat: None,
                         })
                         .await;
-                    let summary = RunSummary::of(case.clone(), &result);
+                    let summary = RunSummary::of(case.clone(), &result).with_messages(core::mem::take(&mut self.sent));
                     report.cases.push(case.clone());
                     let run = report.runs();
                     let wrong = |what: String| SweepFailure {
@@ -484,7 +530,7 @@ where
                     })
                     .await;
                 report.cases.push(case.clone());
-                let summary = RunSummary::of(case, &result);
+                let summary = RunSummary::of(case, &result).with_messages(core::mem::take(&mut self.sent));
                 self.check(sweep, report.runs(), &summary)?;
             }
             for (index, info) in S::STEPS.iter().enumerate() {
@@ -514,7 +560,7 @@ where
                     })
                     .await;
                 report.cases.push(case.clone());
-                let summary = RunSummary::of(case.clone(), &result);
+                let summary = RunSummary::of(case.clone(), &result).with_messages(core::mem::take(&mut self.sent));
                 if let Err(e) = &result
                     && !e.failed_compensations().is_empty() {
                         let failed: Vec<String> =

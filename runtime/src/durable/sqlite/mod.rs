@@ -40,6 +40,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::oneshot;
 
+mod outbox;
 mod read;
 mod schema;
 mod writer;
@@ -404,7 +405,7 @@ impl Store for SqliteStore {
         Ok(
             match self.write(Write::AppendIf(id, status, entry)).await? {
                 Done::Skipped(found) => Err(found),
-                Done::Written | Done::Purged(_) => Ok(()),
+                _ => Ok(()),
             },
         )
     }
@@ -449,7 +450,7 @@ impl Store for SqliteStore {
         }
         match self.write(Write::Purge(before)).await? {
             Done::Purged(ids) => Ok(ids),
-            Done::Written | Done::Skipped(_) => Ok(Vec::new()),
+            _ => Ok(Vec::new()),
         }
     }
 }

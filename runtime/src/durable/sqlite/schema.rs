@@ -44,6 +44,8 @@ const MIGRATIONS: &[&str] = &[
          at         INTEGER NOT NULL,           -- Unix milliseconds
          PRIMARY KEY (saga_id, seq)
      );",
+    // Version 2.
+    super::outbox::MIGRATION,
 ];
 
 /// The schema version this code writes: the number of migrations.

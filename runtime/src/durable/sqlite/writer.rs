@@ -9,10 +9,12 @@ use std::sync::mpsc;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
+use super::outbox::{self, OutboxWrite};
 use super::{finished_before, id_text, now_millis, sql_error};
 use crate::SagaId;
 use crate::durable::rows::encode;
 use crate::durable::store::{Entry, NewSaga, SagaStatus, StoreError};
+use crate::outbox::ClaimedMessages;
 
 /// The most writes committed in one transaction. Bounds the latency of the
 /// first waiter of a batch and the size of one WAL append.
@@ -29,8 +31,10 @@ pub(super) enum Write {
     /// An append if the saga has this status, checked in the same transaction.
     AppendIf(SagaId, SagaStatus, Entry),
     /// Deletes the finished sagas whose status last changed before this time
-    /// (Unix milliseconds).
+    /// (Unix milliseconds), with their journals and messages.
     Purge(i64),
+    /// A relay's claim or settlement, or an operator's resend.
+    Outbox(OutboxWrite),
 }
 
 /// What a write did, once committed.
@@ -42,6 +46,10 @@ pub(super) enum Done {
     Skipped(Option<SagaStatus>),
     /// A purge deleted these sagas.
     Purged(Vec<SagaId>),
+    /// A claim leased these messages.
+    Claimed(ClaimedMessages),
+    /// A resend found a dead message with the id (`true`) or none.
+    Resent(bool),
 }
 
 pub(super) struct WriteRequest {
@@ -63,7 +71,7 @@ pub(super) struct Writer {
 }
 
 /// Why one write of a batch failed.
-enum Failure {
+pub(super) enum Failure {
     /// Refused before anything was written (unknown saga, duplicate id): the
     /// rest of the transaction goes on.
     Refused(StoreError),
@@ -345,6 +353,7 @@ fn apply(
                 finished_before(tx, path, *before).map_err(|e| Failure::Statement(e, false))?;
             for id in &ids {
                 for table in [
+                    "DELETE FROM outbox WHERE saga_id = ?1",
                     "DELETE FROM journal WHERE saga_id = ?1",
                     "DELETE FROM sagas WHERE id = ?1",
                 ] {
@@ -356,6 +365,7 @@ fn apply(
             }
             return Ok(Done::Purged(ids));
         }
+        Write::Outbox(write) => return outbox::apply(tx, path, write, now),
         Write::Create(saga) => {
             let id = saga.id;
             if next_seq(tx, path, cache, pending, id)?.is_some() {
@@ -413,6 +423,9 @@ fn apply(
                 ])
             })
             .map_err(statement(format!("cannot append entry {seq} to saga {id}")))?;
+            if let Entry::Sent { messages } = entry {
+                outbox::insert(tx, path, id, seq, messages, now)?;
+            }
             if let Some(status) = new_status {
                 tx.prepare_cached("UPDATE sagas SET status = ?2, updated_at = ?3 WHERE id = ?1")
                     .and_then(|mut stmt| stmt.execute(params![id_text(id), status.as_str(), now]))

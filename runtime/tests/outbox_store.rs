@@ -43,6 +43,32 @@ impl Backend for Sqlite {
     }
 }
 
+#[cfg(feature = "postgres")]
+struct Postgres {
+    store: sagaflow::durable::PgStore,
+}
+
+#[cfg(feature = "postgres")]
+impl Postgres {
+    async fn new(test: &str) -> Option<Postgres> {
+        let url = support::pg_url()?;
+        let config = sagaflow::durable::PgConfig::new(url).schema(support::schema_for(test));
+        let store = sagaflow::durable::PgStore::connect_with(config)
+            .await
+            .expect("connect to SAGAFLOW_PG_URL");
+        Some(Postgres { store })
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Backend for Postgres {
+    type S = sagaflow::durable::PgStore;
+
+    fn store(&self) -> &Self::S {
+        &self.store
+    }
+}
+
 /// Each test, once per store: `sqlite::name` and `postgres::name`.
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
@@ -51,6 +77,18 @@ macro_rules! both_stores {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(&super::Sqlite::new()).await;
+                }
+            )*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(backend) = super::Postgres::new(stringify!($name)).await else {
+                        return;
+                    };
+                    super::$name(&backend).await;
                 }
             )*
         }
@@ -588,4 +626,172 @@ async fn an_old_sqlite_store_gains_the_outbox_when_opened() {
         .parse()
         .unwrap();
     assert_eq!(version, 2);
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL only: relays in parallel over separate stores
+
+/// What the relays of the parallel test saw, checked as they go.
+#[cfg(feature = "postgres")]
+#[derive(Default)]
+struct Seen {
+    /// Message id → the relay holding it now (between its claim's answer and
+    /// its settlement's call, a part of the real lease).
+    held: std::collections::HashMap<String, usize>,
+    /// Saga → the relay holding messages of it now, and how many.
+    sagas: std::collections::HashMap<SagaId, (usize, usize)>,
+    /// Saga → what was delivered of it, in order: (seq, message id).
+    delivered: std::collections::HashMap<SagaId, Vec<(u64, String)>>,
+    violations: Vec<String>,
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relays_over_separate_stores_never_share_a_message_or_a_saga() {
+    use std::sync::{Arc, Mutex};
+
+    const RELAYS: usize = 8;
+    const SAGAS: usize = 500;
+    let Some(url) = support::pg_url() else {
+        return;
+    };
+    let schema = support::schema_for("relays_in_parallel");
+    let connect = || {
+        let config = sagaflow::durable::PgConfig::new(url.clone()).schema(schema.clone());
+        sagaflow::durable::PgStore::connect_with(config)
+    };
+    let writer = connect().await.expect("connect");
+    // 500 sagas × 3 messages: one with step 0's success, two with step 1's.
+    let made = futures_util::future::join_all((0..SAGAS).map(|_| {
+        let writer = writer.clone();
+        async move {
+            let id = saga(&writer).await;
+            writer.append_all(id, sent(id, 0, 1)).await.unwrap();
+            writer.append_all(id, sent(id, 1, 2)).await.unwrap();
+            id
+        }
+    }))
+    .await;
+    assert_eq!(made.len(), SAGAS);
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut relays = Vec::new();
+    for relay in 0..RELAYS {
+        let store = connect().await.expect("connect");
+        let seen = seen.clone();
+        relays.push(tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            let mut idle = 0;
+            while idle < 20 && tokio::time::Instant::now() < deadline {
+                let claim = store.claim_messages(12, LONG).await.expect("claim");
+                if claim.messages.is_empty() {
+                    idle += 1;
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                    continue;
+                }
+                idle = 0;
+                let mut settlements = Vec::new();
+                {
+                    let seen = &mut *seen.lock().unwrap();
+                    for m in &claim.messages {
+                        if let Some(other) = seen.held.insert(m.message.id.clone(), relay) {
+                            let v = format!("{} held by {other} and {relay}", m.message.id);
+                            seen.violations.push(v);
+                        }
+                        let holder = seen.sagas.entry(m.saga_id).or_insert((relay, 0));
+                        if holder.0 != relay {
+                            let v = format!("saga {} held by {} and {relay}", m.saga_id, holder.0);
+                            seen.violations.push(v);
+                        }
+                        holder.1 += 1;
+                    }
+                }
+                // Deliver: one saga in ten fails its first transition, and
+                // the rest of that saga's messages are not tried.
+                let mut failed: Option<(SagaId, u64)> = None;
+                for m in &claim.messages {
+                    let id = m.message.id.clone();
+                    if let Some((saga, seq)) = failed
+                        && saga == m.saga_id
+                    {
+                        settlements.push(if seq == m.seq {
+                            Settlement::Retry {
+                                id,
+                                error: "flaky".into(),
+                                retry_at: SystemTime::now() + Duration::from_millis(20),
+                            }
+                        } else {
+                            Settlement::Released { id }
+                        });
+                        continue;
+                    }
+                    let first_of_saga = !claim
+                        .messages
+                        .iter()
+                        .any(|o| o.saga_id == m.saga_id && (o.seq, &o.message.id) < (m.seq, &id));
+                    if first_of_saga && fastrand::u8(..10) == 0 {
+                        failed = Some((m.saga_id, m.seq));
+                        settlements.push(Settlement::Retry {
+                            id,
+                            error: "flaky".into(),
+                            retry_at: SystemTime::now() + Duration::from_millis(20),
+                        });
+                        continue;
+                    }
+                    let seen = &mut *seen.lock().unwrap();
+                    let log = seen.delivered.entry(m.saga_id).or_default();
+                    if let Some((seq, last)) = log.last()
+                        && (*seq, last.as_str()) >= (m.seq, id.as_str())
+                    {
+                        let v = format!("{id} delivered after {last}");
+                        seen.violations.push(v);
+                    }
+                    log.push((m.seq, id.clone()));
+                    settlements.push(Settlement::Delivered { id });
+                }
+                tokio::time::sleep(Duration::from_micros(fastrand::u64(..2000))).await;
+                {
+                    let mut seen = seen.lock().unwrap();
+                    for m in &claim.messages {
+                        seen.held.remove(&m.message.id);
+                        if let Some(holder) = seen.sagas.get_mut(&m.saga_id) {
+                            holder.1 -= 1;
+                            if holder.1 == 0 {
+                                seen.sagas.remove(&m.saga_id);
+                            }
+                        }
+                    }
+                }
+                store
+                    .settle_messages(claim.token, settlements)
+                    .await
+                    .expect("settle");
+            }
+        }));
+    }
+    for relay in relays {
+        relay.await.expect("relay");
+    }
+    let mut delivered: Vec<String> = {
+        let seen = seen.lock().unwrap();
+        assert!(seen.violations.is_empty(), "{:#?}", seen.violations);
+        seen.delivered
+            .values()
+            .flat_map(|log| log.iter().map(|(_, id)| id.clone()))
+            .collect()
+    };
+    assert_eq!(delivered.len(), SAGAS * 3, "every message delivered once");
+    delivered.sort();
+    delivered.dedup();
+    assert_eq!(delivered.len(), SAGAS * 3, "no message delivered twice");
+    let stored = writer
+        .messages(MessageFilter {
+            state: Some(MessageState::Delivered),
+            ..MessageFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), SAGAS * 3);
+    let retried = stored.iter().filter(|m| m.attempts > 0).count();
+    assert!(retried > 0, "some deliveries failed first");
 }

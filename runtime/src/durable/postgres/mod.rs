@@ -5,6 +5,7 @@ mod config;
 mod error;
 mod lease;
 mod operate;
+mod outbox;
 mod read;
 mod schema;
 mod sql;

@@ -20,7 +20,7 @@ use crate::outbox::{
 /// Schema version 2: the outbox table. `rowid` is the order messages were
 /// written in, which is the order sagas take their turns in a claim.
 pub(super) const MIGRATION: &str = "
-     CREATE TABLE outbox (
+     CREATE TABLE IF NOT EXISTS outbox (
          id           TEXT PRIMARY KEY NOT NULL, -- Message::id, unique in the store
          saga_id      TEXT NOT NULL,
          seq          INTEGER NOT NULL,          -- journal seq of the `sent` entry
@@ -37,9 +37,9 @@ pub(super) const MIGRATION: &str = "
          last_error   TEXT,
          delivered_at INTEGER                    -- Unix ms
      );
-     CREATE UNIQUE INDEX outbox_order ON outbox (saga_id, seq, n);
-     CREATE INDEX outbox_pending ON outbox (saga_id, seq, n) WHERE state = 'pending';
-     CREATE INDEX outbox_by_state ON outbox (state);";
+     CREATE UNIQUE INDEX IF NOT EXISTS outbox_order ON outbox (saga_id, seq, n);
+     CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (saga_id, seq, n) WHERE state = 'pending';
+     CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox (state);";
 
 /// An outbox write, done by the writer in its transaction.
 pub(super) enum OutboxWrite {

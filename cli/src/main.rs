@@ -1,12 +1,14 @@
 //! `sagaflow`: the operator's view of a sagaflow store.
 //!
 //! Lists, shows, repairs and purges the sagas in a store, from the shell or
-//! from a local web page (`sagaflow serve`). It reads and writes only through
-//! the public `Store` interface, so it shows any store that implements it.
+//! from a local web page (`sagaflow serve`), and lists and re-sends the
+//! messages of its outbox. It reads and writes only through the public `Store`
+//! and `Outbox` interfaces, so it shows any store that implements them.
 //! The commands, their JSON and their exit codes are documented in
 //! `docs/operating.md`.
 
 mod html;
+mod messages;
 mod serve;
 mod text;
 mod view;
@@ -19,6 +21,7 @@ use sagaflow::SagaId;
 use sagaflow::durable::{
     Durability, DurableError, Executor, SagaFilter, SagaStatus, SqliteStore, Store,
 };
+use sagaflow::outbox::{MessageFilter, MessageState, Outbox};
 
 use crate::view::SagaView;
 
@@ -101,6 +104,28 @@ enum Command {
         /// JSON for scripts: the ids purged (or that would be).
         #[arg(long)]
         json: bool,
+    },
+    /// The outbox: one line a message, sagas oldest first, each in order:
+    /// id, destination, key, state, attempts, age and the last error.
+    Messages {
+        /// Only messages in this state.
+        #[arg(long, value_parser = messages::parse_state)]
+        state: Option<MessageState>,
+        /// Only the messages of this saga.
+        #[arg(long, value_name = "ID")]
+        saga: Option<SagaId>,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// JSON for scripts: an array of objects, one a message.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sends a dead message again: it becomes pending with its attempts
+    /// reset, and the application's relay delivers it.
+    Resend {
+        /// The message's id, as `messages` shows it.
+        id: String,
     },
     /// A local web page over the store: the list, each saga's graph, journal
     /// and report, and the two interventions as forms.
@@ -219,7 +244,7 @@ async fn on_postgres(_url: &str, _schema: &str, _command: Command) -> Result<Str
 }
 
 /// Runs one command on `store` (shown as `place`) and answers what to print.
-async fn command<St: Store + Clone>(
+async fn command<St: Outbox + Clone>(
     store: St,
     place: String,
     command: Command,
@@ -277,6 +302,20 @@ async fn command<St: Store + Clone>(
                 .map_err(|e| Failure::store(e.to_string()))?;
             Ok(purged(&ids, dry_run, json))
         }
+        Command::Messages {
+            state,
+            saga,
+            limit,
+            json,
+        } => {
+            let filter = MessageFilter {
+                state,
+                saga_id: saga,
+                limit,
+            };
+            messages::list(&store, filter, json, now).await
+        }
+        Command::Resend { id } => messages::resend(&store, &id).await,
         Command::Serve(options) => serve::run(store, place, options)
             .await
             .map(|()| String::new()),

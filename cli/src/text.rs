@@ -8,7 +8,7 @@ use comfy_table::{ContentArrangement, Table};
 use crate::view::{SagaView, rfc3339};
 
 /// A new table in the style every command uses.
-fn table(header: &[&str]) -> Table {
+pub fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)

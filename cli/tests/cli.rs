@@ -411,3 +411,153 @@ fn a_store_in_use_by_a_running_application_is_refused_clearly() {
             .success()
     );
 }
+
+/// A store whose outbox holds a delivered, a dead and a pending message of
+/// one saga; answers the saga's id.
+fn outbox_store(path: &std::path::Path) -> sagaflow::SagaId {
+    use sagaflow::durable::{Durability, Entry, NewSaga, SqliteStore, Store};
+    use sagaflow::outbox::{Message, Outbox, Settlement};
+
+    // Opened and closed while no child is being started (see `common::SPAWN`).
+    let _held = common::SPAWN.lock().unwrap_or_else(|p| p.into_inner());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = SqliteStore::open(path, Durability::Full).unwrap();
+        let id = sagaflow::SagaId::random();
+        let saga = NewSaga {
+            id,
+            saga_type: "checkout".into(),
+            fingerprint: "f".into(),
+            input: b"{}".to_vec(),
+        };
+        store.create(saga).await.unwrap();
+        let message = |n: u32, destination: &str| Message {
+            id: format!("{id}-s0-{n}"),
+            destination: destination.into(),
+            key: (n == 1).then(|| "order-7".to_owned()),
+            payload: format!("{{\"n\":{n}}}").into_bytes(),
+            created_ms: 1_764_633_600_000,
+        };
+        let entries = vec![
+            Entry::StepSucceeded {
+                index: 0,
+                output: b"null".to_vec(),
+            },
+            Entry::Sent {
+                messages: vec![
+                    message(0, "audit"),
+                    message(1, "notifications"),
+                    message(2, "inventory"),
+                ],
+            },
+        ];
+        store.append_all(id, entries).await.unwrap();
+        let claim = store
+            .claim_messages(10, std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(claim.messages.len(), 3);
+        let settlements = vec![
+            Settlement::Delivered {
+                id: format!("{id}-s0-0"),
+            },
+            Settlement::Dead {
+                id: format!("{id}-s0-1"),
+                error: "stream notifications: NOPERM".into(),
+            },
+            Settlement::Released {
+                id: format!("{id}-s0-2"),
+            },
+        ];
+        store
+            .settle_messages(claim.token, settlements)
+            .await
+            .unwrap();
+        drop(store);
+        id
+    })
+}
+
+#[test]
+fn messages_lists_the_outbox_and_resend_sends_a_dead_one_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let id = outbox_store(&path);
+    let store = path.to_str().unwrap();
+
+    let all = json(&["messages", "--store", store, "--json"]);
+    let rows = all.as_array().unwrap();
+    let states: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["destination"].as_str().unwrap(),
+                r["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("audit", "delivered"),
+            ("notifications", "dead"),
+            ("inventory", "pending")
+        ]
+    );
+    let dead = &rows[1];
+    assert_eq!(dead["id"], format!("{id}-s0-1"));
+    assert_eq!(dead["saga_id"], id.to_string());
+    assert_eq!(dead["key"], "order-7");
+    assert_eq!(dead["payload"]["n"], 1);
+    assert_eq!(dead["attempts"], 1);
+    assert_eq!(dead["last_error"], "stream notifications: NOPERM");
+    assert_eq!(dead["created_at"], "2025-12-02T00:00:00.000Z");
+    assert!(dead["delivered_at"].is_null());
+    assert!(rows[0]["delivered_at"].as_str().unwrap().ends_with('Z'));
+
+    let only_dead = json(&["messages", "--store", store, "--state", "dead", "--json"]);
+    assert_eq!(only_dead.as_array().unwrap().len(), 1);
+    let other = "0123456789abcdef0123456789abcdef";
+    let none = json(&["messages", "--store", store, "--saga", other, "--json"]);
+    assert!(none.as_array().unwrap().is_empty());
+    let ours = json(&[
+        "messages",
+        "--store",
+        store,
+        "--saga",
+        &id.to_string(),
+        "--json",
+    ]);
+    assert_eq!(ours.as_array().unwrap().len(), 3);
+    let first = json(&["messages", "--store", store, "--limit", "1", "--json"]);
+    assert_eq!(first[0]["destination"], "audit");
+
+    let table = stdout(&sagaflow(&[
+        "messages", "--store", store, "--state", "dead",
+    ]));
+    assert!(table.contains(&format!("{id}-s0-1")), "{table}");
+    assert!(table.contains("NOPERM"), "{table}");
+    assert!(!table.contains("inventory"), "{table}");
+
+    let resent = sagaflow(&["resend", &format!("{id}-s0-1"), "--store", store]);
+    assert!(resent.status.success(), "{}", stderr(&resent));
+    assert!(stdout(&resent).contains("pending again"));
+    let after = json(&["messages", "--store", store, "--state", "dead", "--json"]);
+    assert!(after.as_array().unwrap().is_empty());
+    let pending = json(&["messages", "--store", store, "--state", "pending", "--json"]);
+    assert_eq!(pending[0]["id"], format!("{id}-s0-1"));
+    assert_eq!(pending[0]["attempts"], 0);
+
+    // Not dead any more, or never there: exit code 5, one line.
+    for missing in [format!("{id}-s0-1"), "no-such-message".to_owned()] {
+        let again = sagaflow(&["resend", &missing, "--store", store]);
+        assert_eq!(again.status.code(), Some(5), "{}", stderr(&again));
+        let err = stderr(&again);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("no dead message"), "{err}");
+        assert!(stdout(&again).is_empty());
+    }
+    let bad = sagaflow(&["messages", "--store", store, "--state", "lost"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("not a message state"));
+}

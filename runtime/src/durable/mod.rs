@@ -4,6 +4,7 @@
 mod claim;
 mod executor;
 pub(crate) mod journal;
+mod outbox_rows;
 mod outcome;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -198,6 +198,13 @@ pub trait Outbox: Store {
     /// (so that a saga's messages leave in order, and never from two relays at
     /// once). Several relays over one store never get the same message while
     /// its lease holds.
+    ///
+    /// The messages of one transition (one [`PendingMessage::seq`]) are
+    /// leased whole or not at all, so that a sink gets each transition in one
+    /// delivery; a transition with more than `limit` messages is leased whole
+    /// when it comes first in a claim (it could never leave otherwise). Sagas
+    /// take turns oldest first. A dead message no longer holds back its saga's
+    /// later messages.
     fn claim_messages(
         &self,
         limit: usize,

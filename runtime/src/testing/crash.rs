@@ -4,6 +4,7 @@
 use core::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use super::{
     Plan, RunSummary, SagaTest, SweepFailure, SweepReport, paused_runtime, quiet_injected_panics,
@@ -12,6 +13,7 @@ use crate::durable::{
     Durability, Durable, DurableSaga, Entry, Executor, NewSaga, RecoveredOutcome, SagaRecord,
     SagaStatus, SqliteStore, Store, StoreError,
 };
+use crate::outbox::{ClaimedMessages, MessageFilter, Outbox, Settlement, StoredMessage};
 use crate::{FailedCompensation, SagaId};
 
 /// The store of a crash sweep: a store (a temporary SQLite file, or the one
@@ -37,6 +39,47 @@ impl<St> CrashStore<St> {
     /// The store underneath.
     pub fn inner(&self) -> &St {
         &self.inner
+    }
+
+    /// Refuses a write once the process has "died", without counting one.
+    fn alive(&self) -> Result<(), StoreError> {
+        match self.remaining.load(Ordering::SeqCst) {
+            0 => Err(StoreError::new("crash sweep: the process died here")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The outbox of the store underneath, so that a sweep can run over an outbox
+/// store and check its messages. A relay's claims and settlements are not
+/// crash points (the sweep kills the saga at its transitions), but once the
+/// process has "died" they are refused like every other write; reads go on.
+impl<St: Outbox + Clone> Outbox for CrashStore<St> {
+    async fn claim_messages(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<ClaimedMessages, StoreError> {
+        self.alive()?;
+        self.inner.claim_messages(limit, lease).await
+    }
+
+    async fn settle_messages(
+        &self,
+        token: u64,
+        settlements: Vec<Settlement>,
+    ) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.settle_messages(token, settlements).await
+    }
+
+    async fn messages(&self, filter: MessageFilter) -> Result<Vec<StoredMessage>, StoreError> {
+        self.inner.messages(filter).await
+    }
+
+    async fn resend(&self, id: &str) -> Result<bool, StoreError> {
+        self.alive()?;
+        self.inner.resend(id).await
     }
 }
 
@@ -311,5 +354,64 @@ fn describe(entry: &Entry) -> String {
         Entry::Finished { status, .. } => format!("the saga finished {status}"),
         Entry::Intervention { .. } => "a person intervened".to_owned(),
         Entry::Sent { messages } => format!("{} message(s) were sent", messages.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::Message;
+
+    #[test]
+    fn the_outbox_is_forwarded_until_the_process_dies() {
+        let runtime = paused_runtime().unwrap();
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let inner = SqliteStore::open(dir.path().join("s.db"), Durability::Normal).unwrap();
+            let store = CrashStore {
+                inner,
+                remaining: Arc::new(AtomicUsize::new(2)),
+            };
+            let id = SagaId::random();
+            let saga = NewSaga {
+                id,
+                saga_type: "s".into(),
+                fingerprint: "f".into(),
+                input: b"{}".to_vec(),
+            };
+            store.create(saga).await.unwrap();
+            let message = Message {
+                id: format!("{id}-end-0"),
+                destination: "audit".into(),
+                key: None,
+                payload: b"{}".to_vec(),
+                created_ms: 0,
+            };
+            let sent = Entry::Sent {
+                messages: vec![message],
+            };
+            store.append(id, sent).await.unwrap();
+            // Two writes were allowed: the process is dead now.
+            let lease = Duration::from_secs(30);
+            assert!(store.claim_messages(10, lease).await.is_err());
+            assert!(store.resend("x").await.is_err());
+            assert_eq!(
+                store
+                    .messages(MessageFilter::default())
+                    .await
+                    .unwrap()
+                    .len(),
+                1
+            );
+            // Recovery's store lives again; claims do not count as crash points.
+            store.remaining.store(1, Ordering::SeqCst);
+            let claim = store.claim_messages(10, lease).await.unwrap();
+            assert_eq!(claim.messages.len(), 1);
+            let settled = vec![Settlement::Delivered {
+                id: format!("{id}-end-0"),
+            }];
+            store.settle_messages(claim.token, settled).await.unwrap();
+            assert_eq!(store.remaining.load(Ordering::SeqCst), 1);
+        });
     }
 }

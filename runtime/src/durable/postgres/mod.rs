@@ -5,6 +5,7 @@ mod config;
 mod error;
 mod lease;
 mod operate;
+mod outbox;
 mod read;
 mod schema;
 mod sql;
@@ -96,7 +97,9 @@ use crate::SagaId;
 /// unless [`PgConfig::schema`] says otherwise), created on first connect:
 /// `sagaflow_meta` (an application marker and the schema version), `sagas` (one
 /// row per saga: input, status, the journal's next sequence number, and the
-/// lease: owner, token, expiry) and `journal` (one row per transition). A
+/// lease: owner, token, expiry), `journal` (one row per transition) and
+/// `outbox` (one row per message sent; see the [`Outbox`](crate::outbox::Outbox)
+/// impl below). A
 /// schema that holds other tables, or one written by a newer sagaflow, is
 /// refused untouched. Connections use no TLS: run the store on a trusted
 /// network or through a local proxy.

@@ -49,6 +49,29 @@ const MIGRATIONS: &[&str] = &[
          at         timestamptz NOT NULL,
          PRIMARY KEY (saga_id, seq)
      );",
+    // Version 2: the outbox (documented on `impl Outbox for PgStore`). Written to
+    // be run again over itself, as a test that winds the version back does.
+    "CREATE TABLE IF NOT EXISTS {s}.outbox (
+         id           text PRIMARY KEY,         -- Message::id, unique in the store
+         ord          bigserial NOT NULL,       -- the order messages were written in
+         saga_id      text NOT NULL,
+         seq          bigint NOT NULL,          -- journal seq of the `sent` entry
+         n            bigint NOT NULL,          -- position in that entry, from 0
+         destination  text NOT NULL,
+         key          text,
+         payload      bytea NOT NULL,           -- JSON
+         created_ms   bigint NOT NULL,          -- Unix milliseconds, as made
+         state        text NOT NULL,            -- MessageState::as_str
+         attempts     bigint NOT NULL,
+         available_at timestamptz NOT NULL,     -- not claimed before (backoff)
+         lease_token  bigint,                   -- the claim holding it, if any
+         lease_until  timestamptz,              -- server time
+         last_error   text,
+         delivered_at timestamptz
+     );
+     CREATE UNIQUE INDEX IF NOT EXISTS outbox_order ON {s}.outbox (saga_id, seq, n);
+     CREATE INDEX IF NOT EXISTS outbox_pending ON {s}.outbox (saga_id, seq, n) WHERE state = 'pending';
+     CREATE INDEX IF NOT EXISTS outbox_queue ON {s}.outbox (ord) WHERE state = 'pending';",
 ];
 
 /// The schema version this code writes: the number of migrations.

@@ -19,6 +19,8 @@ pub(super) struct Sql {
     pub(super) purge: String,
     /// The ids `purge` would delete.
     pub(super) purgeable: String,
+    /// The outbox's statements.
+    pub(super) outbox: super::outbox::OutboxSql,
 }
 
 impl Sql {
@@ -32,6 +34,27 @@ impl Sql {
                   WITH ORDINALITY AS e(kind, step_index, attempt, payload, note, ord)
              RETURNING seq"
         );
+        // The outbox rows of the `sent` entries among them, from parallel
+        // arrays starting at parameter `first`: id, the entry's ordinal in the
+        // write (from 1), position in the entry, destination, key, payload,
+        // creation time. In the statement that appends, so all or none.
+        let insert_messages = |first: usize| {
+            let p: Vec<String> = (first..first + 7).map(|i| format!("${i}")).collect();
+            format!(
+                ", o AS (
+                     INSERT INTO {s}.outbox (id, saga_id, seq, n, destination, key, payload,
+                                             created_ms, state, attempts, available_at)
+                     SELECT m.id, $1, w.base + m.ord - 1, m.n, m.destination, m.key, m.payload,
+                            m.created_ms, 'pending', 0, now()
+                     FROM w, unnest({}::text[], {}::int8[], {}::int8[], {}::text[], {}::text[],
+                                    {}::bytea[], {}::int8[])
+                          AS m(id, ord, n, destination, key, payload, created_ms)
+                 )",
+                p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+            )
+        };
+        let messages_after_append = insert_messages(11);
+        let messages_after_append_if = insert_messages(9);
         Sql {
             // $5 owner (NULL: submitted), $6 token, $7 lease in ms.
             create: format!(
@@ -56,7 +79,7 @@ impl Sql {
                          lease_until = CASE WHEN $9::bool THEN NULL ELSE lease_until END
                      WHERE id = $1 AND owner = $10::text AND token = $2::int8
                      RETURNING next_seq - cardinality($3::text[]) AS base
-                 )
+                 ){messages_after_append}
                  {insert_rows}"
             ),
             // $2 expected status, $8 new status. No lease: for a parked saga.
@@ -67,7 +90,7 @@ impl Sql {
                          status = $8::text, updated_at = now()
                      WHERE id = $1 AND status = $2::text
                      RETURNING next_seq - cardinality($3::text[]) AS base
-                 )
+                 ){messages_after_append_if}
                  {insert_rows}"
             ),
             lookup: format!("SELECT status, owner, token FROM {s}.sagas WHERE id = $1"),
@@ -112,8 +135,8 @@ impl Sql {
                         s.created_at, s.updated_at, j.at
                  FROM {s}.sagas AS s LEFT JOIN {s}.journal AS j ON j.saga_id = s.id"
             ),
-            // One statement, so one transaction: the sagas and their journals
-            // go together, or not at all.
+            // One statement, so one transaction: the sagas, their journals and
+            // their messages go together, or not at all.
             purge: format!(
                 "WITH gone AS (
                      DELETE FROM {s}.sagas
@@ -121,6 +144,8 @@ impl Sql {
                      RETURNING id
                  ), entries AS (
                      DELETE FROM {s}.journal WHERE saga_id IN (SELECT id FROM gone)
+                 ), messages AS (
+                     DELETE FROM {s}.outbox WHERE saga_id IN (SELECT id FROM gone)
                  )
                  SELECT id FROM gone"
             ),
@@ -129,6 +154,7 @@ impl Sql {
                  WHERE status IN ('committed', 'compensated', 'resolved') AND updated_at < $1
                  ORDER BY n"
             ),
+            outbox: super::outbox::OutboxSql::new(s),
         }
     }
 }

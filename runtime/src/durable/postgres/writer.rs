@@ -74,6 +74,21 @@ struct Params {
     notes: Vec<Option<String>>,
     /// The status the entries leave, if they change it.
     status: Option<&'static str>,
+    /// The messages of the `sent` entries, as the outbox's parallel arrays.
+    messages: Messages,
+}
+
+/// The outbox rows of one write's `sent` entries, column by column.
+#[derive(Default)]
+struct Messages {
+    ids: Vec<String>,
+    /// The ordinal (from 1) of the entry that carries each, in the write.
+    ords: Vec<i64>,
+    ns: Vec<i64>,
+    destinations: Vec<String>,
+    keys: Vec<Option<String>>,
+    payloads: Vec<Vec<u8>>,
+    created: Vec<i64>,
 }
 
 impl Params {
@@ -91,8 +106,9 @@ impl Params {
             payloads: Vec::with_capacity(entries.len()),
             notes: Vec::with_capacity(entries.len()),
             status: None,
+            messages: Messages::default(),
         };
-        for entry in entries {
+        for (ord, entry) in (1_i64..).zip(entries) {
             let changes = match &entry {
                 Entry::Finished { status, .. } => Some(*status),
                 Entry::Intervention { retry: true, .. } => Some(SagaStatus::Running),
@@ -101,6 +117,19 @@ impl Params {
             };
             if let Some(status) = changes {
                 params.status = Some(status.as_str());
+            }
+            if let Entry::Sent { messages } = &entry {
+                let m = &mut params.messages;
+                for (n, message) in (0_i64..).zip(messages) {
+                    m.ids.push(message.id.clone());
+                    m.ords.push(ord);
+                    m.ns.push(n);
+                    m.destinations.push(message.destination.clone());
+                    m.keys.push(message.key.clone());
+                    m.payloads.push(message.payload.clone());
+                    m.created
+                        .push(i64::try_from(message.created_ms).unwrap_or(i64::MAX));
+                }
             }
             let row = encode(entry);
             params.kinds.push(row.kind);
@@ -333,9 +362,6 @@ async fn try_commit(
     });
     let (begun, xid, results) = futures_util::future::join3(begin, xid, join_all(statements)).await;
     begun.map_err(|e| classify("cannot begin a transaction", &e))?;
-    let xid: i64 = xid
-        .map_err(|e| classify("cannot begin a transaction", &e))?
-        .get(0);
     // The first failure is the cause; the ones after it only say that the
     // transaction was aborted.
     let mut rows = Vec::with_capacity(results.len());
@@ -346,9 +372,17 @@ async fn try_commit(
             Err(e) if e.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION) => {
                 aborted.get_or_insert(e);
             }
-            Err(e) => return Err(classify(&describe(write), &e)),
+            Err(e) => match duplicate_message(server, write, &e) {
+                Some(error) => return Err(Broken::Statement(error)),
+                None => return Err(classify(&describe(write), &e)),
+            },
         }
     }
+    // After the statements: `txid_current()` is prepared first, so it may run
+    // after a statement that failed, and then fail only because that did.
+    let xid: i64 = xid
+        .map_err(|e| classify("cannot begin a transaction", &e))?
+        .get(0);
     if let Some(e) = aborted {
         // Aborted with no failure of its own: the connection was left in a
         // failed transaction. Start again on a new one.
@@ -415,7 +449,8 @@ impl Statements<'_> {
             }
             Write::Append { token, .. } => {
                 let release = p.status.is_some_and(|s| s != SagaStatus::Running.as_str());
-                let values: [&(dyn ToSql + Sync); 10] = [
+                let m = &p.messages;
+                let values: [&(dyn ToSql + Sync); 17] = [
                     &p.id,
                     token,
                     &p.kinds,
@@ -426,12 +461,20 @@ impl Statements<'_> {
                     &p.status,
                     &release,
                     &self.owner,
+                    &m.ids,
+                    &m.ords,
+                    &m.ns,
+                    &m.destinations,
+                    &m.keys,
+                    &m.payloads,
+                    &m.created,
                 ];
                 client.query(self.append, &values).await
             }
             Write::AppendIf { status, .. } => {
                 let to = p.status.unwrap_or(status.as_str());
-                let values: [&(dyn ToSql + Sync); 8] = [
+                let m = &p.messages;
+                let values: [&(dyn ToSql + Sync); 15] = [
                     &p.id,
                     &status.as_str(),
                     &p.kinds,
@@ -440,6 +483,13 @@ impl Statements<'_> {
                     &p.payloads,
                     &p.notes,
                     &to,
+                    &m.ids,
+                    &m.ords,
+                    &m.ns,
+                    &m.destinations,
+                    &m.keys,
+                    &m.payloads,
+                    &m.created,
                 ];
                 client.query(self.append_if, &values).await
             }
@@ -531,6 +581,30 @@ async fn lookup(
     let stmt = client.prepare_cached(&shared.sql.lookup).await?;
     let row = client.query_opt(&stmt, &[&id]).await?;
     Ok(row.map(|row| (row.get(0), row.get(1), row.get(2))))
+}
+
+/// The error for a write refused because one of its messages' ids is
+/// already in the outbox, naming the id; `None` for any other error.
+fn duplicate_message(
+    server: &super::error::Server,
+    write: &Write,
+    error: &tokio_postgres::Error,
+) -> Option<StoreError> {
+    let db = error.as_db_error()?;
+    if *db.code() != SqlState::UNIQUE_VIOLATION || db.table() != Some("outbox") {
+        return None;
+    }
+    // The server says which: "Key (id)=(<id>) already exists."
+    let id = db
+        .detail()
+        .and_then(|d| d.strip_prefix("Key (id)=("))
+        .and_then(|d| d.strip_suffix(") already exists."))
+        .unwrap_or("?");
+    Some(StoreError::new(format!(
+        "{server}: {}: message id {id:?} is already in the outbox; a message id is sent \
+         once (nothing of this write was stored)",
+        describe(write)
+    )))
 }
 
 fn describe(write: &Write) -> String {

@@ -156,7 +156,10 @@ pub mod __private {
 
     /// Runs a saga in memory with default policies and no hooks.
     pub async fn run_in_memory<S: Saga>(saga: S) -> Result<S::Output, SagaError<S::Error>> {
-        crate::Runner::new().run(saga).await
+        // A static, not a temporary: the temporary would live in every
+        // saga's future, sink pointer and all.
+        static DEFAULT: crate::Runner = crate::Runner::new();
+        DEFAULT.run(saga).await
     }
 
     /// Converts a compensation's result into what the runtime records.

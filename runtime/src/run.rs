@@ -22,7 +22,7 @@ use crate::durable::journal::{Fault, Journal, Keep, NoJournal, Replayed};
 use crate::durable::{Entry, SagaStatus, StoreError};
 use crate::error::{FailedCompensation, SagaError, StepFailure};
 use crate::hooks::Hooks;
-use crate::outbox::sending::{DynSink, Outgoing};
+use crate::outbox::sending::Outgoing;
 use crate::report::{Outcome, RunOutcome, RunReport, StepRecord};
 use crate::step::Step;
 use crate::{RetryPolicy, StepInfo, StepKind};
@@ -199,13 +199,10 @@ pub struct Run<'h, H, J = NoJournal> {
     failure: Option<Box<Failure>>,
     /// The report kept for a caller that takes it; boxed for the same reason.
     report: Option<Box<RunReport>>,
-    /// What the saga sent and has not committed yet: `None` for a run in
-    /// memory without a sink, where sending is an error.
+    /// What the saga sent and has not committed yet, and in memory where it
+    /// goes: `None` for a run in memory without a sink, where sending is an
+    /// error. One pointer, so that a run that sends nothing pays for one.
     pub(crate) outgoing: Option<Arc<Outgoing>>,
-    /// In memory, where messages go (the runner's sink).
-    pub(crate) sink: Option<&'h dyn DynSink>,
-    /// The body's messages, ready for the commit of a durable run.
-    pub(crate) commit_messages: Vec<crate::outbox::Message>,
 }
 
 impl<'h, H: Hooks> Run<'h, H, NoJournal> {
@@ -251,8 +248,6 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             failure: None,
             report: None,
             outgoing: None,
-            sink: None,
-            commit_messages: Vec::new(),
         }
     }
 
@@ -1007,7 +1002,11 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 output: J::encode(output).ok(),
             };
             self.journal.defer(entry);
-            let messages = core::mem::take(&mut self.commit_messages);
+            let messages = self
+                .outgoing
+                .as_ref()
+                .map(|o| o.take_commit())
+                .unwrap_or_default();
             if !messages.is_empty() {
                 self.journal.defer(Entry::Sent { messages });
             }

@@ -175,6 +175,12 @@ impl<H: Hooks> Runner<H> {
         timed: bool,
         reported: bool,
     ) -> (Result<S::Output, SagaError<S::Error>>, Option<RunReport>) {
+        if let Some(sink) = &self.sink {
+            // Boxed: a runner without a sink then carries a pointer for this
+            // branch, not a second drive future.
+            let sink = sink.clone();
+            return Box::pin(self.run_sending(saga, id, timed, reported, sink)).await;
+        }
         let span = tracing::info_span!("saga", saga = S::NAME, id = %id);
         let mut run = Run::new(
             &self.hooks,
@@ -185,19 +191,38 @@ impl<H: Hooks> Runner<H> {
             timed,
             reported,
         );
-        if let Some(sink) = &self.sink {
-            let outgoing = Outgoing::new(S::NAME, id);
-            run.outgoing = Some(outgoing.clone());
-            run.sink = Some(&**sink);
-            let drive = WithOutgoing::new(saga.__sagaflow_drive(&mut run), Some(outgoing));
-            let result = drive.instrument(span).await;
-            return (result, run.take_report());
-        }
         let result = if span.is_disabled() {
             saga.__sagaflow_drive(&mut run).await
         } else {
             saga.__sagaflow_drive(&mut run).instrument(span).await
         };
+        (result, run.take_report())
+    }
+
+    /// [`run_inner`](Self::run_inner) with a sink: what the saga sends is
+    /// reachable from its steps and handed to `sink`.
+    async fn run_sending<S: Saga>(
+        &self,
+        saga: S,
+        id: SagaId,
+        timed: bool,
+        reported: bool,
+        sink: Arc<dyn DynSink>,
+    ) -> (Result<S::Output, SagaError<S::Error>>, Option<RunReport>) {
+        let span = tracing::info_span!("saga", saga = S::NAME, id = %id);
+        let mut run = Run::new(
+            &self.hooks,
+            S::NAME,
+            id,
+            S::STEPS,
+            span.clone(),
+            timed,
+            reported,
+        );
+        let outgoing = Outgoing::new(S::NAME, id, Some(sink));
+        run.outgoing = Some(outgoing.clone());
+        let drive = WithOutgoing::new(saga.__sagaflow_drive(&mut run), Some(outgoing));
+        let result = drive.instrument(span).await;
         (result, run.take_report())
     }
 }

@@ -438,7 +438,7 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Executor<St, H> {
             H::TIMED,
             false,
         );
-        let outgoing = crate::outbox::sending::Outgoing::new(S::NAME, id);
+        let outgoing = crate::outbox::sending::Outgoing::new(S::NAME, id, None);
         run.outgoing = Some(outgoing.clone());
         let drive = saga.__sagaflow_drive_with(&mut run);
         let result = crate::outbox::sending::WithOutgoing::new(drive, Some(outgoing))

@@ -46,7 +46,7 @@ impl<H: Hooks, J: Journal> Run<'_, H, J> {
             self.journal.defer(Entry::Sent { messages });
             return Ok(());
         }
-        match self.sink {
+        match outgoing.sink() {
             Some(sink) => sink
                 .deliver_boxed(&messages)
                 .await
@@ -83,7 +83,8 @@ impl<H: Hooks, J: Journal> Run<'_, H, J> {
     /// would: the saga does not commit without its messages.
     pub async fn messages_ready<E>(&mut self) -> Result<(), StepFailure<E>> {
         let index = self.steps.len() as u32;
-        let Some(outgoing) = &self.outgoing else {
+        // A handle of its own: failing below records on `self`.
+        let Some(outgoing) = self.outgoing.clone() else {
             let message = SendError::NoOutbox { saga: self.saga }.to_string();
             return Err(self.messages_failed(index, message));
         };
@@ -92,17 +93,17 @@ impl<H: Hooks, J: Journal> Run<'_, H, J> {
             Err(message) => return Err(self.messages_failed(index, message)),
         };
         if J::DURABLE {
-            self.commit_messages = messages;
+            outgoing.keep_for_commit(messages);
             return Ok(());
         }
         if messages.is_empty() {
             return Ok(());
         }
-        let delivered = match self.sink {
+        let delivered = match outgoing.sink() {
             Some(sink) => sink.deliver_boxed(&messages).await,
             None => {
-                return Err(self
-                    .messages_failed(index, SendError::NoOutbox { saga: self.saga }.to_string()));
+                let message = SendError::NoOutbox { saga: self.saga }.to_string();
+                return Err(self.messages_failed(index, message));
             }
         };
         match delivered {

@@ -30,6 +30,9 @@ struct Tagged {
 pub(crate) struct Outgoing {
     saga: &'static str,
     saga_id: SagaId,
+    /// In memory, where messages go: the runner's sink. `None` in a durable
+    /// run, whose messages join its commits.
+    sink: Option<Arc<dyn DynSink>>,
     held: Mutex<Held>,
 }
 
@@ -41,6 +44,8 @@ struct Held {
     body: Vec<Message>,
     /// Why one of the body's messages could not be made.
     body_error: Option<String>,
+    /// The body's messages, made ready for the final commit of a durable run.
+    commit: Vec<Message>,
 }
 
 thread_local! {
@@ -61,12 +66,32 @@ fn lock(held: &Mutex<Held>) -> std::sync::MutexGuard<'_, Held> {
 }
 
 impl Outgoing {
-    pub(crate) fn new(saga: &'static str, saga_id: SagaId) -> Arc<Self> {
+    pub(crate) fn new(
+        saga: &'static str,
+        saga_id: SagaId,
+        sink: Option<Arc<dyn DynSink>>,
+    ) -> Arc<Self> {
         Arc::new(Outgoing {
             saga,
             saga_id,
+            sink,
             held: Mutex::new(Held::default()),
         })
+    }
+
+    /// In memory, the runner's sink.
+    pub(crate) fn sink(&self) -> Option<&dyn DynSink> {
+        self.sink.as_deref()
+    }
+
+    /// Keeps the body's messages for the final commit.
+    pub(crate) fn keep_for_commit(&self, messages: Vec<Message>) {
+        lock(&self.held).commit = messages;
+    }
+
+    /// The body's messages kept for the final commit.
+    pub(crate) fn take_commit(&self) -> Vec<Message> {
+        core::mem::take(&mut lock(&self.held).commit)
     }
 
     /// Forgets what an attempt of step (or compensation) `index` sent: it is
@@ -222,8 +247,8 @@ impl<F: Future> Future for WithOutgoing<F> {
 
 /// A sink that keeps every message, for the test kit's in-memory sweeps.
 #[cfg(feature = "testing")]
-#[derive(Default)]
-pub(crate) struct Kept(Mutex<Vec<Message>>);
+#[derive(Default, Clone)]
+pub(crate) struct Kept(Arc<Mutex<Vec<Message>>>);
 
 #[cfg(feature = "testing")]
 impl Kept {

@@ -420,9 +420,10 @@ where
             true,
         );
         // What the saga sends is kept for the run's summary.
-        let outgoing = crate::outbox::sending::Outgoing::new(S::NAME, id);
+        let sink: std::sync::Arc<dyn crate::outbox::sending::DynSink> =
+            std::sync::Arc::new(kept.clone());
+        let outgoing = crate::outbox::sending::Outgoing::new(S::NAME, id, Some(sink));
         run.outgoing = Some(outgoing.clone());
-        run.sink = Some(&kept);
         let drive = saga.__sagaflow_drive_with(&mut run);
         let result = crate::outbox::sending::WithOutgoing::new(drive, Some(outgoing)).await;
         drop(run);

@@ -454,7 +454,11 @@ fn the_test_kit_sees_what_each_run_sent() {
         SellSaga::new(&till, order())
     })
     .invariant(|run| {
-        let to: Vec<&str> = run.messages().iter().map(|m| m.destination.as_str()).collect();
+        let to: Vec<&str> = run
+            .messages()
+            .iter()
+            .map(|m| m.destination.as_str())
+            .collect();
         let want: &[&str] = match (run.committed(), run.undone().is_empty()) {
             (true, _) => &["till", "receipts"],
             (false, false) => &["till", "till"],

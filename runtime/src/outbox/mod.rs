@@ -26,10 +26,16 @@ use crate::SagaId;
 use crate::durable::{Store, StoreError};
 
 pub(crate) mod in_run;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+mod redis;
 mod relay;
 pub(crate) mod sending;
 mod sinks;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::{RedisConfig, RedisStreams};
 pub use relay::{Relay, RelayConfig, RelayError, RelayReport, RelayShutdown};
 pub use sinks::{MemorySink, PrintSink};
 

@@ -1,30 +1,5 @@
 //! The relay: claims stored messages from an [`Outbox`] and hands them to a
 //! [`Sink`], in order per saga, at least once.
-//!
-//! One round ([`Relay::run_once`]):
-//!
-//! 1. claim up to [`RelayConfig::batch`] messages under a lease;
-//! 2. group them by saga, and within a saga by transition (the same
-//!    [`seq`](super::PendingMessage::seq)); when the claim is a full batch,
-//!    its last transition may have been cut by the limit, so it is held back
-//!    for the next round, which claims it whole (a transition of more messages
-//!    than a batch goes in parts);
-//! 3. deliver each saga's transitions in order, one [`Sink::deliver`] call per
-//!    transition, up to [`RelayConfig::concurrency`] sagas at once; when a
-//!    transition fails, the saga's later claimed messages are not tried
-//!    (they are [`Released`](Settlement::Released), to leave after it);
-//! 4. settle every message of the round in one
-//!    [`settle_messages`](Outbox::settle_messages) call.
-//!
-//! A failed transition is retried after an exponential backoff with jitter,
-//! and its messages go to the dead letters after
-//! [`RelayConfig::max_attempts`] failed deliveries.
-//!
-//! **At least once.** The sink has a message before the store marks it
-//! delivered. A crash in between, a settlement the store fails to write, or a
-//! lease that passes before the settlement (so that it is fenced off) all mean
-//! the same: the message is delivered again, with the same
-//! [`id`](super::Message::id). Consumers deduplicate by id.
 
 use core::fmt;
 use core::time::Duration;
@@ -246,8 +221,33 @@ impl RelayReport {
     }
 }
 
-/// Delivers the messages of an [`Outbox`] store to a [`Sink`]: see the
-/// [module](self) for what a round does and what is guaranteed.
+/// Delivers the messages of an [`Outbox`] store to a [`Sink`], in order per
+/// saga, at least once.
+///
+/// One round ([`Relay::run_once`]):
+///
+/// 1. claim up to [`RelayConfig::batch`] messages under a lease;
+/// 2. group them by saga, and within a saga by transition (the same
+///    [`seq`](super::PendingMessage::seq)); when the claim is a full batch,
+///    its last transition may have been cut by the limit, so it is held back
+///    for the next round, which claims it whole (a transition of more messages
+///    than a batch goes in parts);
+/// 3. deliver each saga's transitions in order, one [`Sink::deliver`] call per
+///    transition, up to [`RelayConfig::concurrency`] sagas at once; when a
+///    transition fails, the saga's later claimed messages are not tried
+///    (they are [`Released`](Settlement::Released), to leave after it);
+/// 4. settle every message of the round in one
+///    [`settle_messages`](Outbox::settle_messages) call.
+///
+/// A failed transition is retried after an exponential backoff with jitter,
+/// and its messages go to the dead letters after
+/// [`RelayConfig::max_attempts`] failed deliveries.
+///
+/// **At least once.** The sink has a message before the store marks it
+/// delivered. A crash in between, a settlement the store fails to write, or a
+/// lease that passes before the settlement (so that it is fenced off) all mean
+/// the same: the message is delivered again, with the same
+/// [`id`](super::Message::id). Consumers deduplicate by id.
 ///
 /// Several relays, in one process or many, may run over one store: the
 /// store's leases keep them from delivering a message at the same time.

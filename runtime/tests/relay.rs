@@ -3,8 +3,10 @@
 //! leases that pass to another relay, fenced settlements, store errors.
 //!
 //! The tests that only need the `Outbox` contract run on every store (the
-//! `on_every_store!` list at the bottom); those that need a store to fail on
-//! purpose run on `FakeOutbox`, an in-memory `Store + Outbox` defined here.
+//! `on_every_store!` list at the bottom: `FakeOutbox` and `SqliteStore`);
+//! those that need a store to fail on purpose run on `FakeOutbox`, an
+//! in-memory `Store + Outbox` defined here. (`PgStore`'s claims are tested
+//! with several relays in tests/outbox_store.rs.)
 
 mod support;
 
@@ -149,18 +151,37 @@ impl Outbox for FakeOutbox {
         let (now, wall) = (Instant::now(), SystemTime::now());
         let mut claimed = Vec::new();
         // A saga whose earliest pending message cannot go now blocks the rest
-        // of that saga's messages.
+        // of that saga's messages; a transition goes whole or not at all (the
+        // first of a claim even past `limit`).
         let mut blocked: Vec<SagaId> = Vec::new();
-        for message in inner.messages.iter_mut() {
-            let saga = message.pending.saga_id;
+        let mut picked: Vec<usize> = Vec::new();
+        let mut at = 0;
+        while at < inner.messages.len() {
+            let message = &inner.messages[at];
+            let (saga, seq) = (message.pending.saga_id, message.pending.seq);
+            let transition: Vec<usize> = (at..inner.messages.len())
+                .take_while(|&i| {
+                    let m = &inner.messages[i].pending;
+                    (m.saga_id, m.seq) == (saga, seq)
+                })
+                .collect();
+            at += transition.len();
             if message.state != MessageState::Pending || blocked.contains(&saga) {
                 continue;
             }
-            let leased = message.lease.is_some_and(|(_, until)| until > now);
-            if leased || message.retry_at > wall || claimed.len() == limit {
+            let free = transition.iter().all(|&i| {
+                let m = &inner.messages[i];
+                m.lease.is_none_or(|(_, until)| until <= now) && m.retry_at <= wall
+            });
+            let room = limit.saturating_sub(picked.len());
+            if !free || (transition.len() > room && !picked.is_empty()) {
                 blocked.push(saga);
                 continue;
             }
+            picked.extend(transition);
+        }
+        for i in picked {
+            let message = &mut inner.messages[i];
             message.lease = Some((token, now + lease));
             claimed.push(message.pending.clone());
         }
@@ -829,6 +850,21 @@ macro_rules! on_every_store {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     super::$test(super::FakeOutbox::default()).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let path = dir.path().join("relay.db");
+                    let store = sagaflow::durable::SqliteStore::open(
+                        path,
+                        sagaflow::durable::Durability::Normal,
+                    )
+                    .unwrap();
+                    super::$test(store).await;
                 }
             )*
         }

@@ -228,10 +228,7 @@ impl RelayReport {
 ///
 /// 1. claim up to [`RelayConfig::batch`] messages under a lease;
 /// 2. group them by saga, and within a saga by transition (the same
-///    [`seq`](super::PendingMessage::seq)); when the claim is a full batch,
-///    its last transition may have been cut by the limit, so it is held back
-///    for the next round, which claims it whole (a transition of more messages
-///    than a batch goes in parts);
+///    [`seq`](super::PendingMessage::seq)), which the store leases whole;
 /// 3. deliver each saga's transitions in order, one [`Sink::deliver`] call per
 ///    transition, up to [`RelayConfig::concurrency`] sagas at once; when a
 ///    transition fails, the saga's later claimed messages are not tried
@@ -393,23 +390,14 @@ impl<St: Outbox, K: Sink> Relay<St, K> {
             messages = count
         );
         let deadline = tokio::time::Instant::now() + lease;
-        let (messages, held_back) = hold_back_cut_transition(claimed.messages, self.config.batch);
-        let outcomes: Vec<SagaOutcome> = futures_util::stream::iter(by_saga(messages))
+        let outcomes: Vec<SagaOutcome> = futures_util::stream::iter(by_saga(claimed.messages))
             .map(|saga| self.deliver_saga(saga, deadline))
             .buffer_unordered(self.config.concurrency)
             .collect()
             .instrument(span.clone())
             .await;
-        let mut tally = SagaOutcome {
-            released: held_back.len() as u64,
-            ..SagaOutcome::default()
-        };
+        let mut tally = SagaOutcome::default();
         let mut settlements = Vec::with_capacity(count);
-        settlements.extend(
-            held_back
-                .into_iter()
-                .map(|p| Settlement::Released { id: p.message.id }),
-        );
         for outcome in outcomes {
             settlements.extend(outcome.settlements);
             tally.delivered += outcome.delivered;
@@ -546,28 +534,6 @@ impl<St: Outbox, K: Sink> Relay<St, K> {
     }
 }
 
-/// A full claim may have stopped inside a transition: its last message's
-/// transition is held back (to be released, and claimed whole next round)
-/// unless it is all the claim has, a transition bigger than a batch, which
-/// can only go in parts.
-fn hold_back_cut_transition(
-    messages: Vec<PendingMessage>,
-    batch: usize,
-) -> (Vec<PendingMessage>, Vec<PendingMessage>) {
-    let Some(last) = messages.last().filter(|_| messages.len() >= batch) else {
-        return (messages, Vec::new());
-    };
-    let (saga_id, seq) = (last.saga_id, last.seq);
-    let (held, rest): (Vec<_>, Vec<_>) = messages
-        .into_iter()
-        .partition(|m| m.saga_id == saga_id && m.seq == seq);
-    if rest.is_empty() {
-        (held, Vec::new())
-    } else {
-        (rest, held)
-    }
-}
-
 /// Groups claimed messages by saga (in the order sagas first appear) and,
 /// within a saga, by transition in `seq` order, keeping the claim's order
 /// inside a transition.
@@ -649,25 +615,6 @@ mod tests {
                 (1, vec![vec![id(1, 1, 0)], vec![id(1, 2, 0), id(1, 2, 1)]]),
                 (2, vec![vec![id(2, 5, 0), id(2, 5, 1)]]),
             ]
-        );
-    }
-
-    #[test]
-    fn a_full_claim_holds_back_its_last_transition_unless_it_is_all_of_it() {
-        let ids = |m: &[PendingMessage]| -> Vec<String> {
-            m.iter().map(|p| p.message.id.clone()).collect()
-        };
-        let claim = vec![pending(1, 1, 0), pending(2, 4, 0), pending(2, 4, 1)];
-        let (go, held) = hold_back_cut_transition(claim.clone(), 3);
-        assert_eq!((ids(&go), ids(&held)), (ids(&claim[..1]), ids(&claim[1..])));
-        let (go, held) = hold_back_cut_transition(claim.clone(), 4);
-        assert_eq!((go.len(), held.len()), (3, 0), "not full: nothing was cut");
-        let one = vec![pending(2, 4, 0), pending(2, 4, 1)];
-        let (go, held) = hold_back_cut_transition(one, 2);
-        assert_eq!(
-            (go.len(), held.len()),
-            (2, 0),
-            "a whole claim of one transition goes"
         );
     }
 

@@ -1,7 +1,9 @@
 //! The Redis Streams sink against a real server (`SAGAFLOW_REDIS_URL`): a
 //! transition's messages to several streams land together, in order, with
 //! their ids; trimming and prefixes; a server that is not there, or stops,
-//! gives an error that names it. Each test writes streams of its own prefix.
+//! gives an error that names it; a relay from a SQLite store delivers every
+//! message in order per saga, and again after a relay died before its
+//! settlement. Each test writes streams of its own prefix.
 #![cfg(feature = "redis")]
 
 mod support;
@@ -12,8 +14,12 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use sagaflow::SagaId;
-use sagaflow::outbox::{Message, RedisConfig, RedisStreams, Sink};
-use support::outbox::message;
+use sagaflow::durable::{Durability, SqliteStore};
+use sagaflow::outbox::{
+    Message, MessageFilter, MessageState, Outbox, RedisConfig, RedisStreams, Relay, RelayConfig,
+    RelayReport, Sink,
+};
+use support::outbox::{fill, message};
 
 /// A prefix no other test (or run) writes under.
 fn prefix(test: &str) -> String {
@@ -267,12 +273,16 @@ struct OwnServer {
 
 impl OwnServer {
     fn start() -> Option<OwnServer> {
-        let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        OwnServer::start_on(port)
+    }
+
+    fn start_on(port: u16) -> Option<OwnServer> {
+        let dir = tempfile::tempdir().unwrap();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -303,7 +313,7 @@ async fn a_server_that_stops_fails_deliveries_naming_it_until_it_is_back() {
     if support::redis_url().is_none() {
         return;
     }
-    let Some(mut server) = OwnServer::start() else {
+    let Some(server) = OwnServer::start() else {
         panic!("redis-server is not on PATH, but SAGAFLOW_REDIS_URL is set: install redis-server");
     };
     let config = RedisConfig {
@@ -321,8 +331,15 @@ async fn a_server_that_stops_fails_deliveries_naming_it_until_it_is_back() {
     let saga = SagaId::time_ordered();
     let transition: Vec<Message> = vec![message(saga, 0, 0, "orders")];
     sink.deliver(&transition).await.expect("deliver while up");
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    let url = server.url.clone();
+    let port: u16 = url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    drop(server);
     let error = sink
         .deliver(&transition)
         .await
@@ -330,7 +347,132 @@ async fn a_server_that_stops_fails_deliveries_naming_it_until_it_is_back() {
     assert!(
         error
             .message()
-            .starts_with(&format!("Redis at {}: writing 1 message(s)", server.url)),
+            .starts_with(&format!("Redis at {url}: writing 1 message(s)")),
         "{error}"
     );
+    // Back on the same port: the sink reconnects by itself.
+    let _back = OwnServer::start_on(port).expect("restart redis-server");
+    let start = Instant::now();
+    while let Err(e) = sink.deliver(&transition).await {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still failing: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Each stream's message ids, in stream order.
+async fn stream_ids(
+    connection: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+) -> Vec<String> {
+    entries(connection, stream)
+        .await
+        .into_iter()
+        .map(|e| e["id"].clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_from_sqlite_delivers_every_message_once_in_order_per_saga() {
+    let Some(url) = support::redis_url() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("relay.db"), Durability::Normal).unwrap();
+    let shape: &[&[&str]] = &[&["orders", "audit"], &["orders"], &["audit", "notices"]];
+    let sagas = fill(&store, 40, shape).await;
+    let prefix = prefix("relay");
+    let sink = RedisStreams::connect(RedisConfig::new(url.clone()).prefix(prefix.clone()))
+        .await
+        .expect("connect");
+    let relay = Relay::new(
+        store,
+        sink,
+        RelayConfig {
+            batch: 50,
+            ..RelayConfig::default()
+        },
+    );
+    let mut total = RelayReport::default();
+    loop {
+        let report = relay.run_once().await;
+        assert!(report.is_clean(), "{:?}", report.errors);
+        if report.claimed == 0 {
+            break;
+        }
+        total.delivered += report.delivered;
+    }
+    assert_eq!(total.delivered, 40 * 5);
+    let mut redis = raw(&url).await;
+    for stream in ["orders", "audit", "notices"] {
+        let got = stream_ids(&mut redis, &format!("{prefix}{stream}")).await;
+        for saga in &sagas {
+            let expected: Vec<String> = saga
+                .transitions
+                .iter()
+                .flatten()
+                .filter(|m| m.destination == stream)
+                .map(|m| m.id.clone())
+                .collect();
+            let mine: Vec<String> = got
+                .iter()
+                .filter(|id| id.starts_with(&saga.id.to_string()))
+                .cloned()
+                .collect();
+            assert_eq!(mine, expected, "saga {} in `{stream}`", saga.id);
+        }
+    }
+    let pending = relay
+        .store()
+        .messages(MessageFilter {
+            state: Some(MessageState::Pending),
+            ..MessageFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(pending.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_dies_after_writing_is_repeated_with_the_same_ids() {
+    let Some(url) = support::redis_url() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("relay.db"), Durability::Normal).unwrap();
+    let sagas = fill(&store, 5, &[&["orders"], &["orders"]]).await;
+    let prefix = prefix("died");
+    let sink = RedisStreams::connect(RedisConfig::new(url.clone()).prefix(prefix.clone()))
+        .await
+        .expect("connect");
+    // The first relay writes its claim to Redis and dies before it settles.
+    let claimed = store
+        .claim_messages(100, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let written: Vec<Message> = claimed.messages.into_iter().map(|p| p.message).collect();
+    assert_eq!(written.len(), 10);
+    sink.deliver(&written).await.expect("deliver");
+    // The next one, once the lease has passed, delivers them again.
+    let relay = Relay::new(store, sink, RelayConfig::default());
+    let start = Instant::now();
+    let report = loop {
+        let report = relay.run_once().await;
+        if report.claimed > 0 || start.elapsed() > Duration::from_secs(5) {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(report.delivered, 10);
+    let mut redis = raw(&url).await;
+    let got = stream_ids(&mut redis, &format!("{prefix}orders")).await;
+    assert_eq!(got.len(), 20, "each message twice: at least once");
+    let mut unique = got.clone();
+    unique.sort();
+    unique.dedup();
+    let mut expected: Vec<String> = sagas.iter().flat_map(|s| s.ids()).collect();
+    expected.sort();
+    assert_eq!(unique, expected, "deduplicated by id, each message once");
 }

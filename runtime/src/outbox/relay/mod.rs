@@ -1,10 +1,7 @@
 //! The relay: claims stored messages from an [`Outbox`] and hands them to a
 //! [`Sink`], in order per saga, at least once.
 
-use core::fmt;
-use core::time::Duration;
 use std::collections::HashMap;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -14,212 +11,12 @@ use tracing::Instrument;
 
 use super::{Message, Outbox, PendingMessage, Settlement, Sink, SinkError};
 use crate::SagaId;
-use crate::durable::StoreError;
 
-/// How a [`Relay`] claims, delivers and retries.
-///
-/// Out-of-range values are read as the nearest sensible one: a `batch`,
-/// `concurrency` or `max_attempts` of 0 as 1, a `jitter` outside `0.0..=1.0`
-/// as the nearest end, a `max_backoff` below `backoff` as `backoff`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RelayConfig {
-    /// The most messages claimed in one round.
-    pub batch: usize,
-    /// How long a claim is leased. A transition not acknowledged by the sink
-    /// within the lease counts as a failed delivery: another relay may have
-    /// the messages by then.
-    pub lease: Duration,
-    /// Failed deliveries of a message before it is dead: its last failure
-    /// makes it [`Dead`](Settlement::Dead) instead of retried.
-    pub max_attempts: u32,
-    /// The pause before the second try; it doubles with every further
-    /// failure, up to `max_backoff`.
-    pub backoff: Duration,
-    /// The longest pause between two tries.
-    pub max_backoff: Duration,
-    /// The part of each pause drawn at random, from 0.0 (none) to 1.0 (a pause
-    /// anywhere between zero and the full backoff), so that messages that
-    /// failed together are not all tried again at the same instant.
-    pub jitter: f64,
-    /// How long [`Relay::run`] waits before claiming again when a round found
-    /// less than a full batch.
-    pub poll: Duration,
-    /// How long [`Relay::run`] waits after the store failed.
-    pub error_pause: Duration,
-    /// The most sagas whose messages are being delivered at once. A saga's own
-    /// transitions always go one after the other.
-    pub concurrency: usize,
-}
+mod config;
+mod report;
 
-impl Default for RelayConfig {
-    /// Batches of 256 under a 30 s lease, 32 sagas at once, dead after 10
-    /// failures, backoff from 100 ms doubling to 1 min with half of it random,
-    /// a poll every 100 ms when idle, a 1 s pause after a store error.
-    fn default() -> Self {
-        RelayConfig {
-            batch: 256,
-            lease: Duration::from_secs(30),
-            max_attempts: 10,
-            backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(60),
-            jitter: 0.5,
-            poll: Duration::from_millis(100),
-            error_pause: Duration::from_secs(1),
-            concurrency: 32,
-        }
-    }
-}
-
-impl RelayConfig {
-    /// The pause, before jitter, after a message's `failures`th failed
-    /// delivery: `backoff × 2^(failures − 1)`, at most `max_backoff`.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use sagaflow::outbox::RelayConfig;
-    /// let config = RelayConfig {
-    ///     backoff: Duration::from_millis(100),
-    ///     max_backoff: Duration::from_secs(1),
-    ///     ..RelayConfig::default()
-    /// };
-    /// assert_eq!(config.backoff_after(1), Duration::from_millis(100));
-    /// assert_eq!(config.backoff_after(3), Duration::from_millis(400));
-    /// assert_eq!(config.backoff_after(30), Duration::from_secs(1));
-    /// ```
-    pub fn backoff_after(&self, failures: u32) -> Duration {
-        let max = self.max_backoff.max(self.backoff);
-        let doublings = failures.saturating_sub(1).min(31);
-        self.backoff.saturating_mul(1u32 << doublings).min(max)
-    }
-
-    /// [`backoff_after`](Self::backoff_after) with its `jitter` part drawn at
-    /// random.
-    fn jittered_backoff(&self, failures: u32) -> Duration {
-        let full = self.backoff_after(failures);
-        let jitter = self.jitter.clamp(0.0, 1.0);
-        full.mul_f64(1.0 - jitter * fastrand::f64())
-    }
-
-    fn normalized(mut self) -> Self {
-        self.batch = self.batch.max(1);
-        self.concurrency = self.concurrency.max(1);
-        self.max_attempts = self.max_attempts.max(1);
-        self
-    }
-}
-
-/// What went wrong in a relay's round.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RelayError {
-    /// The store failed to lease messages: nothing was delivered in that round.
-    Claim(StoreError),
-    /// The sink failed one transition's messages.
-    Delivery {
-        /// The saga that sent them.
-        saga_id: SagaId,
-        /// The transition (see [`PendingMessage::seq`](super::PendingMessage::seq)).
-        seq: u64,
-        /// The messages' ids, in order.
-        ids: Vec<String>,
-        /// Which delivery of them this was (1 for the first).
-        attempt: u32,
-        /// Whether this was the last one allowed: they are dead letters now
-        /// (once the round is settled).
-        dead: bool,
-        /// The sink's error.
-        error: SinkError,
-    },
-    /// The store failed to record the round's settlements: those messages will
-    /// be delivered again, also those the sink had acknowledged.
-    Settle {
-        /// How many messages the round had.
-        messages: usize,
-        /// The store's error.
-        error: StoreError,
-    },
-}
-
-impl fmt::Display for RelayError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RelayError::Claim(error) => write!(f, "claiming messages failed: {error}"),
-            RelayError::Delivery {
-                saga_id,
-                seq,
-                ids,
-                attempt,
-                dead,
-                error,
-            } => {
-                write!(
-                    f,
-                    "delivering saga {saga_id}'s transition {seq} ({}) failed at attempt {attempt}{}: {error}",
-                    ids.join(", "),
-                    if *dead {
-                        ", the last allowed: dead"
-                    } else {
-                        ""
-                    },
-                )
-            }
-            RelayError::Settle { messages, error } => write!(
-                f,
-                "recording what became of {messages} messages failed, so they will be \
-                 delivered again: {error}"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for RelayError {}
-
-/// What a relay did: the totals of one round ([`Relay::run_once`]) or of all
-/// rounds ([`Relay::run`]).
-///
-/// The message counts are of settled messages: a round whose settlement the
-/// store failed to record adds its messages to `unsettled` only.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RelayReport {
-    /// Rounds run.
-    pub rounds: u64,
-    /// Messages claimed.
-    pub claimed: u64,
-    /// Messages the sink acknowledged, now marked delivered.
-    pub delivered: u64,
-    /// Messages whose delivery failed, to be tried again after their backoff.
-    pub retried: u64,
-    /// Messages whose last allowed delivery failed, now dead letters.
-    pub dead: u64,
-    /// Messages not tried because an earlier one of their saga failed.
-    pub released: u64,
-    /// Messages of rounds whose settlement failed: they will be delivered
-    /// again.
-    pub unsettled: u64,
-    /// The most recent errors, at most [`RelayReport::ERRORS_KEPT`], oldest
-    /// first.
-    pub errors: VecDeque<RelayError>,
-    /// Errors that happened but were dropped from `errors` to keep it bounded.
-    pub errors_dropped: u64,
-}
-
-impl RelayReport {
-    /// How many errors a report keeps.
-    pub const ERRORS_KEPT: usize = 64;
-
-    /// Whether nothing went wrong.
-    pub fn is_clean(&self) -> bool {
-        self.errors.is_empty() && self.errors_dropped == 0
-    }
-
-    fn push_error(&mut self, error: RelayError) {
-        if self.errors.len() == Self::ERRORS_KEPT {
-            self.errors.pop_front();
-            self.errors_dropped += 1;
-        }
-        self.errors.push_back(error);
-    }
-}
+pub use config::RelayConfig;
+pub use report::{RelayError, RelayReport};
 
 /// Delivers the messages of an [`Outbox`] store to a [`Sink`], in order per
 /// saga, at least once.
@@ -228,7 +25,7 @@ impl RelayReport {
 ///
 /// 1. claim up to [`RelayConfig::batch`] messages under a lease;
 /// 2. group them by saga, and within a saga by transition (the same
-///    [`seq`](super::PendingMessage::seq)), which the store leases whole;
+///    [`seq`](crate::outbox::PendingMessage::seq)), which the store leases whole;
 /// 3. deliver each saga's transitions in order, one [`Sink::deliver`] call per
 ///    transition, up to [`RelayConfig::concurrency`] sagas at once; when a
 ///    transition fails, the saga's later claimed messages are not tried
@@ -244,7 +41,7 @@ impl RelayReport {
 /// delivered. A crash in between, a settlement the store fails to write, or a
 /// lease that passes before the settlement (so that it is fenced off) all mean
 /// the same: the message is delivered again, with the same
-/// [`id`](super::Message::id). Consumers deduplicate by id.
+/// [`id`](crate::outbox::Message::id). Consumers deduplicate by id.
 ///
 /// Several relays, in one process or many, may run over one store: the
 /// store's leases keep them from delivering a message at the same time.
@@ -616,29 +413,5 @@ mod tests {
                 (2, vec![vec![id(2, 5, 0), id(2, 5, 1)]]),
             ]
         );
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_its_cap_and_jitter_only_shortens_it() {
-        let config = RelayConfig {
-            backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(70),
-            jitter: 0.5,
-            ..RelayConfig::default()
-        };
-        let full: Vec<u128> = (1..=5)
-            .map(|n| config.backoff_after(n).as_millis())
-            .collect();
-        assert_eq!(full, vec![10, 20, 40, 70, 70]);
-        assert_eq!(config.backoff_after(u32::MAX), Duration::from_millis(70));
-        for _ in 0..200 {
-            let pause = config.jittered_backoff(3);
-            assert!(pause <= Duration::from_millis(40) && pause >= Duration::from_millis(20));
-        }
-        let none = RelayConfig {
-            jitter: -3.0,
-            ..config
-        };
-        assert_eq!(none.jittered_backoff(2), Duration::from_millis(20));
     }
 }

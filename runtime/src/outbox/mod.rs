@@ -10,7 +10,7 @@
 //! as an [`Entry::Sent`](crate::durable::Entry::Sent) in the journal and a row in
 //! the store's outbox.
 //!
-//! A `Relay` over an [`Outbox`] store delivers the stored messages to a
+//! A [`Relay`] over an [`Outbox`] store delivers the stored messages to a
 //! [`Sink`] at least once, in order per saga, retrying with backoff and moving a
 //! message that keeps failing to the dead letters, where an operator can list
 //! and re-send it. A crash between a delivery and its mark delivers the message
@@ -26,7 +26,18 @@ use crate::SagaId;
 use crate::durable::{Store, StoreError};
 
 pub(crate) mod in_run;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+mod redis;
+mod relay;
 pub(crate) mod sending;
+mod sinks;
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::{RedisConfig, RedisStreams};
+pub use relay::{Relay, RelayConfig, RelayError, RelayReport, RelayShutdown};
+pub use sinks::{MemorySink, PrintSink};
 
 /// One message, as it is stored and delivered.
 ///

@@ -1,21 +1,30 @@
-//! What the store tests share: where the PostgreSQL server is, and a schema
-//! of its own for each test so that tests run in parallel.
+//! What the store tests share: where the PostgreSQL and Redis servers are, a
+//! schema of its own for each test so that tests run in parallel, and stores
+//! filled with outbox messages.
 #![allow(dead_code)] // each test file uses a part
+
+pub mod outbox;
 
 /// The server's URL from `SAGAFLOW_PG_URL`, or `None` after saying the test
 /// skipped. With `CI` set a missing URL fails the test: CI must run them.
 pub fn pg_url() -> Option<String> {
-    match std::env::var("SAGAFLOW_PG_URL") {
+    env_url("SAGAFLOW_PG_URL", "PostgreSQL")
+}
+
+/// The URL in `var`, or `None` after saying the test skipped; with `CI` set,
+/// a panic that names the variable and the server.
+fn env_url(var: &str, server: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
             let ci = std::env::var("CI").unwrap_or_default();
             if !ci.is_empty() && ci != "false" && ci != "0" {
                 panic!(
-                    "SAGAFLOW_PG_URL not set, and CI is: the PostgreSQL tests must run in CI \
+                    "{var} not set, and CI is: the {server} tests must run in CI \
                      (.ci/run starts a server and sets it)"
                 );
             }
-            eprintln!("skipped: SAGAFLOW_PG_URL not set");
+            eprintln!("skipped: {var} not set");
             None
         }
     }
@@ -47,4 +56,10 @@ pub async fn raw_client(url: &str) -> tokio_postgres::Client {
         let _ = connection.await;
     });
     client
+}
+
+/// The Redis server's URL from `SAGAFLOW_REDIS_URL`, or `None` after saying
+/// the test skipped. With `CI` set a missing URL fails the test.
+pub fn redis_url() -> Option<String> {
+    env_url("SAGAFLOW_REDIS_URL", "Redis")
 }

@@ -10,6 +10,11 @@
 //! - [`provision`]: create a user, a VM for it and an IP address for the VM, then
 //!   check that the machine answers, with per-step timeouts and retries, and
 //!   hooks that print a summary. `cargo run -p sagaflow-examples --bin provision`
+//! - [`checkout`]: take a payment, allocate stock, book a shipment; the audit
+//!   event and the customer's notice leave through the outbox with the commit,
+//!   and only if it happens. `cargo run -p sagaflow-examples --bin checkout`
+//!   (durable, with a relay that prints; `-- --memory`; `-- --redis URL` with
+//!   the `redis` feature).
 //!
 //! and three helpers: [`ledger`], the file in which the fake services write what
 //! they do in the durable mode, so that it outlives the process; [`crash`], a

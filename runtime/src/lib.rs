@@ -60,6 +60,8 @@
 //!    file, recovery, and what is guaranteed.
 //! 7. [Testing your sagas](guide::testing): the test kit, `sagaflow::testing`.
 //! 8. [Saga graphs](guide::graphs): pictures in rustdoc, Mermaid, DOT and SVG.
+//! 9. [The transactional outbox](guide::outbox): [`send!`] and
+//!    [`StepContext::send`], the relay and its sinks.
 //!
 //! # Features
 //!
@@ -67,6 +69,9 @@
 //!   SQLite compiled in.
 //! - `testing`: the test kit `sagaflow::testing` (failure, repeat and crash
 //!   sweeps), for `[dev-dependencies]`.
+//! - `postgres`: `durable::PgStore`, several worker processes over one
+//!   PostgreSQL server.
+//! - `redis`: `outbox::RedisStreams`, the [`outbox`]'s sink for Redis Streams.
 #![warn(missing_docs)]
 // Feature badges on docs.rs, whose nightly rustdoc sets `docsrs`
 // (`[package.metadata.docs.rs]`); stable rustdoc has no `doc(cfg)` yet.

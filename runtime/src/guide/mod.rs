@@ -14,6 +14,8 @@
 //! 7. [Testing your sagas](testing): the test kit's failure, repeat and crash
 //!    sweeps (the `testing` feature).
 //! 8. [Saga graphs](graphs): the pictures in rustdoc, and as Mermaid, DOT and SVG.
+//! 9. [The transactional outbox](outbox): messages sent with the saga's
+//!    transitions, all or none, and relayed to a broker.
 //!
 //! The pages hold no items: they are documentation only.
 
@@ -47,3 +49,6 @@ pub mod testing {}
 
 #[doc = include_str!("graphs.md")]
 pub mod graphs {}
+
+#[doc = include_str!("outbox.md")]
+pub mod outbox {}

@@ -1,9 +1,9 @@
 //! The transactional outbox: messages that leave if and only if the saga
 //! transition that made them is durable.
 //!
-//! A saga body sends with `sagaflow::send!`; such a message is committed
+//! A saga body sends with [`send!`](crate::send); such a message is committed
 //! with the saga's final commit, and only if the saga commits. A step sends with
-//! `StepContext::send`; such a message is committed
+//! [`StepContext::send`](crate::StepContext::send); such a message is committed
 //! with that step's outcome (so it leaves even if the saga later compensates, and
 //! a compensation can send its own "cancelled" message the same way). In both
 //! cases the message is written in the same store transaction as the transition,
@@ -292,7 +292,7 @@ pub enum SendError {
     NotInStep,
     /// The saga runs in memory on a runner without a sink, so the message
     /// would have nowhere to go. Give the runner one
-    /// (`Runner::with_sink`) or run the saga on a
+    /// ([`Runner::with_sink`](crate::Runner::with_sink)) or run the saga on a
     /// durable executor.
     NoOutbox {
         /// The saga's name.

@@ -226,6 +226,25 @@ async fn messages_are_stored_with_their_transition_or_not_at_all(b: &impl Backen
         rows[2].seq, 4,
         "seq is the journal position of its Sent entry"
     );
+
+    // A conditional append stores its messages too, and only if it lands.
+    let late = Entry::Sent {
+        messages: vec![message(id, 7, 0, "audit")],
+    };
+    let skipped = store
+        .append_if(id, SagaStatus::Parked, late.clone())
+        .await
+        .unwrap();
+    assert_eq!(skipped, Err(Some(SagaStatus::Running)));
+    assert_eq!(all(store, id).await.len(), 3);
+    let landed = store
+        .append_if(id, SagaStatus::Running, late)
+        .await
+        .unwrap();
+    assert_eq!(landed, Ok(()));
+    let rows = all(store, id).await;
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[3].seq, 5);
 }
 
 async fn a_sagas_messages_keep_their_order_across_transitions(b: &impl Backend) {
@@ -794,4 +813,45 @@ async fn relays_over_separate_stores_never_share_a_message_or_a_saga() {
     assert_eq!(stored.len(), SAGAS * 3);
     let retried = stored.iter().filter(|m| m.attempts > 0).count();
     assert!(retried > 0, "some deliveries failed first");
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_postgres_store_gains_the_outbox_when_connected() {
+    let Some(url) = support::pg_url() else {
+        return;
+    };
+    let schema = support::schema_for("old_postgres_store");
+    let config = sagaflow::durable::PgConfig::new(url.clone()).schema(schema.clone());
+    let first = sagaflow::durable::PgStore::connect_with(config.clone())
+        .await
+        .unwrap();
+    let id = saga(&first).await;
+    first.close().await.unwrap();
+    drop(first);
+    // Take the schema back to version 1, as sagaflow 0.1 left it.
+    let client = support::raw_client(&url).await;
+    client
+        .batch_execute(&format!(
+            "DROP TABLE \"{schema}\".outbox;
+             UPDATE \"{schema}\".sagaflow_meta SET value = '1' WHERE key = 'schema_version';"
+        ))
+        .await
+        .unwrap();
+    let store = sagaflow::durable::PgStore::connect_with(config)
+        .await
+        .unwrap();
+    assert_eq!(store.get(id).await.unwrap().unwrap().journal.len(), 1);
+    let version = client
+        .query_one(
+            &format!("SELECT value FROM \"{schema}\".sagaflow_meta WHERE key = 'schema_version'"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, String>(0);
+    assert_eq!(version, "2");
+    let other = saga(&store).await;
+    store.append_all(other, sent(other, 0, 2)).await.unwrap();
+    assert_eq!(all(&store, other).await.len(), 2);
 }

@@ -130,9 +130,15 @@ async fn claim(
     // A claim tried again after a lost connection may also have committed:
     // then its messages stay leased to nobody until the lease passes.
     let claimed = retrying(shared, "cannot claim messages", |mut client| async move {
+        let (heads_stmt, pending_stmt, lease_stmt) = futures_util::future::try_join3(
+            client.prepare_cached(&sql.heads),
+            client.prepare_cached(&sql.pending),
+            client.prepare_cached(&sql.lease),
+        )
+        .await?;
         let tx = client.transaction().await?;
         let heads: Vec<String> = tx
-            .query(sql.heads.as_str(), &[&limit_sql])
+            .query(&heads_stmt, &[&limit_sql])
             .await?
             .iter()
             .map(|row| row.get(0))
@@ -140,7 +146,7 @@ async fn claim(
         if heads.is_empty() {
             return Ok(Ok(Vec::new()));
         }
-        let rows = tx.query(sql.pending.as_str(), &[&heads]).await?;
+        let rows = tx.query(&pending_stmt, &[&heads]).await?;
         let sagas = match candidates(shared, &heads, &rows) {
             Ok(sagas) => sagas,
             // Dropping the transaction rolls it back.
@@ -148,8 +154,7 @@ async fn claim(
         };
         let messages = pick(sagas, limit);
         let ids: Vec<&str> = messages.iter().map(|m| m.message.id.as_str()).collect();
-        tx.execute(sql.lease.as_str(), &[&token, &lease_ms, &ids])
-            .await?;
+        tx.execute(&lease_stmt, &[&token, &lease_ms, &ids]).await?;
         tx.commit().await?;
         Ok(Ok(messages))
     })

@@ -188,10 +188,7 @@ async fn messages_reach_redis_at_least_once_through_a_hundred_kills() {
     let Some(url) = support::redis_url() else {
         return;
     };
-    let kills: usize = std::env::var("OUTBOX_KILL_KILLS")
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(KILLS);
+    let kills = support::env_count("OUTBOX_KILL_KILLS", KILLS);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("outbox.db");
     let prefix = format!("sagaflow-kill:{:08x}:", fastrand::u32(..));

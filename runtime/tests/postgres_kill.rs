@@ -195,10 +195,7 @@ async fn three_workers_share_sagas_through_a_hundred_kills() {
     let Some(url) = support::pg_url() else {
         return;
     };
-    let kills: usize = std::env::var("KILL_TEST_KILLS")
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(KILLS);
+    let kills = support::env_count("KILL_TEST_KILLS", KILLS);
     let schema = support::schema_for("kill");
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.txt");

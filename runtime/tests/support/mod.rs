@@ -30,6 +30,15 @@ fn env_url(var: &str, server: &str) -> Option<String> {
     }
 }
 
+/// The number in environment variable `var`, or `default`: how a long test
+/// (a kill test) is made longer or shorter by hand.
+pub fn env_count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A fresh schema name for test `name`.
 pub fn schema_for(name: &str) -> String {
     let mut base: String = name

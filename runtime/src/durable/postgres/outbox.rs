@@ -1,6 +1,7 @@
 //! The outbox on the server: claims that several relays in several processes
 //! can make at once, fenced settlements, resend, and the operator's listing.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio_postgres::Row;
@@ -8,6 +9,7 @@ use tokio_postgres::types::ToSql;
 
 use super::read::parse_id;
 use super::{PgStore, Shared, retrying};
+use crate::SagaId;
 use crate::durable::outbox_rows::{Candidate, pending, pick};
 use crate::durable::store::StoreError;
 use crate::outbox::{
@@ -141,8 +143,8 @@ async fn claim(
             .query(&heads_stmt, &[&limit_sql])
             .await?
             .iter()
-            .map(|row| row.get(0))
-            .collect();
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
         if heads.is_empty() {
             return Ok(Ok(Vec::new()));
         }
@@ -171,23 +173,24 @@ fn candidates(
     heads: &[String],
     rows: &[Row],
 ) -> Result<Vec<Vec<Candidate>>, StoreError> {
-    let mut by_saga: std::collections::HashMap<&str, Vec<Candidate>> =
-        std::collections::HashMap::with_capacity(heads.len());
+    let mut by_saga: HashMap<SagaId, Vec<Candidate>> = HashMap::with_capacity(heads.len());
     for row in rows {
         let claimable: bool = row.try_get(8).map_err(|e| {
             StoreError::new(format!("{}: cannot read a message: {e}", shared.server))
         })?;
         let message = pending_of(shared, row)?;
-        let saga: &str = row.get(0);
         by_saga
-            .entry(saga)
+            .entry(message.saga_id)
             .or_default()
             .push(Candidate { message, claimable });
     }
-    Ok(heads
-        .iter()
-        .filter_map(|head| by_saga.remove(head.as_str()))
-        .collect())
+    let mut sagas = Vec::with_capacity(heads.len());
+    for head in heads {
+        if let Some(messages) = by_saga.remove(&parse_id(&shared.server, head)?) {
+            sagas.push(messages);
+        }
+    }
+    Ok(sagas)
 }
 
 /// The settlements as the settle statement's parallel arrays.

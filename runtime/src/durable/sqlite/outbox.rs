@@ -257,38 +257,39 @@ fn settle(
     settlement: &Settlement,
     now: i64,
 ) -> rusqlite::Result<usize> {
+    use rusqlite::types::Value;
     // Every settlement gives the lease up; the state, the attempts, the
-    // backoff and the error change as the kind says.
-    let (id, sql, extra): (&str, &str, rusqlite::types::Value) = match settlement {
-        Settlement::Delivered { id } => (id, "state = 'delivered', delivered_at = ?3", now.into()),
+    // backoff and the error change as its kind says (`?3`, `?4` its values).
+    let (id, set, values): (&str, &str, Vec<Value>) = match settlement {
+        Settlement::Delivered { id } => (
+            id,
+            "state = 'delivered', delivered_at = ?3,",
+            vec![now.into()],
+        ),
         Settlement::Retry {
             id,
             error,
             retry_at,
-        } => {
-            let sql = "attempts = attempts + 1, last_error = ?3, available_at = ?4";
-            let mut stmt = tx.prepare_cached(&settle_sql(sql))?;
-            return stmt.execute(params![id, token, error, millis(*retry_at)]);
-        }
+        } => (
+            id,
+            "attempts = attempts + 1, last_error = ?3, available_at = ?4,",
+            vec![error.clone().into(), millis(*retry_at).into()],
+        ),
         Settlement::Dead { id, error } => (
             id,
-            "state = 'dead', attempts = attempts + 1, last_error = ?3",
-            error.clone().into(),
+            "state = 'dead', attempts = attempts + 1, last_error = ?3,",
+            vec![error.clone().into()],
         ),
-        Settlement::Released { id } => {
-            let mut stmt = tx.prepare_cached(&settle_sql("lease_until = NULL"))?;
-            return stmt.execute(params![id, token]);
-        }
+        Settlement::Released { id } => (id, "", Vec::new()),
     };
-    let mut stmt = tx.prepare_cached(&settle_sql(sql))?;
-    stmt.execute(params![id, token, extra])
-}
-
-fn settle_sql(set: &str) -> String {
-    format!(
-        "UPDATE outbox SET {set}, lease_token = NULL, lease_until = NULL
+    let sql = format!(
+        "UPDATE outbox SET {set} lease_token = NULL, lease_until = NULL
          WHERE id = ?1 AND lease_token = ?2 AND state = 'pending'"
-    )
+    );
+    let mut params: Vec<Value> = vec![id.to_owned().into(), token.into()];
+    params.extend(values);
+    tx.prepare_cached(&sql)?
+        .execute(rusqlite::params_from_iter(params))
 }
 
 impl Reader {

@@ -181,8 +181,23 @@ impl<H: Hooks> Runner<H> {
             let sink = sink.clone();
             return Box::pin(self.run_sending(saga, id, timed, reported, sink)).await;
         }
+        let (span, mut run) = self.new_run::<S>(id, timed, reported);
+        let result = if span.is_disabled() {
+            saga.__sagaflow_drive(&mut run).await
+        } else {
+            saga.__sagaflow_drive(&mut run).instrument(span).await
+        };
+        (result, run.take_report())
+    }
+
+    fn new_run<S: Saga>(
+        &self,
+        id: SagaId,
+        timed: bool,
+        reported: bool,
+    ) -> (tracing::Span, Run<'_, H>) {
         let span = tracing::info_span!("saga", saga = S::NAME, id = %id);
-        let mut run = Run::new(
+        let run = Run::new(
             &self.hooks,
             S::NAME,
             id,
@@ -191,12 +206,7 @@ impl<H: Hooks> Runner<H> {
             timed,
             reported,
         );
-        let result = if span.is_disabled() {
-            saga.__sagaflow_drive(&mut run).await
-        } else {
-            saga.__sagaflow_drive(&mut run).instrument(span).await
-        };
-        (result, run.take_report())
+        (span, run)
     }
 
     /// [`run_inner`](Self::run_inner) with a sink: what the saga sends is
@@ -209,16 +219,7 @@ impl<H: Hooks> Runner<H> {
         reported: bool,
         sink: Arc<dyn DynSink>,
     ) -> (Result<S::Output, SagaError<S::Error>>, Option<RunReport>) {
-        let span = tracing::info_span!("saga", saga = S::NAME, id = %id);
-        let mut run = Run::new(
-            &self.hooks,
-            S::NAME,
-            id,
-            S::STEPS,
-            span.clone(),
-            timed,
-            reported,
-        );
+        let (span, mut run) = self.new_run::<S>(id, timed, reported);
         let outgoing = Outgoing::new(S::NAME, id, Some(sink));
         run.outgoing = Some(outgoing.clone());
         let drive = WithOutgoing::new(saga.__sagaflow_drive(&mut run), Some(outgoing));

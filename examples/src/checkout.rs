@@ -19,35 +19,25 @@
 //! that can be told to fail and remember what happened to them.
 //!
 //! ```
-//! use std::sync::{Arc, Mutex};
 //! use sagaflow::Runner;
-//! use sagaflow::outbox::{Message, Sink, SinkError};
+//! use sagaflow::outbox::MemorySink;
 //! use sagaflow_examples::checkout::{Carrier, CheckoutSaga, Order, Payments, Warehouse};
-//!
-//! #[derive(Clone, Default)]
-//! struct Kept(Arc<Mutex<Vec<Message>>>);
-//! impl Sink for Kept {
-//!     async fn deliver(&self, messages: &[Message]) -> Result<(), SinkError> {
-//!         self.0.lock().unwrap().extend_from_slice(messages);
-//!         Ok(())
-//!     }
-//! }
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let (payments, carrier) = (Payments::new(), Carrier::new());
 //! let warehouse = Warehouse::with_stock("lamp", 1);
-//! let kept = Kept::default();
-//! let runner = Runner::new().with_sink(kept.clone());
+//! let sink = MemorySink::new();
+//! let runner = Runner::new().with_sink(sink.clone());
 //!
 //! let saga = CheckoutSaga::new(&payments, &warehouse, &carrier, Order::new("o-1", "lamp", 1, 4_900));
 //! assert!(runner.run(saga).await.is_ok());
-//! let sent: Vec<String> = kept.0.lock().unwrap().iter().map(|m| m.destination.clone()).collect();
+//! let sent: Vec<String> = sink.messages().into_iter().map(|m| m.destination).collect();
 //! assert_eq!(sent, ["payments", "audit", "notifications"]);
 //!
 //! // The lamp is gone: the second order is refunded, and nobody is told it shipped.
 //! let saga = CheckoutSaga::new(&payments, &warehouse, &carrier, Order::new("o-2", "lamp", 1, 4_900));
 //! assert!(runner.run(saga).await.is_err());
-//! let sent: Vec<String> = kept.0.lock().unwrap().iter().map(|m| m.destination.clone()).collect();
+//! let sent: Vec<String> = sink.messages().into_iter().map(|m| m.destination).collect();
 //! assert_eq!(sent, ["payments", "audit", "notifications", "payments", "payments"]);
 //! # }
 //! ```

@@ -293,6 +293,20 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         })
     }
 
+    /// A message of the body (`sagaflow::send!`), sent at the saga's commit.
+    // Here, not beside the rest of the outbox's run code: a bound's note
+    // names this impl's path, which must read the same in every build.
+    pub fn send_at_commit<T: crate::outbox::in_run::Sendable + ?Sized>(
+        &self,
+        destination: &str,
+        key: Option<String>,
+        message: &T,
+    ) {
+        if let Some(outgoing) = &self.outgoing {
+            outgoing.send_at_commit(destination, key, message);
+        }
+    }
+
     /// Runs step `S` (at position `index`) to success, or to failure after its retries.
     ///
     /// `call` builds a fresh future for each attempt: the step's arguments are

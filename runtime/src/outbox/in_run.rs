@@ -65,18 +65,6 @@ impl<H: Hooks, J: Journal> Run<'_, H, J> {
         Err(self.messages_failed(0, message))
     }
 
-    /// A message of the body (`sagaflow::send!`), sent at the saga's commit.
-    pub fn send_at_commit<T: Sendable + ?Sized>(
-        &self,
-        destination: &str,
-        key: Option<String>,
-        message: &T,
-    ) {
-        if let Some(outgoing) = &self.outgoing {
-            outgoing.send_at_commit(destination, key, message);
-        }
-    }
-
     /// Makes the body's messages ready for the commit, once every step
     /// succeeded: kept for the final write of a durable run, handed to the sink
     /// in memory. A failure here compensates every step, as a failed last step

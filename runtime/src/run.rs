@@ -25,6 +25,9 @@ use crate::report::{Outcome, RunOutcome, RunReport, StepRecord};
 use crate::step::Step;
 use crate::{RetryPolicy, StepInfo, StepKind};
 
+mod group;
+pub use group::{Group, Joined, Member, Undo};
+
 /// The error text of a compensation that failed; built only on failure.
 #[doc(hidden)]
 #[derive(Debug)]
@@ -719,7 +722,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     #[cold]
     #[inline(never)]
     fn step_will_retry(
-        &mut self,
+        &self,
         cx: &StepContext,
         policy: RetryPolicy,
         retry: u32,
@@ -753,17 +756,42 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
 
     async fn compensate_step<S, F, Fut>(
         &mut self,
+        step: core::marker::PhantomData<S>,
+        index: u32,
+        call: F,
+    ) where
+        S: Step,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), CompensationError>>,
+    {
+        if J::DURABLE
+            && let Some(deferred) = self.journal.take_deferred()
+            && let Err(e) = self.journal.record(deferred).await
+        {
+            self.halt(e);
+            return;
+        }
+        let undo = self.undo(step, index, call).await;
+        self.undone::<S>(index, undo);
+    }
+
+    /// Every attempt of step `S`'s compensation, by its policy, on a shared
+    /// borrow, so that a group's members are undone at once: told as it goes,
+    /// recorded afterwards by [`undone`](Self::undone).
+    pub async fn undo<S, F, Fut>(
+        &self,
         _step: core::marker::PhantomData<S>,
         index: u32,
         mut call: F,
-    ) where
+    ) -> Undo
+    where
         S: Step,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), CompensationError>>,
     {
         let (StepKind::Compensatable, Some(function)) = (S::INFO.kind(), S::INFO.compensation())
         else {
-            return;
+            return Undo::Skipped;
         };
         let name = S::INFO.name();
         let policy = S::INFO.compensation_retry();
@@ -772,31 +800,23 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         let mut spent = 0u32;
         if J::DURABLE {
             if self.journal.halted() {
-                return;
+                return Undo::Skipped;
             }
             match self.journal.replayed(index, true) {
                 Replayed::Succeeded(_) => {
-                    self.failure().undone.push(name);
-                    self.records.push(StepRecord {
-                        step: name,
-                        function,
-                        index,
-                        phase: Phase::Compensation,
-                        outcome: Outcome::Succeeded,
+                    return Undo::Undone {
                         attempts: 0,
                         duration: None,
-                        error: None,
-                    });
-                    return;
+                        last_error: None,
+                    };
                 }
                 Replayed::Failed(error) => {
-                    self.failure().failed.push(FailedCompensation {
-                        step: name,
-                        compensation: function,
-                        error,
+                    return Undo::Failed {
                         attempts: 0,
-                    });
-                    return;
+                        outcome: None,
+                        duration: None,
+                        error,
+                    };
                 }
                 Replayed::Run {
                     next_attempt,
@@ -812,9 +832,8 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     index,
                     attempt: attempt_no,
                 };
-                if let Err(e) = self.write(entry).await {
-                    self.halt(e);
-                    return;
+                if let Err(e) = self.journal.record(entry).await {
+                    return Undo::Halt(e);
                 }
             }
             let cx = self.context(name, index, attempt_no, Phase::Compensation);
@@ -827,26 +846,21 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             let failure = match outcome {
                 Ok(()) => {
                     if J::DURABLE
-                        && let Err(e) = self.write(Entry::CompensationSucceeded { index }).await
+                        && let Err(e) = self
+                            .journal
+                            .record(Entry::CompensationSucceeded { index })
+                            .await
                     {
-                        self.halt(e);
-                        return;
+                        return Undo::Halt(e);
                     }
                     let duration = started.map(|s| s.elapsed());
                     self.hooks
                         .compensation_succeeded(&cx, duration.unwrap_or_default());
-                    self.failure().undone.push(name);
-                    self.records.push(StepRecord {
-                        step: name,
-                        function,
-                        index,
-                        phase: Phase::Compensation,
-                        outcome: Outcome::Succeeded,
+                    return Undo::Undone {
                         attempts: attempt_no,
                         duration,
-                        error: last_error,
-                    });
-                    return;
+                        last_error,
+                    };
                 }
                 Err(failure) => failure.map_err(|CompensationError(text)| text),
             };
@@ -867,30 +881,71 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     index,
                     error: text.clone(),
                 };
-                if let Err(e) = self.write(entry).await {
-                    self.halt(e);
-                    return;
+                if let Err(e) = self.journal.record(entry).await {
+                    return Undo::Halt(e);
                 }
             }
             tracing::error!(parent: &self.span, step = name, compensation = function, attempts = attempt_no, error = %text, "compensation failed for good; the step's effect needs manual repair");
             self.hooks.compensation_failed(&cx, &text);
-            self.records.push(StepRecord {
-                step: name,
-                function,
-                index,
-                phase: Phase::Compensation,
-                outcome: outcome_of(&failure),
+            return Undo::Failed {
                 attempts: attempt_no,
+                outcome: Some(outcome_of(&failure)),
                 duration: started.map(|s| s.elapsed()),
-                error: Some(text.clone()),
-            });
-            self.failure().failed.push(FailedCompensation {
-                step: name,
-                compensation: function,
                 error: text,
-                attempts: attempt_no,
-            });
-            return;
+            };
+        }
+    }
+
+    /// Records what undoing step `S` (at `index`) came to.
+    pub fn undone<S: Step>(&mut self, index: u32, undo: Undo) {
+        let (name, function) = (S::INFO.name(), S::INFO.compensation().unwrap_or_default());
+        match undo {
+            Undo::Skipped => {}
+            Undo::Halt(e) => self.halt(e),
+            Undo::Undone {
+                attempts,
+                duration,
+                last_error,
+            } => {
+                self.failure().undone.push(name);
+                self.records.push(StepRecord {
+                    step: name,
+                    function,
+                    index,
+                    phase: Phase::Compensation,
+                    outcome: Outcome::Succeeded,
+                    attempts,
+                    duration,
+                    error: last_error,
+                });
+            }
+            Undo::Failed {
+                attempts,
+                outcome,
+                duration,
+                error,
+            } => {
+                // A failure replayed from the journal was recorded by the run
+                // that saw it; only the error remembers it.
+                if let Some(outcome) = outcome {
+                    self.records.push(StepRecord {
+                        step: name,
+                        function,
+                        index,
+                        phase: Phase::Compensation,
+                        outcome,
+                        attempts,
+                        duration,
+                        error: Some(error.clone()),
+                    });
+                }
+                self.failure().failed.push(FailedCompensation {
+                    step: name,
+                    compensation: function,
+                    error,
+                    attempts,
+                });
+            }
         }
     }
 

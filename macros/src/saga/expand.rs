@@ -138,7 +138,7 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
     let marker_ty = &g.marker_ty;
     let marker_field = g.if_lifetimes(quote!(__sagaflow_marker: #marker_ty,));
     let marker_init = g.if_lifetimes(quote!(__sagaflow_marker: ::core::marker::PhantomData,));
-    let pivot_checks = check::pivot_checks(&g.an.steps);
+    let pivot_checks = check::pivot_checks(&g.an.steps, &g.an.groups);
     let step_checks = check::step_checks(&g.an.steps);
     let fn_generics = &sig.generics;
     let where_clause = &sig.generics.where_clause;

@@ -217,6 +217,13 @@ fn saga_trait_impl(g: &Gen<'_>) -> TokenStream {
     let generics = &g.generics;
     let saga_name = sig.ident.to_string();
     let step_paths: Vec<&syn::Path> = g.an.steps.iter().map(|s| &s.path).collect();
+    let groups = (!g.an.groups.is_empty()).then(|| {
+        let ranges = g.an.groups.iter().map(|r| {
+            let (start, end) = (r.start as u32, r.end as u32);
+            quote!(#start..#end)
+        });
+        quote!(const GROUPS: &'static [::core::ops::Range<u32>] = &[#(#ranges),*];)
+    });
     quote! {
         #[automatically_derived]
         impl #generics ::sagaflow::Saga for #type_ident #generics {
@@ -225,6 +232,7 @@ fn saga_trait_impl(g: &Gen<'_>) -> TokenStream {
             const NAME: &'static str = #saga_name;
             const STEPS: &'static [::sagaflow::StepInfo] =
                 &[#(<#step_paths as ::sagaflow::Step>::INFO),*];
+            #groups
 
             fn __sagaflow_drive<__SagaflowHooks: ::sagaflow::Hooks>(
                 self,

@@ -189,6 +189,8 @@ pub struct Run<'h, H, J = NoJournal> {
     started: Option<Instant>,
     /// The saga's steps, to write the records of plain successes at the end.
     steps: &'static [StepInfo],
+    /// The positions of each `sagaflow::join!` group's members, for the report.
+    groups: &'static [core::ops::Range<u32>],
     /// Forward steps that succeeded so far (they run in order).
     succeeded: u32,
     /// What cannot be rebuilt at the end: every forward step that was retried, timed
@@ -240,11 +242,18 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             keeps_report: reported,
             started: if timed { Some(Instant::now()) } else { None },
             steps,
+            groups: &[],
             succeeded: 0,
             records: Vec::new(),
             failure: None,
             report: None,
         }
+    }
+
+    /// The saga's groups, for the report.
+    pub(crate) fn grouped(mut self, groups: &'static [core::ops::Range<u32>]) -> Self {
+        self.groups = groups;
+        self
     }
 
     #[inline]
@@ -390,6 +399,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         last_error: Option<String>,
     ) {
         self.records.push(StepRecord {
+            group: None,
             step: S::INFO.name(),
             function: S::INFO.name(),
             index,
@@ -704,6 +714,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         let failure = self.failure.get_or_insert_with(Box::default);
         failure.undone.reserve(steps);
         self.records.push(StepRecord {
+            group: None,
             step: name,
             function: name,
             index,
@@ -909,6 +920,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             } => {
                 self.failure().undone.push(name);
                 self.records.push(StepRecord {
+                    group: None,
                     step: name,
                     function,
                     index,
@@ -929,6 +941,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 // that saw it; only the error remembers it.
                 if let Some(outcome) = outcome {
                     self.records.push(StepRecord {
+                        group: None,
                         step: name,
                         function,
                         index,
@@ -968,6 +981,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     all.extend(kept.next());
                 }
                 _ => all.push(StepRecord {
+                    group: None,
                     step: info.name(),
                     function: info.name(),
                     index,
@@ -986,13 +1000,18 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     /// The run's report, told to the hooks, and kept for the caller if it
     /// takes it.
     fn finish(&mut self, outcome: RunOutcome) -> RunReport {
-        let report = RunReport {
+        let mut report = RunReport {
             saga: self.saga,
             id: self.id,
             outcome,
             duration: self.started.map(|s| s.elapsed()),
             records: self.all_records(),
         };
+        if !self.groups.is_empty() {
+            for r in &mut report.records {
+                r.group = self.groups.iter().position(|g| g.contains(&r.index));
+            }
+        }
         self.hooks.saga_finished(&report);
         if self.keeps_report {
             self.report = Some(Box::new(report.clone()));

@@ -297,6 +297,12 @@ async fn each_member_has_its_report_row() {
         ]
     );
     assert!(report.steps().all(|r| r.outcome() == Outcome::Succeeded));
+    // The group is visible: its members' rows name it.
+    let groups: Vec<Option<usize>> = report.steps().map(|r| r.group()).collect();
+    assert_eq!(groups, [None, Some(0), Some(0), None]);
+    let text = report.to_string();
+    assert!(text.contains("book_flight ‖1"), "{text}");
+    assert!(text.contains("book_hotel ‖1"), "{text}");
 
     let world = World::failing(&["hotel"]);
     let (result, report) = Runner::new().run_reported(TripSaga::new(&world, 3)).await;
@@ -304,6 +310,7 @@ async fn each_member_has_its_report_row() {
     let hotel = report.find("book_hotel", Phase::Forward).unwrap();
     assert_eq!(hotel.outcome(), Outcome::Failed);
     assert_eq!(hotel.attempts(), 4);
-    assert!(report.find("book_flight", Phase::Compensation).is_some());
+    let undo = report.find("book_flight", Phase::Compensation).unwrap();
+    assert_eq!(undo.group(), Some(0));
     assert_eq!(err.report(), &report);
 }

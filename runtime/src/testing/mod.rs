@@ -373,7 +373,8 @@ where
             tracing::Span::none(),
             false,
             true,
-        );
+        )
+        .grouped(S::GROUPS);
         saga.__sagaflow_drive_with(&mut run).await
     }
 

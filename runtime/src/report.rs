@@ -32,7 +32,7 @@ impl Outcome {
 /// One step's, or one compensation's, part of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRecord {
-    pub(crate) group: Option<usize>,
+    pub(crate) group: Option<u32>,
     pub(crate) step: &'static str,
     pub(crate) function: &'static str,
     pub(crate) index: u32,
@@ -52,7 +52,7 @@ impl StepRecord {
     /// The `sagaflow::join!` group the step ran in, counting the saga's
     /// groups from 0 (as `Saga::GROUPS` lists them), or `None` for a step that
     /// ran on its own.
-    pub fn group(&self) -> Option<usize> {
+    pub fn group(&self) -> Option<u32> {
         self.group
     }
 

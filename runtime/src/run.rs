@@ -189,8 +189,6 @@ pub struct Run<'h, H, J = NoJournal> {
     started: Option<Instant>,
     /// The saga's steps, to write the records of plain successes at the end.
     steps: &'static [StepInfo],
-    /// The positions of each `sagaflow::join!` group's members, for the report.
-    groups: &'static [core::ops::Range<u32>],
     /// Forward steps that succeeded so far (they run in order).
     succeeded: u32,
     /// What cannot be rebuilt at the end: every forward step that was retried, timed
@@ -242,18 +240,11 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             keeps_report: reported,
             started: if timed { Some(Instant::now()) } else { None },
             steps,
-            groups: &[],
             succeeded: 0,
             records: Vec::new(),
             failure: None,
             report: None,
         }
-    }
-
-    /// The saga's groups, for the report.
-    pub(crate) fn grouped(mut self, groups: &'static [core::ops::Range<u32>]) -> Self {
-        self.groups = groups;
-        self
     }
 
     #[inline]
@@ -1007,10 +998,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             duration: self.started.map(|s| s.elapsed()),
             records: self.all_records(),
         };
-        if !self.groups.is_empty() {
-            for r in &mut report.records {
-                r.group = self.groups.iter().position(|g| g.contains(&r.index));
-            }
+        // The group is the step table's: `#[saga]` marks each member there.
+        for r in &mut report.records {
+            r.group = self.steps.get(r.index as usize).and_then(StepInfo::group);
         }
         self.hooks.saga_finished(&report);
         if self.keeps_report {

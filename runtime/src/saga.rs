@@ -152,8 +152,7 @@ impl<H: Hooks> Runner<H> {
             span.clone(),
             timed,
             reported,
-        )
-        .grouped(S::GROUPS);
+        );
         let result = if span.is_disabled() {
             saga.__sagaflow_drive(&mut run).await
         } else {

@@ -298,7 +298,7 @@ async fn each_member_has_its_report_row() {
     );
     assert!(report.steps().all(|r| r.outcome() == Outcome::Succeeded));
     // The group is visible: its members' rows name it.
-    let groups: Vec<Option<usize>> = report.steps().map(|r| r.group()).collect();
+    let groups: Vec<Option<u32>> = report.steps().map(|r| r.group()).collect();
     assert_eq!(groups, [None, Some(0), Some(0), None]);
     let text = report.to_string();
     assert!(text.contains("book_flight ‖1"), "{text}");

@@ -216,7 +216,17 @@ fn saga_trait_impl(g: &Gen<'_>) -> TokenStream {
     } = g.saga;
     let generics = &g.generics;
     let saga_name = sig.ident.to_string();
-    let step_paths: Vec<&syn::Path> = g.an.steps.iter().map(|s| &s.path).collect();
+    // A member's entry names its group: the report and the graph read it there.
+    let step_infos = g.an.steps.iter().enumerate().map(|(i, s)| {
+        let path = &s.path;
+        match g.an.groups.iter().position(|r| r.contains(&i)) {
+            Some(k) => {
+                let k = k as u32;
+                quote!(<#path as ::sagaflow::Step>::INFO.in_group(#k))
+            }
+            None => quote!(<#path as ::sagaflow::Step>::INFO),
+        }
+    });
     let groups = (!g.an.groups.is_empty()).then(|| {
         let ranges = g.an.groups.iter().map(|r| {
             let (start, end) = (r.start as u32, r.end as u32);
@@ -231,7 +241,7 @@ fn saga_trait_impl(g: &Gen<'_>) -> TokenStream {
             type Error = #error_ty;
             const NAME: &'static str = #saga_name;
             const STEPS: &'static [::sagaflow::StepInfo] =
-                &[#(<#step_paths as ::sagaflow::Step>::INFO),*];
+                &[#(#step_infos),*];
             #groups
 
             fn __sagaflow_drive<__SagaflowHooks: ::sagaflow::Hooks>(

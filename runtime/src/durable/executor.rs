@@ -441,8 +441,7 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Executor<St, H> {
             span.clone(),
             H::TIMED,
             false,
-        )
-        .grouped(S::GROUPS);
+        );
         let result = saga.__sagaflow_drive_with(&mut run).instrument(span).await;
         let stopped = match (run.take_refusal(), run.take_halt()) {
             (Some(reason), _) => Some(Stopped::Refused(reason)),

@@ -373,8 +373,7 @@ where
             tracing::Span::none(),
             false,
             true,
-        )
-        .grouped(S::GROUPS);
+        );
         saga.__sagaflow_drive_with(&mut run).await
     }
 

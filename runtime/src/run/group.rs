@@ -101,7 +101,8 @@ enum Stop {
 /// What one member's run left for [`Run::settle`].
 #[doc(hidden)]
 pub struct Member<T, E> {
-    result: Result<T, StepFailure<E>>,
+    /// `None` if the member never ran: the store had failed.
+    result: Option<Result<T, StepFailure<E>>>,
     attempts: u32,
     started: Option<Instant>,
     last_error: Option<String>,
@@ -109,13 +110,14 @@ pub struct Member<T, E> {
     rank: u32,
     /// Whether the run recorded its outcome before a restart.
     replayed: bool,
-    stop: Option<Stop>,
+    /// Boxed: made only when the store fails, and kept out of every member's size.
+    stop: Option<Box<Stop>>,
 }
 
 impl<T, E> Member<T, E> {
     fn new(started: Option<Instant>) -> Self {
         Member {
-            result: Err(halted()),
+            result: None,
             attempts: 0,
             started,
             last_error: None,
@@ -248,25 +250,25 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 Replayed::Succeeded(bytes) => {
                     match J::decode(&bytes) {
                         Ok(output) => {
-                            member.result = Ok(output);
+                            member.result = Some(Ok(output));
                             member.replayed = true;
                         }
                         Err(e) => {
-                            member.stop = Some(Stop::Refuse(format!(
+                            member.stop = Some(Box::new(Stop::Refuse(format!(
                                 "saga {} (`{}`) cannot be resumed: the output recorded for step \
                                  `{name}` (step {}) no longer reads as the step's output type: {e}; \
                                  the type changed since the step ran; its record is left as it is",
                                 self.id,
                                 self.saga,
                                 index + 1
-                            )));
+                            ))));
                             member.rank = group.fail();
                         }
                     }
                     return member;
                 }
                 Replayed::Failed(message) => {
-                    member.result = Err(StepFailure::Recovered { message });
+                    member.result = Some(Err(StepFailure::Recovered { message }));
                     member.replayed = true;
                     member.rank = group.fail();
                     return member;
@@ -305,7 +307,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     Ok(()) => {
                         let duration = member.started.map(|s| s.elapsed());
                         self.hooks.step_succeeded(&cx, duration.unwrap_or_default());
-                        member.result = Ok(output);
+                        member.result = Some(Ok(output));
                         return member;
                     }
                     Err(Ok(failure)) => failure,
@@ -337,7 +339,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             tracing::warn!(parent: &self.span, step = name, attempts = attempt_no, error = %text, "group member failed for good, compensating");
             self.hooks.step_failed(&cx, &text);
             member.last_error = Some(text);
-            member.result = Err(failure);
+            member.result = Some(Err(failure));
             return member;
         }
     }
@@ -373,8 +375,8 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         group: &Group,
         stop: Stop,
     ) -> Member<T, E> {
-        member.stop = Some(stop);
-        member.result = Err(halted());
+        member.stop = Some(Box::new(stop));
+        member.result = None;
         member.rank = group.fail();
         wake_siblings().await;
         member
@@ -396,12 +398,12 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             replayed,
             stop,
         } = member;
-        match stop {
+        match stop.map(|s| *s) {
             Some(Stop::Halt(e)) => self.halt(e),
             Some(Stop::Refuse(reason)) => self.refuse(reason),
             None => {}
         }
-        match result {
+        match result.unwrap_or_else(|| Err(halted())) {
             Ok(output) => {
                 self.succeeded += 1;
                 let duration = started.filter(|_| !replayed).map(|s| s.elapsed());

@@ -14,6 +14,8 @@
 //! 7. [Testing your sagas](testing): the test kit's failure, repeat and crash
 //!    sweeps (the `testing` feature).
 //! 8. [Saga graphs](graphs): the pictures in rustdoc, and as Mermaid, DOT and SVG.
+//! 9. [Concurrent steps](concurrent): `sagaflow::join!`, steps that run at once,
+//!    and how they are undone.
 //!
 //! The pages hold no items: they are documentation only.
 
@@ -47,3 +49,6 @@ pub mod testing {}
 
 #[doc = include_str!("graphs.md")]
 pub mod graphs {}
+
+#[doc = include_str!("concurrent.md")]
+pub mod concurrent {}

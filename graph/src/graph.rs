@@ -144,13 +144,18 @@ impl SagaGraph {
             out.push_str("    undone((\"undone\"))\n");
         }
 
-        out.push_str("    %% forward\n");
-        let mut prev = String::from("start");
-        for i in 0..steps.len() {
-            let _ = writeln!(out, "    {prev} --> s{i}");
-            prev = format!("s{i}");
+        // Each group's members side by side, between a fork and a join.
+        for (k, range) in self.groups().iter().enumerate() {
+            let _ = writeln!(out, "    subgraph g{k} [\"at once\"]");
+            for i in range.clone() {
+                let _ = writeln!(out, "        s{i}");
+            }
+            out.push_str("    end\n");
         }
-        let _ = writeln!(out, "    {prev} --> done");
+        out.push_str("    %% forward\n");
+        for (from, to) in self.forward_edges() {
+            let _ = writeln!(out, "    {from} --> {to}");
+        }
 
         if last_fail.is_some() {
             out.push_str("    %% on failure\n");
@@ -160,13 +165,15 @@ impl SagaGraph {
                 let _ = writeln!(out, "    s{i} -.- c{i}");
             }
             if can_fail(step) {
-                let target = node_or_undone(self.compensation_before(i));
-                let _ = writeln!(out, "    s{i} -.->|fails| {target}");
+                for target in self.failure_targets(i) {
+                    let _ = writeln!(out, "    s{i} -.->|fails| {target}");
+                }
             }
         }
         for j in self.reachable_compensations() {
-            let target = node_or_undone(self.compensation_before(j));
-            let _ = writeln!(out, "    c{j} -.-> {target}");
+            for target in self.undo_next(j) {
+                let _ = writeln!(out, "    c{j} -.-> {target}");
+            }
         }
 
         let classes = [
@@ -243,30 +250,40 @@ impl SagaGraph {
             out.push_str("    undone [label=\"undone\", shape=doublecircle, style=dashed];\n");
         }
 
-        let mut prev = String::from("start");
-        for i in 0..steps.len() {
-            let _ = writeln!(out, "    {prev} -> s{i};");
-            prev = format!("s{i}");
+        for (k, range) in self.groups().iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "    subgraph cluster_g{k} {{ label=\"at once\"; style=dashed; {} }}",
+                range
+                    .clone()
+                    .map(|i| format!("s{i};"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
         }
-        let _ = writeln!(out, "    {prev} -> done;");
+        for (from, to) in self.forward_edges() {
+            let _ = writeln!(out, "    {from} -> {to};");
+        }
         for (i, step) in steps.iter().enumerate() {
             if compensation_of(step).is_some() {
                 let _ = writeln!(out, "    s{i} -> c{i} [style=dotted, arrowhead=none];");
             }
             if can_fail(step) {
-                let target = node_or_undone(self.compensation_before(i));
-                let _ = writeln!(
-                    out,
-                    "    s{i} -> {target} [style=dashed, label=\"fails\", constraint=false];"
-                );
+                for target in self.failure_targets(i) {
+                    let _ = writeln!(
+                        out,
+                        "    s{i} -> {target} [style=dashed, label=\"fails\", constraint=false];"
+                    );
+                }
             }
         }
         for j in self.reachable_compensations() {
-            let target = node_or_undone(self.compensation_before(j));
-            let _ = writeln!(
-                out,
-                "    c{j} -> {target} [style=dashed, constraint=false];"
-            );
+            for target in self.undo_next(j) {
+                let _ = writeln!(
+                    out,
+                    "    c{j} -> {target} [style=dashed, constraint=false];"
+                );
+            }
         }
 
         // Each compensation in its step's column, `undone` under `start`.
@@ -556,17 +573,13 @@ impl SagaGraph {
         self.steps.iter().rposition(can_fail)
     }
 
-    /// The nearest step before `index` that has a compensation to run.
-    fn compensation_before(&self, index: usize) -> Option<usize> {
-        self.steps[..index]
-            .iter()
-            .rposition(|s| compensation_of(s).is_some())
-    }
-
     /// The compensations that some failure can reach, in source order: those of
     /// the compensatable steps before the last step that can fail.
     fn reachable_compensations(&self) -> impl Iterator<Item = usize> + '_ {
-        let end = self.last_failing().unwrap_or(0);
+        // A failing member's siblings after it are undone too.
+        let end = self
+            .last_failing()
+            .map_or(0, |i| self.group_of(i).map_or(i, |r| r.end));
         (0..end).filter(|&j| compensation_of(&self.steps[j]).is_some())
     }
 }
@@ -618,7 +631,7 @@ impl fmt::Display for SagaGraph {
 
 /// The compensation drawn for a step: only a compensatable step has one, whatever
 /// a hand-built [`StepInfo`] says.
-fn compensation_of(step: &StepInfo) -> Option<&'static str> {
+pub(crate) fn compensation_of(step: &StepInfo) -> Option<&'static str> {
     match step.kind() {
         StepKind::Compensatable => step.compensation(),
         _ => None,
@@ -628,13 +641,6 @@ fn compensation_of(step: &StepInfo) -> Option<&'static str> {
 /// Whether a step can fail for good: it can unless it is retried until it succeeds.
 fn can_fail(step: &StepInfo) -> bool {
     step.retry().max_retries().is_some()
-}
-
-fn node_or_undone(compensation: Option<usize>) -> String {
-    match compensation {
-        Some(j) => format!("c{j}"),
-        None => "undone".to_owned(),
-    }
 }
 
 /// The lines under a step's name: its kind, then its policies.

@@ -611,6 +611,9 @@ impl fmt::Display for SagaGraph {
                 StepKind::Retriable => "retriable".to_owned(),
             }];
             parts.extend(policy_parts(step));
+            if let Some(g) = step.group() {
+                parts.push(format!("at once in group {}", g + 1));
+            }
             if compensation_of(step).is_some()
                 && step.compensation_retry() != RetryPolicy::COMPENSATION_DEFAULT
             {

@@ -145,7 +145,7 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
     let fn_doc = doc::saga_doc(saga);
     let type_doc = doc::type_doc(saga);
     let asyncness = &sig.asyncness;
-    let graph_doc = doc::graph_doc_call(&g.an.steps, &saga_name);
+    let graph_doc = doc::graph_doc_call(&g.an.steps, &g.an.groups, &saga_name);
     let durable_impl = durable::durable_saga_impl(&g);
     let saga_impl = saga_trait_impl(&g);
     let not_a_step = stand_in_step(saga);

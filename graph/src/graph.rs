@@ -458,8 +458,33 @@ impl SagaGraph {
         // The forward row, in source order.
         pill(&mut out, left_cx, y_f, start_w, "start", THIN);
         let mut prev_right = left_cx + start_w / 2.0;
-        for (step, col) in steps.iter().zip(&cols) {
-            line(&mut out, prev_right, y_f, col.x, y_f, &arrow);
+        for (i, (step, col)) in steps.iter().zip(&cols).enumerate() {
+            // Inside a `sagaflow::join!` group, no arrow between members but
+            // `‖`: they run at once, in the dashed frame drawn around them.
+            match self.group_of(i) {
+                Some(range) if range.start != i => {
+                    let _ = writeln!(
+                        out,
+                        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"18\" fill=\"currentColor\">‖</text>",
+                        num((prev_right + col.x) / 2.0),
+                        num(y_f + 6.0),
+                    );
+                }
+                Some(range) => {
+                    line(&mut out, prev_right, y_f, col.x - 6.0, y_f, &arrow);
+                    let last = &cols[range.end - 1];
+                    let (x0, x1) = (col.x - 6.0, last.x + last.w + 6.0);
+                    let _ = writeln!(
+                        out,
+                        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"6\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"1\" stroke-dasharray=\"2 4\"/>",
+                        num(x0),
+                        num(y_f - row_f / 2.0 - 6.0),
+                        num(x1 - x0),
+                        num(row_f + 12.0),
+                    );
+                }
+                None => line(&mut out, prev_right, y_f, col.x, y_f, &arrow),
+            }
             let (rx, stroke) = match step.kind() {
                 StepKind::Compensatable => (3.0, THIN),
                 StepKind::ReadOnly => (3.0, "stroke-width=\"1.5\" stroke-dasharray=\"5 3\""),
@@ -478,6 +503,9 @@ impl SagaGraph {
                 &col.details,
             );
             prev_right = col.x + col.w;
+            if self.group_of(i).is_some_and(|r| r.end == i + 1) {
+                prev_right += 6.0;
+            }
         }
         line(&mut out, prev_right, y_f, done_x, y_f, &arrow);
         pill(

@@ -157,6 +157,12 @@ mod tests {
             "{dot}"
         );
         assert!(dot.contains("s0 -> s2;"), "{dot}");
+        // In the picture, members in a dashed frame, `‖` between them.
+        let svg = GRAPH.to_svg();
+        assert_eq!(svg.matches("stroke-dasharray=\"2 4\"").count(), 1, "{svg}");
+        assert_eq!(svg.matches(">‖</text>").count(), 2, "{svg}");
+        let sequential = SagaGraph::new("trip", &STEPS[..1]).to_svg();
+        assert!(!sequential.contains("‖"), "{sequential}");
     }
 
     #[test]

@@ -578,6 +578,19 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         self.journal.refuse(reason);
     }
 
+    /// Why a run cannot go on past a step whose recorded output no longer reads.
+    #[cold]
+    fn output_changed(&self, name: &str, index: u32, error: &str) -> String {
+        format!(
+            "saga {} (`{}`) cannot be resumed: the output recorded for step `{name}` (step {}) \
+             no longer reads as the step's output type: {error}; the type changed since the \
+             step ran; its record is left as it is",
+            self.id,
+            self.saga,
+            index + 1
+        )
+    }
+
     /// Takes the reason the run was refused, if it was.
     pub(crate) fn take_refusal(&mut self) -> Option<String> {
         self.journal.take_refusal()
@@ -611,14 +624,8 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     // The step happened; its output type changed since. Failing
                     // it would leave its effect in place, never undone, and going
                     // on needs the output: a changed definition, refused.
-                    self.refuse(format!(
-                        "saga {} (`{}`) cannot be resumed: the output recorded for step \
-                         `{name}` (step {}) no longer reads as the step's output type: {e}; \
-                         the type changed since the step ran; its record is left as it is",
-                        self.id,
-                        self.saga,
-                        index + 1
-                    ));
+                    let reason = self.output_changed(name, index, &e);
+                    self.refuse(reason);
                     return Err(halted());
                 }
             },

@@ -254,14 +254,8 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                             member.replayed = true;
                         }
                         Err(e) => {
-                            member.stop = Some(Box::new(Stop::Refuse(format!(
-                                "saga {} (`{}`) cannot be resumed: the output recorded for step \
-                                 `{name}` (step {}) no longer reads as the step's output type: {e}; \
-                                 the type changed since the step ran; its record is left as it is",
-                                self.id,
-                                self.saga,
-                                index + 1
-                            ))));
+                            let reason = self.output_changed(name, index, &e);
+                            member.stop = Some(Box::new(Stop::Refuse(reason)));
                             member.rank = group.fail();
                         }
                     }

@@ -386,6 +386,8 @@ fn parse_fingerprint(fingerprint: &str) -> Vec<StepView> {
         .enumerate()
         .map(|(i, part)| {
             let mut step = StepView::unknown(i as u32);
+            // `@N`: a member of the saga's group N, which the view does not show.
+            let part = part.split_once('@').map_or(part, |(step, _)| step);
             let (name, rest) = part.split_once(':').unwrap_or((part, "compensate"));
             let (kind, compensation) = match rest.split_once('=') {
                 Some((kind, c)) => (kind, Some(c.to_owned())),
@@ -462,7 +464,7 @@ mod tests {
 
     #[test]
     fn fingerprint_names_kinds_and_compensations() {
-        let steps = parse_fingerprint("debit:compensate=refund check:read_only ship:pivot");
+        let steps = parse_fingerprint("debit:compensate=refund@1 check:read_only@1 ship:pivot");
         let names: Vec<_> = steps.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["debit", "check", "ship"]);
         assert_eq!(steps[0].compensation.as_deref(), Some("refund"));

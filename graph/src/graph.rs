@@ -144,13 +144,18 @@ impl SagaGraph {
             out.push_str("    undone((\"undone\"))\n");
         }
 
-        out.push_str("    %% forward\n");
-        let mut prev = String::from("start");
-        for i in 0..steps.len() {
-            let _ = writeln!(out, "    {prev} --> s{i}");
-            prev = format!("s{i}");
+        // Each group's members side by side, between a fork and a join.
+        for (k, range) in self.groups().iter().enumerate() {
+            let _ = writeln!(out, "    subgraph g{k} [\"at once\"]");
+            for i in range.clone() {
+                let _ = writeln!(out, "        s{i}");
+            }
+            out.push_str("    end\n");
         }
-        let _ = writeln!(out, "    {prev} --> done");
+        out.push_str("    %% forward\n");
+        for (from, to) in self.forward_edges() {
+            let _ = writeln!(out, "    {from} --> {to}");
+        }
 
         if last_fail.is_some() {
             out.push_str("    %% on failure\n");
@@ -160,13 +165,15 @@ impl SagaGraph {
                 let _ = writeln!(out, "    s{i} -.- c{i}");
             }
             if can_fail(step) {
-                let target = node_or_undone(self.compensation_before(i));
-                let _ = writeln!(out, "    s{i} -.->|fails| {target}");
+                for target in self.failure_targets(i) {
+                    let _ = writeln!(out, "    s{i} -.->|fails| {target}");
+                }
             }
         }
         for j in self.reachable_compensations() {
-            let target = node_or_undone(self.compensation_before(j));
-            let _ = writeln!(out, "    c{j} -.-> {target}");
+            for target in self.undo_next(j) {
+                let _ = writeln!(out, "    c{j} -.-> {target}");
+            }
         }
 
         let classes = [
@@ -243,30 +250,40 @@ impl SagaGraph {
             out.push_str("    undone [label=\"undone\", shape=doublecircle, style=dashed];\n");
         }
 
-        let mut prev = String::from("start");
-        for i in 0..steps.len() {
-            let _ = writeln!(out, "    {prev} -> s{i};");
-            prev = format!("s{i}");
+        for (k, range) in self.groups().iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "    subgraph cluster_g{k} {{ label=\"at once\"; style=dashed; {} }}",
+                range
+                    .clone()
+                    .map(|i| format!("s{i};"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
         }
-        let _ = writeln!(out, "    {prev} -> done;");
+        for (from, to) in self.forward_edges() {
+            let _ = writeln!(out, "    {from} -> {to};");
+        }
         for (i, step) in steps.iter().enumerate() {
             if compensation_of(step).is_some() {
                 let _ = writeln!(out, "    s{i} -> c{i} [style=dotted, arrowhead=none];");
             }
             if can_fail(step) {
-                let target = node_or_undone(self.compensation_before(i));
-                let _ = writeln!(
-                    out,
-                    "    s{i} -> {target} [style=dashed, label=\"fails\", constraint=false];"
-                );
+                for target in self.failure_targets(i) {
+                    let _ = writeln!(
+                        out,
+                        "    s{i} -> {target} [style=dashed, label=\"fails\", constraint=false];"
+                    );
+                }
             }
         }
         for j in self.reachable_compensations() {
-            let target = node_or_undone(self.compensation_before(j));
-            let _ = writeln!(
-                out,
-                "    c{j} -> {target} [style=dashed, constraint=false];"
-            );
+            for target in self.undo_next(j) {
+                let _ = writeln!(
+                    out,
+                    "    c{j} -> {target} [style=dashed, constraint=false];"
+                );
+            }
         }
 
         // Each compensation in its step's column, `undone` under `start`.
@@ -441,8 +458,33 @@ impl SagaGraph {
         // The forward row, in source order.
         pill(&mut out, left_cx, y_f, start_w, "start", THIN);
         let mut prev_right = left_cx + start_w / 2.0;
-        for (step, col) in steps.iter().zip(&cols) {
-            line(&mut out, prev_right, y_f, col.x, y_f, &arrow);
+        for (i, (step, col)) in steps.iter().zip(&cols).enumerate() {
+            // Inside a `sagaflow::join!` group, no arrow between members but
+            // `‖`: they run at once, in the dashed frame drawn around them.
+            match self.group_of(i) {
+                Some(range) if range.start != i => {
+                    let _ = writeln!(
+                        out,
+                        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"18\" fill=\"currentColor\">‖</text>",
+                        num((prev_right + col.x) / 2.0),
+                        num(y_f + 6.0),
+                    );
+                }
+                Some(range) => {
+                    line(&mut out, prev_right, y_f, col.x - 6.0, y_f, &arrow);
+                    let last = &cols[range.end - 1];
+                    let (x0, x1) = (col.x - 6.0, last.x + last.w + 6.0);
+                    let _ = writeln!(
+                        out,
+                        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"6\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"1\" stroke-dasharray=\"2 4\"/>",
+                        num(x0),
+                        num(y_f - row_f / 2.0 - 6.0),
+                        num(x1 - x0),
+                        num(row_f + 12.0),
+                    );
+                }
+                None => line(&mut out, prev_right, y_f, col.x, y_f, &arrow),
+            }
             let (rx, stroke) = match step.kind() {
                 StepKind::Compensatable => (3.0, THIN),
                 StepKind::ReadOnly => (3.0, "stroke-width=\"1.5\" stroke-dasharray=\"5 3\""),
@@ -461,6 +503,9 @@ impl SagaGraph {
                 &col.details,
             );
             prev_right = col.x + col.w;
+            if self.group_of(i).is_some_and(|r| r.end == i + 1) {
+                prev_right += 6.0;
+            }
         }
         line(&mut out, prev_right, y_f, done_x, y_f, &arrow);
         pill(
@@ -556,17 +601,13 @@ impl SagaGraph {
         self.steps.iter().rposition(can_fail)
     }
 
-    /// The nearest step before `index` that has a compensation to run.
-    fn compensation_before(&self, index: usize) -> Option<usize> {
-        self.steps[..index]
-            .iter()
-            .rposition(|s| compensation_of(s).is_some())
-    }
-
     /// The compensations that some failure can reach, in source order: those of
     /// the compensatable steps before the last step that can fail.
     fn reachable_compensations(&self) -> impl Iterator<Item = usize> + '_ {
-        let end = self.last_failing().unwrap_or(0);
+        // A failing member's siblings after it are undone too.
+        let end = self
+            .last_failing()
+            .map_or(0, |i| self.group_of(i).map_or(i, |r| r.end));
         (0..end).filter(|&j| compensation_of(&self.steps[j]).is_some())
     }
 }
@@ -598,6 +639,9 @@ impl fmt::Display for SagaGraph {
                 StepKind::Retriable => "retriable".to_owned(),
             }];
             parts.extend(policy_parts(step));
+            if let Some(g) = step.group() {
+                parts.push(format!("at once in group {}", g + 1));
+            }
             if compensation_of(step).is_some()
                 && step.compensation_retry() != RetryPolicy::COMPENSATION_DEFAULT
             {
@@ -618,7 +662,7 @@ impl fmt::Display for SagaGraph {
 
 /// The compensation drawn for a step: only a compensatable step has one, whatever
 /// a hand-built [`StepInfo`] says.
-fn compensation_of(step: &StepInfo) -> Option<&'static str> {
+pub(crate) fn compensation_of(step: &StepInfo) -> Option<&'static str> {
     match step.kind() {
         StepKind::Compensatable => step.compensation(),
         _ => None,
@@ -628,13 +672,6 @@ fn compensation_of(step: &StepInfo) -> Option<&'static str> {
 /// Whether a step can fail for good: it can unless it is retried until it succeeds.
 fn can_fail(step: &StepInfo) -> bool {
     step.retry().max_retries().is_some()
-}
-
-fn node_or_undone(compensation: Option<usize>) -> String {
-    match compensation {
-        Some(j) => format!("c{j}"),
-        None => "undone".to_owned(),
-    }
 }
 
 /// The lines under a step's name: its kind, then its policies.

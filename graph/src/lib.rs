@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod graph;
+mod groups;
 mod step;
 
 pub use graph::SagaGraph;

@@ -139,6 +139,7 @@ pub struct StepInfo {
     timeout: Option<Duration>,
     compensation_retry: RetryPolicy,
     compensation_timeout: Option<Duration>,
+    group: Option<u32>,
 }
 
 impl StepInfo {
@@ -155,6 +156,7 @@ impl StepInfo {
             timeout: None,
             compensation_retry: RetryPolicy::COMPENSATION_DEFAULT,
             compensation_timeout: None,
+            group: None,
         }
     }
 
@@ -185,6 +187,15 @@ impl StepInfo {
     /// The same step with a limit on each attempt of its compensation.
     pub const fn with_compensation_timeout(mut self, timeout: Duration) -> Self {
         self.compensation_timeout = Some(timeout);
+        self
+    }
+
+    /// The same step as a member of its saga's `sagaflow::join!` group number
+    /// `group` (counting the saga's groups from 0), which runs its members at
+    /// once. `#[saga]` sets it in the saga's step table: it belongs to the
+    /// step's place in a saga, not to the step.
+    pub const fn in_group(mut self, group: u32) -> Self {
+        self.group = Some(group);
         self
     }
 
@@ -222,6 +233,11 @@ impl StepInfo {
     /// compensation attempt may take as long as it takes.
     pub const fn compensation_timeout(&self) -> Option<Duration> {
         self.compensation_timeout
+    }
+
+    /// The `sagaflow::join!` group the step runs in, in its saga, if any.
+    pub const fn group(&self) -> Option<u32> {
+        self.group
     }
 }
 

@@ -122,11 +122,36 @@ fn decode_step(group: TokenStream) -> Option<StepInfo> {
 
 /// `saga_graph_doc!("book_trip" {step..} {step..} ..)` → the rustdoc section, as a string literal.
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
-    let mut tokens = input.into_iter();
+    let mut tokens = input.into_iter().peekable();
     let name = tokens.next().as_ref().and_then(string_of);
+    // `"1..3"`: the positions of a group's members.
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    while let Some(TokenTree::Literal(_)) = tokens.peek() {
+        let range = tokens.next().as_ref().and_then(string_of).and_then(|r| {
+            let (start, end) = r.split_once("..")?;
+            Some((start.parse().ok()?, end.parse().ok()?))
+        });
+        match range {
+            Some(range) => groups.push(range),
+            None => {
+                return quote!(::core::compile_error!(
+                    "sagaflow: a malformed saga graph group"
+                ));
+            }
+        }
+    }
     let steps: Option<Vec<StepInfo>> = tokens
-        .map(|tt| match tt {
-            TokenTree::Group(g) => decode_step(g.stream()),
+        .enumerate()
+        .map(|(i, tt)| match tt {
+            TokenTree::Group(g) => decode_step(g.stream()).map(|info| {
+                match groups
+                    .iter()
+                    .position(|&(start, end)| (start..end).contains(&i))
+                {
+                    Some(k) => info.in_group(k as u32),
+                    None => info,
+                }
+            }),
             _ => None,
         })
         .collect();
@@ -174,6 +199,26 @@ mod tests {
             panic!("a group")
         };
         assert_eq!(decode_step(g.stream()), Some(forever));
+    }
+
+    #[test]
+    fn groups_travel_after_the_name() {
+        let step = |name: &str| quote!({ #name "compensate" "undo" "0" "1" "2" "" "5" "1" "2" "" });
+        let (a, b, c) = (step("a"), step("b"), step("c"));
+        let out = expand(quote!("trip" "1..3" #a #b #c));
+        let text: String = syn::parse2::<syn::LitStr>(out).unwrap().value();
+        assert!(
+            text.contains("2. b (compensate: undo, at once in group 1,"),
+            "{text}"
+        );
+        assert!(
+            text.contains("3. c (compensate: undo, at once in group 1,"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1. a (compensate: undo, compensation"),
+            "{text}"
+        );
     }
 
     #[test]

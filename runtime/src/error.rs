@@ -3,7 +3,7 @@
 use core::fmt;
 use core::time::Duration;
 
-use crate::report::RunReport;
+use crate::report::{Outcome, RunReport, StepRecord};
 
 /// Why a step failed for good, after its retries.
 #[derive(Debug)]
@@ -195,6 +195,25 @@ impl<E> SagaError<E> {
         }
     }
 
+    /// Every step that failed for good, the one that failed first
+    /// ([`failed_step`](Self::failed_step)) first, then the others in their
+    /// order in the saga: more than one when several members of a
+    /// `sagaflow::join!` group failed. Each is the step's row of the
+    /// [`report`](Self::report), with its error text and attempts.
+    pub fn failed_steps(&self) -> Vec<&StepRecord> {
+        let first = self.failed_step();
+        let mut failed: Vec<&StepRecord> = self
+            .report()
+            .steps()
+            .filter(|r| r.outcome() != Outcome::Succeeded)
+            .collect();
+        if let Some(pos) = failed.iter().position(|r| r.step() == first) {
+            let record = failed.remove(pos);
+            failed.insert(0, record);
+        }
+        failed
+    }
+
     /// How the step failed.
     pub fn failure(&self) -> &StepFailure<E> {
         match self {
@@ -268,6 +287,13 @@ impl<E: fmt::Display> fmt::Display for SagaError<E> {
             self.failed_step(),
             self.failure()
         )?;
+        // The other members of its group that failed too.
+        for other in self.failed_steps().iter().skip(1) {
+            write!(f, "; `{}` failed too", other.step())?;
+            if let Some(error) = other.error() {
+                write!(f, " ({error})")?;
+            }
+        }
         let undone = self.undone();
         match self {
             SagaError::Compensated { .. } => {

@@ -82,6 +82,7 @@ pub mod durable;
 mod error;
 pub mod guide;
 mod hooks;
+mod join;
 pub mod outbox;
 mod report;
 mod run;
@@ -136,7 +137,7 @@ pub mod __private {
         InputMap, Journal, Keep, NoJournal, Share, Shareable, ThreadSafe,
     };
     pub use crate::outbox::in_run::Sendable;
-    pub use crate::run::{CompensationError, Run};
+    pub use crate::run::{CompensationError, Group, Joined, Member, Run, Undo};
     pub use core::time::Duration;
     pub use sagaflow_macros::saga_graph_doc;
 
@@ -227,6 +228,26 @@ pub mod __private {
         failure: crate::StepFailure<S>,
     ) -> crate::StepFailure<E> {
         failure.map_err(E::from)
+    }
+
+    /// Keeps the failure of a group's member that failed first (`rank` 0).
+    #[inline]
+    pub fn first_failure<E>(
+        first: &mut Option<crate::StepFailure<E>>,
+        rank: u32,
+        failure: crate::StepFailure<E>,
+    ) {
+        if rank == 0 || first.is_none() {
+            *first = Some(failure);
+        }
+    }
+
+    /// The failure a group ends with: its first member's to fail.
+    #[cold]
+    pub fn group_failure<E>(first: Option<crate::StepFailure<E>>) -> crate::StepFailure<E> {
+        first.unwrap_or_else(|| crate::StepFailure::Recovered {
+            message: "a group member ended without an output or a failure".to_owned(),
+        })
     }
 
     /// The backward half of a saga's state machine, boxed: one allocation per

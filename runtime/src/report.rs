@@ -32,6 +32,7 @@ impl Outcome {
 /// One step's, or one compensation's, part of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRecord {
+    pub(crate) group: Option<u32>,
     pub(crate) step: &'static str,
     pub(crate) function: &'static str,
     pub(crate) index: u32,
@@ -46,6 +47,13 @@ impl StepRecord {
     /// The step's name.
     pub fn step(&self) -> &'static str {
         self.step
+    }
+
+    /// The `sagaflow::join!` group the step ran in, counting the saga's
+    /// groups from 0 (as `Saga::GROUPS` lists them), or `None` for a step that
+    /// ran on its own.
+    pub fn group(&self) -> Option<u32> {
+        self.group
     }
 
     /// The function that ran: the step itself, or its compensation.
@@ -174,14 +182,11 @@ impl fmt::Display for RunReport {
         let width = self
             .records
             .iter()
-            .map(|r| r.function.len() + if r.phase == Phase::Compensation { 6 } else { 0 })
+            .map(|r| label(r).chars().count())
             .max()
             .unwrap_or(0);
         for r in &self.records {
-            let name = match r.phase {
-                Phase::Forward => r.function.to_string(),
-                Phase::Compensation => format!("undo: {}", r.function),
-            };
+            let name = label(r);
             write!(
                 f,
                 "  {:<width$}  {:<9}  {} attempt{}  {}",
@@ -200,6 +205,19 @@ impl fmt::Display for RunReport {
         }
         Ok(())
     }
+}
+
+/// A record's name in the report: `undo: ` before a compensation, and the
+/// group, counted from 1, after a member of one (`book_flight ‖1`).
+fn label(r: &StepRecord) -> String {
+    let mut name = match r.phase {
+        Phase::Forward => r.function.to_string(),
+        Phase::Compensation => format!("undo: {}", r.function),
+    };
+    if let Some(g) = r.group {
+        name.push_str(&format!(" ‖{}", g + 1));
+    }
+    name
 }
 
 /// One decimal in the unit that fits, so that a column of durations lines up.

@@ -27,6 +27,9 @@ use crate::report::{Outcome, RunOutcome, RunReport, StepRecord};
 use crate::step::Step;
 use crate::{RetryPolicy, StepInfo, StepKind};
 
+mod group;
+pub use group::{Group, Joined, Member, Undo};
+
 /// The error text of a compensation that failed; built only on failure.
 #[doc(hidden)]
 #[derive(Debug)]
@@ -410,6 +413,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         last_error: Option<String>,
     ) {
         self.records.push(StepRecord {
+            group: None,
             step: S::INFO.name(),
             function: S::INFO.name(),
             index,
@@ -619,6 +623,19 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         self.journal.refuse(reason);
     }
 
+    /// Why a run cannot go on past a step whose recorded output no longer reads.
+    #[cold]
+    fn output_changed(&self, name: &str, index: u32, error: &str) -> String {
+        format!(
+            "saga {} (`{}`) cannot be resumed: the output recorded for step `{name}` (step {}) \
+             no longer reads as the step's output type: {error}; the type changed since the \
+             step ran; its record is left as it is",
+            self.id,
+            self.saga,
+            index + 1
+        )
+    }
+
     /// Takes the reason the run was refused, if it was.
     pub(crate) fn take_refusal(&mut self) -> Option<String> {
         self.journal.take_refusal()
@@ -652,14 +669,8 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     // The step happened; its output type changed since. Failing
                     // it would leave its effect in place, never undone, and going
                     // on needs the output: a changed definition, refused.
-                    self.refuse(format!(
-                        "saga {} (`{}`) cannot be resumed: the output recorded for step \
-                         `{name}` (step {}) no longer reads as the step's output type: {e}; \
-                         the type changed since the step ran; its record is left as it is",
-                        self.id,
-                        self.saga,
-                        index + 1
-                    ));
+                    let reason = self.output_changed(name, index, &e);
+                    self.refuse(reason);
                     return Err(halted());
                 }
             },
@@ -746,6 +757,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         let failure = self.failure.get_or_insert_with(Box::default);
         failure.undone.reserve(steps);
         self.records.push(StepRecord {
+            group: None,
             step: name,
             function: name,
             index,
@@ -764,7 +776,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     #[cold]
     #[inline(never)]
     fn step_will_retry(
-        &mut self,
+        &self,
         cx: &StepContext,
         policy: RetryPolicy,
         retry: u32,
@@ -798,17 +810,41 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
 
     async fn compensate_step<S, F, Fut>(
         &mut self,
+        step: core::marker::PhantomData<S>,
+        index: u32,
+        call: F,
+    ) where
+        S: Step,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), CompensationError>>,
+    {
+        if J::DURABLE
+            && let Err(e) = self.write_deferred().await
+        {
+            self.halt(e);
+            return;
+        }
+        let undo = self.undo(step, index, call).await;
+        self.undone::<S>(index, undo);
+    }
+
+    /// Every attempt of step `S`'s compensation, by its policy, on a shared
+    /// borrow, so that a group's members are undone at once: told as it goes,
+    /// recorded afterwards by [`undone`](Self::undone).
+    pub async fn undo<S, F, Fut>(
+        &self,
         _step: core::marker::PhantomData<S>,
         index: u32,
         mut call: F,
-    ) where
+    ) -> Undo
+    where
         S: Step,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), CompensationError>>,
     {
         let (StepKind::Compensatable, Some(function)) = (S::INFO.kind(), S::INFO.compensation())
         else {
-            return;
+            return Undo::Skipped;
         };
         let name = S::INFO.name();
         let policy = S::INFO.compensation_retry();
@@ -817,31 +853,23 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         let mut spent = 0u32;
         if J::DURABLE {
             if self.journal.halted() {
-                return;
+                return Undo::Skipped;
             }
             match self.journal.replayed(index, true) {
                 Replayed::Succeeded(_) => {
-                    self.failure().undone.push(name);
-                    self.records.push(StepRecord {
-                        step: name,
-                        function,
-                        index,
-                        phase: Phase::Compensation,
-                        outcome: Outcome::Succeeded,
+                    return Undo::Undone {
                         attempts: 0,
                         duration: None,
-                        error: None,
-                    });
-                    return;
+                        last_error: None,
+                    };
                 }
                 Replayed::Failed(error) => {
-                    self.failure().failed.push(FailedCompensation {
-                        step: name,
-                        compensation: function,
-                        error,
+                    return Undo::Failed {
                         attempts: 0,
-                    });
-                    return;
+                        outcome: None,
+                        duration: None,
+                        error,
+                    };
                 }
                 Replayed::Run {
                     next_attempt,
@@ -857,9 +885,8 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     index,
                     attempt: attempt_no,
                 };
-                if let Err(e) = self.write(entry).await {
-                    self.halt(e);
-                    return;
+                if let Err(e) = self.journal.record(entry).await {
+                    return Undo::Halt(e);
                 }
             }
             let cx = self.context(name, index, attempt_no, Phase::Compensation);
@@ -874,36 +901,17 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 .await;
             let failure = match outcome {
                 Ok(()) => {
-                    if J::DURABLE {
-                        self.journal.defer(Entry::CompensationSucceeded { index });
-                    }
-                    // A sink that refuses a compensation's messages in memory
-                    // is told in the logs: the compensation happened, and
-                    // undoing it is not an option.
-                    if let Err(message) = self.hand_over(index, Phase::Compensation).await {
-                        tracing::error!(parent: &self.span, step = name, compensation = function, error = %message, "the compensation's messages were not sent");
-                    }
-                    if J::DURABLE
-                        && let Err(e) = self.write_deferred().await
-                    {
-                        self.halt(e);
-                        return;
+                    if let Err(e) = self.compensation_done(name, function, index).await {
+                        return Undo::Halt(e);
                     }
                     let duration = started.map(|s| s.elapsed());
                     self.hooks
                         .compensation_succeeded(&cx, duration.unwrap_or_default());
-                    self.failure().undone.push(name);
-                    self.records.push(StepRecord {
-                        step: name,
-                        function,
-                        index,
-                        phase: Phase::Compensation,
-                        outcome: Outcome::Succeeded,
+                    return Undo::Undone {
                         attempts: attempt_no,
                         duration,
-                        error: last_error,
-                    });
-                    return;
+                        last_error,
+                    };
                 }
                 Err(failure) => failure.map_err(|CompensationError(text)| text),
             };
@@ -924,30 +932,73 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     index,
                     error: text.clone(),
                 };
-                if let Err(e) = self.write(entry).await {
-                    self.halt(e);
-                    return;
+                if let Err(e) = self.journal.record(entry).await {
+                    return Undo::Halt(e);
                 }
             }
             tracing::error!(parent: &self.span, step = name, compensation = function, attempts = attempt_no, error = %text, "compensation failed for good; the step's effect needs manual repair");
             self.hooks.compensation_failed(&cx, &text);
-            self.records.push(StepRecord {
-                step: name,
-                function,
-                index,
-                phase: Phase::Compensation,
-                outcome: outcome_of(&failure),
+            return Undo::Failed {
                 attempts: attempt_no,
+                outcome: Some(outcome_of(&failure)),
                 duration: started.map(|s| s.elapsed()),
-                error: Some(text.clone()),
-            });
-            self.failure().failed.push(FailedCompensation {
-                step: name,
-                compensation: function,
                 error: text,
-                attempts: attempt_no,
-            });
-            return;
+            };
+        }
+    }
+
+    /// Records what undoing step `S` (at `index`) came to.
+    pub fn undone<S: Step>(&mut self, index: u32, undo: Undo) {
+        let (name, function) = (S::INFO.name(), S::INFO.compensation().unwrap_or_default());
+        match undo {
+            Undo::Skipped => {}
+            Undo::Halt(e) => self.halt(e),
+            Undo::Undone {
+                attempts,
+                duration,
+                last_error,
+            } => {
+                self.failure().undone.push(name);
+                self.records.push(StepRecord {
+                    group: None,
+                    step: name,
+                    function,
+                    index,
+                    phase: Phase::Compensation,
+                    outcome: Outcome::Succeeded,
+                    attempts,
+                    duration,
+                    error: last_error,
+                });
+            }
+            Undo::Failed {
+                attempts,
+                outcome,
+                duration,
+                error,
+            } => {
+                // A failure replayed from the journal was recorded by the run
+                // that saw it; only the error remembers it.
+                if let Some(outcome) = outcome {
+                    self.records.push(StepRecord {
+                        group: None,
+                        step: name,
+                        function,
+                        index,
+                        phase: Phase::Compensation,
+                        outcome,
+                        attempts,
+                        duration,
+                        error: Some(error.clone()),
+                    });
+                }
+                self.failure().failed.push(FailedCompensation {
+                    step: name,
+                    compensation: function,
+                    error,
+                    attempts,
+                });
+            }
         }
     }
 
@@ -970,6 +1021,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     all.extend(kept.next());
                 }
                 _ => all.push(StepRecord {
+                    group: None,
                     step: info.name(),
                     function: info.name(),
                     index,
@@ -988,13 +1040,17 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     /// The run's report, told to the hooks, and kept for the caller if it
     /// takes it.
     fn finish(&mut self, outcome: RunOutcome) -> RunReport {
-        let report = RunReport {
+        let mut report = RunReport {
             saga: self.saga,
             id: self.id,
             outcome,
             duration: self.started.map(|s| s.elapsed()),
             records: self.all_records(),
         };
+        // The group is the step table's: `#[saga]` marks each member there.
+        for r in &mut report.records {
+            r.group = self.steps.get(r.index as usize).and_then(StepInfo::group);
+        }
         self.hooks.saga_finished(&report);
         if self.keeps_report {
             self.report = Some(Box::new(report.clone()));

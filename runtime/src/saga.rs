@@ -31,6 +31,9 @@ pub trait Saga: Sized {
     const NAME: &'static str;
     /// Its steps, in order.
     const STEPS: &'static [StepInfo];
+    /// The positions in [`STEPS`](Self::STEPS) of the members of each
+    /// `sagaflow::join!` group, which run concurrently.
+    const GROUPS: &'static [core::ops::Range<u32>] = &[];
 
     /// The saga's steps, kinds and compensations, with renderings as Mermaid, DOT and SVG.
     fn graph() -> SagaGraph {

@@ -19,6 +19,9 @@
 //!   compensations run; the ratio, and allocations per saga and per compensation.
 //! - `in_flight`: 1,000 tasks on a 2-worker multi-thread runtime running yielding
 //!   sagas at once; sagas per second, as a share of the hand-written rate.
+//! - `groups`: the ten steps as five `sagaflow::join!` groups of two, against
+//!   five `tokio::join!`s by hand with manual rollback, trivial and with each
+//!   step sleeping 1 ms; the ratio saga/hand (see `overhead/groups.rs`).
 //!
 //! The size of each future is printed beside the trivial rows.
 //!
@@ -36,7 +39,7 @@
 //! - `OVERHEAD_ITERS`: sagas per measurement in the trivial flavour (default
 //!   200000); the yielding flavour runs a quarter of that.
 //! - `OVERHEAD_REPS`: repetitions per side (default 9).
-//! - `OVERHEAD_ONLY`: `trivial`, `yielding`, `failure` or `in_flight` to run one
+//! - `OVERHEAD_ONLY`: `trivial`, `yielding`, `failure`, `in_flight` or `groups` to run one
 //!   flavour (for profiling).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -413,6 +416,11 @@ macro_rules! flavour {
 flavour!(trivial, Counter,);
 flavour!(yielding, Counter, tokio::task::yield_now().await;);
 flavour!(in_flight, SharedCounter, tokio::task::yield_now().await;);
+flavour!(sleeping, Counter, tokio::time::sleep(std::time::Duration::from_millis(1)).await;);
+
+// In a directory of its own: a file beside this one would be a bench of its own.
+#[path = "overhead/groups.rs"]
+pub mod groups;
 
 // ---------------------------------------------------------------------------
 // Harness
@@ -776,6 +784,12 @@ fn main() {
     } else {
         Vec::new()
     };
+    let group_rows = if only.is_empty() || only == "groups" {
+        groups::check(&rt);
+        groups::measure(&rt, (iters / 4).max(1), reps)
+    } else {
+        Vec::new()
+    };
     let in_flight = (only.is_empty() || only == "in_flight")
         .then(|| measure_in_flight(1000, (iters / 2000).max(1), reps));
 
@@ -863,6 +877,12 @@ fn main() {
             row.join(", ")
         );
     }
+    if !group_rows.is_empty() {
+        groups::print_header(reps);
+        for row in &group_rows {
+            row.print();
+        }
+    }
     if let Some(flight) = &in_flight {
         println!();
         println!(
@@ -937,6 +957,26 @@ fn main() {
             flight.tasks,
             verdict(share >= 0.85)
         );
+    }
+    for row in &group_rows {
+        let ratio = ns_per(row.saga.best(), row.iters) / ns_per(row.hand.best(), row.iters);
+        if row.flavour.starts_with("sleeping") {
+            println!(
+                "  {}: ratio to the hand-written join {ratio:.2} (about 1; ten in a row would be about 2): {}",
+                row.flavour,
+                verdict(ratio <= 1.2)
+            );
+        } else {
+            let per_step =
+                (ns_per(row.saga.best(), row.iters) - ns_per(row.hand.best(), row.iters)) / 10.0;
+            let seq = ns_per(row.sequential.best(), row.iters);
+            println!(
+                "  {}: {per_step:.1} ns/step over the hand-written joins; {:.1} ns/saga against {seq:.1} in a row: {}",
+                row.flavour,
+                ns_per(row.saga.best(), row.iters),
+                verdict(ns_per(row.saga.best(), row.iters) <= seq * 1.1)
+            );
+        }
     }
     println!();
     println!(

@@ -11,6 +11,7 @@
 //! ```
 
 use std::collections::HashSet;
+use std::ops::Range;
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::ToTokens;
@@ -20,8 +21,10 @@ use super::ast::{Local, Node, Saga, StepCall};
 
 /// The body as the generated code walks it.
 pub(super) struct Analysis<'a> {
-    /// The step calls, in order.
+    /// The step calls, in order; a group's members one after the other.
     pub(super) steps: Vec<&'a StepCall>,
+    /// The positions in `steps` of each group's members.
+    pub(super) groups: Vec<Range<usize>>,
     /// `locals[i]` are evaluated on the way into forward state `i`.
     pub(super) locals: Vec<Vec<&'a Local>>,
     /// Every name the saga binds: inputs, outputs and locals.
@@ -33,16 +36,27 @@ pub(super) struct Analysis<'a> {
 pub(super) struct Layout {
     /// Fields of forward state `i`, for `i` in `0..=steps`.
     pub(super) forward: Vec<Vec<Ident>>,
-    /// Fields of backward state `i`, for `i` in `1..steps` (index 0 unused),
-    /// and `steps` too for a saga that sends (its messages fail after the last step).
+    /// Fields of backward state `i`, for `i` in `1..=steps` (index 0 unused;
+    /// `steps` only for a group that ends the body, or a saga that sends,
+    /// whose messages may fail after its last step).
     pub(super) backward: Vec<Vec<Ident>>,
 }
 
 pub(super) fn analyse(saga: &Saga) -> Analysis<'_> {
     let mut steps = Vec::new();
+    let mut groups = Vec::new();
     let mut locals = vec![Vec::new()];
     for node in &saga.body {
         match node {
+            // No locals between members: each gets its empty slot, so that
+            // positions stay those of a flat list of steps.
+            Node::Group(group) => {
+                groups.push(steps.len()..steps.len() + group.members.len());
+                for member in &group.members {
+                    steps.push(member);
+                    locals.push(Vec::new());
+                }
+            }
             Node::Step(step) => {
                 steps.push(step);
                 locals.push(Vec::new());
@@ -60,6 +74,7 @@ pub(super) fn analyse(saga: &Saga) -> Analysis<'_> {
     let layout = layout(saga, &steps, &locals);
     Analysis {
         steps,
+        groups,
         locals,
         known,
         layout,
@@ -125,10 +140,8 @@ fn layout(saga: &Saga, steps: &[&StepCall], locals: &[Vec<&Local>]) -> Layout {
                 .collect()
         })
         .collect();
-    // A saga that sends fails after its last step if its messages cannot be
-    // sent: backward state `n` compensates every step.
-    let backward_states = if saga.sends.is_empty() { n } else { n + 1 };
-    let backward = (0..backward_states)
+    // Up to `n`: a group that ends the body reads state `n`'s fields.
+    let backward = (0..=n)
         .map(|i| {
             order
                 .iter()

@@ -1,9 +1,9 @@
 //! The saga as a tree, read from the user's function with its tokens and spans.
 //!
-//! A body is a sequence of [`Node`]s ended by the final `Ok(..)`. Only steps and
-//! locals exist today; a concurrent group (`sagaflow::join!`) and a branch
-//! (`if`/`match`, whose arms are bodies of their own) become nodes beside them,
-//! which is why the body is a tree and not two flat lists.
+//! A body is a sequence of [`Node`]s ended by the final `Ok(..)`: steps, locals
+//! and concurrent groups (`sagaflow::join!`), whose members are steps; a branch
+//! (`if`/`match`, whose arms are bodies of their own) would become a node beside
+//! them, which is why the body is a tree and not two flat lists.
 
 use syn::{Expr, Ident, Token, Type};
 
@@ -34,10 +34,18 @@ pub(super) struct Local {
     pub(super) expr: Expr,
 }
 
+/// `let (a, b) = sagaflow::join!(one(..), two(..))?;` or a bare
+/// `sagaflow::join!(..)?;`: 2 to 12 steps run concurrently.
+pub(super) struct Group {
+    /// The members, in the order written; each with the group's `?`.
+    pub(super) members: Vec<StepCall>,
+}
+
 /// One statement of a saga body.
 pub(super) enum Node {
     Step(StepCall),
     Local(Local),
+    Group(Group),
 }
 
 /// The saga: its signature, read and checked, and its body.

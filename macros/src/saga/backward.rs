@@ -24,17 +24,22 @@ use super::expand::Gen;
 pub(super) fn state_variants(g: &Gen<'_>) -> (Vec<TokenStream>, TokenStream) {
     let error_ty = &g.saga.error_ty;
     let mut variants = Vec::new();
-    for (v, fields) in g
+    for (i, (v, fields)) in g
         .backward_variants
         .iter()
         .zip(&g.an.layout.backward)
+        .enumerate()
         .skip(1)
     {
+        if super::join::skips_backward(g, i) {
+            continue;
+        }
         let decls = g.field_decls(fields);
         variants.push(
             quote!(#v { #(#decls,)* __sagaflow_failure: ::sagaflow::StepFailure<#error_ty> }),
         );
     }
+    variants.extend(super::join::state_variants(g));
     let marker_ty = &g.marker_ty;
     let marker_variant =
         g.if_lifetimes(quote!(__SagaflowMarker(::core::convert::Infallible, #marker_ty),));
@@ -47,6 +52,13 @@ pub(super) fn arms(g: &Gen<'_>) -> Vec<TokenStream> {
     let mut arms = Vec::new();
     let layout = &g.an.layout;
     for (i, v) in g.backward_variants.iter().enumerate().skip(1) {
+        if super::join::skips_backward(g, i) {
+            continue;
+        }
+        if let Some(arm) = super::join::arm_after(g, i) {
+            arms.push(arm);
+            continue;
+        }
         let fields = &layout.backward[i];
         let undo = g.an.steps[i - 1];
         let path = &undo.path;
@@ -76,6 +88,7 @@ pub(super) fn arms(g: &Gen<'_>) -> Vec<TokenStream> {
             }
         });
     }
+    arms.extend(super::join::arms(g));
     let marker_arm =
         g.if_lifetimes(quote!(__SagaflowState::__SagaflowMarker(never, _) => match never {},));
     arms.push(marker_arm);

@@ -18,6 +18,7 @@ use syn::{Expr, Pat, Stmt, Token};
 
 use super::ast::{Local, Node, StepCall};
 use super::exprs::{check_plain_expr, contains_await, is_ok_call, is_place};
+use super::group;
 use super::scope::Scope;
 use super::signature::name_elided;
 use super::unsupported;
@@ -76,6 +77,16 @@ pub(super) fn read(cx: &Ctxt, block: &syn::Block, scope: &mut Scope) -> Body {
                 steps += 1;
                 body.nodes.push(Node::Step(step));
             }
+            Read::Node(Node::Group(g)) => {
+                for member in &g.members {
+                    if member.named_by_user {
+                        scope.bind(cx, &member.binding);
+                    }
+                    scope.hold(&member.binding);
+                }
+                steps += g.members.len();
+                body.nodes.push(Node::Group(g));
+            }
             Read::Node(Node::Local(mut local)) => {
                 scope.bind(cx, &local.name);
                 if !scope.check_local_borrow(cx, &local) {
@@ -130,6 +141,13 @@ fn read_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Read {
             );
             Read::Skip
         }
+        Stmt::Expr(expr, Some(_)) if let Some(g) = group::read(cx, expr, index, None, None) => {
+            g.map_or(Read::Skip, |g| Read::Node(Node::Group(g)))
+        }
+        Stmt::Macro(m) if group::is_join(&m.mac.path) => {
+            group::missing_question(cx, &m.mac);
+            Read::Skip
+        }
         Stmt::Expr(expr, Some(_)) => match step_call(cx, expr) {
             Some(Some((path, call, question))) => Read::Node(Node::Step(StepCall {
                 named_by_user: false,
@@ -176,6 +194,9 @@ fn read_let(cx: &Ctxt, local: &syn::Local, index: usize) -> Read {
             "`let .. else` is not part of a saga body; ".to_owned() + BODY_HELP,
         );
         return Read::Skip;
+    }
+    if let Some(found) = read_let_group(cx, local, &init.expr, index) {
+        return found;
     }
     let (pat, ty) = match &local.pat {
         Pat::Type(pt) => (&*pt.pat, Some((*pt.ty).clone())),
@@ -249,6 +270,21 @@ fn read_let(cx: &Ctxt, local: &syn::Local, index: usize) -> Read {
     }
 }
 
+/// `let (a, b) = sagaflow::join!(..)?;`, if the value is a group.
+fn read_let_group(cx: &Ctxt, local: &syn::Local, expr: &Expr, index: usize) -> Option<Read> {
+    if !group::is_group(expr) {
+        return None;
+    }
+    let Ok(names) = group::pattern_names(cx, &local.pat) else {
+        return Some(Read::Skip);
+    };
+    let read = group::read(cx, expr, index, names, Some(&local.pat));
+    Some(
+        read.flatten()
+            .map_or(Read::Skip, |g| Read::Node(Node::Group(g))),
+    )
+}
+
 /// An expression without `;`: the final `Ok(..)`, or a mistake.
 fn read_tail(cx: &Ctxt, expr: &Expr, last: bool) -> Read {
     if is_ok_call(expr)
@@ -319,7 +355,7 @@ fn step_call(cx: &Ctxt, expr: &Expr) -> Option<Option<(syn::Path, syn::ExprCall,
 
 /// What `.await?` is applied to, read as a call to a step by its path; `None` if
 /// it is not one (reported).
-fn awaited_call(
+pub(super) fn awaited_call(
     cx: &Ctxt,
     base: &Expr,
     question: Token![?],

@@ -2,6 +2,7 @@
 //! left to rustc on the generated code, spanned at the user's tokens.
 
 use std::collections::HashSet;
+use std::ops::Range;
 
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote, quote_spanned};
@@ -18,7 +19,7 @@ pub(super) fn complete(cx: &Ctxt, func: &ItemFn, body: &mut Body) -> Option<Expr
     let has_step = body
         .nodes
         .iter()
-        .any(|n| matches!(n, super::ast::Node::Step(_)));
+        .any(|n| matches!(n, super::ast::Node::Step(_) | super::ast::Node::Group(_)));
     if !has_step && body.ok {
         cx.error_spanned_by(
             &func.sig.ident,
@@ -124,9 +125,19 @@ pub(super) fn step_checks(steps: &[&StepCall]) -> TokenStream {
 }
 
 /// Const checks that put "after the pivot" mistakes at the offending call.
-pub(super) fn pivot_checks(steps: &[&StepCall]) -> TokenStream {
+/// A group's members have checks of their own (`group::member_checks`).
+pub(super) fn pivot_checks(steps: &[&StepCall], groups: &[Range<usize>]) -> TokenStream {
     let mut out = TokenStream::new();
+    for range in groups {
+        out.extend(super::group::member_checks(
+            &steps[..range.start],
+            &steps[range.clone()],
+        ));
+    }
     for (i, step) in steps.iter().enumerate().skip(1) {
+        if groups.iter().any(|r| r.contains(&i)) {
+            continue;
+        }
         let path = &step.path;
         let span = path.span();
         let name = quote!(#path).to_string().replace(' ', "");

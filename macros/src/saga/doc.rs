@@ -44,10 +44,17 @@ pub(super) fn type_doc(saga: &Saga) -> String {
 /// that ends in a string literal (see `graph_doc.rs` for why it takes a chain).
 /// Expanded only under rustdoc (`cfg(doc)`): ordinary builds pay nothing for it,
 /// and a call to a non-step is reported once, not again as a missing macro.
-pub(super) fn graph_doc_call(steps: &[&StepCall], name: &str) -> TokenStream {
+/// The groups travel as `"1..3"` literals after the name, which the step
+/// macros pass along untouched.
+pub(super) fn graph_doc_call(
+    steps: &[&StepCall],
+    groups: &[std::ops::Range<usize>],
+    name: &str,
+) -> TokenStream {
     let mut paths = steps.iter().map(|s| &s.path);
     let Some(first) = paths.next() else {
         return quote!("");
     };
-    quote!(#first!(@sagaflow_graph [ #({#paths})* ] [ #name ]))
+    let groups = groups.iter().map(|r| format!("{}..{}", r.start, r.end));
+    quote!(#first!(@sagaflow_graph [ #({#paths})* ] [ #name #(#groups)* ]))
 }

@@ -138,14 +138,14 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
     let marker_ty = &g.marker_ty;
     let marker_field = g.if_lifetimes(quote!(__sagaflow_marker: #marker_ty,));
     let marker_init = g.if_lifetimes(quote!(__sagaflow_marker: ::core::marker::PhantomData,));
-    let pivot_checks = check::pivot_checks(&g.an.steps);
+    let pivot_checks = check::pivot_checks(&g.an.steps, &g.an.groups);
     let step_checks = check::step_checks(&g.an.steps);
     let fn_generics = &sig.generics;
     let where_clause = &sig.generics.where_clause;
     let fn_doc = doc::saga_doc(saga);
     let type_doc = doc::type_doc(saga);
     let asyncness = &sig.asyncness;
-    let graph_doc = doc::graph_doc_call(&g.an.steps, &saga_name);
+    let graph_doc = doc::graph_doc_call(&g.an.steps, &g.an.groups, &saga_name);
     let durable_impl = durable::durable_saga_impl(&g);
     let saga_impl = saga_trait_impl(&g);
     let not_a_step = stand_in_step(saga);
@@ -216,7 +216,24 @@ fn saga_trait_impl(g: &Gen<'_>) -> TokenStream {
     } = g.saga;
     let generics = &g.generics;
     let saga_name = sig.ident.to_string();
-    let step_paths: Vec<&syn::Path> = g.an.steps.iter().map(|s| &s.path).collect();
+    // A member's entry names its group: the report and the graph read it there.
+    let step_infos = g.an.steps.iter().enumerate().map(|(i, s)| {
+        let path = &s.path;
+        match g.an.groups.iter().position(|r| r.contains(&i)) {
+            Some(k) => {
+                let k = k as u32;
+                quote!(<#path as ::sagaflow::Step>::INFO.in_group(#k))
+            }
+            None => quote!(<#path as ::sagaflow::Step>::INFO),
+        }
+    });
+    let groups = (!g.an.groups.is_empty()).then(|| {
+        let ranges = g.an.groups.iter().map(|r| {
+            let (start, end) = (r.start as u32, r.end as u32);
+            quote!(#start..#end)
+        });
+        quote!(const GROUPS: &'static [::core::ops::Range<u32>] = &[#(#ranges),*];)
+    });
     quote! {
         #[automatically_derived]
         impl #generics ::sagaflow::Saga for #type_ident #generics {
@@ -224,7 +241,8 @@ fn saga_trait_impl(g: &Gen<'_>) -> TokenStream {
             type Error = #error_ty;
             const NAME: &'static str = #saga_name;
             const STEPS: &'static [::sagaflow::StepInfo] =
-                &[#(<#step_paths as ::sagaflow::Step>::INFO),*];
+                &[#(#step_infos),*];
+            #groups
 
             fn __sagaflow_drive<__SagaflowHooks: ::sagaflow::Hooks>(
                 self,

@@ -36,13 +36,28 @@ pub(super) fn function(errors: Option<syn::Error>, mut func: ItemFn) -> TokenStr
             strip_mut(&mut local.pat);
         }
     }
-    if !returns_result {
-        // The body's `?`s would only add errors about the return type.
+    if !returns_result || has_join(&func.block) {
+        // The body's `?`s would only add errors about the return type; a
+        // `sagaflow::join!` left as written would only say that it belongs
+        // in a `#[saga]` body.
         func.block = syn::parse_quote!({ ::core::unreachable!("this saga did not compile") });
         func.attrs
             .push(syn::parse_quote!(#[allow(unused_variables)]));
     }
     quote!(#errors #func)
+}
+
+/// Whether a `sagaflow::join!` is written anywhere in `block`.
+fn has_join(block: &syn::Block) -> bool {
+    struct Finder(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            self.0 |= super::group::is_join(&m.path);
+        }
+    }
+    let mut finder = Finder(false);
+    syn::visit::Visit::visit_block(&mut finder, block);
+    finder.0
 }
 
 /// `mut x` as `x`: a saga's locals are immutable, and a `mut` already reported

@@ -44,8 +44,18 @@ use super::expand::Gen;
 pub(super) fn code(g: &Gen<'_>) -> Vec<TokenStream> {
     let inputs: Vec<Ident> = g.saga.params.iter().map(|p| p.name.clone()).collect();
     let mut forward_code = vec![sending_allowed(g), slot_code(g, 0, &inputs)];
-    for (i, step) in g.an.steps.iter().enumerate() {
-        forward_code.push(step_code(g, i, step));
+    let mut i = 0;
+    while i < g.an.steps.len() {
+        if let Some(range) = g.an.groups.iter().find(|r| r.start == i) {
+            let mut alive = g.an.layout.forward[i].clone();
+            alive.extend(g.an.steps[range.clone()].iter().map(|m| m.binding.clone()));
+            forward_code.push(super::join::forward(g, range));
+            forward_code.push(slot_code(g, range.end, &alive));
+            i = range.end;
+        } else {
+            forward_code.push(step_code(g, i, g.an.steps[i]));
+            i += 1;
+        }
     }
     let sends = messages_code(g);
     let output_ty = &g.saga.output_ty;

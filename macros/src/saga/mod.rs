@@ -71,6 +71,8 @@ mod expand;
 mod exprs;
 mod fallback;
 mod forward;
+mod group;
+mod join;
 mod scope;
 mod send;
 mod signature;

@@ -17,7 +17,7 @@ const BRANCH: &str = "not supported yet in a saga body: its steps are one fixed 
 
 const LOOP: &str = "not supported in a saga body: its steps are one fixed sequence, each undone once; loop inside a step, or run one saga per item";
 
-const CONCURRENT: &str = "running steps concurrently is not supported yet in a saga body: a saga must know which steps ran to undo them; call them one after the other, as in `let a = step_a(..).await?; let b = step_b(..).await?;`";
+const CONCURRENT: &str = "a saga body runs steps concurrently only with `sagaflow::join!`, which knows which of them ran and undoes exactly those: write `let (a, b) = sagaflow::join!(step_a(..), step_b(..))?;`";
 
 /// Reports `stmt` if it is a branch, a loop or a concurrency construct; whether
 /// it did.
@@ -85,9 +85,10 @@ fn concurrency(stmt: &Stmt) -> Option<syn::Error> {
             let Some(last) = m.path.segments.last() else {
                 return;
             };
-            if ["join", "try_join", "select", "try_select"]
-                .iter()
-                .any(|name| last.ident == name)
+            if !super::group::is_join(&m.path)
+                && ["join", "try_join", "select", "try_select"]
+                    .iter()
+                    .any(|name| last.ident == name)
             {
                 let name = path_text(&m.path);
                 self.found(&m.path, format!("`{name}!`: {CONCURRENT}"));

@@ -3,6 +3,7 @@
 
 use core::fmt;
 use core::future::Future;
+use core::ops::Range;
 use core::pin::Pin;
 use core::time::Duration;
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ type RecoverFn<St, H> = fn(
 
 struct Registration<St: Store, H> {
     steps: &'static [StepInfo],
+    groups: &'static [Range<u32>],
     recover: RecoverFn<St, H>,
 }
 
@@ -40,6 +42,7 @@ impl<St: Store, H> Clone for Registration<St, H> {
     fn clone(&self) -> Self {
         Registration {
             steps: self.steps,
+            groups: self.groups,
             recover: self.recover,
         }
     }
@@ -216,6 +219,7 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Executor<St, H> {
             S::NAME,
             Registration {
                 steps: S::STEPS,
+                groups: S::GROUPS,
                 recover: recover_one::<S, St, H>,
             },
         );
@@ -260,7 +264,7 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Executor<St, H> {
         let new = NewSaga {
             id,
             saga_type: S::NAME.to_owned(),
-            fingerprint: fingerprint(S::STEPS),
+            fingerprint: fingerprint_grouped(S::STEPS, S::GROUPS),
             input,
         };
         TrackedWrite::new(&claim, async move { store.create(new).await }).await?;
@@ -359,7 +363,7 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Executor<St, H> {
                 "saga {} is of type `{}`, which is not registered on this executor; register it with `Executor::register`",
                 record.id, record.saga_type
             )),
-            Some(reg) => match definition_change(reg.steps, &record) {
+            Some(reg) => match definition_change(reg.steps, reg.groups, &record) {
                 Some(diff) => Err(format!(
                     "saga {} (`{}`) was started with another definition: {diff}; its record is left as it is",
                     record.id, record.saga_type
@@ -491,19 +495,40 @@ where
 /// compensation, in order. Retry and timeout policies may change between a
 /// saga's start and its recovery; these may not.
 pub fn fingerprint(steps: &[StepInfo]) -> String {
+    fingerprint_grouped(steps, &[])
+}
+
+/// [`fingerprint`] with the saga's `sagaflow::join!` groups (`Saga::GROUPS`):
+/// a member's part ends in `@N`, N counting the groups from 1, so that
+/// regrouping steps, which changes what a recovery must run again and undo
+/// together, refuses recovery as other definition changes do. Without groups
+/// it is the plain fingerprint, so records made before groups existed still
+/// match.
+pub fn fingerprint_grouped(steps: &[StepInfo], groups: &[Range<u32>]) -> String {
     steps
         .iter()
-        .map(|s| match s.compensation() {
-            Some(c) => format!("{}:{}={}", s.name(), s.kind().keyword(), c),
-            None => format!("{}:{}", s.name(), s.kind().keyword()),
+        .enumerate()
+        .map(|(i, s)| {
+            let mut part = match s.compensation() {
+                Some(c) => format!("{}:{}={}", s.name(), s.kind().keyword(), c),
+                None => format!("{}:{}", s.name(), s.kind().keyword()),
+            };
+            if let Some(g) = groups.iter().position(|r| r.contains(&(i as u32))) {
+                part.push_str(&format!("@{}", g + 1));
+            }
+            part
         })
         .collect::<Vec<_>>()
         .join(" ")
 }
 
 /// How the stored definition differs from the code's, if it does.
-fn definition_change(steps: &[StepInfo], record: &SagaRecord) -> Option<String> {
-    let now = fingerprint(steps);
+fn definition_change(
+    steps: &[StepInfo],
+    groups: &[Range<u32>],
+    record: &SagaRecord,
+) -> Option<String> {
+    let now = fingerprint_grouped(steps, groups);
     if now == record.fingerprint {
         return None;
     }
@@ -515,6 +540,14 @@ fn definition_change(steps: &[StepInfo], record: &SagaRecord) -> Option<String> 
     let now: Vec<&str> = now.split(' ').collect();
     for (i, (a, b)) in then.iter().zip(&now).enumerate() {
         if a != b {
+            let grouping = |p: &str| p.split_once('@').map_or(p, |(step, _)| step).to_owned();
+            if grouping(a) == grouping(b) {
+                return Some(format!(
+                    "step {} (`{}`) has moved into or out of a `sagaflow::join!` group (`{a}`, now `{b}`)",
+                    i + 1,
+                    grouping(a)
+                ));
+            }
             return Some(format!("step {} was `{a}` and is now `{b}`", i + 1));
         }
     }

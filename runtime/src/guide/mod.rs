@@ -14,7 +14,9 @@
 //! 7. [Testing your sagas](testing): the test kit's failure, repeat and crash
 //!    sweeps (the `testing` feature).
 //! 8. [Saga graphs](graphs): the pictures in rustdoc, and as Mermaid, DOT and SVG.
-//! 9. [The transactional outbox](outbox): messages sent with the saga's
+//! 9. [Concurrent steps](concurrent): `sagaflow::join!`, steps that run at once,
+//!    and how they are undone.
+//! 10. [The transactional outbox](outbox): messages sent with the saga's
 //!    transitions, all or none, and relayed to a broker.
 //!
 //! The pages hold no items: they are documentation only.
@@ -49,6 +51,9 @@ pub mod testing {}
 
 #[doc = include_str!("graphs.md")]
 pub mod graphs {}
+
+#[doc = include_str!("concurrent.md")]
+pub mod concurrent {}
 
 #[doc = include_str!("outbox.md")]
 pub mod outbox {}

@@ -55,6 +55,49 @@ impl<H: Hooks, J: Journal> Run<'_, H, J> {
         }
     }
 
+    /// Records that the compensation of step `index` succeeded, with what it
+    /// sent: one commit in a durable run; in memory its messages go to the
+    /// sink. On a shared borrow, since a group's members are undone at once.
+    pub(crate) async fn compensation_done(
+        &self,
+        name: &'static str,
+        function: &'static str,
+        index: u32,
+    ) -> Result<(), crate::durable::StoreError> {
+        let messages = match &self.outgoing {
+            Some(outgoing) => outgoing.take(index, Phase::Compensation),
+            None => Vec::new(),
+        };
+        let done = Entry::CompensationSucceeded { index };
+        if J::DURABLE {
+            return if messages.is_empty() {
+                self.journal.record(done).await
+            } else {
+                self.journal
+                    .record_all(vec![done, Entry::Sent { messages }])
+                    .await
+            };
+        }
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let sink = self.outgoing.as_ref().and_then(|o| o.sink());
+        let refused = match sink {
+            Some(sink) => sink
+                .deliver_boxed(&messages)
+                .await
+                .err()
+                .map(|e| e.to_string()),
+            None => Some(SendError::NoOutbox { saga: self.saga }.to_string()),
+        };
+        // The compensation happened, and undoing it is not an option: a sink
+        // that refuses its messages in memory is told in the logs.
+        if let Some(error) = refused {
+            tracing::error!(parent: &self.span, step = name, compensation = function, %error, "the compensation's messages were not sent");
+        }
+        Ok(())
+    }
+
     /// Fails a run in memory that would send with nowhere to send to, before
     /// any step runs: a saga whose body sends calls this first.
     pub fn sending_allowed<E>(&mut self) -> Result<(), StepFailure<E>> {

@@ -99,7 +99,7 @@ use crate::durable::{DurableSaga, Entry, MissingResource, Resources, StoreError}
 use crate::hooks::NoHooks;
 use crate::outbox::Message;
 use crate::run::Run;
-use crate::{FailedCompensation, Phase, RunReport, SagaError, SagaId, StepKind};
+use crate::{FailedCompensation, Phase, RunReport, Saga, SagaError, SagaId, StepKind};
 pub use crash::CrashStore;
 
 /// What one run of a sweep did, for the invariant to judge.
@@ -444,12 +444,7 @@ where
             self.check(sweep, report.runs(), &summary)?;
             for (index, info) in S::STEPS.iter().enumerate() {
                 let index = index as u32;
-                let compensatable_before: Vec<&str> = S::STEPS[..index as usize]
-                    .iter()
-                    .rev()
-                    .filter(|s| s.kind() == StepKind::Compensatable)
-                    .map(|s| s.name())
-                    .collect();
+                let compensatable_before = undone_when_failing::<S>(index);
                 for fault in self.faults.clone() {
                     let retriable = info.kind() == StepKind::Retriable;
                     let times = if retriable { Some(2) } else { None };
@@ -579,6 +574,25 @@ where
             Ok(report)
         })
     }
+}
+
+/// What a saga undoes when step `index` fails for good and every other step
+/// works: the other members of its `sagaflow::join!` group, if it is in one
+/// (latest first), then the steps before it (or its group), latest first;
+/// only the compensatable ones.
+fn undone_when_failing<S: Saga>(index: u32) -> Vec<&'static str> {
+    let group = S::GROUPS.iter().find(|r| r.contains(&index));
+    let start = group.map_or(index, |r| r.start);
+    let siblings = group
+        .into_iter()
+        .flat_map(|r| r.clone().rev())
+        .filter(|&i| i != index);
+    siblings
+        .chain((0..start).rev())
+        .map(|i| &S::STEPS[i as usize])
+        .filter(|s| s.kind() == StepKind::Compensatable)
+        .map(|s| s.name())
+        .collect()
 }
 
 fn names<T: AsRef<str>>(names: &[T]) -> String {

@@ -1,0 +1,460 @@
+//! Concurrent steps: the members of a `sagaflow::join!` group.
+//!
+//! ```text
+//! let (flight, hotel) = sagaflow::join!(book_flight(airline, &trip), book_hotel(hotels, &trip))?;
+//! ```
+//! becomes
+//! ```text
+//! run.group_started(&[(0, book_flight), (1, book_hotel)]).await;   // durable: one commit of intents
+//! let group = Group::new();
+//! let (m0, m1) = { let a = pin!(Joined::new(run.member(book_flight, 0, &group, ..)));
+//!                  let b = pin!(Joined::new(run.member(book_hotel, 1, &group, ..)));
+//!                  poll_fn(|cx| poll a and b, both done?).await; (a.take(), b.take()) };
+//! let flight = run.settle(0, m0); let hotel = run.settle(1, m1);
+//! ```
+//! The members are polled on the saga's own task, every one at every wake, so
+//! nothing is spawned and nothing is allocated per member. A member runs on a
+//! shared borrow of the [`Run`]: it tells the hooks and writes the journal as it
+//! goes, and leaves what the run records (report rows, the failure) in its
+//! [`Member`], which [`Run::settle`] takes once every member has finished.
+//! When a member fails for good, the [`Group`] knows it: an attempt in flight
+//! elsewhere runs to its end, but no sibling starts another.
+
+use core::future::Future;
+use core::marker::PhantomData;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicU32, Ordering};
+use core::task::{Context, Poll};
+use core::time::Duration;
+use std::time::Instant;
+
+use super::{Run, halted, outcome_of};
+use crate::context::Phase;
+use crate::durable::journal::{Journal, Keep, Replayed};
+use crate::durable::{Entry, StoreError};
+use crate::error::StepFailure;
+use crate::hooks::Hooks;
+use crate::report::Outcome;
+use crate::step::Step;
+
+/// What the members of one group share while they run: how many of them have
+/// failed for good. An atomic, though the members run on one task, so that a
+/// durable saga's future stays `Send`; relaxed, as that task orders them.
+#[doc(hidden)]
+#[derive(Default)]
+pub struct Group {
+    failures: AtomicU32,
+}
+
+impl Group {
+    /// A group none of whose members has failed.
+    #[inline]
+    pub fn new() -> Self {
+        Group::default()
+    }
+
+    /// Whether a member has failed for good: no member starts another attempt.
+    #[inline]
+    fn failed(&self) -> bool {
+        self.failures.load(Ordering::Relaxed) > 0
+    }
+
+    /// Counts a member's failure for good; its rank among the group's
+    /// failures, 0 for the first.
+    fn fail(&self) -> u32 {
+        self.failures.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Waits `delay`, or less if a member fails for good meanwhile: whether the
+    /// wait went to its end.
+    async fn backoff(&self, delay: Duration) -> bool {
+        let mut sleep = core::pin::pin!(tokio::time::sleep(delay));
+        core::future::poll_fn(|cx| {
+            if self.failed() {
+                return Poll::Ready(false);
+            }
+            sleep.as_mut().poll(cx).map(|()| true)
+        })
+        .await
+    }
+}
+
+/// Asks the task to poll the group again: the member that has just failed for
+/// good may have been polled after a sibling waiting in its backoff, which must
+/// see the failure without waiting for its timer.
+async fn wake_siblings() {
+    core::future::poll_fn(|cx| {
+        cx.waker().wake_by_ref();
+        Poll::Ready(())
+    })
+    .await;
+}
+
+/// Why a member stopped the whole run.
+enum Stop {
+    /// The store failed.
+    Halt(StoreError),
+    /// The journal cannot be resumed by this code.
+    Refuse(String),
+}
+
+/// What one member's run left for [`Run::settle`].
+#[doc(hidden)]
+pub struct Member<T, E> {
+    /// `None` if the member never ran: the store had failed.
+    result: Option<Result<T, StepFailure<E>>>,
+    attempts: u32,
+    started: Option<Instant>,
+    last_error: Option<String>,
+    /// Its rank among the group's failures for good, if it failed.
+    rank: u32,
+    /// Whether the run recorded its outcome before a restart.
+    replayed: bool,
+    /// Boxed: made only when the store fails, and kept out of every member's size.
+    stop: Option<Box<Stop>>,
+}
+
+impl<T, E> Member<T, E> {
+    fn new(started: Option<Instant>) -> Self {
+        Member {
+            result: None,
+            attempts: 0,
+            started,
+            last_error: None,
+            rank: u32::MAX,
+            replayed: false,
+            stop: None,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A member's future and, once it has finished, its output.
+    #[doc(hidden)]
+    pub struct Joined<F: Future> {
+        #[pin]
+        future: F,
+        output: Option<F::Output>,
+    }
+}
+
+impl<F: Future> Joined<F> {
+    /// Not polled yet.
+    #[inline]
+    pub fn new(future: F) -> Self {
+        Joined {
+            future,
+            output: None,
+        }
+    }
+
+    /// Polls the future unless it has finished; whether it has.
+    #[inline]
+    pub fn poll_done(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+        let this = self.project();
+        if this.output.is_some() {
+            return true;
+        }
+        match this.future.poll(cx) {
+            Poll::Ready(output) => {
+                *this.output = Some(output);
+                true
+            }
+            Poll::Pending => false,
+        }
+    }
+
+    /// The output, once [`poll_done`](Self::poll_done) said it finished.
+    #[inline]
+    pub fn take(self: Pin<&mut Self>) -> F::Output {
+        match self.project().output.take() {
+            Some(output) => output,
+            None => unreachable!("a group member's output is taken once, after it finished"),
+        }
+    }
+}
+
+/// What undoing one step came to, for [`Run::undone`].
+#[doc(hidden)]
+pub enum Undo {
+    /// Nothing to undo: not compensatable, or the store had failed.
+    Skipped,
+    Undone {
+        attempts: u32,
+        duration: Option<Duration>,
+        last_error: Option<String>,
+    },
+    Failed {
+        attempts: u32,
+        /// `None` when replayed from the journal.
+        outcome: Option<Outcome>,
+        duration: Option<Duration>,
+        error: String,
+    },
+    /// The store failed.
+    Halt(StoreError),
+}
+
+impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
+    /// Before a group runs in a durable saga: one commit for the intents of
+    /// every member that has not finished before a restart (with the previous
+    /// step's deferred output), so that no member is polled before all of
+    /// them are known to have started. `members` are the members' positions.
+    pub async fn group_started(&mut self, members: &[u32]) {
+        if !J::DURABLE || self.journal.halted() {
+            return;
+        }
+        let mut entries: Vec<Entry> = self.journal.take_deferred().into_iter().collect();
+        for &index in members {
+            if let Replayed::Run { next_attempt, .. } = self.journal.replayed(index, false) {
+                entries.push(Entry::StepStarted {
+                    index,
+                    attempt: next_attempt,
+                });
+            }
+        }
+        if entries.is_empty() {
+            return;
+        }
+        if let Err(e) = self.journal.record_all(entries).await {
+            self.halt(e);
+        }
+    }
+
+    /// Runs member `S` of `group` (at position `index`) to success, or to
+    /// failure after its retries or once a sibling has failed for good. Each
+    /// attempt's intent is durable before it starts (the first one's by
+    /// [`group_started`](Self::group_started)), and its outcome right after it.
+    pub async fn member<S, F, Fut>(
+        &self,
+        _step: PhantomData<S>,
+        index: u32,
+        group: &Group,
+        mut call: F,
+    ) -> Member<S::Output, S::Error>
+    where
+        S: Step,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<S::Output, S::Error>>,
+        J: Keep<S::Output>,
+    {
+        let name = S::INFO.name();
+        let policy = S::INFO.retry();
+        let mut member = Member::new(self.now());
+        let (mut attempt_no, mut tries) = if J::DURABLE {
+            if self.journal.halted() {
+                member.rank = group.fail();
+                return member;
+            }
+            match self.journal.replayed(index, false) {
+                Replayed::Succeeded(bytes) => {
+                    match J::decode(&bytes) {
+                        Ok(output) => {
+                            member.result = Some(Ok(output));
+                            member.replayed = true;
+                        }
+                        Err(e) => {
+                            let reason = self.output_changed(name, index, &e);
+                            member.stop = Some(Box::new(Stop::Refuse(reason)));
+                            member.rank = group.fail();
+                        }
+                    }
+                    return member;
+                }
+                Replayed::Failed(message) => {
+                    member.result = Some(Err(StepFailure::Recovered { message }));
+                    member.replayed = true;
+                    member.rank = group.fail();
+                    return member;
+                }
+                Replayed::Run {
+                    next_attempt,
+                    spent,
+                } => (next_attempt, spent),
+            }
+        } else {
+            (1, 0)
+        };
+        // The first attempt's intent was written with the group's.
+        let mut intent_written = true;
+        loop {
+            if J::DURABLE && !intent_written {
+                let entry = Entry::StepStarted {
+                    index,
+                    attempt: attempt_no,
+                };
+                if let Err(e) = self.journal.record(entry).await {
+                    return self.member_stopped(member, group, Stop::Halt(e)).await;
+                }
+            }
+            intent_written = false;
+            tries = tries.saturating_add(1);
+            member.attempts = attempt_no;
+            let cx = self.context(name, index, attempt_no, Phase::Forward);
+            if let Some(outgoing) = &self.outgoing {
+                outgoing.discard(index, Phase::Forward);
+            }
+            self.hooks.step_started(&cx);
+            let span = self.span_for(Phase::Forward, name, "", attempt_no);
+            let outcome = self
+                .one_attempt(&mut call, cx, Phase::Forward, S::INFO.timeout(), span)
+                .await;
+            let failure = match outcome {
+                Ok(output) => match self.persist_output::<S>(index, &output).await {
+                    Ok(()) => {
+                        let duration = member.started.map(|s| s.elapsed());
+                        self.hooks.step_succeeded(&cx, duration.unwrap_or_default());
+                        member.result = Some(Ok(output));
+                        return member;
+                    }
+                    Err(Ok(failure)) => failure,
+                    Err(Err(e)) => return self.member_stopped(member, group, Stop::Halt(e)).await,
+                },
+                Err(failure) => failure,
+            };
+            if !group.failed() && policy.allows_attempt_after(tries) {
+                let text = failure.to_string();
+                let delay = self.step_will_retry(&cx, policy, tries, &text);
+                member.last_error = Some(text);
+                if group.backoff(delay).await {
+                    attempt_no = attempt_no.saturating_add(1);
+                    continue;
+                }
+            }
+            let text = failure.to_string();
+            if J::DURABLE {
+                let entry = Entry::StepFailed {
+                    index,
+                    error: text.clone(),
+                };
+                if let Err(e) = self.journal.record(entry).await {
+                    return self.member_stopped(member, group, Stop::Halt(e)).await;
+                }
+            }
+            member.rank = group.fail();
+            wake_siblings().await;
+            tracing::warn!(parent: &self.span, step = name, attempts = attempt_no, error = %text, "group member failed for good, compensating");
+            self.hooks.step_failed(&cx, &text);
+            member.last_error = Some(text);
+            member.result = Some(Err(failure));
+            return member;
+        }
+    }
+
+    /// A member's output written on its own, with what it sent, in a durable
+    /// run (in memory its messages go to the sink): `Err(Ok(..))` if it
+    /// cannot be encoded or its messages not sent (the step fails),
+    /// `Err(Err(..))` if the store failed.
+    async fn persist_output<S: Step>(
+        &self,
+        index: u32,
+        output: &S::Output,
+    ) -> Result<(), Result<StepFailure<S::Error>, StoreError>>
+    where
+        J: Keep<S::Output>,
+    {
+        let messages = match &self.outgoing {
+            Some(outgoing) => outgoing.take(index, Phase::Forward),
+            None => Vec::new(),
+        };
+        if !J::DURABLE {
+            if messages.is_empty() {
+                return Ok(());
+            }
+            let sink = self.outgoing.as_ref().and_then(|o| o.sink());
+            return match sink {
+                Some(sink) => sink.deliver_boxed(&messages).await.map_err(|e| {
+                    Ok(StepFailure::NotSent {
+                        message: format!("the runner's sink refused them: {e}"),
+                    })
+                }),
+                None => Ok(()),
+            };
+        }
+        let bytes =
+            J::encode(output).map_err(|message| Ok(StepFailure::NotPersisted { message }))?;
+        let succeeded = Entry::StepSucceeded {
+            index,
+            output: bytes,
+        };
+        let written = if messages.is_empty() {
+            self.journal.record(succeeded).await
+        } else {
+            self.journal
+                .record_all(vec![succeeded, Entry::Sent { messages }])
+                .await
+        };
+        written.map_err(Err)
+    }
+
+    async fn member_stopped<T, E>(
+        &self,
+        mut member: Member<T, E>,
+        group: &Group,
+        stop: Stop,
+    ) -> Member<T, E> {
+        member.stop = Some(Box::new(stop));
+        member.result = None;
+        member.rank = group.fail();
+        wake_siblings().await;
+        member
+    }
+
+    /// Records how member `S` (at `index`) ended, once the whole group has:
+    /// its output, or its failure with its rank among the group's failures.
+    pub fn settle<S: Step>(
+        &mut self,
+        index: u32,
+        member: Member<S::Output, S::Error>,
+    ) -> Result<S::Output, (u32, StepFailure<S::Error>)> {
+        let Member {
+            result,
+            attempts,
+            started,
+            last_error,
+            rank,
+            replayed,
+            stop,
+        } = member;
+        match stop.map(|s| *s) {
+            Some(Stop::Halt(e)) => self.halt(e),
+            Some(Stop::Refuse(reason)) => self.refuse(reason),
+            None => {}
+        }
+        match result.unwrap_or_else(|| Err(halted())) {
+            Ok(output) => {
+                self.succeeded += 1;
+                let duration = started.filter(|_| !replayed).map(|s| s.elapsed());
+                if !replayed && (attempts != 1 || duration.is_some()) {
+                    self.push_success::<S>(index, attempts, duration, last_error);
+                }
+                Ok(output)
+            }
+            Err(failure) => {
+                if matches!(failure, StepFailure::Recovered { .. }) && !replayed {
+                    // Stopped by the store: nothing of it to report.
+                    return Err((rank, failure));
+                }
+                let first = self.failure.as_ref().map(|f| f.step);
+                let text = last_error.unwrap_or_else(|| failure.to_string());
+                let started = started.filter(|_| !replayed);
+                self.push_failure(
+                    S::INFO.name(),
+                    index,
+                    attempts,
+                    outcome_of(&failure),
+                    started,
+                    text,
+                );
+                // The saga's failed step is the group's first to fail.
+                if rank != 0
+                    && let (Some(step), Some(failure)) = (first, self.failure.as_mut())
+                    && !step.is_empty()
+                {
+                    failure.step = step;
+                }
+                Err((rank, failure))
+            }
+        }
+    }
+}

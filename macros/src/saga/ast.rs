@@ -25,6 +25,32 @@ pub(super) struct StepCall {
     pub(super) path: syn::Path,
     pub(super) call: syn::ExprCall,
     pub(super) question: Token![?],
+    /// For a step method, `bank.debit(..)`: `path` is its `MethodStep` and
+    /// `call` is `<Bank>::debit(bank, ..)`.
+    pub(super) method: Option<Box<MethodCall>>,
+}
+
+/// What a step method's call adds to [`StepCall`].
+pub(super) struct MethodCall {
+    /// `Bank::debit`, the step's name.
+    pub(super) name: String,
+    /// `Bank`, the receiver's referent type.
+    pub(super) receiver_ty: Type,
+    /// The method's name hashed, `StepMethod`'s const generic.
+    pub(super) hash: u64,
+}
+
+impl StepCall {
+    /// The step as its messages name it: `book_flight`, `Bank::debit`.
+    pub(super) fn shown(&self) -> String {
+        match &self.method {
+            Some(m) => m.name.clone(),
+            None => {
+                let path = &self.path;
+                quote::quote!(#path).to_string().replace(' ', "")
+            }
+        }
+    }
 }
 
 /// `let name: ty = expr;`, plain computation between steps.

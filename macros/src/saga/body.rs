@@ -16,7 +16,7 @@ use proc_macro2::TokenTree;
 use quote::{ToTokens, format_ident, quote};
 use syn::{Expr, Pat, Stmt, Token};
 
-use super::ast::{Local, Node, StepCall};
+use super::ast::{Local, MethodCall, Node, StepCall};
 use super::exprs::{check_plain_expr, contains_await, is_ok_call, is_place};
 use super::scope::Scope;
 use super::signature::name_elided;
@@ -63,7 +63,7 @@ pub(super) fn read(cx: &Ctxt, block: &syn::Block, scope: &mut Scope) -> Body {
             body.ok = false;
             continue;
         }
-        match read_stmt(cx, stmt, last, steps) {
+        match read_stmt(cx, stmt, last, steps, scope) {
             Read::Node(Node::Step(step)) => {
                 if step.named_by_user {
                     scope.bind(cx, &step.binding);
@@ -90,7 +90,7 @@ pub(super) fn read(cx: &Ctxt, block: &syn::Block, scope: &mut Scope) -> Body {
 }
 
 /// One statement; `index` is the number of steps before it.
-fn read_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Read {
+fn read_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize, scope: &Scope) -> Read {
     // An outer attribute starts the statement's tokens: `#[cfg(..)] let ..`.
     let mut tokens = stmt.to_token_stream().into_iter();
     if let (Some(TokenTree::Punct(hash)), Some(TokenTree::Group(body))) =
@@ -108,7 +108,7 @@ fn read_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Read {
         return Read::Skip;
     }
     match stmt {
-        Stmt::Local(local) => read_let(cx, local, index),
+        Stmt::Local(local) => read_let(cx, local, index, scope),
         Stmt::Expr(expr, Some(semi)) if last && is_ok_call(expr) => {
             cx.error_spanned_by(
                 semi,
@@ -125,14 +125,15 @@ fn read_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Read {
             );
             Read::Skip
         }
-        Stmt::Expr(expr, Some(_)) => match step_call(cx, expr) {
-            Some(Some((path, call, question))) => Read::Node(Node::Step(StepCall {
+        Stmt::Expr(expr, Some(_)) => match step_call(cx, expr, scope) {
+            Some(Some((path, call, question, method))) => Read::Node(Node::Step(StepCall {
                 named_by_user: false,
                 binding: format_ident!("__sagaflow_output{}", index),
                 binding_ty: None,
                 path,
                 call,
                 question,
+                method,
             })),
             Some(None) => Read::Skip,
             None => {
@@ -156,7 +157,7 @@ fn read_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Read {
 }
 
 /// `let x = step(..).await?;`, `let _ = ..` or `let x: T = expr;`.
-fn read_let(cx: &Ctxt, local: &syn::Local, index: usize) -> Read {
+fn read_let(cx: &Ctxt, local: &syn::Local, index: usize, scope: &Scope) -> Read {
     let Some(init) = &local.init else {
         cx.error_spanned_by(local, "a saga local needs a value: `let x: T = expr;`");
         return Read::Skip;
@@ -192,14 +193,15 @@ fn read_let(cx: &Ctxt, local: &syn::Local, index: usize) -> Read {
             return Read::Skip;
         }
     };
-    match step_call(cx, &init.expr) {
-        Some(Some((path, call, question))) => Read::Node(Node::Step(StepCall {
+    match step_call(cx, &init.expr, scope) {
+        Some(Some((path, call, question, method))) => Read::Node(Node::Step(StepCall {
             named_by_user: binding.is_some(),
             binding: binding.unwrap_or_else(|| format_ident!("__sagaflow_output{}", index)),
             binding_ty: ty,
             path,
             call,
             question,
+            method,
         })),
         Some(None) => Read::Skip,
         None => {
@@ -280,10 +282,10 @@ fn read_tail(cx: &Ctxt, expr: &Expr, last: bool) -> Read {
 
 /// Reads `EXPR.await?` as a step call, reporting what is missing when it is almost
 /// one: `None` if it is not a step call at all, `Some(None)` if it was reported.
-fn step_call(cx: &Ctxt, expr: &Expr) -> Option<Option<(syn::Path, syn::ExprCall, Token![?])>> {
+fn step_call(cx: &Ctxt, expr: &Expr, scope: &Scope) -> Option<Option<Called>> {
     match expr {
         Expr::Try(t) => match &*t.expr {
-            Expr::Await(a) => Some(awaited_call(cx, &a.base, t.question_token)),
+            Expr::Await(a) => Some(awaited_call(cx, &a.base, t.question_token, scope)),
             Expr::Call(call) if matches!(&*call.func, Expr::Path(_)) => {
                 let func = &call.func;
                 let name = func.to_token_stream().to_string().replace(' ', "");
@@ -308,13 +310,13 @@ fn step_call(cx: &Ctxt, expr: &Expr) -> Option<Option<(syn::Path, syn::ExprCall,
     }
 }
 
+/// A step call as read: the step type's path, the call, its `?`, and what a
+/// method call adds.
+type Called = (syn::Path, syn::ExprCall, Token![?], Option<Box<MethodCall>>);
+
 /// What `.await?` is applied to, read as a call to a step by its path; `None` if
 /// it is not one (reported).
-fn awaited_call(
-    cx: &Ctxt,
-    base: &Expr,
-    question: Token![?],
-) -> Option<(syn::Path, syn::ExprCall, Token![?])> {
+fn awaited_call(cx: &Ctxt, base: &Expr, question: Token![?], scope: &Scope) -> Option<Called> {
     match base {
         Expr::Call(call) => match &*call.func {
             Expr::Path(p) if p.qself.is_none() => {
@@ -325,22 +327,10 @@ fn awaited_call(
                     );
                     return None;
                 }
-                let mut ok = true;
-                for arg in &call.args {
-                    if let Expr::Reference(r) = arg
-                        && !is_place(&r.expr)
-                    {
-                        cx.error_spanned_by(
-                                arg,
-                                "a step argument cannot borrow a temporary: arguments are evaluated again for each retry and for the compensation, so they must borrow something the saga keeps; bind it first as a typed local (`let value: T = ..;`) and pass `&value`",
-                            );
-                        ok = false;
-                    }
-                }
-                if !ok {
+                if !no_borrowed_temporary(cx, &call.args) {
                     return None;
                 }
-                Some((p.path.clone(), call.clone(), question))
+                Some((p.path.clone(), call.clone(), question, None))
             }
             other => {
                 cx.error_spanned_by(
@@ -351,14 +341,8 @@ fn awaited_call(
             }
         },
         Expr::MethodCall(m) => {
-            cx.error_spanned_by(
-                &m.method,
-                format!(
-                    "`{}` is a method, and a saga can only await calls to `#[step]` functions, as in `book_flight(&trip).await?`",
-                    m.method
-                ),
-            );
-            None
+            let (path, call, method) = super::method::step_call(cx, m, scope)?;
+            Some((path, call, question, Some(Box::new(method))))
         }
         other => {
             cx.error_spanned_by(
@@ -368,4 +352,24 @@ fn awaited_call(
             None
         }
     }
+}
+
+/// Whether no step argument borrows a temporary (each one is reported).
+pub(super) fn no_borrowed_temporary(
+    cx: &Ctxt,
+    args: &syn::punctuated::Punctuated<Expr, Token![,]>,
+) -> bool {
+    let mut ok = true;
+    for arg in args {
+        if let Expr::Reference(r) = arg
+            && !is_place(&r.expr)
+        {
+            cx.error_spanned_by(
+                arg,
+                "a step argument cannot borrow a temporary: arguments are evaluated again for each retry and for the compensation, so they must borrow something the saga keeps; bind it first as a typed local (`let value: T = ..;`) and pass `&value`",
+            );
+            ok = false;
+        }
+    }
+    ok
 }

@@ -110,7 +110,7 @@ pub(super) fn step_checks(steps: &[&StepCall]) -> TokenStream {
     let mut out = TokenStream::new();
     for step in steps {
         let path = &step.path;
-        let name = quote!(#path).to_string().replace(' ', "");
+        let name = step.shown();
         let message = format!(
             "`{name}` is a `#[saga]`, not a `#[step]`: a saga cannot await another saga; call the steps of `{name}` in this saga instead, or move the shared work into a `#[step]` that both sagas call"
         );
@@ -129,7 +129,7 @@ pub(super) fn pivot_checks(steps: &[&StepCall]) -> TokenStream {
     for (i, step) in steps.iter().enumerate().skip(1) {
         let path = &step.path;
         let span = path.span();
-        let name = quote!(#path).to_string().replace(' ', "");
+        let name = step.shown();
         let earlier = steps[..i].iter().map(|s| {
             let p = &s.path;
             quote_spanned!(span=> ::core::matches!(<#p as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Pivot))

@@ -45,6 +45,16 @@ pub(super) fn type_doc(saga: &Saga) -> String {
 /// Expanded only under rustdoc (`cfg(doc)`): ordinary builds pay nothing for it,
 /// and a call to a non-step is reported once, not again as a missing macro.
 pub(super) fn graph_doc_call(steps: &[&StepCall], name: &str) -> TokenStream {
+    // A step method has no callback macro that `#[saga]` could name: its
+    // declaration is reached only through the receiver's type, at run time.
+    if steps.iter().any(|s| s.method.is_some()) {
+        let names: Vec<String> = steps.iter().map(|s| format!("`{}`", s.shown())).collect();
+        let text = format!(
+            "\n\n# Saga graph\n\nSteps, left to right: {}. The picture, with each step's kind and compensation, is drawn at run time by the saga type's `graph().to_svg()`.\n",
+            names.join(", ")
+        );
+        return quote!(#text);
+    }
     let mut paths = steps.iter().map(|s| &s.path);
     let Some(first) = paths.next() else {
         return quote!("");

@@ -72,6 +72,7 @@ fn step_code(g: &Gen<'_>, i: usize, step: &StepCall) -> TokenStream {
         path,
         call,
         question,
+        method: _,
     } = step;
     let error_ty = &g.saga.error_ty;
     let index = i as u32;

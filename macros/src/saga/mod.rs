@@ -71,6 +71,7 @@ mod expand;
 mod exprs;
 mod fallback;
 mod forward;
+mod method;
 mod scope;
 mod signature;
 mod unsupported;

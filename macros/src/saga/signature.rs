@@ -181,8 +181,9 @@ fn read_param(
         *ok = false;
     }
     scope.bind(cx, &ident);
-    if !matches!(*pt.ty, Type::Reference(_)) {
-        scope.hold(&ident);
+    match &*pt.ty {
+        Type::Reference(r) => scope.resource(&ident, &r.elem),
+        _ => scope.hold(&ident),
     }
     let mut state_ty = (*pt.ty).clone();
     let found = name_elided(&mut state_ty, &scope.elided);

@@ -8,10 +8,12 @@ use crate::attr::{Kind, StepAttr};
 use crate::ctxt::Ctxt;
 
 /// Checks the function's shape. Returns whether it is good enough to generate from.
-pub(super) fn validate_signature(cx: &Ctxt, func: &ItemFn) -> bool {
+/// `free`: a free function, which also defines a macro under its name; a method
+/// (`#[sagaflow::steps]`, its receiver taken off) does not.
+pub(crate) fn validate_signature(cx: &Ctxt, func: &ItemFn, free: bool) -> bool {
     let sig = &func.sig;
     let mut ok = true;
-    if STD_MACROS.contains(&sig.ident.to_string().as_str()) {
+    if free && STD_MACROS.contains(&sig.ident.to_string().as_str()) {
         cx.error_spanned_by(
             &sig.ident,
             format!(
@@ -92,7 +94,7 @@ pub(super) fn validate_signature(cx: &Ctxt, func: &ItemFn) -> bool {
             FnArg::Receiver(receiver) => {
                 cx.error_spanned_by(
                     receiver,
-                    "a step must be a free `async fn`; methods cannot be steps yet: move the step out of the `impl` block and pass the value as a `&` parameter",
+                    "a method is a step only inside an `impl` block marked `#[sagaflow::steps]`: add `#[sagaflow::steps]` above the `impl`, which declares each `#[step]` method's step",
                 );
                 ok = false;
             }
@@ -140,7 +142,7 @@ fn looks_like_result(ty: &Type) -> bool {
     }
 }
 
-pub(super) fn validate_options(cx: &Ctxt, attr: &StepAttr) {
+pub(crate) fn validate_options(cx: &Ctxt, attr: &StepAttr) {
     let kind = attr.kind.as_ref().map(|(k, _)| k);
     if let (Some(Kind::Retriable), Some((retry, tokens))) = (kind, &attr.retry)
         && retry.max.is_some()

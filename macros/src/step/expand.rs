@@ -39,49 +39,8 @@ pub(super) fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream
     } = func;
     let ident = &sig.ident;
     let name = ident.to_string();
-    // After an attribute error the kind may be missing; `read_only` keeps the
-    // expansion quiet so that only the real error is reported.
-    let kind = attr
-        .kind
-        .as_ref()
-        .map(|(k, _)| k.clone())
-        .unwrap_or(Kind::ReadOnly);
-    let kind_tokens = match &kind {
-        Kind::Compensate(_) => quote!(Compensatable),
-        Kind::ReadOnly => quote!(ReadOnly),
-        Kind::Pivot => quote!(Pivot),
-        Kind::Retriable => quote!(Retriable),
-    };
-    let mut info = quote!(::sagaflow::StepInfo::new(#name, ::sagaflow::StepKind::#kind_tokens));
-    if let Kind::Compensate(path) = &kind {
-        let comp_name = path
-            .segments
-            .last()
-            .map(|s| s.ident.to_string())
-            .unwrap_or_default();
-        info = quote!(#info.with_compensation(#comp_name));
-    }
-    if let Some((retry, _)) = &attr.retry {
-        let base = if matches!(kind, Kind::Retriable) {
-            quote!(::sagaflow::RetryPolicy::FOREVER)
-        } else {
-            quote!(::sagaflow::RetryPolicy::NONE)
-        };
-        let policy = retry_tokens(retry, base);
-        info = quote!(#info.with_retry(#policy));
-    }
-    if let Some(timeout) = attr.timeout {
-        let nanos = duration_nanos(timeout);
-        info = quote!(#info.with_timeout(::sagaflow::__private::Duration::from_nanos(#nanos)));
-    }
-    if let Some((retry, _)) = &attr.compensate_retry {
-        let policy = retry_tokens(retry, quote!(::sagaflow::RetryPolicy::COMPENSATION_DEFAULT));
-        info = quote!(#info.with_compensation_retry(#policy));
-    }
-    if let Some((timeout, _)) = attr.compensate_timeout {
-        let nanos = duration_nanos(timeout);
-        info = quote!(#info.with_compensation_timeout(::sagaflow::__private::Duration::from_nanos(#nanos)));
-    }
+    let kind = step_kind(attr);
+    let info = info_tokens(&name, &kind, attr);
 
     let ReturnType::Type(_, ret) = &sig.output else {
         return quote!(#func);
@@ -136,6 +95,58 @@ pub(super) fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream
             }
         }
     }
+}
+
+/// The step's kind; after an attribute error it may be missing, and `read_only`
+/// keeps the expansion quiet so that only the real error is reported.
+pub(crate) fn step_kind(attr: &StepAttr) -> Kind {
+    attr.kind
+        .as_ref()
+        .map(|(k, _)| k.clone())
+        .unwrap_or(Kind::ReadOnly)
+}
+
+/// The `StepInfo` expression of a step named `name` (its identity in the
+/// journal, the graph and the report).
+pub(crate) fn info_tokens(name: &str, kind: &Kind, attr: &StepAttr) -> TokenStream {
+    let kind_tokens = match kind {
+        Kind::Compensate(_) => quote!(Compensatable),
+        Kind::ReadOnly => quote!(ReadOnly),
+        Kind::Pivot => quote!(Pivot),
+        Kind::Retriable => quote!(Retriable),
+    };
+    let mut info = quote!(::sagaflow::StepInfo::new(#name, ::sagaflow::StepKind::#kind_tokens));
+    if let Kind::Compensate(path) = kind {
+        let comp_name = path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default();
+        info = quote!(#info.with_compensation(#comp_name));
+    }
+    if let Some((retry, _)) = &attr.retry {
+        let base = if matches!(kind, Kind::Retriable) {
+            quote!(::sagaflow::RetryPolicy::FOREVER)
+        } else {
+            quote!(::sagaflow::RetryPolicy::NONE)
+        };
+        let policy = retry_tokens(retry, base);
+        info = quote!(#info.with_retry(#policy));
+    }
+    if let Some(timeout) = attr.timeout {
+        let nanos = duration_nanos(timeout);
+        info = quote!(#info.with_timeout(::sagaflow::__private::Duration::from_nanos(#nanos)));
+    }
+    if let Some((retry, _)) = &attr.compensate_retry {
+        let policy = retry_tokens(retry, quote!(::sagaflow::RetryPolicy::COMPENSATION_DEFAULT));
+        info = quote!(#info.with_compensation_retry(#policy));
+    }
+    if let Some((timeout, _)) = attr.compensate_timeout {
+        let nanos = duration_nanos(timeout);
+        info = quote!(#info.with_compensation_timeout(::sagaflow::__private::Duration::from_nanos(#nanos)));
+    }
+
+    info
 }
 
 /// The hidden type under a step's name that implements `Step`: `#[step]`'s, and
@@ -279,7 +290,7 @@ fn graph_callback(
     }
 }
 
-fn step_doc(kind: &Kind, attr: &StepAttr) -> String {
+pub(crate) fn step_doc(kind: &Kind, attr: &StepAttr) -> String {
     let mut doc = String::from("# Saga step\n\n");
     match kind {
         Kind::Compensate(path) => {

@@ -31,9 +31,9 @@ use syn::ItemFn;
 
 use crate::attr::parse_step_attr;
 use crate::ctxt::Ctxt;
-use check::{validate_options, validate_signature};
+pub(crate) use check::{validate_options, validate_signature};
 use expand::generate;
-pub(crate) use expand::hidden_step_type;
+pub(crate) use expand::{hidden_step_type, info_tokens, step_doc, step_kind};
 
 #[cfg(test)]
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -72,7 +72,7 @@ pub(crate) fn expand_salted(args: TokenStream, item: TokenStream, salt: u64) -> 
     }
     let cx = Ctxt::new();
     let attr = parse_step_attr(&cx, args);
-    let signature_ok = validate_signature(&cx, &func);
+    let signature_ok = validate_signature(&cx, &func, true);
     if !attr.kind_written {
         cx.error_at(
             Span::call_site(),

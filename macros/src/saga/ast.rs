@@ -73,6 +73,8 @@ pub(super) struct Saga {
     pub(super) sig: syn::Signature,
     pub(super) type_ident: Ident,
     pub(super) lifetimes: Vec<syn::Lifetime>,
+    /// The saga's type parameters, with their bounds.
+    pub(super) type_params: Vec<syn::TypeParam>,
     /// Whether a parameter or a local leaves a lifetime out, so that the
     /// generated types need one named for it.
     pub(super) needs_elided: bool,

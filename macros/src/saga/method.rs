@@ -82,6 +82,9 @@ pub(super) fn step_call(
     }
     let hash = method_hash(&method.to_string());
     let span = method.span();
+    // Every token at the method's name: rustc reports a missing `StepMethod`
+    // there, and a path whose tokens come from two places has no span to join.
+    let receiver_ty = &respan(receiver_ty, span);
     let path: syn::Path =
         syn::parse_quote_spanned!(span=> ::sagaflow::__private::MethodStep<#receiver_ty, #hash>);
     let func: Expr = syn::parse_quote_spanned!(span=> <#receiver_ty>::#method);
@@ -130,4 +133,24 @@ pub(super) fn compensate_call(
     quote_spanned! {span=>
         || <#receiver_ty as ::sagaflow::__private::StepMethod<#hash>>::__sagaflow_compensate(#receiver, #tuple, &#output)
     }
+}
+
+/// `ty` with every token at `span`.
+fn respan(ty: &syn::Type, span: proc_macro2::Span) -> syn::Type {
+    fn walk(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+        tokens
+            .into_iter()
+            .map(|mut tt| {
+                if let proc_macro2::TokenTree::Group(g) = &tt {
+                    let mut group = proc_macro2::Group::new(g.delimiter(), walk(g.stream(), span));
+                    group.set_span(span);
+                    tt = proc_macro2::TokenTree::Group(group);
+                } else {
+                    tt.set_span(span);
+                }
+                tt
+            })
+            .collect()
+    }
+    syn::parse2(walk(quote!(#ty), span)).unwrap_or_else(|_| ty.clone())
 }

@@ -71,6 +71,7 @@ mod expand;
 mod exprs;
 mod fallback;
 mod forward;
+mod generic;
 mod method;
 mod scope;
 mod signature;
@@ -132,6 +133,7 @@ fn build(cx: &Ctxt, func: &ItemFn, name: Option<Ident>) -> Option<Saga> {
         sig: sig.clone(),
         type_ident,
         lifetimes: signature.lifetimes,
+        type_params: signature.type_params,
         needs_elided: signature.needs_elided || body.needs_elided,
         elided: scope.elided,
         params: signature.params,

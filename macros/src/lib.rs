@@ -80,7 +80,9 @@ pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `impl<C: Http> Bank<C>` blocks work too.
 #[proc_macro_attribute]
 pub fn steps(args: TokenStream, item: TokenStream) -> TokenStream {
-    steps_impl::expand(args.into(), item.into()).into()
+    let site = proc_macro::Span::call_site();
+    let salt = call_site_salt(&site.file(), site.line(), site.column());
+    steps_impl::expand(args.into(), item.into(), salt).into()
 }
 
 /// Tells apart the `#[step]` expansions of one crate. File, line and column

@@ -66,7 +66,7 @@ pub(crate) fn type_name(ty: &Type) -> String {
     }
 }
 
-pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+pub(crate) fn expand(args: TokenStream, item: TokenStream, salt: u64) -> TokenStream {
     let mut imp: syn::ItemImpl = match syn::parse2(item.clone()) {
         Ok(imp) => imp,
         Err(_) => {
@@ -102,6 +102,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         .collect();
     let header = imp_ref(&imp);
     let mut generated = Vec::new();
+    let mut graph_rules = Vec::new();
     let mut any_step = false;
     for item in &mut imp.items {
         let ImplItem::Fn(method) = item else { continue };
@@ -138,6 +139,10 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             method.attrs.push(syn::parse_quote!(#[doc = ""]));
             method.attrs.push(syn::parse_quote!(#[doc = #doc]));
             generated.push(step_items(&header, method, &step_attr, compensation));
+            let name = step_name(&header.self_ty, &method.sig.ident);
+            let info = crate::step::info_value(&name, &kind, &step_attr);
+            let selector = method_ident(&method.sig.ident);
+            graph_rules.push(crate::step::graph_rules(&quote!(#selector), &info));
         }
     }
     if !any_step {
@@ -150,9 +155,11 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(()) => TokenStream::new(),
         Err(e) => e.to_compile_error(),
     };
+    let callback = graph_callback(&header.self_ty, &graph_rules, salt);
     quote! {
         #errors
         #imp
+        #callback
         #[allow(non_camel_case_types, unreachable_pub, missing_docs, clippy::needless_lifetimes, clippy::ptr_arg, clippy::trivially_copy_pass_by_ref, unused_qualifications)]
         const _: () = {
             #(#generated)*
@@ -381,5 +388,54 @@ impl VisitMut for NameLifetimes<'_> {
         if l.ident == "_" || self.method.contains(&l.ident.to_string()) {
             *l = self.to.clone();
         }
+    }
+}
+
+/// `Bank::debit`: the step's name in the journal, the graph and the report.
+fn step_name(self_ty: &Type, method: &syn::Ident) -> String {
+    format!(
+        "{}::{}",
+        type_name(self_ty),
+        method.to_string().trim_start_matches("r#")
+    )
+}
+
+/// The method's name without `r#`, as the graph callback's selector.
+fn method_ident(method: &syn::Ident) -> syn::Ident {
+    syn::Ident::new(method.to_string().trim_start_matches("r#"), method.span())
+}
+
+// The rustdoc picture of a saga that calls `bank.debit(..)`:
+//     #[sagaflow::steps] impl Bank { #[step(..)] async fn debit(..) .. }
+// also defines, in the macro namespace under the type's name (so that it goes
+// wherever `use` takes the type), a graph callback whose rules are selected by
+// the method's name:
+//     macro_rules! __sagaflow_steps_Bank_<salt> { (@sagaflow_graph debit [..] [..]) => { .. } }
+//     pub use __sagaflow_steps_Bank_<salt> as Bank;
+// Hence one `#[sagaflow::steps]` block per type in a module, declared in the
+// module of the type.
+
+fn graph_callback(self_ty: &Type, rules: &[TokenStream], salt: u64) -> TokenStream {
+    let Type::Path(p) = self_ty else {
+        return TokenStream::new();
+    };
+    let Some(last) = p.path.segments.last() else {
+        return TokenStream::new();
+    };
+    if rules.is_empty() {
+        return TokenStream::new();
+    }
+    let ident = &last.ident;
+    let unique = format_ident!("__sagaflow_steps_{}_{:016x}", ident, salt);
+    quote! {
+        #[doc(hidden)]
+        #[macro_export]
+        #[allow(non_local_definitions)]
+        macro_rules! #unique {
+            #(#rules)*
+        }
+        #[doc(hidden)]
+        #[allow(unused_imports)]
+        pub use #unique as #ident;
     }
 }

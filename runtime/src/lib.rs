@@ -77,6 +77,7 @@ pub mod durable;
 mod error;
 pub mod guide;
 mod hooks;
+mod inline;
 pub mod outbox;
 mod report;
 mod run;

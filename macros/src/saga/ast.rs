@@ -28,6 +28,9 @@ pub(super) struct StepCall {
     /// For a step method, `bank.debit(..)`: `path` is its `MethodStep` and
     /// `call` is `<Bank>::debit(bank, ..)`.
     pub(super) method: Option<Box<MethodCall>>,
+    /// For `sagaflow::inline!(..)`: `path` is the step type the saga declares,
+    /// and `call`'s arguments are the saga names it reads.
+    pub(super) inline: Option<Box<super::inline::Inline>>,
 }
 
 /// What a step method's call adds to [`StepCall`].
@@ -43,6 +46,9 @@ pub(super) struct MethodCall {
 impl StepCall {
     /// The step as its messages name it: `book_flight`, `Bank::debit`.
     pub(super) fn shown(&self) -> String {
+        if let Some(inline) = &self.inline {
+            return inline.name.to_string();
+        }
         match &self.method {
             Some(m) => m.name.clone(),
             None => {

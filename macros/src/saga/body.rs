@@ -125,15 +125,11 @@ fn read_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize, scope: &Scope) ->
             );
             Read::Skip
         }
-        Stmt::Expr(expr, Some(_)) => match step_call(cx, expr, scope) {
-            Some(Some((path, call, question, method))) => Read::Node(Node::Step(StepCall {
+        Stmt::Expr(expr, Some(_)) => match step_call(cx, expr, scope, None) {
+            Some(Some(step)) => Read::Node(Node::Step(StepCall {
                 named_by_user: false,
                 binding: format_ident!("__sagaflow_output{}", index),
-                binding_ty: None,
-                path,
-                call,
-                question,
-                method,
+                ..step
             })),
             Some(None) => Read::Skip,
             None => {
@@ -193,16 +189,22 @@ fn read_let(cx: &Ctxt, local: &syn::Local, index: usize, scope: &Scope) -> Read 
             return Read::Skip;
         }
     };
-    match step_call(cx, &init.expr, scope) {
-        Some(Some((path, call, question, method))) => Read::Node(Node::Step(StepCall {
-            named_by_user: binding.is_some(),
-            binding: binding.unwrap_or_else(|| format_ident!("__sagaflow_output{}", index)),
-            binding_ty: ty,
-            path,
-            call,
-            question,
-            method,
-        })),
+    match step_call(cx, &init.expr, scope, ty.as_ref()) {
+        Some(Some(step)) => {
+            if step.inline.is_some() && ty.is_none() && binding.is_some() {
+                cx.error_spanned_by(
+                    &local.pat,
+                    "an inline step's output needs its type written on the `let`, as in `let hold: Hold = sagaflow::inline!(..)?;`: it becomes part of the saga's state, and an `async` block's type cannot be named",
+                );
+                return Read::Skip;
+            }
+            Read::Node(Node::Step(StepCall {
+                named_by_user: binding.is_some(),
+                binding: binding.unwrap_or_else(|| format_ident!("__sagaflow_output{}", index)),
+                binding_ty: if step.inline.is_some() { None } else { ty },
+                ..step
+            }))
+        }
         Some(None) => Read::Skip,
         None => {
             if let Some(span) = contains_await(&init.expr) {
@@ -282,10 +284,23 @@ fn read_tail(cx: &Ctxt, expr: &Expr, last: bool) -> Read {
 
 /// Reads `EXPR.await?` as a step call, reporting what is missing when it is almost
 /// one: `None` if it is not a step call at all, `Some(None)` if it was reported.
-fn step_call(cx: &Ctxt, expr: &Expr, scope: &Scope) -> Option<Option<Called>> {
+fn step_call(
+    cx: &Ctxt,
+    expr: &Expr,
+    scope: &Scope,
+    ty: Option<&syn::Type>,
+) -> Option<Option<StepCall>> {
     match expr {
         Expr::Try(t) => match &*t.expr {
             Expr::Await(a) => Some(awaited_call(cx, &a.base, t.question_token, scope)),
+            Expr::Macro(m) if super::inline::is_inline(m) => Some(super::inline::read(
+                cx,
+                m,
+                ty,
+                t.question_token,
+                &scope.fn_ident,
+                scope.names(),
+            )),
             Expr::Call(call) if matches!(&*call.func, Expr::Path(_)) => {
                 let func = &call.func;
                 let name = func.to_token_stream().to_string().replace(' ', "");
@@ -310,13 +325,9 @@ fn step_call(cx: &Ctxt, expr: &Expr, scope: &Scope) -> Option<Option<Called>> {
     }
 }
 
-/// A step call as read: the step type's path, the call, its `?`, and what a
-/// method call adds.
-type Called = (syn::Path, syn::ExprCall, Token![?], Option<Box<MethodCall>>);
-
 /// What `.await?` is applied to, read as a call to a step by its path; `None` if
 /// it is not one (reported).
-fn awaited_call(cx: &Ctxt, base: &Expr, question: Token![?], scope: &Scope) -> Option<Called> {
+fn awaited_call(cx: &Ctxt, base: &Expr, question: Token![?], scope: &Scope) -> Option<StepCall> {
     match base {
         Expr::Call(call) => match &*call.func {
             Expr::Path(p) if p.qself.is_none() => {
@@ -330,7 +341,7 @@ fn awaited_call(cx: &Ctxt, base: &Expr, question: Token![?], scope: &Scope) -> O
                 if !no_borrowed_temporary(cx, &call.args) {
                     return None;
                 }
-                Some((p.path.clone(), call.clone(), question, None))
+                Some(called(p.path.clone(), call.clone(), question, None))
             }
             other => {
                 cx.error_spanned_by(
@@ -342,7 +353,7 @@ fn awaited_call(cx: &Ctxt, base: &Expr, question: Token![?], scope: &Scope) -> O
         },
         Expr::MethodCall(m) => {
             let (path, call, method) = super::method::step_call(cx, m, scope)?;
-            Some((path, call, question, Some(Box::new(method))))
+            Some(called(path, call, question, Some(Box::new(method))))
         }
         other => {
             cx.error_spanned_by(
@@ -372,4 +383,23 @@ pub(super) fn no_borrowed_temporary(
         }
     }
     ok
+}
+
+/// A step call as read, before the statement around it names its output.
+fn called(
+    path: syn::Path,
+    call: syn::ExprCall,
+    question: Token![?],
+    method: Option<Box<MethodCall>>,
+) -> StepCall {
+    StepCall {
+        binding: format_ident!("__sagaflow_unnamed"),
+        named_by_user: false,
+        binding_ty: None,
+        path,
+        call,
+        question,
+        method,
+        inline: None,
+    }
 }

@@ -165,8 +165,12 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
     let durable_impl = durable::durable_saga_impl(&g);
     let saga_impl = saga_trait_impl(&g);
     let not_a_step = stand_in_step(saga);
+    let inline_steps = super::inline::items(&g);
+    let method_checks = super::method::checks(&g.an.steps, !saga.type_params.is_empty());
 
     quote! {
+        #method_checks
+
         #(#attrs)*
         #[doc = ""]
         #[doc = #fn_doc]
@@ -179,6 +183,8 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
         }
 
         #not_a_step
+
+        #inline_steps
 
         #[doc = #type_doc]
         #[cfg_attr(doc, doc = #graph_doc)]

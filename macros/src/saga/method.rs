@@ -85,8 +85,9 @@ pub(super) fn step_call(
     // Every token at the method's name: rustc reports a missing `StepMethod`
     // there, and a path whose tokens come from two places has no span to join.
     let receiver_ty = &respan(receiver_ty, span);
-    let path: syn::Path =
-        syn::parse_quote_spanned!(span=> ::sagaflow::__private::MethodStep<#receiver_ty, #hash>);
+    let mut hash_lit = proc_macro2::Literal::u64_suffixed(hash);
+    hash_lit.set_span(span);
+    let path: syn::Path = syn::parse_quote_spanned!(span=> ::sagaflow::__private::MethodStep<#receiver_ty, #hash_lit>);
     let func: Expr = syn::parse_quote_spanned!(span=> <#receiver_ty>::#method);
     let mut args = m.args.clone();
     args.insert(0, syn::parse_quote!(#receiver));
@@ -153,4 +154,52 @@ fn respan(ty: &syn::Type, span: proc_macro2::Span) -> syn::Type {
             .collect()
     }
     syn::parse2(walk(quote!(#ty), span)).unwrap_or_else(|_| ty.clone())
+}
+
+// A method that is not a step:
+//     airline.confirm(&trip).await?;
+// also becomes, first, a check that names it
+//     trait __sagaflow_confirm_is_a_step {}           // its message names `confirm`
+//     #[diagnostic::do_not_recommend] impl<T: StepMethod<H>> __sagaflow_confirm_is_a_step for T {}
+//     struct Check(IsAStep<Airline>);                 // spanned at `confirm`
+// since `StepMethod`'s own message cannot name the method (only its hash). The
+// uses of the step type that follow still fail on their own.
+
+/// The checks that each step method of a saga is one (see above); none for a
+/// generic saga, whose receiver types a free item cannot name.
+pub(super) fn checks(steps: &[&StepCall], generic: bool) -> TokenStream {
+    if generic {
+        return TokenStream::new();
+    }
+    let mut out = TokenStream::new();
+    for step in steps {
+        let Some(method) = &step.method else { continue };
+        let ty = &method.receiver_ty;
+        let hash = method.hash;
+        let name = &method.name;
+        let short = name.rsplit("::").next().unwrap_or(name);
+        let ty_name = name.rsplit_once("::").map(|(t, _)| t).unwrap_or(name);
+        let message = format!(
+            "`{short}` is not a `#[step]` method of `{ty_name}`: mark it `#[step(..)]` (with its kind, such as `read_only` or `compensate = Self::<method>`) inside an `impl {ty_name}` block marked `#[sagaflow::steps]`"
+        );
+        let span = step.path.span();
+        out.extend(quote_spanned! {span=>
+            #[allow(dead_code)]
+            const _: () = {
+                #[diagnostic::on_unimplemented(
+                    message = #message,
+                    label = "not a `#[step]` method",
+                    note = "a saga awaits only steps: a method is one when its `impl` block is marked `#[sagaflow::steps]` and the method `#[step(..)]`"
+                )]
+                trait IsAStepMethod {}
+                #[diagnostic::do_not_recommend]
+                impl<T: ?::core::marker::Sized + ::sagaflow::__private::StepMethod<#hash>> IsAStepMethod for T {}
+                struct IsAStep<T: ?::core::marker::Sized + IsAStepMethod>(::core::marker::PhantomData<T>);
+                // A field's type is checked with the items, before the bodies
+                // that use the step: this error comes first.
+                struct Check(IsAStep<#ty>);
+            };
+        });
+    }
+    out
 }

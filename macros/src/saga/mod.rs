@@ -72,6 +72,7 @@ mod exprs;
 mod fallback;
 mod forward;
 mod generic;
+mod inline;
 mod method;
 mod scope;
 mod signature;

@@ -28,6 +28,8 @@ pub(super) struct Scope {
     resources: HashMap<String, syn::Type>,
     /// The saga's type parameters.
     type_params: HashSet<String>,
+    /// The saga function's name.
+    pub(super) fn_ident: Ident,
 }
 
 impl Scope {
@@ -37,6 +39,7 @@ impl Scope {
             names: HashSet::new(),
             held: HashSet::new(),
             resources: HashMap::new(),
+            fn_ident: func.sig.ident.clone(),
             type_params: func
                 .sig
                 .generics
@@ -62,6 +65,11 @@ impl Scope {
                 ),
             );
         }
+    }
+
+    /// Every name bound so far.
+    pub(super) fn names(&self) -> &HashSet<String> {
+        &self.names
     }
 
     /// Records that `ident` is a resource whose referent type is `ty`.

@@ -176,7 +176,7 @@ pub(crate) fn hidden_step_type(
 
 /// The step's declaration as a value, for the saga's rustdoc picture: the same
 /// values as the `INFO` tokens, with the runtime's defaults filled in.
-fn info_value(name: &str, kind: &Kind, attr: &StepAttr) -> StepInfo {
+pub(crate) fn info_value(name: &str, kind: &Kind, attr: &StepAttr) -> StepInfo {
     let graph_kind = match kind {
         Kind::Compensate(_) => StepKind::Compensatable,
         Kind::ReadOnly => StepKind::ReadOnly,
@@ -271,22 +271,32 @@ fn graph_callback(
         ident.to_string().trim_start_matches("r#"),
         salt
     );
-    let encoded = graph_doc::encode(info);
+    let rules = graph_rules(&TokenStream::new(), info);
     quote! {
         #[doc(hidden)]
         #[macro_export]
         #[allow(non_local_definitions)]
         macro_rules! #unique {
-            (@sagaflow_graph [ { $($next:tt)* } $($rest:tt)* ] [ $($acc:tt)* ]) => {
-                $($next)* ! ( @sagaflow_graph [ $($rest)* ] [ $($acc)* #encoded ] )
-            };
-            (@sagaflow_graph [] [ $($acc:tt)* ]) => {
-                ::sagaflow::__private::saga_graph_doc! ( $($acc)* #encoded )
-            };
+            #rules
         }
         #[doc(hidden)]
         #[allow(unused_imports)]
         #vis use #unique as #ident;
+    }
+}
+
+/// The two rules of a graph callback for the step `info`, chosen by
+/// `selector` (nothing for a free step, the method's name for a step method):
+/// each entry of the chain is `{ {macro path} {its selector} }`.
+pub(crate) fn graph_rules(selector: &TokenStream, info: &StepInfo) -> TokenStream {
+    let encoded = graph_doc::encode(info);
+    quote! {
+        (@sagaflow_graph #selector [ { { $($next:tt)* } { $($selector:tt)* } } $($rest:tt)* ] [ $($acc:tt)* ]) => {
+            $($next)* ! ( @sagaflow_graph $($selector)* [ $($rest)* ] [ $($acc)* #encoded ] )
+        };
+        (@sagaflow_graph #selector [] [ $($acc:tt)* ]) => {
+            ::sagaflow::__private::saga_graph_doc! ( $($acc)* #encoded )
+        };
     }
 }
 

@@ -33,7 +33,9 @@ use crate::attr::parse_step_attr;
 use crate::ctxt::Ctxt;
 pub(crate) use check::{validate_options, validate_signature};
 use expand::generate;
-pub(crate) use expand::{hidden_step_type, info_tokens, step_doc, step_kind};
+pub(crate) use expand::{
+    graph_rules, hidden_step_type, info_tokens, info_value, step_doc, step_kind,
+};
 
 #[cfg(test)]
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {

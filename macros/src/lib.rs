@@ -126,6 +126,13 @@ pub fn saga_graph_doc(input: TokenStream) -> TokenStream {
 /// resources (clients, pools); owned parameters are data, persisted by a durable
 /// executor, and may not borrow.
 ///
+/// A step method is called on a resource parameter, `bank.debit(&order).await?`
+/// (see [`steps`](macro@steps)); an inline step is written in place,
+/// `let hold: Hold = sagaflow::inline!(name, kind, async { .. })?;`. A saga may
+/// have type parameters (`checkout<P: Payments>(payer: &Payer<P>, ..)`): the
+/// generated type is generic too, and an owned input of a generic type needs a
+/// `DeserializeOwned` bound.
+///
 /// From `async fn book_trip(..) -> Result<T, E>` it generates `book_trip(..)`,
 /// with the same parameters, returning `Result<T, SagaError<E>>` (awaiting it runs
 /// the saga in memory), and the type `BookTripSaga`, with `BookTripSaga::new(..)`

@@ -92,6 +92,12 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream, salt: u64) -> TokenSt
             "`#[sagaflow::steps]` goes on an inherent `impl` block (`impl Bank { .. }`), not on a trait's impl: a saga calls a step method by the type's own name; declare the steps in an inherent `impl`, whose methods may call the trait's",
         );
     }
+    if let Type::TraitObject(object) = &*imp.self_ty {
+        cx.error_spanned_by(
+            object,
+            "`#[sagaflow::steps]` goes on the `impl` of a type a saga's resource can have, such as `impl Bank`; a step method on `dyn Trait` is not supported: wrap the trait object in a struct (`struct Payer(Box<dyn Payments>)`) and declare the steps in `impl Payer`",
+        );
+    }
     let methods: Vec<String> = imp
         .items
         .iter()

@@ -54,7 +54,7 @@ pub(super) fn read(cx: &Ctxt, sig: &syn::Signature, scope: &mut Scope) -> Option
             GenericParam::Const(_) => {
                 cx.error_spanned_by(
                     param,
-                    "a saga cannot take a const parameter: a durable executor registers the saga by its type and rebuilds it from its stored input; pass the value as an input instead",
+                    "a saga cannot take a const parameter (type parameters it can): pass the value as an input, or a resource, instead",
                 );
                 ok = false;
             }

@@ -9,14 +9,7 @@ use sagaflow::testing::SagaTest;
 use sagaflow::{Saga, saga, step};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug)]
-struct ShopError(String);
-
-impl std::fmt::Display for ShopError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use sagaflow_tests::Refused as ShopError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Order {

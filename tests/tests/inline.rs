@@ -9,14 +9,7 @@ use sagaflow::testing::SagaTest;
 use sagaflow::{Saga, StepContext, StepKind, saga, step};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug)]
-struct TripError(String);
-
-impl std::fmt::Display for TripError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use sagaflow_tests::Refused as TripError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Trip {

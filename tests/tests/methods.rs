@@ -9,14 +9,7 @@ use sagaflow::testing::SagaTest;
 use sagaflow::{Saga, SagaError, StepContext, StepKind, saga};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug)]
-struct ServiceError(String);
-
-impl std::fmt::Display for ServiceError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use sagaflow_tests::Refused as ServiceError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Order {

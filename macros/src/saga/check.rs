@@ -137,8 +137,13 @@ pub(super) fn pivot_checks(steps: &[&StepCall]) -> TokenStream {
         let second = format!(
             "`{name}` is a second pivot, but a saga has at most one point of no return: make one of them `compensate = <fn>` or `retriable`"
         );
+        let retriable = if step.inline.is_some() {
+            "mark it `retriable`"
+        } else {
+            "make it `#[step(retriable)]`"
+        };
         let after = format!(
-            "`{name}` runs after the saga's pivot, so it could never be undone: make it `#[step(retriable)]`, or move it before the pivot"
+            "`{name}` runs after the saga's pivot, so it could never be undone: {retriable}, or move it before the pivot"
         );
         out.extend(quote_spanned! {span=>
             #[allow(clippy::nonminimal_bool)]

@@ -5,7 +5,7 @@
 //! - [`travel`]: debit the customer, book the flight, book the hotel, e-mail the
 //!   itinerary; a hotel with no rooms undoes the flight and refunds the customer.
 //!   `cargo run -p sagaflow-examples --bin travel`; with `-- --durable travel.db
-//!   --crash-after book_flight`, a durable run that crashes on purpose and, run
+//!   --crash-after Airline::book_flight`, a durable run that crashes on purpose and, run
 //!   again without the flag, recovers (see the binary's documentation).
 //! - [`provision`]: create a user, a VM for it and an IP address for the VM, then
 //!   check that the machine answers, with per-step timeouts and retries, and

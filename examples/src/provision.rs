@@ -178,6 +178,7 @@ pub struct Directory {
 
 #[derive(Debug, Default)]
 struct DirectoryState {
+    audit: Vec<String>,
     users: Vec<User>,
     removed: Vec<User>,
     by_key: HashMap<String, User>,
@@ -188,6 +189,16 @@ impl Directory {
     /// An empty directory.
     pub fn new() -> Self {
         Directory::default()
+    }
+
+    /// Adds `line` to the audit log.
+    pub fn audit(&self, line: String) {
+        lock(&self.state).audit.push(line);
+    }
+
+    /// The audit log, oldest line first.
+    pub fn audit_log(&self) -> Vec<String> {
+        lock(&self.state).audit.clone()
     }
 
     /// The users that exist now.
@@ -555,6 +566,13 @@ pub async fn provision(
     let vm = create_vm(cloud, &request, &user).await?;
     let ip = assign_ip(network, &vm).await?;
     check_reachable(network, &ip).await?;
+    // A small step written in place (its name is its identity in the journal,
+    // the graph and the report): a line in the directory's audit log. Read-only:
+    // a later failure has nothing of it to undo.
+    let _ = sagaflow::inline!(audit, read_only, async {
+        directory.audit(format!("{} owns {} at {}", user.name, vm.id, ip));
+        Ok(())
+    })?;
     Ok(Machine { user, vm, ip })
 }
 

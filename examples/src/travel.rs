@@ -3,13 +3,16 @@
 //!
 //! This is the saga that travel agencies used to write by hand with a pile of
 //! `if let Err(..)` blocks. Here each service call is a [`#[step]`](sagaflow::step)
-//! that says what undoes it, and [`book_trip`] is the orchestration:
+//! that says what undoes it, and [`book_trip`] is the orchestration. Three steps
+//! are methods of the service clients (`#[sagaflow::steps] impl Bank`), named
+//! `Type::method` in the journal, the graph and the report; the last is a free
+//! function:
 //!
 //! | step | kind | undone by |
 //! |---|---|---|
-//! | [`debit_customer`] | compensatable | [`refund_customer`] |
-//! | [`book_flight`] | compensatable | [`cancel_flight`] |
-//! | [`book_hotel`] | pivot: once the hotel is booked, the trip is on | — |
+//! | [`Bank::debit_customer`] | compensatable | [`Bank::refund_customer`] |
+//! | [`Airline::book_flight`] | compensatable | [`Airline::cancel_flight`] |
+//! | [`Hotels::book_hotel`] | pivot: once the hotel is booked, the trip is on | — |
 //! | [`email_itinerary`] | retriable: retried until the mail goes out | — |
 //!
 //! If the hotel has no rooms, the flight is cancelled and then the customer is
@@ -44,8 +47,8 @@
 //! let trip = Trip::new("ada", "ada@example.com", "Venice", 3, euros(900));
 //! let err = book_trip(&bank, &airline, &hotels, &mailer, trip).await.unwrap_err();
 //!
-//! assert_eq!(err.failed_step(), "book_hotel");
-//! assert_eq!(err.undone(), ["book_flight", "debit_customer"]);
+//! assert_eq!(err.failed_step(), "Hotels::book_hotel");
+//! assert_eq!(err.undone(), ["Airline::book_flight", "Bank::debit_customer"]);
 //! assert!(airline.booked().is_empty());
 //! assert_eq!(bank.balance("ada"), Some(euros(2_000)));
 //! # }
@@ -819,50 +822,61 @@ impl Mailer {
 // The steps and their compensations
 // ---------------------------------------------------------------------------
 
-/// Takes the trip's price from the customer's account.
-///
-/// Done first, so that nobody gets a flight they cannot pay for. Undone by
-/// [`refund_customer`].
-#[step(compensate = refund_customer)]
-pub async fn debit_customer(bank: &Bank, trip: &Trip) -> Result<Payment, TripError> {
-    bank.debit(&trip.customer, trip.price)
+#[sagaflow::steps]
+impl Bank {
+    /// Takes the trip's price from the customer's account.
+    ///
+    /// Done first, so that nobody gets a flight they cannot pay for. Undone by
+    /// [`refund_customer`](Bank::refund_customer).
+    #[step(compensate = Self::refund_customer)]
+    pub async fn debit_customer(&self, trip: &Trip) -> Result<Payment, TripError> {
+        self.debit(&trip.customer, trip.price)
+    }
+
+    /// Undoes [`debit_customer`](Bank::debit_customer): gives the payment back.
+    /// The bank ignores a second refund of the same payment, so retrying this is
+    /// safe.
+    pub async fn refund_customer(&self, trip: &Trip, payment: &Payment) -> Result<(), TripError> {
+        let _ = trip;
+        self.refund(payment)
+    }
 }
 
-/// Undoes [`debit_customer`]: gives the payment back. The bank ignores a second
-/// refund of the same payment, so retrying this is safe.
-pub async fn refund_customer(bank: &Bank, trip: &Trip, payment: &Payment) -> Result<(), TripError> {
-    let _ = trip;
-    bank.refund(payment)
+#[sagaflow::steps]
+impl Airline {
+    /// Books the customer's seat to the trip's city. Undone by
+    /// [`cancel_flight`](Airline::cancel_flight).
+    #[step(compensate = Self::cancel_flight)]
+    pub async fn book_flight(&self, trip: &Trip) -> Result<FlightBooking, TripError> {
+        self.book(&trip.customer, &trip.city)
+    }
+
+    /// Undoes [`book_flight`](Airline::book_flight): cancels the seat.
+    pub async fn cancel_flight(
+        &self,
+        trip: &Trip,
+        booking: &FlightBooking,
+    ) -> Result<(), TripError> {
+        let _ = trip;
+        self.cancel(booking)
+    }
 }
 
-/// Books the customer's seat to the trip's city. Undone by [`cancel_flight`].
-#[step(compensate = cancel_flight)]
-pub async fn book_flight(airline: &Airline, trip: &Trip) -> Result<FlightBooking, TripError> {
-    airline.book(&trip.customer, &trip.city)
-}
-
-/// Undoes [`book_flight`]: cancels the seat.
-pub async fn cancel_flight(
-    airline: &Airline,
-    trip: &Trip,
-    booking: &FlightBooking,
-) -> Result<(), TripError> {
-    let _ = trip;
-    airline.cancel(booking)
-}
-
-/// Books the hotel room for the passenger of `flight`.
-///
-/// The saga's point of no return: if there is no room, the flight is cancelled
-/// and the customer refunded; once the room is booked, the trip is on and
-/// nothing is undone any more.
-#[step(pivot)]
-pub async fn book_hotel(
-    hotels: &Hotels,
-    trip: &Trip,
-    flight: &FlightBooking,
-) -> Result<HotelBooking, TripError> {
-    hotels.book(&trip.city, trip.nights, flight)
+#[sagaflow::steps]
+impl Hotels {
+    /// Books the hotel room for the passenger of `flight`.
+    ///
+    /// The saga's point of no return: if there is no room, the flight is
+    /// cancelled and the customer refunded; once the room is booked, the trip is
+    /// on and nothing is undone any more.
+    #[step(pivot)]
+    pub async fn book_hotel(
+        &self,
+        trip: &Trip,
+        flight: &FlightBooking,
+    ) -> Result<HotelBooking, TripError> {
+        self.book(&trip.city, trip.nights, flight)
+    }
 }
 
 /// Sends the itinerary to the customer.
@@ -906,9 +920,9 @@ pub async fn book_trip(
     mailer: &Mailer,
     trip: Trip,
 ) -> Result<Itinerary, TripError> {
-    let payment = debit_customer(bank, &trip).await?;
-    let flight = book_flight(airline, &trip).await?;
-    let hotel = book_hotel(hotels, &trip, &flight).await?;
+    let payment = bank.debit_customer(&trip).await?;
+    let flight = airline.book_flight(&trip).await?;
+    let hotel = hotels.book_hotel(&trip, &flight).await?;
     email_itinerary(mailer, &trip, &flight, &hotel).await?;
     Ok(Itinerary {
         payment,

@@ -67,10 +67,10 @@ fn a_crash_after_a_step_is_recovered_on_the_next_run_without_doing_the_step_agai
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("travel.db");
 
-    let (output, text) = travel(&db, &["--crash-after", "book_flight"]);
+    let (output, text) = travel(&db, &["--crash-after", "Airline::book_flight"]);
     assert_eq!(output.status.signal(), Some(6), "it aborts:\n{text}");
     assert!(
-        text.contains("CRASH (on purpose): `book_flight` is done"),
+        text.contains("CRASH (on purpose): `Airline::book_flight` is done"),
         "{text}"
     );
     let first = started_id(&text);
@@ -87,10 +87,13 @@ fn a_crash_after_a_step_is_recovered_on_the_next_run_without_doing_the_step_agai
         "{text}"
     );
     assert!(
-        text.contains("`book_flight` succeeded, its result recorded"),
+        text.contains("`Airline::book_flight` succeeded, its result recorded"),
         "{text}"
     );
-    assert!(text.contains("goes on after `book_flight`"), "{text}");
+    assert!(
+        text.contains("goes on after `Airline::book_flight`"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!("Trip {first}: finished it: the trip is booked.")),
         "{text}"
@@ -124,7 +127,7 @@ fn a_step_cut_short_runs_again_with_its_key_and_the_service_does_it_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("travel.db");
 
-    let (output, text) = travel(&db, &["--crash-during", "book_hotel"]);
+    let (output, text) = travel(&db, &["--crash-during", "Hotels::book_hotel"]);
     assert_eq!(output.status.signal(), Some(6), "it aborts:\n{text}");
     let id = started_id(&text);
     assert_eq!(done(&ledger(&db), &id, "hotel"), 1, "the hotel was booked");
@@ -133,7 +136,7 @@ fn a_step_cut_short_runs_again_with_its_key_and_the_service_does_it_once() {
     assert!(output.status.success(), "{text}");
     assert!(
         text.contains(&format!(
-            "`book_hotel` had started but its result was never recorded (the ledger shows the service did it): recovery runs it again with the same idempotency key ({id}-2)"
+            "`Hotels::book_hotel` had started but its result was never recorded (the ledger shows the service did it): recovery runs it again with the same idempotency key ({id}-2)"
         )),
         "{text}"
     );
@@ -166,12 +169,12 @@ fn a_crash_while_undoing_goes_on_undoing() {
     let (output, text) = travel(&db, &[]);
     assert!(output.status.success(), "{text}");
     assert!(
-        text.contains("`book_hotel` failed: no hotel rooms left in Venice"),
+        text.contains("`Hotels::book_hotel` failed: no hotel rooms left in Venice"),
         "{text}"
     );
     assert!(
         text.contains(&format!(
-            "Trip {id}: `book_hotel` had failed, so it undid `book_flight`, then `debit_customer`"
+            "Trip {id}: `Hotels::book_hotel` had failed, so it undid `Airline::book_flight`, then `Bank::debit_customer`"
         )),
         "{text}"
     );
@@ -188,12 +191,12 @@ fn a_crash_needs_a_store_and_a_known_step() {
     let (output, text) = travel(&db, &["--crash-after", "book_taxi"]);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("`book_taxi` is neither a step nor a compensation of `book_trip`; choose one of: debit_customer, book_flight, book_hotel, email_itinerary, refund_customer, cancel_flight"),
+        text.contains("`book_taxi` is neither a step nor a compensation of `book_trip`; choose one of: Bank::debit_customer, Airline::book_flight, Hotels::book_hotel, email_itinerary, refund_customer, cancel_flight"),
         "{text}"
     );
 
     let output = Command::new(TRAVEL)
-        .args(["--crash-after", "book_flight"])
+        .args(["--crash-after", "Airline::book_flight"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
@@ -254,7 +257,7 @@ fn the_ledger_lines_are_in_the_documented_format() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("travel.db");
     // A repeat (`again:`), then a trip that is undone (`-undo` keys).
-    let _ = travel(&db, &["--crash-during", "book_hotel"]);
+    let _ = travel(&db, &["--crash-during", "Hotels::book_hotel"]);
     let (output, text) = travel(&db, &["--to", "Venice"]);
     assert!(output.status.success(), "{text}");
 

@@ -68,14 +68,14 @@ const GRAPH_CRATE_GRAPHS: &[(&str, SagaGraph)] = &[
         SagaGraph::new(
             "travel",
             &[
-                StepInfo::new("debit_customer", StepKind::Compensatable)
+                StepInfo::new("Bank::debit_customer", StepKind::Compensatable)
                     .with_compensation("refund_customer"),
-                StepInfo::new("book_flight", StepKind::Compensatable)
+                StepInfo::new("Airline::book_flight", StepKind::Compensatable)
                     .with_compensation("cancel_flight")
                     .with_retry(RetryPolicy::retries(3))
                     .with_timeout(Duration::from_secs(2)),
                 StepInfo::new("check_hotel", StepKind::ReadOnly),
-                StepInfo::new("book_hotel", StepKind::Pivot),
+                StepInfo::new("Hotels::book_hotel", StepKind::Pivot),
                 StepInfo::new("email_itinerary", StepKind::Retriable),
             ],
         ),

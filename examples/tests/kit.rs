@@ -125,7 +125,7 @@ fn travel_failure_sweep() {
     assert!(
         report
             .cases()
-            .contains(&"`book_hotel` made to fail by a panic".to_owned()),
+            .contains(&"`Hotels::book_hotel` made to fail by a panic".to_owned()),
         "{report}"
     );
     assert!(
@@ -267,8 +267,8 @@ fn provision_failure_sweep() {
         .failure_sweep()
         .unwrap_or_else(|e| panic!("{e}"));
     println!("provision, {report}");
-    // A clean run, then 4 steps × 3 faults.
-    assert_eq!(report.runs(), 13, "{report}");
+    // A clean run, then 5 steps (the inline `audit` too) × 3 faults.
+    assert_eq!(report.runs(), 16, "{report}");
 }
 
 #[test]
@@ -279,9 +279,9 @@ fn provision_repeat_sweep() {
         .repeat_sweep()
         .unwrap_or_else(|e| panic!("{e}"));
     println!("provision, {report}");
-    // Each of 4 steps twice, then `release_ip`, `delete_vm` and `remove_user`
-    // twice (`check_reachable` is read-only: nothing undoes it).
-    assert_eq!(report.runs(), 7, "{report}");
+    // Each of 5 steps twice, then `release_ip`, `delete_vm` and `remove_user`
+    // twice (`check_reachable` and `audit` are read-only: nothing undoes them).
+    assert_eq!(report.runs(), 8, "{report}");
 }
 
 // No crash sweep for provision: it is an in-memory example. A durable run stores

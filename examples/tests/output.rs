@@ -33,7 +33,7 @@ fn the_travel_example_prints_for_people() {
     let alan = section(&text, "Trip 2");
     assert_eq!(
         lines_starting(alan, "Undone, in this order:"),
-        ["Undone, in this order: `book_flight`, then `debit_customer`"]
+        ["Undone, in this order: `Airline::book_flight`, then `Bank::debit_customer`"]
     );
     // Ada's flight (FL-1) stands; Alan's (FL-2) was cancelled. His line speaks
     // of his flights only.

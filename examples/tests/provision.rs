@@ -49,8 +49,13 @@ async fn a_machine_is_provisioned_after_the_cloud_fails_twice_and_the_network_st
         1
     );
 
-    // What the fakes hold: one user, one VM, one address.
+    // What the fakes hold: one user, one VM, one address, and the audit line
+    // of the inline step.
     assert_eq!(directory.users(), std::slice::from_ref(&machine.user));
+    assert_eq!(
+        directory.audit_log(),
+        [format!("grace owns {} at {}", machine.vm.id, machine.ip)]
+    );
     assert_eq!(machine.user.name, "grace");
     assert_eq!(cloud.vms(), std::slice::from_ref(&machine.vm));
     assert_eq!(machine.vm.owner, machine.user.uid);
@@ -180,6 +185,7 @@ fn the_graph_shows_each_steps_timeout_and_retries() {
              compensation retry 3 (backoff 10ms..50ms))",
             "3. assign_ip (compensate: release_ip, retry 2 (backoff 10ms..40ms), timeout 50ms)",
             "4. check_reachable (read-only, retry 2 (backoff 10ms..20ms), timeout 100ms)",
+            "5. audit (read-only)",
         ]
     );
 }

@@ -86,7 +86,7 @@ async fn a_hotel_without_rooms_cancels_the_flight_then_refunds_the_customer() {
     let world = World::new();
     let err = world.book(ada_to("Venice")).await.unwrap_err();
 
-    assert_eq!(err.failed_step(), "book_hotel");
+    assert_eq!(err.failed_step(), "Hotels::book_hotel");
     assert_eq!(
         err.cause(),
         Some(&TripError::NoRooms {
@@ -94,7 +94,10 @@ async fn a_hotel_without_rooms_cancels_the_flight_then_refunds_the_customer() {
         })
     );
     assert!(err.is_compensated());
-    assert_eq!(err.undone(), ["book_flight", "debit_customer"]);
+    assert_eq!(
+        err.undone(),
+        ["Airline::book_flight", "Bank::debit_customer"]
+    );
     assert!(err.failed_compensations().is_empty());
 
     // No flight stands: the one booked was cancelled.
@@ -112,8 +115,8 @@ async fn a_hotel_without_rooms_cancels_the_flight_then_refunds_the_customer() {
 
     assert_eq!(
         err.to_string(),
-        "saga step `book_hotel` failed (no hotel rooms left in Venice); \
-         undone: `book_flight`, `debit_customer`"
+        "saga step `Hotels::book_hotel` failed (no hotel rooms left in Venice); \
+         undone: `Airline::book_flight`, `Bank::debit_customer`"
     );
 }
 
@@ -132,15 +135,18 @@ async fn the_report_and_the_hooks_show_the_compensations_in_reverse_order() {
     assert_eq!(
         forward,
         [
-            ("debit_customer", Outcome::Succeeded),
-            ("book_flight", Outcome::Succeeded),
-            ("book_hotel", Outcome::Failed),
+            ("Bank::debit_customer", Outcome::Succeeded),
+            ("Airline::book_flight", Outcome::Succeeded),
+            ("Hotels::book_hotel", Outcome::Failed),
         ]
     );
     let undo: Vec<_> = report.compensations().map(|r| r.function()).collect();
     assert_eq!(undo, ["cancel_flight", "refund_customer"]);
     assert_eq!(
-        report.find("book_hotel", Phase::Forward).unwrap().error(),
+        report
+            .find("Hotels::book_hotel", Phase::Forward)
+            .unwrap()
+            .error(),
         Some("no hotel rooms left in Venice")
     );
 
@@ -151,8 +157,11 @@ async fn the_report_and_the_hooks_show_the_compensations_in_reverse_order() {
             .position(|l| l.contains(needle))
             .unwrap_or_else(|| panic!("no line says {needle:?} in {lines:#?}"))
     };
-    assert!(position("`book_hotel` failed for good") < position("undoing `book_flight`"));
-    assert!(position("`book_flight` undone") < position("undoing `debit_customer`"));
+    assert!(
+        position("`Hotels::book_hotel` failed for good")
+            < position("undoing `Airline::book_flight`")
+    );
+    assert!(position("`Airline::book_flight` undone") < position("undoing `Bank::debit_customer`"));
     assert!(
         lines
             .last()
@@ -173,13 +182,13 @@ async fn when_the_first_step_fails_the_hooks_say_nothing_needed_undoing() {
         .run(world.saga(trip))
         .await
         .unwrap_err();
-    assert_eq!(err.failed_step(), "debit_customer");
+    assert_eq!(err.failed_step(), "Bank::debit_customer");
 
     let lines = narrator.lines();
     assert_eq!(
         lines[2..],
         [
-            "  `debit_customer` failed for good: bob has €100.00 but the trip costs €300.00; \
+            "  `Bank::debit_customer` failed for good: bob has €100.00 but the trip costs €300.00; \
              nothing was done before it, so nothing needs undoing",
             "saga `book_trip` gave up; nothing had been done, so nothing needed undoing",
         ],
@@ -193,8 +202,8 @@ async fn a_full_flight_refunds_the_customer_and_never_asks_the_hotel() {
     let world = World::new();
     let err = world.book(ada_to("Reykjavik")).await.unwrap_err();
 
-    assert_eq!(err.failed_step(), "book_flight");
-    assert_eq!(err.undone(), ["debit_customer"]);
+    assert_eq!(err.failed_step(), "Airline::book_flight");
+    assert_eq!(err.undone(), ["Bank::debit_customer"]);
     assert_eq!(world.bank.balance("ada"), Some(euros(2_000)));
     assert!(world.airline.booked().is_empty());
     assert!(world.airline.cancelled().is_empty());
@@ -207,7 +216,7 @@ async fn a_customer_who_cannot_pay_gets_nothing_and_nothing_is_undone() {
     let trip = Trip::new("bob", "bob@example.com", "Lisbon", 1, euros(300));
     let err = world.book(trip).await.unwrap_err();
 
-    assert_eq!(err.failed_step(), "debit_customer");
+    assert_eq!(err.failed_step(), "Bank::debit_customer");
     assert!(err.undone().is_empty());
     assert_eq!(
         err.cause(),
@@ -258,15 +267,15 @@ async fn a_refund_that_keeps_failing_is_reported_for_manual_repair() {
 
     assert!(matches!(err, SagaError::CompensationFailed { .. }));
     assert!(!err.is_compensated());
-    assert_eq!(err.failed_step(), "book_hotel");
+    assert_eq!(err.failed_step(), "Hotels::book_hotel");
     // The flight is cancelled first; then the refund fails for good, and is
     // reported rather than dropped.
-    assert_eq!(err.undone(), ["book_flight"]);
+    assert_eq!(err.undone(), ["Airline::book_flight"]);
     assert!(world.airline.booked().is_empty());
 
     let failed = err.failed_compensations();
     assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].step(), "debit_customer");
+    assert_eq!(failed[0].step(), "Bank::debit_customer");
     assert_eq!(failed[0].compensation(), "refund_customer");
     assert_eq!(failed[0].error(), "the bank's refund service is down");
     assert_eq!(
@@ -293,9 +302,9 @@ fn the_graph_declares_the_hotel_as_the_point_of_no_return() {
         graph.lines().collect::<Vec<_>>(),
         [
             "saga book_trip",
-            "1. debit_customer (compensate: refund_customer)",
-            "2. book_flight (compensate: cancel_flight)",
-            "3. book_hotel (pivot: point of no return)",
+            "1. Bank::debit_customer (compensate: refund_customer)",
+            "2. Airline::book_flight (compensate: cancel_flight)",
+            "3. Hotels::book_hotel (pivot: point of no return)",
             "4. email_itinerary (retriable, backoff 10ms..100ms)",
         ]
     );

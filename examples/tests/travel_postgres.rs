@@ -1,5 +1,5 @@
 //! `travel --postgres URL`: the durable mode with the sagas on PostgreSQL. A
-//! run killed right after `book_flight` leaves its trip leased to the dead
+//! run killed right after `Airline::book_flight` leaves its trip leased to the dead
 //! process; the next run takes it up once the lease expires and finishes it.
 #![cfg(feature = "postgres")]
 
@@ -40,7 +40,7 @@ fn a_trip_killed_on_postgres_is_finished_by_the_next_run() {
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
     };
-    let (status, out) = travel(&["--crash-after", "book_flight"]);
+    let (status, out) = travel(&["--crash-after", "Airline::book_flight"]);
     assert!(!status.success(), "the run was to die: {out}");
     assert!(out.contains("CRASH (on purpose)"), "{out}");
 

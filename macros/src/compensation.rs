@@ -27,18 +27,38 @@ use syn::{FnArg, ReturnType, Type};
 /// The compensation call's tokens; `args` are the wrapper's parameter names, the
 /// step's arguments, followed by `__sagaflow_output`.
 pub(crate) fn call(path: &syn::Path, sig: &syn::Signature, args: &[Ident]) -> TokenStream {
+    call_with(
+        path,
+        sig,
+        None,
+        args,
+        quote_spanned!(path.span()=> &<Self as ::sagaflow::Step>::Output),
+    )
+}
+
+/// [`call`] for a method step, whose compensation also takes the receiver
+/// (`receiver`: its type, `&Bank`, and the name it goes by), and for any step
+/// whose output type is `output_ty` (a reference type).
+pub(crate) fn call_with(
+    path: &syn::Path,
+    sig: &syn::Signature,
+    receiver: Option<(TokenStream, Ident)>,
+    args: &[Ident],
+    output_ty: TokenStream,
+) -> TokenStream {
     let span = path.span();
     // The trait's parameters are the step's own types, written out: inferred from
     // the compensation instead, they would make rustc report a mismatched
     // argument at the call, and suggest `*cancel_flight` again.
-    let param_tys: Vec<&Type> = sig
-        .inputs
-        .iter()
-        .filter_map(|input| match input {
-            FnArg::Typed(pt) => Some(&*pt.ty),
+    let (receiver_ty, receiver_name) = receiver.unzip();
+    let param_tys: Vec<TokenStream> = receiver_ty
+        .into_iter()
+        .chain(sig.inputs.iter().filter_map(|input| match input {
+            FnArg::Typed(pt) => Some(pt.ty.to_token_stream()),
             FnArg::Receiver(_) => None,
-        })
+        }))
         .collect();
+    let args: Vec<&Ident> = receiver_name.iter().chain(args).collect();
     let message = message(path, sig);
     let generics: Vec<Ident> = (0..=args.len())
         .map(|i| format_ident!("__SagaflowA{}", i))
@@ -77,7 +97,7 @@ pub(crate) fn call(path: &syn::Path, sig: &syn::Signature, args: &[Ident]) -> To
             }
         }
         compensation_returns_result(
-            CompensationTakes::<#(#param_tys,)* &<Self as ::sagaflow::Step>::Output>::call(&#path, #(#args,)* __sagaflow_output).await,
+            CompensationTakes::<#(#param_tys,)* #output_ty>::call(&#path, #(#args,)* __sagaflow_output).await,
         )
     }
 }
@@ -92,9 +112,9 @@ fn message(path: &syn::Path, sig: &syn::Signature) -> String {
     let mut params: Vec<String> = sig
         .inputs
         .iter()
-        .filter_map(|input| match input {
-            FnArg::Typed(pt) => Some(type_text(&pt.ty)),
-            FnArg::Receiver(_) => None,
+        .map(|input| match input {
+            FnArg::Typed(pt) => type_text(&pt.ty),
+            FnArg::Receiver(_) => "&self".to_owned(),
         })
         .collect();
     let output = match &sig.output {

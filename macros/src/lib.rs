@@ -10,6 +10,7 @@ mod ctxt;
 mod graph_doc;
 mod saga;
 mod step;
+mod steps_impl;
 
 use proc_macro::TokenStream;
 
@@ -56,6 +57,34 @@ pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
     step::expand_salted(args.into(), item.into(), salt).into()
 }
 
+/// Declares the `#[step]` methods of an inherent `impl` block as saga steps.
+///
+/// ```text
+/// #[sagaflow::steps]
+/// impl Bank {
+///     #[step(compensate = Self::refund)]
+///     async fn debit(&self, account: &AccountId, amount: u64) -> Result<Debit, BankError> { .. }
+///     async fn refund(&self, account: &AccountId, amount: u64, debit: &Debit) -> Result<(), BankError> { .. }
+/// }
+/// ```
+///
+/// A saga calls a step method on one of its resource parameters, as in
+/// `let debit = bank.debit(&order.account, order.total).await?;` with
+/// `bank: &Bank`. Each `#[step(..)]` takes every kind and option of a free step
+/// (see [`step`](macro@step)); the method takes `&self`, and its compensation is
+/// a method of the same `impl`, `compensate = Self::refund`, called with the
+/// same receiver, the step's arguments and a reference to its output. The
+/// compensation's future runs inside the saga's, so a durable saga needs it
+/// `Send`, as any step's. The step's name in the journal, the graph and the
+/// report is `Bank::debit`. The methods stay callable as before; generic
+/// `impl<C: Http> Bank<C>` blocks work too.
+#[proc_macro_attribute]
+pub fn steps(args: TokenStream, item: TokenStream) -> TokenStream {
+    let site = proc_macro::Span::call_site();
+    let salt = call_site_salt(&site.file(), site.line(), site.column());
+    steps_impl::expand(args.into(), item.into(), salt).into()
+}
+
 /// Tells apart the `#[step]` expansions of one crate. File, line and column
 /// differ between call sites; the counter tells apart the expansions of one call
 /// site, as when a user's `macro_rules!` declares steps in several modules.
@@ -96,6 +125,13 @@ pub fn saga_graph_doc(input: TokenStream) -> TokenStream {
 /// references, `Copy` values or explicit `.clone()`s. Reference parameters are
 /// resources (clients, pools); owned parameters are data, persisted by a durable
 /// executor, and may not borrow.
+///
+/// A step method is called on a resource parameter, `bank.debit(&order).await?`
+/// (see [`steps`](macro@steps)); an inline step is written in place,
+/// `let hold: Hold = sagaflow::inline!(name, kind, async { .. })?;`. A saga may
+/// have type parameters (`checkout<P: Payments>(payer: &Payer<P>, ..)`): the
+/// generated type is generic too, and an owned input of a generic type needs a
+/// `DeserializeOwned` bound.
 ///
 /// From `async fn book_trip(..) -> Result<T, E>` it generates `book_trip(..)`,
 /// with the same parameters, returning `Result<T, SagaError<E>>` (awaiting it runs

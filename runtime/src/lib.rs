@@ -82,6 +82,7 @@ pub mod durable;
 mod error;
 pub mod guide;
 mod hooks;
+mod inline;
 mod join;
 pub mod outbox;
 mod report;
@@ -102,7 +103,7 @@ pub use sagaflow_graph::{RetryPolicy, SagaGraph, StepInfo, StepKind};
 pub use step::Step;
 
 #[doc(inline)]
-pub use sagaflow_macros::{saga, step};
+pub use sagaflow_macros::{saga, step, steps};
 
 /// Sends a message from a [`saga`] body, at the saga's commit: it leaves only
 /// if every step succeeded, in the same commit that ends the saga (see
@@ -159,6 +160,34 @@ pub mod __private {
         type Ok = T;
         type Err = E;
     }
+
+    /// The step behind a `#[step]` method of `Self`: implemented by
+    /// `#[sagaflow::steps]` for each one, under `NAME`, the FNV-1a hash of the
+    /// method's name, so that `#[saga]`, which sees only `bank.debit(..)` and
+    /// `bank: &Bank`, can name the step as `MethodStep<Bank, NAME>`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` has no `#[step]` method of this name",
+        label = "not a step method of `{Self}`",
+        note = "a method is a saga step when it is marked `#[step(..)]` inside an `impl` block, or a trait, marked `#[sagaflow::steps]`"
+    )]
+    pub trait StepMethod<const NAME: u64> {
+        /// The hidden type that implements `Step` for the method.
+        type Step: crate::Step;
+        /// The method's parameters after `&self`, as a tuple.
+        type Args<'a>
+        where
+            Self: 'a;
+        /// Calls the method's compensation with the receiver, the step's
+        /// arguments and its output.
+        fn __sagaflow_compensate<'a>(
+            &'a self,
+            args: Self::Args<'a>,
+            output: &'a <Self::Step as crate::Step>::Output,
+        ) -> impl core::future::Future<Output = Result<(), CompensationError>> + 'a;
+    }
+
+    /// The step type of method `NAME` of `T` (see [`StepMethod`]).
+    pub type MethodStep<T, const NAME: u64> = <T as StepMethod<NAME>>::Step;
 
     /// Runs a saga in memory with default policies and no hooks.
     pub async fn run_in_memory<S: Saga>(saga: S) -> Result<S::Output, SagaError<S::Error>> {

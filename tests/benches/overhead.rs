@@ -22,6 +22,9 @@
 //! - `groups`: the ten steps as five `sagaflow::join!` groups of two, against
 //!   five `tokio::join!`s by hand with manual rollback, trivial and with each
 //!   step sleeping 1 ms; the ratio saga/hand (see `overhead/groups.rs`).
+//! - `trivial, methods`: the trivial steps as methods (`#[sagaflow::steps]`),
+//!   against the same hand-written code; its ratio to `trivial` is the cost of a
+//!   method step over a free one.
 //!
 //! The size of each future is printed beside the trivial rows.
 //!
@@ -39,7 +42,7 @@
 //! - `OVERHEAD_ITERS`: sagas per measurement in the trivial flavour (default
 //!   200000); the yielding flavour runs a quarter of that.
 //! - `OVERHEAD_REPS`: repetitions per side (default 9).
-//! - `OVERHEAD_ONLY`: `trivial`, `yielding`, `failure`, `in_flight` or `groups` to run one
+//! - `OVERHEAD_ONLY`: `trivial`, `methods` (trivial with it), `yielding`, `failure`, `in_flight` or `groups` to run one
 //!   flavour (for profiling).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -422,6 +425,110 @@ flavour!(sleeping, Counter, tokio::time::sleep(std::time::Duration::from_millis(
 #[path = "overhead/groups.rs"]
 pub mod groups;
 
+/// The trivial flavour's ten steps as methods of the resource
+/// (`#[sagaflow::steps] impl Counter`), called as `c.m0(x).await?`: the
+/// comparison with `trivial` is the cost of a method step over a free one.
+pub mod methods {
+    pub use super::trivial::{hand_one, hand_ten};
+    use super::{BenchError, Counter, saga, unwork, work};
+
+    #[sagaflow::steps]
+    impl Counter {
+        #[step(compensate = Self::undo0)]
+        pub async fn m0(&self, x: u64) -> Result<u64, BenchError> {
+            work(self, x, 0)
+        }
+        #[step(compensate = Self::undo1)]
+        pub async fn m1(&self, x: u64) -> Result<u64, BenchError> {
+            work(self, x, 1)
+        }
+        #[step(compensate = Self::undo2)]
+        pub async fn m2(&self, x: u64) -> Result<u64, BenchError> {
+            work(self, x, 2)
+        }
+        #[step(compensate = Self::undo3)]
+        pub async fn m3(&self, x: u64) -> Result<u64, BenchError> {
+            work(self, x, 3)
+        }
+        #[step(compensate = Self::undo4)]
+        pub async fn m4(&self, x: u64) -> Result<u64, BenchError> {
+            work(self, x, 4)
+        }
+        #[step(compensate = Self::undo5)]
+        pub async fn m5(&self, x: u64) -> Result<u64, BenchError> {
+            work(self, x, 5)
+        }
+        #[step(compensate = Self::undo6)]
+        pub async fn m6(&self, x: u64) -> Result<u64, BenchError> {
+            work(self, x, 6)
+        }
+        #[step(compensate = Self::undo7)]
+        pub async fn m7(&self, x: u64) -> Result<u64, BenchError> {
+            work(self, x, 7)
+        }
+        #[step(compensate = Self::undo8)]
+        pub async fn m8(&self, x: u64) -> Result<u64, BenchError> {
+            work(self, x, 8)
+        }
+        #[step(compensate = Self::undo9)]
+        pub async fn m9(&self, x: u64) -> Result<u64, BenchError> {
+            work(self, x, 9)
+        }
+
+        pub async fn undo0(&self, x: u64, out: &u64) -> Result<(), BenchError> {
+            unwork(self, x, *out, 0)
+        }
+        pub async fn undo1(&self, x: u64, out: &u64) -> Result<(), BenchError> {
+            unwork(self, x, *out, 1)
+        }
+        pub async fn undo2(&self, x: u64, out: &u64) -> Result<(), BenchError> {
+            unwork(self, x, *out, 2)
+        }
+        pub async fn undo3(&self, x: u64, out: &u64) -> Result<(), BenchError> {
+            unwork(self, x, *out, 3)
+        }
+        pub async fn undo4(&self, x: u64, out: &u64) -> Result<(), BenchError> {
+            unwork(self, x, *out, 4)
+        }
+        pub async fn undo5(&self, x: u64, out: &u64) -> Result<(), BenchError> {
+            unwork(self, x, *out, 5)
+        }
+        pub async fn undo6(&self, x: u64, out: &u64) -> Result<(), BenchError> {
+            unwork(self, x, *out, 6)
+        }
+        pub async fn undo7(&self, x: u64, out: &u64) -> Result<(), BenchError> {
+            unwork(self, x, *out, 7)
+        }
+        pub async fn undo8(&self, x: u64, out: &u64) -> Result<(), BenchError> {
+            unwork(self, x, *out, 8)
+        }
+        pub async fn undo9(&self, x: u64, out: &u64) -> Result<(), BenchError> {
+            unwork(self, x, *out, 9)
+        }
+    }
+
+    #[saga]
+    pub async fn ten(c: &Counter, x: u64) -> Result<u64, BenchError> {
+        let a0 = c.m0(x).await?;
+        let a1 = c.m1(a0).await?;
+        let a2 = c.m2(a1).await?;
+        let a3 = c.m3(a2).await?;
+        let a4 = c.m4(a3).await?;
+        let a5 = c.m5(a4).await?;
+        let a6 = c.m6(a5).await?;
+        let a7 = c.m7(a6).await?;
+        let a8 = c.m8(a7).await?;
+        let a9 = c.m9(a8).await?;
+        Ok(a9)
+    }
+
+    #[saga]
+    pub async fn one(c: &Counter, x: u64) -> Result<u64, BenchError> {
+        let a0 = c.m0(x).await?;
+        Ok(a0)
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------
@@ -720,6 +827,7 @@ fn sanity_check(rt: &tokio::runtime::Runtime) {
     check!(trivial, Counter);
     check!(yielding, Counter);
     check!(in_flight, SharedCounter);
+    check!(methods, Counter);
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -739,8 +847,18 @@ fn main() {
     let mut rows = Vec::new();
     // Step 8 of 10 fails (index 7): the seven steps before it are compensated.
     const STEP_8: u64 = 7;
-    if only.is_empty() || only == "trivial" {
+    if only.is_empty() || only == "trivial" || only == "methods" {
         rows.push(measure!(trivial, "trivial", NO_FAILURE, iters, reps, &rt));
+    }
+    if only.is_empty() || only == "methods" {
+        rows.push(measure!(
+            methods,
+            "trivial, methods",
+            NO_FAILURE,
+            iters,
+            reps,
+            &rt
+        ));
     }
     if only.is_empty() || only == "yielding" {
         rows.push(measure!(
@@ -898,6 +1016,18 @@ fn main() {
             flight.saga_rate(false),
             flight.saga_rate(true) / flight.hand_rate(true),
             flight.saga_rate(false) / flight.hand_rate(false),
+        );
+    }
+    let saga_ns = |name: &str| {
+        rows.iter()
+            .find(|r| r.flavour == name)
+            .map(|r| ns_per(r.saga.best(), r.iters))
+    };
+    if let (Some(free), Some(method)) = (saga_ns("trivial"), saga_ns("trivial, methods")) {
+        println!();
+        println!(
+            "method steps: {method:.1} ns/saga against {free:.1} for free steps, ratio {:.3} (issue 11: no cost over a free step)",
+            method / free
         );
     }
     println!();

@@ -126,9 +126,9 @@ fn check_saga_page(saga: &Saga) {
 }
 
 const BOOK_TRIP: &[&str] = &[
-    "debit_customer",
-    "book_flight",
-    "book_hotel",
+    "Bank::debit_customer",
+    "Airline::book_flight",
+    "Hotels::book_hotel",
     "email_itinerary",
     "refund_customer",
     "cancel_flight",
@@ -141,6 +141,7 @@ const PROVISION: &[&str] = &[
     "remove_user",
     "delete_vm",
     "release_ip",
+    "audit",
 ];
 
 #[test]
@@ -187,26 +188,38 @@ fn the_saga_pages_show_the_saga_graph() {
 
 #[test]
 fn a_step_page_says_how_the_step_is_undone() {
-    for (page, compensation) in [
-        ("travel/fn.book_flight.html", "fn.cancel_flight.html"),
-        ("travel/fn.debit_customer.html", "fn.refund_customer.html"),
-        ("provision/fn.create_vm.html", "fn.delete_vm.html"),
+    // A free step's page, and a step method's section of its type's page.
+    for (page, anchor, compensation) in [
+        (
+            "travel/struct.Airline.html",
+            "id=\"method.book_flight\"",
+            "#method.cancel_flight",
+        ),
+        (
+            "travel/struct.Bank.html",
+            "id=\"method.debit_customer\"",
+            "#method.refund_customer",
+        ),
+        ("provision/fn.create_vm.html", "", "fn.delete_vm.html"),
     ] {
         let html = read_page(page);
-        let heading = html
-            .find("id=\"saga-step\"")
+        let start = html
+            .find(anchor)
+            .unwrap_or_else(|| panic!("{page}: no {anchor}"));
+        let heading = html[start..]
+            .find("id=\"saga-step")
+            .map(|at| start + at)
             .unwrap_or_else(|| panic!("{page}: no \"Saga step\" heading"));
         let section = &html[heading..];
         let paragraph = &section[..section.find("</p>").expect("a paragraph")];
         assert!(
-            paragraph.contains("undone by")
-                && paragraph.contains(&format!("href=\"{compensation}\"")),
+            paragraph.contains("undone by") && paragraph.contains(compensation),
             "{page}: the Saga step section does not link to {compensation}:\n{paragraph}"
         );
     }
-    // The pivot's page says so.
-    let html = read_page("travel/fn.book_hotel.html");
-    assert!(html.contains("point of no return"), "fn.book_hotel.html");
+    // The pivot's section says so.
+    let html = read_page("travel/struct.Hotels.html");
+    assert!(html.contains("point of no return"), "struct.Hotels.html");
 }
 
 /// The HTML pages under `dir`, recursively.

@@ -29,8 +29,8 @@
 //! or to `--to CITY` (Venice has no hotel rooms: the trip is undone).
 //!
 //! - `--crash-after STEP` kills the process (`abort`, no clean-up) right after
-//!   STEP's result is recorded in `travel.db`. STEP is a step (`debit_customer`,
-//!   `book_flight`, `book_hotel`, `email_itinerary`) or a compensation
+//!   STEP's result is recorded in `travel.db`. STEP is a step (`Bank::debit_customer`,
+//!   `Airline::book_flight`, `Hotels::book_hotel`, `email_itinerary`) or a compensation
 //!   (`refund_customer`, `cancel_flight`; use `--to Venice` to reach those).
 //!   Run again without the flag: recovery reads the finished steps' results back
 //!   from the file and goes on from the next step.
@@ -41,7 +41,7 @@
 //!   ledger shows an `again:` line).
 //!
 //! ```text
-//! cargo run -p sagaflow-examples --bin travel -- --durable /tmp/travel.db --crash-after book_flight
+//! cargo run -p sagaflow-examples --bin travel -- --durable /tmp/travel.db --crash-after Airline::book_flight
 //! cargo run -p sagaflow-examples --bin travel -- --durable /tmp/travel.db
 //! ```
 

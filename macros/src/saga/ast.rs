@@ -25,6 +25,38 @@ pub(super) struct StepCall {
     pub(super) path: syn::Path,
     pub(super) call: syn::ExprCall,
     pub(super) question: Token![?],
+    /// For a step method, `bank.debit(..)`: `path` is its `MethodStep` and
+    /// `call` is `<Bank>::debit(bank, ..)`.
+    pub(super) method: Option<Box<MethodCall>>,
+    /// For `sagaflow::inline!(..)`: `path` is the step type the saga declares,
+    /// and `call`'s arguments are the saga names it reads.
+    pub(super) inline: Option<Box<super::inline::Inline>>,
+}
+
+/// What a step method's call adds to [`StepCall`].
+pub(super) struct MethodCall {
+    /// `Bank::debit`, the step's name.
+    pub(super) name: String,
+    /// `Bank`, the receiver's referent type.
+    pub(super) receiver_ty: Type,
+    /// The method's name hashed, `StepMethod`'s const generic.
+    pub(super) hash: u64,
+}
+
+impl StepCall {
+    /// The step as its messages name it: `book_flight`, `Bank::debit`.
+    pub(super) fn shown(&self) -> String {
+        if let Some(inline) = &self.inline {
+            return inline.name.to_string();
+        }
+        match &self.method {
+            Some(m) => m.name.clone(),
+            None => {
+                let path = &self.path;
+                quote::quote!(#path).to_string().replace(' ', "")
+            }
+        }
+    }
 }
 
 /// `let name: ty = expr;`, plain computation between steps.
@@ -55,6 +87,8 @@ pub(super) struct Saga {
     pub(super) sig: syn::Signature,
     pub(super) type_ident: Ident,
     pub(super) lifetimes: Vec<syn::Lifetime>,
+    /// The saga's type parameters, with their bounds.
+    pub(super) type_params: Vec<syn::TypeParam>,
     /// Whether a parameter or a local leaves a lifetime out, so that the
     /// generated types need one named for it.
     pub(super) needs_elided: bool,

@@ -69,10 +69,13 @@ pub(super) fn arms(g: &Gen<'_>) -> Vec<TokenStream> {
         let comp_call = quote_spanned! {span=>
             || <#path>::__sagaflow_compensate(#args, &#output)
         };
-        let comp_call = if args.is_empty() {
-            quote_spanned!(span=> || <#path>::__sagaflow_compensate(&#output))
-        } else {
-            comp_call
+        let comp_call = match (&undo.inline, &undo.method) {
+            (Some(inline), _) => super::inline::compensate_closure(inline, output),
+            (None, Some(method)) => super::method::compensate_call(undo, method, &g.an.known),
+            (None, None) if args.is_empty() => {
+                quote_spanned!(span=> || <#path>::__sagaflow_compensate(&#output))
+            }
+            (None, None) => comp_call,
         };
         let then = if i == 1 {
             quote!(return ::core::result::Result::Err(__sagaflow_run.failed(__sagaflow_failure).await);)

@@ -16,7 +16,7 @@ use proc_macro2::TokenTree;
 use quote::{ToTokens, format_ident, quote};
 use syn::{Expr, Pat, Stmt, Token};
 
-use super::ast::{Local, Node, StepCall};
+use super::ast::{Local, MethodCall, Node, StepCall};
 use super::exprs::{check_plain_expr, contains_await, is_ok_call, is_place};
 use super::group;
 use super::scope::Scope;
@@ -68,7 +68,7 @@ pub(super) fn read(cx: &Ctxt, block: &syn::Block, scope: &mut Scope) -> Body {
             body.ok = false;
             continue;
         }
-        match read_stmt(cx, stmt, last, steps) {
+        match read_stmt(cx, stmt, last, steps, scope) {
             Read::Node(Node::Step(step)) => {
                 if step.named_by_user {
                     scope.bind(cx, &step.binding);
@@ -106,7 +106,7 @@ pub(super) fn read(cx: &Ctxt, block: &syn::Block, scope: &mut Scope) -> Body {
 }
 
 /// One statement; `index` is the number of steps before it.
-fn read_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Read {
+fn read_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize, scope: &Scope) -> Read {
     // An outer attribute starts the statement's tokens: `#[cfg(..)] let ..`.
     let mut tokens = stmt.to_token_stream().into_iter();
     if let (Some(TokenTree::Punct(hash)), Some(TokenTree::Group(body))) =
@@ -124,7 +124,7 @@ fn read_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Read {
         return Read::Skip;
     }
     match stmt {
-        Stmt::Local(local) => read_let(cx, local, index),
+        Stmt::Local(local) => read_let(cx, local, index, scope),
         Stmt::Expr(expr, Some(semi)) if last && is_ok_call(expr) => {
             cx.error_spanned_by(
                 semi,
@@ -141,21 +141,20 @@ fn read_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Read {
             );
             Read::Skip
         }
-        Stmt::Expr(expr, Some(_)) if let Some(g) = group::read(cx, expr, index, None, None) => {
+        Stmt::Expr(expr, Some(_))
+            if let Some(g) = group::read(cx, expr, index, None, None, scope) =>
+        {
             g.map_or(Read::Skip, |g| Read::Node(Node::Group(g)))
         }
         Stmt::Macro(m) if group::is_join(&m.mac.path) => {
             group::missing_question(cx, &m.mac);
             Read::Skip
         }
-        Stmt::Expr(expr, Some(_)) => match step_call(cx, expr) {
-            Some(Some((path, call, question))) => Read::Node(Node::Step(StepCall {
+        Stmt::Expr(expr, Some(_)) => match step_call(cx, expr, scope, None) {
+            Some(Some(step)) => Read::Node(Node::Step(StepCall {
                 named_by_user: false,
                 binding: format_ident!("__sagaflow_output{}", index),
-                binding_ty: None,
-                path,
-                call,
-                question,
+                ..step
             })),
             Some(None) => Read::Skip,
             None => {
@@ -183,7 +182,7 @@ fn read_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize) -> Read {
 }
 
 /// `let x = step(..).await?;`, `let _ = ..` or `let x: T = expr;`.
-fn read_let(cx: &Ctxt, local: &syn::Local, index: usize) -> Read {
+fn read_let(cx: &Ctxt, local: &syn::Local, index: usize, scope: &Scope) -> Read {
     let Some(init) = &local.init else {
         cx.error_spanned_by(local, "a saga local needs a value: `let x: T = expr;`");
         return Read::Skip;
@@ -195,7 +194,7 @@ fn read_let(cx: &Ctxt, local: &syn::Local, index: usize) -> Read {
         );
         return Read::Skip;
     }
-    if let Some(found) = read_let_group(cx, local, &init.expr, index) {
+    if let Some(found) = read_let_group(cx, local, &init.expr, index, scope) {
         return found;
     }
     let (pat, ty) = match &local.pat {
@@ -222,15 +221,22 @@ fn read_let(cx: &Ctxt, local: &syn::Local, index: usize) -> Read {
             return Read::Skip;
         }
     };
-    match step_call(cx, &init.expr) {
-        Some(Some((path, call, question))) => Read::Node(Node::Step(StepCall {
-            named_by_user: binding.is_some(),
-            binding: binding.unwrap_or_else(|| format_ident!("__sagaflow_output{}", index)),
-            binding_ty: ty,
-            path,
-            call,
-            question,
-        })),
+    match step_call(cx, &init.expr, scope, ty.as_ref()) {
+        Some(Some(step)) => {
+            if step.inline.is_some() && ty.is_none() && binding.is_some() {
+                cx.error_spanned_by(
+                    &local.pat,
+                    "an inline step's output needs its type written on the `let`, as in `let hold: Hold = sagaflow::inline!(..)?;`: it becomes part of the saga's state, and an `async` block's type cannot be named",
+                );
+                return Read::Skip;
+            }
+            Read::Node(Node::Step(StepCall {
+                named_by_user: binding.is_some(),
+                binding: binding.unwrap_or_else(|| format_ident!("__sagaflow_output{}", index)),
+                binding_ty: if step.inline.is_some() { None } else { ty },
+                ..step
+            }))
+        }
         Some(None) => Read::Skip,
         None => {
             if let Some(span) = contains_await(&init.expr) {
@@ -271,14 +277,20 @@ fn read_let(cx: &Ctxt, local: &syn::Local, index: usize) -> Read {
 }
 
 /// `let (a, b) = sagaflow::join!(..)?;`, if the value is a group.
-fn read_let_group(cx: &Ctxt, local: &syn::Local, expr: &Expr, index: usize) -> Option<Read> {
+fn read_let_group(
+    cx: &Ctxt,
+    local: &syn::Local,
+    expr: &Expr,
+    index: usize,
+    scope: &Scope,
+) -> Option<Read> {
     if !group::is_group(expr) {
         return None;
     }
     let Ok(names) = group::pattern_names(cx, &local.pat) else {
         return Some(Read::Skip);
     };
-    let read = group::read(cx, expr, index, names, Some(&local.pat));
+    let read = group::read(cx, expr, index, names, Some(&local.pat), scope);
     Some(
         read.flatten()
             .map_or(Read::Skip, |g| Read::Node(Node::Group(g))),
@@ -325,10 +337,23 @@ fn read_tail(cx: &Ctxt, expr: &Expr, last: bool) -> Read {
 
 /// Reads `EXPR.await?` as a step call, reporting what is missing when it is almost
 /// one: `None` if it is not a step call at all, `Some(None)` if it was reported.
-fn step_call(cx: &Ctxt, expr: &Expr) -> Option<Option<(syn::Path, syn::ExprCall, Token![?])>> {
+fn step_call(
+    cx: &Ctxt,
+    expr: &Expr,
+    scope: &Scope,
+    ty: Option<&syn::Type>,
+) -> Option<Option<StepCall>> {
     match expr {
         Expr::Try(t) => match &*t.expr {
-            Expr::Await(a) => Some(awaited_call(cx, &a.base, t.question_token)),
+            Expr::Await(a) => Some(awaited_call(cx, &a.base, t.question_token, scope)),
+            Expr::Macro(m) if super::inline::is_inline(m) => Some(super::inline::read(
+                cx,
+                m,
+                ty,
+                t.question_token,
+                &scope.fn_ident,
+                scope.names(),
+            )),
             Expr::Call(call) if matches!(&*call.func, Expr::Path(_)) => {
                 let func = &call.func;
                 let name = func.to_token_stream().to_string().replace(' ', "");
@@ -359,7 +384,8 @@ pub(super) fn awaited_call(
     cx: &Ctxt,
     base: &Expr,
     question: Token![?],
-) -> Option<(syn::Path, syn::ExprCall, Token![?])> {
+    scope: &Scope,
+) -> Option<StepCall> {
     match base {
         Expr::Call(call) => match &*call.func {
             Expr::Path(p) if p.qself.is_none() => {
@@ -370,22 +396,10 @@ pub(super) fn awaited_call(
                     );
                     return None;
                 }
-                let mut ok = true;
-                for arg in &call.args {
-                    if let Expr::Reference(r) = arg
-                        && !is_place(&r.expr)
-                    {
-                        cx.error_spanned_by(
-                                arg,
-                                "a step argument cannot borrow a temporary: arguments are evaluated again for each retry and for the compensation, so they must borrow something the saga keeps; bind it first as a typed local (`let value: T = ..;`) and pass `&value`",
-                            );
-                        ok = false;
-                    }
-                }
-                if !ok {
+                if !no_borrowed_temporary(cx, &call.args) {
                     return None;
                 }
-                Some((p.path.clone(), call.clone(), question))
+                Some(called(p.path.clone(), call.clone(), question, None))
             }
             other => {
                 cx.error_spanned_by(
@@ -396,14 +410,8 @@ pub(super) fn awaited_call(
             }
         },
         Expr::MethodCall(m) => {
-            cx.error_spanned_by(
-                &m.method,
-                format!(
-                    "`{}` is a method, and a saga can only await calls to `#[step]` functions, as in `book_flight(&trip).await?`",
-                    m.method
-                ),
-            );
-            None
+            let (path, call, method) = super::method::step_call(cx, m, scope)?;
+            Some(called(path, call, question, Some(Box::new(method))))
         }
         other => {
             cx.error_spanned_by(
@@ -412,5 +420,44 @@ pub(super) fn awaited_call(
             );
             None
         }
+    }
+}
+
+/// Whether no step argument borrows a temporary (each one is reported).
+pub(super) fn no_borrowed_temporary(
+    cx: &Ctxt,
+    args: &syn::punctuated::Punctuated<Expr, Token![,]>,
+) -> bool {
+    let mut ok = true;
+    for arg in args {
+        if let Expr::Reference(r) = arg
+            && !is_place(&r.expr)
+        {
+            cx.error_spanned_by(
+                arg,
+                "a step argument cannot borrow a temporary: arguments are evaluated again for each retry and for the compensation, so they must borrow something the saga keeps; bind it first as a typed local (`let value: T = ..;`) and pass `&value`",
+            );
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// A step call as read, before the statement around it names its output.
+fn called(
+    path: syn::Path,
+    call: syn::ExprCall,
+    question: Token![?],
+    method: Option<Box<MethodCall>>,
+) -> StepCall {
+    StepCall {
+        binding: format_ident!("__sagaflow_unnamed"),
+        named_by_user: false,
+        binding_ty: None,
+        path,
+        call,
+        question,
+        method,
+        inline: None,
     }
 }

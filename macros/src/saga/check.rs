@@ -111,7 +111,7 @@ pub(super) fn step_checks(steps: &[&StepCall]) -> TokenStream {
     let mut out = TokenStream::new();
     for step in steps {
         let path = &step.path;
-        let name = quote!(#path).to_string().replace(' ', "");
+        let name = step.shown();
         let message = format!(
             "`{name}` is a `#[saga]`, not a `#[step]`: a saga cannot await another saga; call the steps of `{name}` in this saga instead, or move the shared work into a `#[step]` that both sagas call"
         );
@@ -140,7 +140,7 @@ pub(super) fn pivot_checks(steps: &[&StepCall], groups: &[Range<usize>]) -> Toke
         }
         let path = &step.path;
         let span = path.span();
-        let name = quote!(#path).to_string().replace(' ', "");
+        let name = step.shown();
         let earlier = steps[..i].iter().map(|s| {
             let p = &s.path;
             quote_spanned!(span=> ::core::matches!(<#p as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Pivot))
@@ -148,8 +148,13 @@ pub(super) fn pivot_checks(steps: &[&StepCall], groups: &[Range<usize>]) -> Toke
         let second = format!(
             "`{name}` is a second pivot, but a saga has at most one point of no return: make one of them `compensate = <fn>` or `retriable`"
         );
+        let retriable = if step.inline.is_some() {
+            "mark it `retriable`"
+        } else {
+            "make it `#[step(retriable)]`"
+        };
         let after = format!(
-            "`{name}` runs after the saga's pivot, so it could never be undone: make it `#[step(retriable)]`, or move it before the pivot"
+            "`{name}` runs after the saga's pivot, so it could never be undone: {retriable}, or move it before the pivot"
         );
         out.extend(quote_spanned! {span=>
             #[allow(clippy::nonminimal_bool)]

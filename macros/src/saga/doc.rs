@@ -36,9 +36,13 @@ pub(super) fn type_doc(saga: &Saga) -> String {
 }
 
 // The rustdoc "Saga graph" section:
-//     book_flight(..).await?; book_hotel(..).await?; charge(..).await?;
+//     book_flight(..).await?; bank.charge(..).await?; sagaflow::inline!(note, read_only, ..)?;
 // becomes
-//     book_flight!(@sagaflow_graph [ {book_hotel} {charge} ] [ "book_trip" ])
+//     book_flight!(@sagaflow_graph [ { {Bank} {charge} } { {::sagaflow::__sagaflow_graph_inline} { {"note" ..} } } ] [ "book_trip" ])
+// Each entry is a callback macro and its selector: nothing for a free step's
+// own macro, the method's name for the macro `#[sagaflow::steps]` defines
+// under the receiver type's name, and, for an inline step, whose declaration
+// the saga holds, the declaration itself.
 
 /// The rustdoc "Saga graph" section: a chain of the steps' own callback macros
 /// that ends in a string literal (see `graph_doc.rs` for why it takes a chain).
@@ -51,10 +55,54 @@ pub(super) fn graph_doc_call(
     groups: &[std::ops::Range<usize>],
     name: &str,
 ) -> TokenStream {
-    let mut paths = steps.iter().map(|s| &s.path);
-    let Some(first) = paths.next() else {
+    let mut entries = Vec::new();
+    for step in steps {
+        match entry(step) {
+            Some(e) => entries.push(e),
+            None => return text_section(steps),
+        }
+    }
+    let mut entries = entries.into_iter();
+    let Some((first, first_selector)) = entries.next() else {
         return quote!("");
     };
+    let rest = entries.map(|(m, s)| quote!({ {#m} {#s} }));
     let groups = groups.iter().map(|r| format!("{}..{}", r.start, r.end));
-    quote!(#first!(@sagaflow_graph [ #({#paths})* ] [ #name #(#groups)* ]))
+    quote!(#first!(@sagaflow_graph #first_selector [ #(#rest)* ] [ #name #(#groups)* ]))
+}
+
+/// A step's callback macro and selector; `None` for a step method whose
+/// receiver's type is not a plain path.
+fn entry(step: &StepCall) -> Option<(TokenStream, TokenStream)> {
+    if let Some(inline) = &step.inline {
+        let kind = crate::step::step_kind(&inline.attr);
+        let info = crate::step::info_value(&inline.name.to_string(), &kind, &inline.attr);
+        let encoded = crate::graph_doc::encode(&info);
+        return Some((quote!(::sagaflow::__sagaflow_graph_inline), encoded));
+    }
+    let Some(method) = &step.method else {
+        let path = &step.path;
+        return Some((quote!(#path), TokenStream::new()));
+    };
+    let syn::Type::Path(p) = &method.receiver_ty else {
+        return None;
+    };
+    let mut path = p.path.clone();
+    for segment in &mut path.segments {
+        segment.arguments = syn::PathArguments::None;
+    }
+    let name = method.name.rsplit("::").next().unwrap_or_default();
+    let ident = syn::Ident::new(name, proc_macro2::Span::call_site());
+    Some((quote!(#path), quote!(#ident)))
+}
+
+/// The section without a picture, for a saga whose step methods have no
+/// callback that `#[saga]` can name.
+fn text_section(steps: &[&StepCall]) -> TokenStream {
+    let names: Vec<String> = steps.iter().map(|s| format!("`{}`", s.shown())).collect();
+    let text = format!(
+        "\n\n# Saga graph\n\nSteps, left to right: {}. The picture, with each step's kind and compensation, is drawn at run time by the saga type's `graph().to_svg()`.\n",
+        names.join(", ")
+    );
+    quote!(#text)
 }

@@ -33,7 +33,15 @@ use super::{backward, forward};
 pub(super) fn durable_saga_impl(g: &Gen<'_>) -> TokenStream {
     let saga = g.saga;
     let (type_ident, output_ty, error_ty) = (&saga.type_ident, &saga.output_ty, &saga.error_ty);
-    let (lifetimes, generics) = (&g.lifetimes, &g.generics);
+    let (lifetimes, generics, impl_generics) = (&g.lifetimes, &g.generics, &g.impl_generics);
+    let (predicates, static_bounds) = (&g.more.predicates, &g.more.static_bounds);
+    let type_params = saga.type_params.iter().map(|t| {
+        let mut t = t.clone();
+        (t.eq_token, t.default) = (None, None);
+        t
+    });
+    let type_names = &g.more.type_names;
+    let state_ty = &g.more.inferred;
     let param_names = saga.params.iter().map(|p| &p.name);
     let journal = quote!(__SagaflowJournal);
     let mut keep_bounds = Vec::new();
@@ -68,11 +76,11 @@ pub(super) fn durable_saga_impl(g: &Gen<'_>) -> TokenStream {
     }
     keep_bounds
         .push(quote_spanned!(output_ty.span()=> #journal: ::sagaflow::__private::Keep<#output_ty>));
-    let with_type = if lifetimes.is_empty() {
+    let with_type = if lifetimes.is_empty() && type_names.is_empty() {
         quote!(#type_ident)
     } else {
         let same = lifetimes.iter().map(|_| quote!('__sagaflow_a));
-        quote!(#type_ident<#(#same),*>)
+        quote!(#type_ident<#(#same,)* #(#type_names,)*>)
     };
     let marker_init = g.if_lifetimes(quote!(__sagaflow_marker: ::core::marker::PhantomData,));
     // What the durable impl's `Send` future holds, held by reference too:
@@ -91,8 +99,10 @@ pub(super) fn durable_saga_impl(g: &Gen<'_>) -> TokenStream {
         #[automatically_derived]
         // The `for<'__sagaflow_x>` of the `Send` bounds binds nothing on purpose.
         #[allow(unused_lifetimes, single_use_lifetimes)]
-        impl <#(#lifetimes,)* __SagaflowJournal> ::sagaflow::durable::DurableSaga<__SagaflowJournal> for #type_ident #generics
+        impl <#(#lifetimes,)* #(#type_params,)* __SagaflowJournal> ::sagaflow::durable::DurableSaga<__SagaflowJournal> for #type_ident #generics
         where
+            #predicates
+            #static_bounds
             __SagaflowJournal: ::sagaflow::__private::Journal,
             #(#keep_bounds,)*
             #(#send_bounds,)*
@@ -134,7 +144,7 @@ pub(super) fn durable_saga_impl(g: &Gen<'_>) -> TokenStream {
         // The state machine, once, for every journal; in memory its future
         // need not be `Send`.
         #[automatically_derived]
-        impl #generics #type_ident #generics {
+        impl #impl_generics #type_ident #generics where #predicates {
             // `unused_variables`: as in the trait impl this body used to be
             // in, where rustc does not report them.
             #[allow(clippy::redundant_closure, clippy::redundant_closure_call, clippy::needless_borrow, clippy::let_unit_value, unreachable_code, unused_braces, unused_variables)]
@@ -149,7 +159,7 @@ pub(super) fn durable_saga_impl(g: &Gen<'_>) -> TokenStream {
                 // Everything forward lives inside the block, so that a failing
                 // step's `break` drops what the compensations do not read
                 // before they run.
-                let mut __sagaflow_state: __SagaflowState = '__sagaflow_forward: {
+                let mut __sagaflow_state: __SagaflowState #state_ty = '__sagaflow_forward: {
                     let Self { #(#param_names,)* .. } = self;
                     #(#forward_code)*
                 };

@@ -35,8 +35,12 @@ pub(super) struct Gen<'a> {
     pub(super) an: Analysis<'a>,
     /// The generated type's lifetimes: the one for elided lifetimes first, if any.
     pub(super) lifetimes: Vec<syn::Lifetime>,
-    /// `<'__sagaflow_r, 'a>`, or nothing.
+    /// `<'__sagaflow_r, 'a, P>`, or nothing: the type's arguments.
     pub(super) generics: TokenStream,
+    /// `<'__sagaflow_r, 'a, P: Payments>`, or nothing: for declarations and `impl`s.
+    pub(super) impl_generics: TokenStream,
+    /// The rest of the generics: the user's where clause, the inferred form.
+    pub(super) more: super::generic::Generics,
     /// A field type that uses every lifetime.
     pub(super) marker_ty: TokenStream,
     /// The names of the backward states, `B0 ..`; `B0` is never built.
@@ -53,12 +57,15 @@ impl<'a> Gen<'a> {
             lifetimes.push(saga.elided.clone());
         }
         lifetimes.extend(saga.lifetimes.iter().cloned());
-        let generics = if lifetimes.is_empty() {
-            quote!()
-        } else {
-            quote!(<#(#lifetimes),*>)
-        };
-        let marker_ty = quote!(::core::marker::PhantomData<fn() -> (#(&#lifetimes (),)*)>);
+        let more = super::generic::generics(
+            &lifetimes,
+            &saga.type_params,
+            saga.sig.generics.where_clause.as_ref(),
+        );
+        let generics = more.args.clone();
+        let impl_generics = more.params.clone();
+        let type_names = &more.type_names;
+        let marker_ty = quote!(::core::marker::PhantomData<fn() -> (#(&#lifetimes (),)* #(::core::marker::PhantomData<#type_names>,)*)>);
         let mut types: HashMap<String, TokenStream> = Default::default();
         for p in &saga.params {
             let ty = &p.state_ty;
@@ -83,6 +90,8 @@ impl<'a> Gen<'a> {
             an,
             lifetimes,
             generics,
+            impl_generics,
+            more,
             marker_ty,
             backward_variants,
             types,
@@ -100,9 +109,9 @@ impl<'a> Gen<'a> {
             .collect()
     }
 
-    /// `marker` if the generated type has lifetimes, else nothing.
+    /// `marker` if the generated type has lifetimes or type parameters, else nothing.
     pub(super) fn if_lifetimes(&self, marker: TokenStream) -> TokenStream {
-        if self.lifetimes.is_empty() {
+        if self.lifetimes.is_empty() && self.more.type_names.is_empty() {
             quote!()
         } else {
             marker
@@ -124,7 +133,8 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
     } = saga;
     let fn_ident = &sig.ident;
     let saga_name = fn_ident.to_string();
-    let generics = &g.generics;
+    let (generics, impl_generics) = (&g.generics, &g.impl_generics);
+    let predicates = &g.more.predicates;
     let (variants, marker_variant) = backward::state_variants(&g);
     let param_names: Vec<&Ident> = params.iter().map(|p| &p.name).collect();
     let param_state_tys: Vec<&Type> = params.iter().map(|p| &p.state_ty).collect();
@@ -138,8 +148,14 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
     let marker_ty = &g.marker_ty;
     let marker_field = g.if_lifetimes(quote!(__sagaflow_marker: #marker_ty,));
     let marker_init = g.if_lifetimes(quote!(__sagaflow_marker: ::core::marker::PhantomData,));
-    let pivot_checks = check::pivot_checks(&g.an.steps, &g.an.groups);
-    let step_checks = check::step_checks(&g.an.steps);
+    let mut pivot_checks = check::pivot_checks(&g.an.steps, &g.an.groups);
+    let mut step_checks = check::step_checks(&g.an.steps);
+    let (mut assoc_checks, mut read_checks) = (TokenStream::new(), TokenStream::new());
+    if !saga.type_params.is_empty() {
+        let all = quote!(#step_checks #pivot_checks);
+        (assoc_checks, read_checks) = super::generic::checks_in_impl(all);
+        (pivot_checks, step_checks) = (TokenStream::new(), TokenStream::new());
+    }
     let fn_generics = &sig.generics;
     let where_clause = &sig.generics.where_clause;
     let fn_doc = doc::saga_doc(saga);
@@ -149,8 +165,12 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
     let durable_impl = durable::durable_saga_impl(&g);
     let saga_impl = saga_trait_impl(&g);
     let not_a_step = stand_in_step(saga);
+    let inline_steps = super::inline::items(&g);
+    let method_checks = super::method::checks(&g.an.steps, !saga.type_params.is_empty());
 
     quote! {
+        #method_checks
+
         #(#attrs)*
         #[doc = ""]
         #[doc = #fn_doc]
@@ -164,20 +184,25 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
 
         #not_a_step
 
+        #inline_steps
+
         #[doc = #type_doc]
         #[cfg_attr(doc, doc = #graph_doc)]
-        #vis struct #type_ident #generics {
+        #vis struct #type_ident #impl_generics where #predicates {
             #(#param_names: #param_state_tys,)*
             #marker_field
         }
 
         #[automatically_derived]
         #[allow(clippy::too_many_arguments, clippy::new_without_default)]
-        impl #generics #type_ident #generics {
+        impl #impl_generics #type_ident #generics where #predicates {
             /// The saga with its inputs, ready to run.
             #vis fn new(#(#param_names: #param_state_tys),*) -> Self {
+                #read_checks
                 Self { #(#param_names,)* #marker_init }
             }
+
+            #assoc_checks
 
             /// The saga's steps, their kinds and compensations; draws itself with
             /// `to_mermaid()`, `to_dot()` and `to_svg()`.
@@ -190,7 +215,7 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
             #step_checks
 
             #[allow(non_camel_case_types, clippy::large_enum_variant, clippy::enum_variant_names)]
-            enum __SagaflowState #generics {
+            enum __SagaflowState #impl_generics where #predicates {
                 #(#variants,)*
                 #marker_variant
             }
@@ -214,7 +239,8 @@ fn saga_trait_impl(g: &Gen<'_>) -> TokenStream {
         error_ty,
         ..
     } = g.saga;
-    let generics = &g.generics;
+    let (generics, impl_generics) = (&g.generics, &g.impl_generics);
+    let predicates = &g.more.predicates;
     let saga_name = sig.ident.to_string();
     // A member's entry names its group: the report and the graph read it there.
     let step_infos = g.an.steps.iter().enumerate().map(|(i, s)| {
@@ -236,7 +262,7 @@ fn saga_trait_impl(g: &Gen<'_>) -> TokenStream {
     });
     quote! {
         #[automatically_derived]
-        impl #generics ::sagaflow::Saga for #type_ident #generics {
+        impl #impl_generics ::sagaflow::Saga for #type_ident #generics where #predicates {
             type Output = #output_ty;
             type Error = #error_ty;
             const NAME: &'static str = #saga_name;

@@ -36,10 +36,10 @@ pub(super) fn function(errors: Option<syn::Error>, mut func: ItemFn) -> TokenStr
             strip_mut(&mut local.pat);
         }
     }
-    if !returns_result || has_join(&func.block) {
+    if !returns_result || has_join(&func.block) || calls_inline(&func.block) {
         // The body's `?`s would only add errors about the return type; a
-        // `sagaflow::join!` left as written would only say that it belongs
-        // in a `#[saga]` body.
+        // `sagaflow::join!` or an `inline!` left as written would only say
+        // that it belongs in a `#[saga]` body.
         func.block = syn::parse_quote!({ ::core::unreachable!("this saga did not compile") });
         func.attrs
             .push(syn::parse_quote!(#[allow(unused_variables)]));
@@ -68,4 +68,23 @@ fn strip_mut(pat: &mut Pat) {
         Pat::Type(pt) => strip_mut(&mut pt.pat),
         _ => {}
     }
+}
+
+/// Whether `block` calls `inline!` anywhere.
+fn calls_inline(block: &syn::Block) -> bool {
+    fn walk(tokens: TokenStream) -> bool {
+        let mut inline_before = false;
+        for tt in tokens {
+            match &tt {
+                proc_macro2::TokenTree::Group(g) if walk(g.stream()) => return true,
+                proc_macro2::TokenTree::Punct(p) if p.as_char() == '!' && inline_before => {
+                    return true;
+                }
+                _ => {}
+            }
+            inline_before = matches!(&tt, proc_macro2::TokenTree::Ident(i) if i == "inline");
+        }
+        false
+    }
+    walk(quote!(#block))
 }

@@ -123,6 +123,8 @@ fn step_code(g: &Gen<'_>, i: usize, step: &StepCall) -> TokenStream {
         path,
         call,
         question,
+        method: _,
+        inline,
     } = step;
     let error_ty = &g.saga.error_ty;
     let index = i as u32;
@@ -130,8 +132,13 @@ fn step_code(g: &Gen<'_>, i: usize, step: &StepCall) -> TokenStream {
         .as_ref()
         .map(|ty| quote!(let #binding: #ty = #binding;));
     let call_span = call.span();
-    let call = reusable_call(call, &g.an.known);
-    let closure = quote_spanned!(call_span=> || #call);
+    let closure = match inline {
+        Some(inline) => super::inline::forward_closure(inline),
+        None => {
+            let call = reusable_call(call, &g.an.known);
+            quote_spanned!(call_span=> || #call)
+        }
+    };
     let q = question.span;
     let convert = quote_spanned! {q=>
         let __sagaflow_failure: ::sagaflow::StepFailure<#error_ty> =

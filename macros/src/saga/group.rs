@@ -23,6 +23,7 @@ use syn::{Expr, Ident, Pat, Token};
 use super::analyse::names_used;
 use super::ast::{Group, StepCall};
 use super::body::awaited_call;
+use super::scope::Scope;
 use crate::ctxt::Ctxt;
 
 /// The most members a group takes: as many as a tuple that implements the
@@ -47,6 +48,7 @@ pub(super) fn read(
     index: usize,
     names: Option<Vec<Option<Ident>>>,
     pat: Option<&Pat>,
+    scope: &Scope,
 ) -> Option<Option<Group>> {
     let (mac, question) = match expr {
         Expr::Try(t) => match &*t.expr {
@@ -109,14 +111,12 @@ pub(super) fn read(
         members: Vec::new(),
     };
     for (k, (member, name)) in members.iter().zip(names).enumerate() {
-        match read_member(cx, member, question) {
-            Some((path, call, question)) => group.members.push(StepCall {
+        match read_member(cx, member, question, scope) {
+            Some(step) => group.members.push(StepCall {
                 named_by_user: name.is_some(),
                 binding: name.unwrap_or_else(|| format_ident!("__sagaflow_output{}", index + k)),
                 binding_ty: None,
-                path,
-                call,
-                question,
+                ..step
             }),
             None => ok = false,
         }
@@ -210,11 +210,7 @@ pub(super) fn missing_question(cx: &Ctxt, mac: &syn::Macro) {
 }
 
 /// One member: a call to a step by its path, as `step(args)`.
-fn read_member(
-    cx: &Ctxt,
-    member: &Expr,
-    question: Token![?],
-) -> Option<(syn::Path, syn::ExprCall, Token![?])> {
+fn read_member(cx: &Ctxt, member: &Expr, question: Token![?], scope: &Scope) -> Option<StepCall> {
     match member {
         Expr::Await(_) | Expr::Try(_) => {
             cx.error_spanned_by(
@@ -223,7 +219,7 @@ fn read_member(
             );
             None
         }
-        Expr::Call(_) | Expr::MethodCall(_) => awaited_call(cx, member, question),
+        Expr::Call(_) | Expr::MethodCall(_) => awaited_call(cx, member, question, scope),
         other => {
             cx.error_spanned_by(
                 other,

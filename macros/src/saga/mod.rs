@@ -71,8 +71,11 @@ mod expand;
 mod exprs;
 mod fallback;
 mod forward;
+mod generic;
 mod group;
+mod inline;
 mod join;
+mod method;
 mod scope;
 mod send;
 mod signature;
@@ -134,6 +137,7 @@ fn build(cx: &Ctxt, func: &ItemFn, name: Option<Ident>) -> Option<Saga> {
         sig: sig.clone(),
         type_ident,
         lifetimes: signature.lifetimes,
+        type_params: signature.type_params,
         needs_elided: signature.needs_elided || body.needs_elided,
         elided: scope.elided,
         params: signature.params,

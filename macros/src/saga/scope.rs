@@ -6,7 +6,7 @@
 //! each binding is read, and their errors come in the order of the code, among
 //! the parser's own.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use syn::{Expr, Ident};
 
@@ -23,6 +23,13 @@ pub(super) struct Scope {
     /// The names of values the saga holds itself (owned inputs, outputs and
     /// locals), as opposed to resources.
     held: HashSet<String>,
+    /// The resources (`&T` parameters) and their referents, `T`, which name the
+    /// steps of the methods called on them.
+    resources: HashMap<String, syn::Type>,
+    /// The saga's type parameters.
+    type_params: HashSet<String>,
+    /// The saga function's name.
+    pub(super) fn_ident: Ident,
 }
 
 impl Scope {
@@ -31,6 +38,14 @@ impl Scope {
             elided: super::signature::elided_lifetime(func),
             names: HashSet::new(),
             held: HashSet::new(),
+            resources: HashMap::new(),
+            fn_ident: func.sig.ident.clone(),
+            type_params: func
+                .sig
+                .generics
+                .type_params()
+                .map(|t| t.ident.to_string())
+                .collect(),
         }
     }
 
@@ -50,6 +65,26 @@ impl Scope {
                 ),
             );
         }
+    }
+
+    /// Every name bound so far.
+    pub(super) fn names(&self) -> &HashSet<String> {
+        &self.names
+    }
+
+    /// Records that `ident` is a resource whose referent type is `ty`.
+    pub(super) fn resource(&mut self, ident: &Ident, ty: &syn::Type) {
+        self.resources.insert(ident.to_string(), ty.clone());
+    }
+
+    /// The referent type of the resource named `ident`, if it is one.
+    pub(super) fn resource_type(&self, ident: &Ident) -> Option<&syn::Type> {
+        self.resources.get(&ident.to_string())
+    }
+
+    /// Whether `ty` is one of the saga's type parameters.
+    pub(super) fn is_type_param(&self, ty: &syn::Type) -> bool {
+        matches!(ty, syn::Type::Path(p) if p.qself.is_none() && p.path.get_ident().is_some_and(|i| self.type_params.contains(&i.to_string())))
     }
 
     /// Records that the saga holds the value named `ident`.

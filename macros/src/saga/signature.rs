@@ -22,6 +22,7 @@ use crate::ctxt::Ctxt;
 /// What the saga's signature says, checked.
 pub(super) struct Signature {
     pub(super) lifetimes: Vec<syn::Lifetime>,
+    pub(super) type_params: Vec<syn::TypeParam>,
     pub(super) params: Vec<Param>,
     pub(super) output_ty: Type,
     pub(super) error_ty: Type,
@@ -45,13 +46,15 @@ pub(super) fn read(cx: &Ctxt, sig: &syn::Signature, scope: &mut Scope) -> Option
         ok = false;
     }
     let mut lifetimes = Vec::new();
+    let mut type_params = Vec::new();
     for param in &sig.generics.params {
         match param {
             GenericParam::Lifetime(l) => lifetimes.push(l.lifetime.clone()),
-            _ => {
+            GenericParam::Type(t) => type_params.push(t.clone()),
+            GenericParam::Const(_) => {
                 cx.error_spanned_by(
                     param,
-                    "a saga cannot be generic yet: its state types must be concrete; take the concrete types, or a `&dyn Trait` resource",
+                    "a saga cannot take a const parameter (type parameters it can): pass the value as an input, or a resource, instead",
                 );
                 ok = false;
             }
@@ -74,8 +77,10 @@ pub(super) fn read(cx: &Ctxt, sig: &syn::Signature, scope: &mut Scope) -> Option
             }
         }
     }
+    ok &= super::generic::check_owned_inputs(cx, sig);
     Some(Signature {
         lifetimes,
+        type_params,
         params,
         output_ty,
         error_ty,
@@ -181,8 +186,9 @@ fn read_param(
         *ok = false;
     }
     scope.bind(cx, &ident);
-    if !matches!(*pt.ty, Type::Reference(_)) {
-        scope.hold(&ident);
+    match &*pt.ty {
+        Type::Reference(r) => scope.resource(&ident, &r.elem),
+        _ => scope.hold(&ident),
     }
     let mut state_ty = (*pt.ty).clone();
     let found = name_elided(&mut state_ty, &scope.elided);

@@ -24,6 +24,22 @@ struct Done {
     touched: u64,
 }
 
+/// A phase that ran and touched one hold.
+const fn run() -> Done {
+    Done {
+        proceed: Proceed::Run,
+        touched: 1,
+    }
+}
+
+/// A phase skipped for `reason`, that touched nothing.
+const fn skip(reason: SkipReason) -> Done {
+    Done {
+        proceed: Proceed::Skip(reason),
+        touched: 0,
+    }
+}
+
 /// Checks the outcome of a try raced against its cancel, for one key.
 fn check_race(key: &str, tried: Done, cancelled: Done) {
     match (tried.proceed, cancelled.proceed) {
@@ -45,7 +61,7 @@ mod sqlite {
     use rusqlite::{Connection, TransactionBehavior};
     use sagaflow::barrier::{Proceed, SkipReason, SqliteBarrier};
 
-    use super::{Done, RACED_KEYS, check_race};
+    use super::{Done, RACED_KEYS, check_race, run, skip};
 
     /// A participant's database file, with its barrier and `holds` table.
     struct Participant {
@@ -143,20 +159,6 @@ mod sqlite {
         let db = Connection::open(path).unwrap();
         db.busy_timeout(Duration::from_secs(30)).unwrap();
         db
-    }
-
-    const fn run() -> Done {
-        Done {
-            proceed: Proceed::Run,
-            touched: 1,
-        }
-    }
-
-    const fn skip(reason: SkipReason) -> Done {
-        Done {
-            proceed: Proceed::Skip(reason),
-            touched: 0,
-        }
     }
 
     #[test]
@@ -285,7 +287,7 @@ mod postgres {
     use sagaflow::barrier::{BarrierError, PgBarrier, Proceed, SkipReason};
     use tokio_postgres::{Client, Transaction};
 
-    use super::{Done, RACED_KEYS, check_race, support};
+    use super::{Done, RACED_KEYS, check_race, run, skip, support};
 
     /// The participant's tables on the server, named after the test.
     struct Participant {
@@ -399,20 +401,6 @@ mod postgres {
                 ))
                 .await
                 .unwrap();
-        }
-    }
-
-    const fn run() -> Done {
-        Done {
-            proceed: Proceed::Run,
-            touched: 1,
-        }
-    }
-
-    const fn skip(reason: SkipReason) -> Done {
-        Done {
-            proceed: Proceed::Skip(reason),
-            touched: 0,
         }
     }
 

@@ -9,10 +9,29 @@ use super::{
 /// The barrier over a PostgreSQL database (tokio-postgres): see
 /// [the module](super).
 ///
-/// Each phase takes the participant's open [`Transaction`] (from a
-/// `deadpool_postgres` pool, `&*tx`), in which it then makes the phase's
-/// effects on [`Proceed::Run`]. Keep the default isolation, `READ COMMITTED`:
-/// a racing call then waits for the other's transaction and reads its row.
+/// Each phase takes the participant's open [`Transaction`] (a
+/// `deadpool_postgres` transaction derefs to one), in which it then makes the
+/// phase's effects on [`Proceed::Run`]. Keep the default isolation,
+/// `READ COMMITTED`: a racing call then waits for the other's transaction and
+/// reads its row.
+///
+/// ```no_run
+/// use sagaflow::barrier::{PgBarrier, Proceed};
+///
+/// /// The cancel of a seat hold: releases it, if this key's try held one.
+/// async fn release_seat(
+///     db: &mut tokio_postgres::Client,
+///     barrier: &PgBarrier,
+///     key: &str,
+/// ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+///     let tx = db.transaction().await?;
+///     if barrier.cancel_phase(&tx, key).await? == Proceed::Run {
+///         tx.execute("DELETE FROM holds WHERE key = $1", &[&key]).await?;
+///     }
+///     tx.commit().await?;
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgBarrier {
     table: Table,

@@ -13,6 +13,27 @@ use super::{
 /// [`TransactionBehavior::Immediate`](rusqlite::TransactionBehavior::Immediate)
 /// and set a [busy timeout](Connection::busy_timeout), so that two writers
 /// wait for each other instead of failing with `SQLITE_BUSY`.
+///
+/// ```
+/// use rusqlite::{Connection, TransactionBehavior};
+/// use sagaflow::barrier::{Proceed, SkipReason, SqliteBarrier};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // A table of its own name, created by the participant's own migration.
+/// let barrier = SqliteBarrier::with_table("seat_barrier")?;
+/// let mut db = Connection::open_in_memory()?;
+/// db.execute_batch(&barrier.create_table_sql())?;
+///
+/// let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+/// assert_eq!(barrier.confirm_phase(&tx, "trip-1/hold_seat")?, Proceed::Run);
+/// assert_eq!(
+///     barrier.confirm_phase(&tx, "trip-1/hold_seat")?,
+///     Proceed::Skip(SkipReason::Repeated),
+/// );
+/// tx.commit()?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqliteBarrier {
     table: Table,

@@ -464,6 +464,73 @@ mod postgres {
         p.drop_tables().await;
     }
 
+    /// Starts `second` on its own connection while `first`'s transaction
+    /// holds its barrier row uncommitted, then ends `first` (committed or
+    /// rolled back): what `first` answered, and what `second` answers once it
+    /// is let through.
+    async fn behind_an_open_transaction(
+        p: &Arc<Participant>,
+        key: &'static str,
+        first: PhaseFn,
+        commit: bool,
+        second: PhaseFn,
+    ) -> (Proceed, Proceed) {
+        let mut db = p.connect().await;
+        let tx = db.transaction().await.unwrap();
+        let first = first(&p.barrier, &tx, key).await.unwrap();
+        let waiting = {
+            let p = Arc::clone(p);
+            tokio::spawn(async move {
+                let mut db = p.connect().await;
+                let tx = db.transaction().await.unwrap();
+                let proceed = second(&p.barrier, &tx, key).await.unwrap();
+                tx.commit().await.unwrap();
+                proceed
+            })
+        };
+        // However long it is given, the second call waits on the row.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            !waiting.is_finished(),
+            "{key}: not held up by the open transaction"
+        );
+        if commit {
+            tx.commit().await.unwrap();
+        } else {
+            tx.rollback().await.unwrap();
+        }
+        (first, waiting.await.unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_racing_call_waits_for_the_other_transaction_and_reads_its_row() {
+        let Some(p) = Participant::new("barrier_wait").await else {
+            return;
+        };
+        let p = Arc::new(p);
+        let try_phase: PhaseFn = |b, tx, k| Box::pin(b.try_phase(tx, k));
+        let cancel_phase: PhaseFn = |b, tx, k| Box::pin(b.cancel_phase(tx, k));
+        // A try in flight: its cancel, let through at its commit, runs.
+        let after_try = behind_an_open_transaction(&p, "a", try_phase, true, cancel_phase);
+        assert_eq!(after_try.await, (Proceed::Run, Proceed::Run));
+        // A cancel in flight: the try, let through at its commit, is refused.
+        let after_cancel = behind_an_open_transaction(&p, "b", cancel_phase, true, try_phase);
+        assert_eq!(
+            after_cancel.await,
+            (
+                Proceed::Skip(SkipReason::EmptyCancel),
+                Proceed::Skip(SkipReason::TryAfterCancel)
+            )
+        );
+        // A try rolled back: its cancel is empty.
+        let after_rollback = behind_an_open_transaction(&p, "c", try_phase, false, cancel_phase);
+        assert_eq!(
+            after_rollback.await,
+            (Proceed::Run, Proceed::Skip(SkipReason::EmptyCancel))
+        );
+        p.drop_tables().await;
+    }
+
     #[tokio::test]
     async fn a_missing_table_is_named_with_the_key() {
         let Some(url) = support::pg_url() else {

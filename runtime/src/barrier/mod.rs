@@ -176,6 +176,7 @@
 
 use std::fmt;
 
+mod error;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
@@ -187,6 +188,9 @@ pub use postgres::PgBarrier;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteBarrier;
+
+pub use error::BarrierError;
+use error::DatabaseError;
 
 /// The barrier table's name when none is given: `sagaflow_barrier`.
 pub const DEFAULT_TABLE: &str = "sagaflow_barrier";
@@ -231,104 +235,6 @@ impl fmt::Display for SkipReason {
             SkipReason::EmptyCancel => "a cancel with no try before it",
             SkipReason::TryAfterCancel => "a try after its cancel",
         })
-    }
-}
-
-/// A barrier call that failed: the table's name is refused, the key is empty,
-/// or the database failed. Names the table, the key and the phase.
-#[derive(Debug)]
-pub struct BarrierError {
-    table: String,
-    key: Option<String>,
-    phase: Option<&'static str>,
-    message: String,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
-}
-
-impl BarrierError {
-    fn invalid_table(table: &str, why: &str) -> Self {
-        BarrierError {
-            table: table.to_owned(),
-            key: None,
-            phase: None,
-            message: why.to_owned(),
-            source: None,
-        }
-    }
-
-    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
-    fn database(
-        table: &str,
-        key: Option<&str>,
-        phase: Option<Phase>,
-        doing: &str,
-        source: impl DatabaseError,
-    ) -> Self {
-        BarrierError {
-            table: table.to_owned(),
-            key: key.map(str::to_owned),
-            phase: phase.map(Phase::as_str),
-            message: format!("{doing} failed: {}", source.detail()),
-            source: Some(Box::new(source)),
-        }
-    }
-
-    /// The barrier table's name.
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
-    /// The key of the failed call, if the call had one.
-    pub fn key(&self) -> Option<&str> {
-        self.key.as_deref()
-    }
-
-    /// The phase of the failed call: `"try"`, `"confirm"` or `"cancel"`.
-    pub fn phase(&self) -> Option<&'static str> {
-        self.phase
-    }
-}
-
-impl fmt::Display for BarrierError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "barrier table {:?}", self.table)?;
-        if let Some(phase) = self.phase {
-            write!(f, ", {phase} phase")?;
-        }
-        if let Some(key) = &self.key {
-            write!(f, " of key {key:?}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for BarrierError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
-    }
-}
-
-/// A database driver's error, and what of it a [`BarrierError`]'s message
-/// says.
-trait DatabaseError: std::error::Error + Send + Sync + 'static {
-    /// The server's own words where the driver's `Display` hides them.
-    fn detail(&self) -> String {
-        self.to_string()
-    }
-}
-
-#[cfg(feature = "sqlite")]
-impl DatabaseError for rusqlite::Error {}
-
-#[cfg(feature = "postgres")]
-impl DatabaseError for tokio_postgres::Error {
-    fn detail(&self) -> String {
-        match self.as_db_error() {
-            Some(db) => format!("{}: {}", db.severity(), db.message()),
-            None => self.to_string(),
-        }
     }
 }
 
@@ -404,13 +310,7 @@ impl Table {
     /// Refuses an empty key before anything is written.
     fn check_key(&self, key: &str, phase: Phase) -> Result<(), BarrierError> {
         if key.is_empty() {
-            return Err(BarrierError {
-                table: self.name.clone(),
-                key: Some(String::new()),
-                phase: Some(phase.as_str()),
-                message: "the key is empty: pass the step's idempotency key".to_owned(),
-                source: None,
-            });
+            return Err(BarrierError::empty_key(&self.name, phase));
         }
         Ok(())
     }

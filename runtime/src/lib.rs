@@ -72,11 +72,14 @@
 //! - `postgres`: `durable::PgStore`, several worker processes over one
 //!   PostgreSQL server.
 //! - `redis`: `outbox::RedisStreams`, the [`outbox`]'s sink for Redis Streams.
+//! - [`barrier`], for a TCC participant's own database: `barrier::SqliteBarrier`
+//!   with `sqlite`, `barrier::PgBarrier` with `postgres`.
 #![warn(missing_docs)]
 // Feature badges on docs.rs, whose nightly rustdoc sets `docsrs`
 // (`[package.metadata.docs.rs]`); stable rustdoc has no `doc(cfg)` yet.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod barrier;
 mod context;
 pub mod durable;
 mod error;

@@ -485,3 +485,75 @@ fn the_test_kit_sees_what_each_run_sent() {
     drop(test);
     assert!(committed_with_receipt >= 2);
 }
+
+#[step(compensate = unpack)]
+async fn pack(order: &Order) -> Result<u32, ShopError> {
+    StepContext::send("warehouse", &format!("packed {}", order.id))?;
+    Ok(order.id)
+}
+
+async fn unpack(order: &Order, _box: &u32) -> Result<(), ShopError> {
+    StepContext::send("warehouse", &format!("unpacked {}", order.id))?;
+    Ok(())
+}
+
+#[step(read_only)]
+async fn label(shop: &Shop, order: &Order) -> Result<u32, ShopError> {
+    StepContext::send("labels", &format!("label {}", order.id))?;
+    if shop.ship_fails.load(Ordering::SeqCst) > 0 {
+        return Err(ShopError::Declined);
+    }
+    Ok(order.id)
+}
+
+#[saga]
+async fn pack_and_label(shop: &Shop, order: Order) -> Result<u32, ShopError> {
+    let (packed, _) = sagaflow::join!(pack(&order), label(shop, &order))?;
+    sagaflow::send!("audit", &packed);
+    Ok(packed)
+}
+
+#[tokio::test]
+async fn a_group_member_sends_with_its_own_outcome() {
+    let shop = Shop::default();
+    let sink = Collect::default();
+    let runner = Runner::new().with_sink(sink.clone());
+    runner
+        .run(PackAndLabelSaga::new(&shop, order()))
+        .await
+        .unwrap();
+    let mut to: Vec<String> = sink.texts().into_iter().map(|t| t.0).collect();
+    to[..2].sort();
+    assert_eq!(to, ["labels", "warehouse", "audit"]);
+
+    // The label fails after it sent: its message is dropped with its attempt,
+    // the packing's stays, and its undoing sends its own.
+    shop.ship_fails.store(1, Ordering::SeqCst);
+    let sink = Collect::default();
+    let runner = Runner::new().with_sink(sink.clone());
+    let err = runner
+        .run(PackAndLabelSaga::new(&shop, order()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.undone(), ["pack"]);
+    let texts: Vec<String> = sink.texts().into_iter().map(|t| t.1).collect();
+    assert_eq!(texts, ["packed 42", "unpacked 42"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let executor = Executor::new(store(&dir)).register::<PackAndLabelSaga>();
+    let shop = Shop::default();
+    let started = executor
+        .start(PackAndLabelSaga::new(&shop, order()))
+        .await
+        .unwrap();
+    let id = started.id();
+    started.outcome().await.unwrap().unwrap();
+    let record = executor.store().get(id).await.unwrap().unwrap();
+    let sent: Vec<String> = kinds(&record.journal)
+        .into_iter()
+        .filter(|k| k.starts_with("sent"))
+        .collect();
+    assert_eq!(sent.len(), 3, "{:?}", kinds(&record.journal));
+    assert!(sent.contains(&"sent s0".to_owned()) && sent.contains(&"sent s1".to_owned()));
+    assert_eq!(sent.last().unwrap(), "sent end");
+}

@@ -82,9 +82,10 @@ impl<'a> Gen<'a> {
                 quote_spanned!(path.span()=> <#path as ::sagaflow::Step>::Output),
             );
         }
-        let backward_variants = (0..an.layout.backward.len())
-            .map(|i| format_ident!("B{}", i))
-            .collect();
+        // State `n` (every step undone) only for a saga that sends: its
+        // messages may fail after its last step.
+        let states = an.steps.len() + usize::from(!saga.sends.is_empty());
+        let backward_variants = (0..states).map(|i| format_ident!("B{}", i)).collect();
         Gen {
             saga,
             an,

@@ -17,7 +17,7 @@
 //! 9. [Concurrent steps](concurrent): `sagaflow::join!`, steps that run at once,
 //!    and how they are undone.
 //! 10. [The transactional outbox](outbox): messages sent with the saga's
-//!    transitions, all or none, and relayed to a broker.
+//!     transitions, all or none, and relayed to a broker.
 //!
 //! The pages hold no items: they are documentation only.
 

@@ -123,8 +123,14 @@ fn read_store(dir: &Path) -> BTreeMap<String, SagaRecord> {
         .enable_all()
         .build()
         .unwrap();
+    let path = dir.join("sagas.db");
+    // A child killed while it made the store leaves no file or an empty one:
+    // no saga can have started in it (`open` makes it a store next time).
+    if std::fs::metadata(&path).map_or(true, |m| m.len() == 0) {
+        return BTreeMap::new();
+    }
     runtime.block_on(async {
-        let store = SqliteStore::open_existing(dir.join("sagas.db"), Durability::Full).unwrap();
+        let store = SqliteStore::open_existing(&path, Durability::Full).unwrap();
         let mut all = BTreeMap::new();
         for status in [
             SagaStatus::Running,

@@ -138,7 +138,10 @@ impl SagaView {
                     step.state = StepState::CompensationFailed;
                     step.error = Some(error.clone());
                 }
-                Entry::Finished { .. } | Entry::Intervention { .. } | Entry::Sent { .. } => {}
+                Entry::Finished { .. }
+                | Entry::Intervention { .. }
+                | Entry::Sent { .. }
+                | Entry::Arm { .. } => {}
             }
         }
         SagaView { saga, steps }
@@ -425,6 +428,9 @@ fn describe(entry: &Entry) -> (&'static str, Option<u32>, Option<String>) {
                 .map(|m| format!("{} to {}", m.id, m.destination))
                 .collect();
             ("sent", None, Some(list.join(", ")))
+        }
+        Entry::Arm { branch, arm } => {
+            ("arm", None, Some(format!("branch {branch} took arm {arm}")))
         }
     }
 }

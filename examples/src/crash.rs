@@ -40,6 +40,7 @@ pub const KINDS: &[&str] = &[
     "Finished",
     "Intervention",
     "Sent",
+    "Arm",
 ];
 
 /// The name of `entry`'s kind, as in [`KINDS`].
@@ -54,6 +55,7 @@ pub fn kind_of(entry: &Entry) -> &'static str {
         Entry::Finished { .. } => "Finished",
         Entry::Intervention { .. } => "Intervention",
         Entry::Sent { .. } => "Sent",
+        Entry::Arm { .. } => "Arm",
     }
 }
 
@@ -66,7 +68,10 @@ pub fn index_of(entry: &Entry) -> Option<u32> {
         | Entry::CompensationStarted { index, .. }
         | Entry::CompensationSucceeded { index }
         | Entry::CompensationFailed { index, .. } => Some(*index),
-        Entry::Finished { .. } | Entry::Intervention { .. } | Entry::Sent { .. } => None,
+        Entry::Finished { .. }
+        | Entry::Intervention { .. }
+        | Entry::Sent { .. }
+        | Entry::Arm { .. } => None,
     }
 }
 

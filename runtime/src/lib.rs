@@ -80,6 +80,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod barrier;
+mod branch;
 mod context;
 pub mod durable;
 mod error;

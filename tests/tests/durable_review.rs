@@ -166,6 +166,7 @@ fn kinds(journal: &[Entry]) -> Vec<String> {
             Entry::Finished { status, .. } => format!("finished {status}"),
             Entry::Intervention { retry, .. } => format!("intervention retry={retry}"),
             Entry::Sent { messages } => format!("sent {}", messages.len()),
+            Entry::Arm { branch, arm } => format!("arm {branch}={arm}"),
         })
         .collect()
 }

@@ -336,6 +336,7 @@ fn kinds(journal: &[Entry]) -> Vec<String> {
             Entry::CompensationFailed { index, .. } => format!("undo failed {index}"),
             Entry::Finished { status, .. } => format!("finished {status}"),
             Entry::Intervention { .. } => "intervention".to_owned(),
+            Entry::Arm { branch, arm } => format!("arm {branch}={arm}"),
             Entry::Sent { messages } => {
                 let ids: Vec<&str> = messages
                     .iter()

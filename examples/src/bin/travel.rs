@@ -479,6 +479,7 @@ fn describe(record: &SagaRecord, ledger: &Ledger) {
                 format!("a person intervened (retry: {retry}): {note}")
             }
             Entry::Sent { messages } => format!("{} message(s) for the outbox", messages.len()),
+            Entry::Arm { branch, arm } => format!("branch {branch} took arm {arm}"),
         };
         println!("    - {line}");
     }

@@ -17,7 +17,7 @@ use proc_macro2::{TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::Ident;
 
-use super::ast::{Local, Node, Saga, StepCall};
+use super::ast::{Branch, Local, Node, Saga, StepCall};
 
 /// The body as the generated code walks it.
 pub(super) struct Analysis<'a> {
@@ -25,8 +25,13 @@ pub(super) struct Analysis<'a> {
     pub(super) steps: Vec<&'a StepCall>,
     /// The positions in `steps` of each group's members.
     pub(super) groups: Vec<Range<usize>>,
-    /// `locals[i]` are evaluated on the way into forward state `i`.
+    /// `locals[i]` are evaluated on the way into forward state `i` (in a saga
+    /// without branches; with branches, only every local is in some slot).
     pub(super) locals: Vec<Vec<&'a Local>>,
+    /// The branches, depth first.
+    pub(super) branches: Vec<&'a Branch>,
+    /// Where each failure turns back to, through the arms taken.
+    pub(super) paths: super::paths::Paths,
     /// Every name the saga binds: inputs, outputs and locals.
     pub(super) known: HashSet<String>,
     pub(super) layout: Layout,
@@ -43,41 +48,81 @@ pub(super) struct Layout {
 }
 
 pub(super) fn analyse(saga: &Saga) -> Analysis<'_> {
-    let mut steps = Vec::new();
-    let mut groups = Vec::new();
-    let mut locals = vec![Vec::new()];
-    for node in &saga.body {
-        match node {
-            // No locals between members: each gets its empty slot, so that
-            // positions stay those of a flat list of steps.
-            Node::Group(group) => {
-                groups.push(steps.len()..steps.len() + group.members.len());
-                for member in &group.members {
-                    steps.push(member);
-                    locals.push(Vec::new());
-                }
-            }
-            Node::Step(step) => {
-                steps.push(step);
-                locals.push(Vec::new());
-            }
-            Node::Local(local) => {
-                if let Some(slot) = locals.last_mut() {
-                    slot.push(local);
-                }
-            }
-        }
-    }
+    let mut walk = Walk {
+        steps: Vec::new(),
+        groups: Vec::new(),
+        locals: vec![Vec::new()],
+        branches: Vec::new(),
+    };
+    walk.nodes(&saga.body);
+    let Walk {
+        steps,
+        groups,
+        locals,
+        branches,
+    } = walk;
     let mut known: HashSet<String> = saga.params.iter().map(|p| p.name.to_string()).collect();
     known.extend(locals.iter().flatten().map(|l| l.name.to_string()));
     known.extend(steps.iter().map(|s| s.binding.to_string()));
-    let layout = layout(saga, &steps, &locals);
+    known.extend(
+        branches
+            .iter()
+            .filter_map(|b| b.binding.as_ref())
+            .map(|b| b.to_string()),
+    );
+    let mut layout = layout(saga, &steps, &locals);
+    let paths = super::paths::Paths::new(saga, &steps, &branches, &known);
+    layout.backward = paths.backward.clone();
     Analysis {
         steps,
         groups,
         locals,
+        branches,
         known,
         layout,
+        paths,
+    }
+}
+
+/// The body's nodes, depth first: a branch's arms' steps one arm after the other.
+struct Walk<'a> {
+    steps: Vec<&'a StepCall>,
+    groups: Vec<Range<usize>>,
+    locals: Vec<Vec<&'a Local>>,
+    branches: Vec<&'a Branch>,
+}
+
+impl<'a> Walk<'a> {
+    fn nodes(&mut self, nodes: &'a [Node]) {
+        for node in nodes {
+            match node {
+                // No locals between members: each gets its empty slot, so that
+                // positions stay those of a flat list of steps.
+                Node::Group(group) => {
+                    let start = self.steps.len();
+                    self.groups.push(start..start + group.members.len());
+                    for member in &group.members {
+                        self.steps.push(member);
+                        self.locals.push(Vec::new());
+                    }
+                }
+                Node::Step(step) => {
+                    self.steps.push(step);
+                    self.locals.push(Vec::new());
+                }
+                Node::Local(local) => {
+                    if let Some(slot) = self.locals.last_mut() {
+                        slot.push(local);
+                    }
+                }
+                Node::Branch(branch) => {
+                    self.branches.push(branch);
+                    for arm in &branch.arms {
+                        self.nodes(&arm.nodes);
+                    }
+                }
+            }
+        }
     }
 }
 

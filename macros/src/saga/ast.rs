@@ -1,9 +1,8 @@
 //! The saga as a tree, read from the user's function with its tokens and spans.
 //!
 //! A body is a sequence of [`Node`]s ended by the final `Ok(..)`: steps, locals
-//! and concurrent groups (`sagaflow::join!`), whose members are steps; a branch
-//! (`if`/`match`, whose arms are bodies of their own) would become a node beside
-//! them, which is why the body is a tree and not two flat lists.
+//! concurrent groups (`sagaflow::join!`), whose members are steps, and branches
+//! (`if`/`match`), whose arms are bodies of their own: the body is a tree.
 
 use syn::{Expr, Ident, Token, Type};
 
@@ -73,11 +72,50 @@ pub(super) struct Group {
     pub(super) members: Vec<StepCall>,
 }
 
+/// `if`/`match` over saga data, as a statement or as a `let`'s value: one
+/// arm runs, chosen once and recorded, so that recovery takes it again.
+pub(super) struct Branch {
+    /// The name the `let` binds, if any: each arm's value goes there.
+    pub(super) binding: Option<Ident>,
+    /// The type of `binding`, as written or as the arms' last step's output.
+    pub(super) binding_ty: Option<proc_macro2::TokenStream>,
+    /// The choice, as `if`s or as a `match`.
+    pub(super) choice: Choice,
+    /// The arms, in the order written; an `if` without `else` gets an empty last arm.
+    pub(super) arms: Vec<Arm>,
+    /// The condition's source text, for the graph: `order.express`, `match order.region`.
+    pub(super) label: String,
+    /// The `if` or `match` token, for errors about the whole branch.
+    pub(super) span: proc_macro2::Span,
+}
+
+/// How a branch chooses its arm.
+pub(super) enum Choice {
+    /// `if c0 { .. } else if c1 { .. } else { .. }`: one condition per arm but the `else`.
+    If(Vec<Expr>),
+    /// `match scrutinee { pat if guard => .., }`.
+    Match {
+        scrutinee: Expr,
+        arms: Vec<(syn::Pat, Option<Expr>)>,
+    },
+}
+
+/// One arm of a [`Branch`]: a body of its own, and the value it ends with.
+pub(super) struct Arm {
+    pub(super) nodes: Vec<Node>,
+    /// The value of a plain expression the arm ends with; `None` if it ends with
+    /// a step call whose output is the branch's value, or yields `()`.
+    pub(super) value: Option<Expr>,
+    /// The arm as the graph labels it: `true`, `else`, the pattern's text.
+    pub(super) label: String,
+}
+
 /// One statement of a saga body.
 pub(super) enum Node {
     Step(StepCall),
     Local(Local),
     Group(Group),
+    Branch(Branch),
 }
 
 /// The saga: its signature, read and checked, and its body.

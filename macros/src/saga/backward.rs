@@ -31,7 +31,7 @@ pub(super) fn state_variants(g: &Gen<'_>) -> (Vec<TokenStream>, TokenStream) {
         .enumerate()
         .skip(1)
     {
-        if super::join::skips_backward(g, i) {
+        if !g.an.paths.reachable[i] {
             continue;
         }
         let decls = g.field_decls(fields);
@@ -52,7 +52,7 @@ pub(super) fn arms(g: &Gen<'_>) -> Vec<TokenStream> {
     let mut arms = Vec::new();
     let layout = &g.an.layout;
     for (i, v) in g.backward_variants.iter().enumerate().skip(1) {
-        if super::join::skips_backward(g, i) {
+        if !g.an.paths.reachable[i] {
             continue;
         }
         if let Some(arm) = super::join::arm_after(g, i) {
@@ -77,13 +77,7 @@ pub(super) fn arms(g: &Gen<'_>) -> Vec<TokenStream> {
             }
             (None, None) => comp_call,
         };
-        let then = if i == 1 {
-            quote!(return ::core::result::Result::Err(__sagaflow_run.failed(__sagaflow_failure).await);)
-        } else {
-            let prev = &g.backward_variants[i - 1];
-            let prev_fields = &layout.backward[i - 1];
-            quote!(__SagaflowState::#prev { #(#prev_fields,)* __sagaflow_failure })
-        };
+        let then = super::arms::goto(g, g.an.paths.step_pred[i - 1]);
         arms.push(quote! {
             __SagaflowState::#v { #(#fields,)* __sagaflow_failure } => {
                 __sagaflow_run.compensate(<#path as ::sagaflow::Step>::__SAGAFLOW_MARKER, #index, #comp_call).await;

@@ -24,7 +24,7 @@ use super::signature::name_elided;
 use super::unsupported;
 use crate::ctxt::Ctxt;
 
-pub(super) const BODY_HELP: &str = "a saga body holds only step calls (`let x = step(args).await?;` or `step(args).await?;`), typed locals (`let x: T = expr;`), messages (`sagaflow::send!(destination, &message);`) and a final `Ok(..)`";
+pub(super) const BODY_HELP: &str = "a saga body holds only step calls (`let x = step(args).await?;` or `step(args).await?;`), typed locals (`let x: T = expr;`), branches (`if`/`match` over saga data), messages (`sagaflow::send!(destination, &message);`) and a final `Ok(..)`";
 
 /// A saga body as read, with or without its final `Ok(..)`.
 pub(super) struct Body {
@@ -41,7 +41,7 @@ pub(super) struct Body {
 // Lives for one statement, moved once into the body: boxing would only add an
 // allocation per statement.
 #[allow(clippy::large_enum_variant)]
-enum Read {
+pub(super) enum Read {
     Node(Node),
     Final(Expr),
     Send(super::send::SendStmt),
@@ -52,6 +52,26 @@ enum Read {
 /// Reads every statement of `block`, reporting each mistake, and binds the names
 /// it declares in `scope`.
 pub(super) fn read(cx: &Ctxt, block: &syn::Block, scope: &mut Scope) -> Body {
+    read_stmts(cx, &block.stmts, scope, &mut 0, Place::Top)
+}
+
+/// Where a sequence of statements stands: the saga's own body, or an arm of a
+/// branch (whose last expression the branch reads itself).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Place {
+    Top,
+    Arm,
+}
+
+/// Reads `stmts` as [`read`] does; `steps` counts the steps before them, depth
+/// first, and goes on counting.
+pub(super) fn read_stmts(
+    cx: &Ctxt,
+    stmts: &[Stmt],
+    scope: &mut Scope,
+    steps: &mut usize,
+    place: Place,
+) -> Body {
     let mut body = Body {
         nodes: Vec::new(),
         sends: Vec::new(),
@@ -59,22 +79,31 @@ pub(super) fn read(cx: &Ctxt, block: &syn::Block, scope: &mut Scope) -> Body {
         needs_elided: false,
         ok: true,
     };
-    let mut steps = 0;
-    let count = block.stmts.len();
-    for (i, stmt) in block.stmts.iter().enumerate() {
-        let last = i + 1 == count;
+    let count = stmts.len();
+    for (i, stmt) in stmts.iter().enumerate() {
+        let last = i + 1 == count && place == Place::Top;
         if body.final_expr.is_some() {
             cx.error_spanned_by(stmt, "nothing may follow the final `Ok(..)` of a saga");
             body.ok = false;
             continue;
         }
-        match read_stmt(cx, stmt, last, steps, scope) {
+        if let Some(found) = super::branch::read_stmt(cx, stmt, scope, steps) {
+            match found {
+                Some(branch) => {
+                    body.needs_elided |= branch.needs_elided;
+                    body.nodes.push(Node::Branch(branch.branch));
+                }
+                None => body.ok = false,
+            }
+            continue;
+        }
+        match read_stmt(cx, stmt, last, *steps, scope) {
             Read::Node(Node::Step(step)) => {
                 if step.named_by_user {
                     scope.bind(cx, &step.binding);
                 }
                 scope.hold(&step.binding);
-                steps += 1;
+                *steps += 1;
                 body.nodes.push(Node::Step(step));
             }
             Read::Node(Node::Group(g)) => {
@@ -84,7 +113,7 @@ pub(super) fn read(cx: &Ctxt, block: &syn::Block, scope: &mut Scope) -> Body {
                     }
                     scope.hold(&member.binding);
                 }
-                steps += g.members.len();
+                *steps += g.members.len();
                 body.nodes.push(Node::Group(g));
             }
             Read::Node(Node::Local(mut local)) => {
@@ -97,8 +126,24 @@ pub(super) fn read(cx: &Ctxt, block: &syn::Block, scope: &mut Scope) -> Body {
                 scope.hold(&local.name);
                 body.nodes.push(Node::Local(local));
             }
-            Read::Final(expr) => body.final_expr = Some(expr),
-            Read::Send(send) => body.sends.push(send),
+            // Read by `branch::read_stmt` above.
+            Read::Node(Node::Branch(_)) => {}
+            Read::Final(expr) if place == Place::Top => body.final_expr = Some(expr),
+            Read::Send(send) if place == Place::Top => body.sends.push(send),
+            Read::Final(_) => {
+                cx.error_spanned_by(
+                    stmt,
+                    "an arm cannot end the saga: the saga ends once, after its branches, with `Ok(..)`; give the `if` or `match` a `let` and end the saga with `Ok(..)` after it",
+                );
+                body.ok = false;
+            }
+            Read::Send(_) => {
+                cx.error_spanned_by(
+                    stmt,
+                    "`sagaflow::send!` inside an arm is not supported: a body's messages are sent at its commit whichever arm ran; send from a step of the arm (`StepContext::current().send(..)`), whose messages are committed with its outcome",
+                );
+                body.ok = false;
+            }
             Read::Skip => body.ok = false,
         }
     }
@@ -106,7 +151,7 @@ pub(super) fn read(cx: &Ctxt, block: &syn::Block, scope: &mut Scope) -> Body {
 }
 
 /// One statement; `index` is the number of steps before it.
-fn read_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize, scope: &Scope) -> Read {
+pub(super) fn read_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize, scope: &Scope) -> Read {
     // An outer attribute starts the statement's tokens: `#[cfg(..)] let ..`.
     let mut tokens = stmt.to_token_stream().into_iter();
     if let (Some(TokenTree::Punct(hash)), Some(TokenTree::Group(body))) =
@@ -337,7 +382,7 @@ fn read_tail(cx: &Ctxt, expr: &Expr, last: bool) -> Read {
 
 /// Reads `EXPR.await?` as a step call, reporting what is missing when it is almost
 /// one: `None` if it is not a step call at all, `Some(None)` if it was reported.
-fn step_call(
+pub(super) fn step_call(
     cx: &Ctxt,
     expr: &Expr,
     scope: &Scope,

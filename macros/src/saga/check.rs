@@ -9,17 +9,14 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, ItemFn, Token};
 
-use super::ast::StepCall;
+use super::ast::{Node, StepCall};
 use super::body::Body;
 use crate::ctxt::Ctxt;
 
 /// The final `Ok(..)`'s value, if the body was read without mistakes, has a step
 /// and ends with `Ok(..)`; reports the missing one else.
 pub(super) fn complete(cx: &Ctxt, func: &ItemFn, body: &mut Body) -> Option<Expr> {
-    let has_step = body
-        .nodes
-        .iter()
-        .any(|n| matches!(n, super::ast::Node::Step(_) | super::ast::Node::Group(_)));
+    let has_step = has_step(&body.nodes);
     if !has_step && body.ok {
         cx.error_spanned_by(
             &func.sig.ident,
@@ -43,6 +40,15 @@ pub(super) fn complete(cx: &Ctxt, func: &ItemFn, body: &mut Body) -> Option<Expr
         return None;
     };
     body.ok.then_some(final_expr)
+}
+
+/// Whether `nodes` call a step, in an arm too.
+fn has_step(nodes: &[Node]) -> bool {
+    nodes.iter().any(|n| match n {
+        Node::Step(_) | Node::Group(_) => true,
+        Node::Local(_) => false,
+        Node::Branch(b) => b.arms.iter().any(|a| has_step(&a.nodes)),
+    })
 }
 
 // A step's arguments, re-evaluable:

@@ -82,10 +82,22 @@ impl<'a> Gen<'a> {
                 quote_spanned!(path.span()=> <#path as ::sagaflow::Step>::Output),
             );
         }
-        // State `n` (every step undone) only for a saga that sends: its
-        // messages may fail after its last step.
-        let states = an.steps.len() + usize::from(!saga.sends.is_empty());
-        let backward_variants = (0..states).map(|i| format_ident!("B{}", i)).collect();
+        for (k, b) in an.branches.iter().enumerate() {
+            if let (Some(x), Some(ty)) = (&b.binding, &b.binding_ty) {
+                types.insert(x.to_string(), ty.clone());
+            }
+            let arms_ty = super::arms::enum_ident(k);
+            types.insert(
+                super::paths::arms_ident(k).to_string(),
+                quote!(#arms_ty #generics),
+            );
+        }
+        // Which of them are built: `an.paths.reachable` (state `n`, every
+        // step undone, only for a saga that sends: its messages may fail
+        // after its last step).
+        let backward_variants = (0..=an.steps.len())
+            .map(|i| format_ident!("B{}", i))
+            .collect();
         Gen {
             saga,
             an,
@@ -164,6 +176,7 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
     let asyncness = &sig.asyncness;
     let graph_doc = doc::graph_doc_call(&g.an.steps, &g.an.groups, &saga_name);
     let durable_impl = durable::durable_saga_impl(&g);
+    let arms_enums = super::arms::enums(&g);
     let saga_impl = saga_trait_impl(&g);
     let not_a_step = stand_in_step(saga);
     let inline_steps = super::inline::items(&g);
@@ -220,6 +233,8 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
                 #(#variants,)*
                 #marker_variant
             }
+
+            #arms_enums
 
             #saga_impl
 

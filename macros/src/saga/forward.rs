@@ -42,6 +42,12 @@ use super::expand::Gen;
 /// The forward code, inside the `'__sagaflow_forward` block: slot 0's code, then
 /// each step with the slot after it, then the end.
 pub(super) fn code(g: &Gen<'_>) -> Vec<TokenStream> {
+    if !g.an.branches.is_empty() {
+        let mut code = vec![sending_allowed(g)];
+        code.push(super::arms::forward(g, &g.saga.body, &mut 0, &mut 0));
+        code.push(end_code(g));
+        return code;
+    }
     let inputs: Vec<Ident> = g.saga.params.iter().map(|p| p.name.clone()).collect();
     let mut forward_code = vec![sending_allowed(g), slot_code(g, 0, &inputs)];
     let mut i = 0;
@@ -53,14 +59,24 @@ pub(super) fn code(g: &Gen<'_>) -> Vec<TokenStream> {
             forward_code.push(slot_code(g, range.end, &alive));
             i = range.end;
         } else {
-            forward_code.push(step_code(g, i, g.an.steps[i]));
+            let step = g.an.steps[i];
+            let mut alive = g.an.layout.forward[i].clone();
+            alive.push(step.binding.clone());
+            forward_code.push(step_code(g, i, step));
+            forward_code.push(slot_code(g, i + 1, &alive));
             i += 1;
         }
     }
+    forward_code.push(end_code(g));
+    forward_code
+}
+
+/// The end: the messages, the output, the commit.
+fn end_code(g: &Gen<'_>) -> TokenStream {
     let sends = messages_code(g);
     let output_ty = &g.saga.output_ty;
     let final_expr = &g.saga.final_expr;
-    forward_code.push(quote! {
+    quote! {
         #sends
         let __sagaflow_output: #output_ty = #final_expr;
         // In memory the end is a plain call: an await here, never taken,
@@ -71,8 +87,7 @@ pub(super) fn code(g: &Gen<'_>) -> Vec<TokenStream> {
             __sagaflow_run.committed_in_memory();
         }
         return ::core::result::Result::Ok(__sagaflow_output);
-    });
-    forward_code
+    }
 }
 
 /// A saga whose body sends, in memory on a runner without a sink, fails
@@ -98,14 +113,7 @@ fn messages_code(g: &Gen<'_>) -> TokenStream {
         return TokenStream::new();
     }
     let sends = super::send::sends_code(&g.saga.sends);
-    let n = g.an.steps.len();
-    let on_failure = if n == 0 {
-        quote!(return ::core::result::Result::Err(__sagaflow_run.failed(__sagaflow_failure).await);)
-    } else {
-        let b = &g.backward_variants[n];
-        let b_fields = &g.an.layout.backward[n];
-        quote!(break '__sagaflow_forward __SagaflowState::#b { #(#b_fields,)* __sagaflow_failure };)
-    };
+    let on_failure = super::arms::turn_back(g, g.an.paths.end);
     quote! {
         #sends
         if let ::core::result::Result::Err(__sagaflow_failure) = __sagaflow_run.messages_ready().await {
@@ -114,8 +122,8 @@ fn messages_code(g: &Gen<'_>) -> TokenStream {
     }
 }
 
-/// Step `i`, its failure, and the slot after it.
-fn step_code(g: &Gen<'_>, i: usize, step: &StepCall) -> TokenStream {
+/// Step `i` and its failure.
+pub(super) fn step_code(g: &Gen<'_>, i: usize, step: &StepCall) -> TokenStream {
     let StepCall {
         binding,
         binding_ty,
@@ -144,19 +152,7 @@ fn step_code(g: &Gen<'_>, i: usize, step: &StepCall) -> TokenStream {
         let __sagaflow_failure: ::sagaflow::StepFailure<#error_ty> =
             ::sagaflow::__private::step_error_converts_into_saga_error(__sagaflow_failure);
     };
-    let on_failure = if i == 0 {
-        quote!(return ::core::result::Result::Err(__sagaflow_run.failed(__sagaflow_failure).await);)
-    } else {
-        let b = &g.backward_variants[i];
-        let b_fields = &g.an.layout.backward[i];
-        quote!(break '__sagaflow_forward __SagaflowState::#b { #(#b_fields,)* __sagaflow_failure };)
-    };
-    let alive: Vec<Ident> = g.an.layout.forward[i]
-        .iter()
-        .chain(std::iter::once(binding))
-        .cloned()
-        .collect();
-    let next_slot = slot_code(g, i + 1, &alive);
+    let on_failure = super::arms::turn_back(g, g.an.paths.step_pred[i]);
     // The closure goes by `&mut`: it stays where it was built, in the saga's
     // future, instead of being copied into the step's future. That copy, read
     // back wide right after it was written narrow, cost about 3 ns per step.
@@ -169,7 +165,6 @@ fn step_code(g: &Gen<'_>, i: usize, step: &StepCall) -> TokenStream {
             }
         };
         #typed
-        #next_slot
     }
 }
 

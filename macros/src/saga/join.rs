@@ -148,12 +148,6 @@ pub(super) fn forward(g: &Gen<'_>, range: &Range<usize>) -> TokenStream {
     }
 }
 
-/// Whether backward state `i` is never built: inside a group, no single
-/// member is undone on its own.
-pub(super) fn skips_backward(g: &Gen<'_>, i: usize) -> bool {
-    g.an.groups.iter().any(|r| r.start < i && i < r.end)
-}
-
 /// The group whose last member is step `i - 1`: backward state `i` undoes it.
 fn ending_before<'g>(g: &'g Gen<'_>, i: usize) -> Option<(usize, &'g Range<usize>)> {
     g.an.groups.iter().enumerate().find(|(_, r)| r.end == i)
@@ -260,13 +254,7 @@ fn group_arm(g: &Gen<'_>, k: usize, range: &Range<usize>) -> TokenStream {
             let path = &m.path;
             quote!(__sagaflow_run.undone::<#path>(#index, #fut);)
         });
-    let then = if range.start == 0 {
-        quote!(return ::core::result::Result::Err(__sagaflow_run.failed(__sagaflow_failure).await);)
-    } else {
-        let prev = &g.backward_variants[range.start];
-        let prev_fields = &g.an.layout.backward[range.start];
-        quote!(__SagaflowState::#prev { #(#prev_fields,)* __sagaflow_failure })
-    };
+    let then = super::arms::goto(g, g.an.paths.group_pred[k]);
     quote! {
         __SagaflowState::#v { #(#fields,)* __sagaflow_failure } => {
             let (#(#futures,)*) = {

@@ -61,10 +61,13 @@
 //! arguments, evaluated again, and their outputs.
 
 mod analyse;
+mod arms;
 mod ast;
 mod backward;
 mod body;
+mod branch;
 mod check;
+mod condition;
 mod doc;
 mod durable;
 mod expand;
@@ -76,6 +79,7 @@ mod group;
 mod inline;
 mod join;
 mod method;
+mod paths;
 mod scope;
 mod send;
 mod signature;

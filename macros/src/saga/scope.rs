@@ -77,6 +77,11 @@ impl Scope {
         self.resources.insert(ident.to_string(), ty.clone());
     }
 
+    /// Whether `name` is a resource (a `&T` parameter).
+    pub(super) fn is_resource(&self, name: &str) -> bool {
+        self.resources.contains_key(name)
+    }
+
     /// The referent type of the resource named `ident`, if it is one.
     pub(super) fn resource_type(&self, ident: &Ident) -> Option<&syn::Type> {
         self.resources.get(&ident.to_string())

@@ -1,73 +1,39 @@
-//! Parse, what a body cannot hold (yet): branches, loops and concurrency, each
-//! reported with what to write instead, before the generic "a saga body holds
-//! only ..." could hide what was meant.
+//! Parse, what a body cannot hold: loops and concurrency other than
+//! `sagaflow::join!`, each reported with what to write instead, before the
+//! generic "a saga body holds only ..." could hide what was meant.
 //!
 //! ```text
-//! if flight.price > 1000 { .. }          for trip in &trips { .. }
+//! for trip in &trips { .. }              while left > 0 { .. }
 //! tokio::join!(a(..), b(..));            tokio::spawn(async { .. });
 //! ```
-//! become one error each, at the `if`, the `for`, the macro's or the call's path.
+//! become one error each, at the `for`, the `while`, the macro's or the call's path.
 
 use syn::visit::Visit;
 use syn::{Expr, Stmt};
 
 use crate::ctxt::Ctxt;
 
-const BRANCH: &str = "not supported yet in a saga body: its steps are one fixed sequence, so that it knows what to undo; decide inside a step (a `#[step(read_only)]` that returns the choice, then a step that acts on it), or declare one saga per case";
-
-const LOOP: &str = "not supported in a saga body: its steps are one fixed sequence, each undone once; loop inside a step, or run one saga per item";
+const LOOP: &str = "not supported in a saga body: a saga records and undoes each step by its place in the body, and a loop's steps have no fixed number; for a few fixed items run their steps together with `sagaflow::join!`, else loop inside a step, or run one saga per item";
 
 const CONCURRENT: &str = "a saga body runs steps concurrently only with `sagaflow::join!`, which knows which of them ran and undoes exactly those: write `let (a, b) = sagaflow::join!(step_a(..), step_b(..))?;`";
 
-/// Reports `stmt` if it is a branch, a loop or a concurrency construct; whether
-/// it did.
+/// Reports `stmt` if it is a loop or a concurrency construct; whether it did.
+/// (Branches are read before, by `branch::read_stmt`.)
 pub(super) fn report(cx: &Ctxt, stmt: &Stmt) -> bool {
     if let Some(found) = concurrency(stmt) {
         cx.push(found);
         return true;
     }
-    let expr = match stmt {
-        Stmt::Expr(expr, _) => expr,
-        // `let x = if .. { a().await? } else { b().await? };`: a branch over steps.
-        Stmt::Local(local) => match local.init.as_ref().map(|i| &*i.expr) {
-            Some(e @ (Expr::If(_) | Expr::Match(_))) if branch_awaits(e) => e,
-            _ => return false,
-        },
-        _ => return false,
+    let Stmt::Expr(expr, _) = stmt else {
+        return false;
     };
     match expr {
-        Expr::If(i) => cx.error_spanned_by(i.if_token, format!("`if` is {BRANCH}")),
-        Expr::Match(m) => cx.error_spanned_by(m.match_token, format!("`match` is {BRANCH}")),
         Expr::ForLoop(f) => cx.error_spanned_by(f.for_token, format!("a `for` loop is {LOOP}")),
         Expr::While(w) => cx.error_spanned_by(w.while_token, format!("a `while` loop is {LOOP}")),
         Expr::Loop(l) => cx.error_spanned_by(l.loop_token, format!("`loop` is {LOOP}")),
         _ => return false,
     }
     true
-}
-
-/// Whether an `if`'s branches or a `match`'s arms await (a step call in a
-/// branch), as opposed to a `match` on an awaited value, which is reported as a
-/// step call that is not a whole statement.
-fn branch_awaits(expr: &Expr) -> bool {
-    match expr {
-        Expr::If(i) => {
-            super::exprs::contains_await(&Expr::Block(syn::ExprBlock {
-                attrs: Vec::new(),
-                label: None,
-                block: i.then_branch.clone(),
-            }))
-            .is_some()
-                || i.else_branch
-                    .as_ref()
-                    .is_some_and(|(_, e)| super::exprs::contains_await(e).is_some())
-        }
-        Expr::Match(m) => m
-            .arms
-            .iter()
-            .any(|arm| super::exprs::contains_await(&arm.body).is_some()),
-        _ => false,
-    }
 }
 
 /// The first `join!`, `try_join!`, `select!` or `spawn(..)` in a statement.

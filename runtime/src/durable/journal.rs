@@ -50,6 +50,12 @@ pub trait Journal: Send + Sync {
     /// What happened to step (or compensation, if `compensation`) `index` before.
     fn replayed(&self, index: u32, compensation: bool) -> Replayed;
 
+    /// The arm branch `branch` took before a restart, if it was recorded.
+    fn arm(&self, branch: u32) -> Option<u32> {
+        let _ = branch;
+        None
+    }
+
     /// Records a transition; resolves once it is durable.
     fn record(&self, entry: Entry) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -240,6 +246,10 @@ impl<St: Store + Clone> Journal for Durable<St> {
         self.replay.get(index, compensation)
     }
 
+    fn arm(&self, branch: u32) -> Option<u32> {
+        self.replay.arms.get(&branch).copied()
+    }
+
     fn record(&self, entry: Entry) -> impl Future<Output = Result<(), StoreError>> + Send {
         let (store, id) = (self.store.clone(), self.claim.id());
         TrackedWrite::new(&self.claim, async move { store.append(id, entry).await })
@@ -375,6 +385,8 @@ struct ReplayIndex {
     compensation_base: HashMap<u32, u32>,
     /// Per compensation, the last attempt number started.
     compensation_last: HashMap<u32, u32>,
+    /// Per branch, the arm it took.
+    arms: HashMap<u32, u32>,
 }
 
 impl From<&[Entry]> for ReplayIndex {
@@ -432,6 +444,9 @@ impl From<&[Entry]> for ReplayIndex {
                             };
                         }
                     }
+                }
+                Entry::Arm { branch, arm } => {
+                    index.arms.insert(*branch, *arm);
                 }
                 Entry::Intervention { retry: false, .. }
                 | Entry::Finished { .. }

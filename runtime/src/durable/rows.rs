@@ -60,6 +60,7 @@ pub(crate) fn encode(entry: Entry) -> Row {
         Entry::Intervention { retry: false, note } => {
             row("intervention_resolve", None, None, None, Some(note))
         }
+        Entry::Arm { branch, arm } => row("arm", Some(branch), Some(arm), None, None),
         Entry::Sent { messages } => {
             // Plain data with string keys: serializing it cannot fail.
             let json = serde_json::to_vec(&messages).unwrap_or_default();
@@ -121,6 +122,10 @@ pub(crate) fn decode(
         "intervention_resolve" => Entry::Intervention {
             retry: false,
             note: note()?,
+        },
+        "arm" => Entry::Arm {
+            branch: index()?,
+            arm: attempt()?,
         },
         "sent" => {
             let json = payload.ok_or("payload is missing")?;

@@ -131,6 +131,17 @@ pub enum Entry {
         /// Free text for the record.
         note: String,
     },
+    /// Branch `branch` (counted depth first in the saga's body) took arm
+    /// `arm` (counted from 0 in the order written). Written in the same commit
+    /// as the next transition after the choice (the first intent inside the
+    /// arm, or whatever comes next for an arm without steps): recovery follows
+    /// it and never evaluates the condition again.
+    Arm {
+        /// The branch's position among the saga's branches.
+        branch: u32,
+        /// The arm taken.
+        arm: u32,
+    },
     /// Messages for the outbox ([`crate::outbox`]), made by the transition
     /// written in the same commit just before this entry (a step's or a
     /// compensation's success, or the saga's commit). A store that keeps an
@@ -143,8 +154,8 @@ pub enum Entry {
 
 impl Entry {
     /// The position of the step this entry is about; `None` for
-    /// [`Finished`](Entry::Finished), [`Intervention`](Entry::Intervention)
-    /// and [`Sent`](Entry::Sent).
+    /// [`Finished`](Entry::Finished), [`Intervention`](Entry::Intervention),
+    /// [`Sent`](Entry::Sent) and [`Arm`](Entry::Arm).
     pub fn index(&self) -> Option<u32> {
         match self {
             Entry::StepStarted { index, .. }
@@ -153,7 +164,10 @@ impl Entry {
             | Entry::CompensationStarted { index, .. }
             | Entry::CompensationSucceeded { index }
             | Entry::CompensationFailed { index, .. } => Some(*index),
-            Entry::Finished { .. } | Entry::Intervention { .. } | Entry::Sent { .. } => None,
+            Entry::Finished { .. }
+            | Entry::Intervention { .. }
+            | Entry::Sent { .. }
+            | Entry::Arm { .. } => None,
         }
     }
 }

@@ -354,6 +354,7 @@ fn describe(entry: &Entry) -> String {
         Entry::Finished { status, .. } => format!("the saga finished {status}"),
         Entry::Intervention { .. } => "a person intervened".to_owned(),
         Entry::Sent { messages } => format!("{} message(s) were sent", messages.len()),
+        Entry::Arm { branch, arm } => format!("branch {branch} took arm {arm}"),
     }
 }
 

@@ -1,0 +1,205 @@
+//! Expand, branches: the arm chosen once, run, and undone on the way back.
+//!
+//! ```text
+//! let shipment = if order.express { ship_express(..).await? } else { quote(..).await?; ship_ground(..).await? };
+//! ```
+//! becomes, forward,
+//! ```text
+//! let arm: u32 = run.arm(0, 2, || if order.express { 0 } else { 1 });   // recorded, or replayed
+//! let (shipment, arms0) = match arm {
+//!     0 => { let shipment = match run.step(ship_express, 1, ..) { .. }; (shipment, Arms0::A0 {}) }
+//!     _ => { let quote = ..; let shipment = ..; (shipment, Arms0::A1 { quote }) }
+//! };
+//! ```
+//! and, on the way back from a step after the branch,
+//! ```text
+//! match arms0 { Arms0::A0 {} => B2 { shipment, .. }, Arms0::A1 { quote } => B4 { quote, shipment, .. } }
+//! ```
+//! The last arm takes `_`: an arm number the journal holds that this code has
+//! no arm for is refused by `Run::arm` before the match reads it.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote};
+use syn::Ident;
+
+use super::ast::{Branch, Choice, Node};
+use super::expand::Gen;
+use super::paths::Cont;
+
+/// The name of branch `k`'s arms enum.
+pub(super) fn enum_ident(k: usize) -> Ident {
+    format_ident!("__SagaflowArms{}", k)
+}
+
+fn variant(a: usize) -> Ident {
+    format_ident!("A{}", a)
+}
+
+/// The state `cont` names, built from the names in scope, as an expression
+/// (which returns the saga's error if nothing is left to undo).
+pub(super) fn goto(g: &Gen<'_>, cont: Cont) -> TokenStream {
+    match cont {
+        Cont::Fail => {
+            quote!(
+                return ::core::result::Result::Err(__sagaflow_run.failed(__sagaflow_failure).await)
+            )
+        }
+        Cont::State(i) => {
+            let v = &g.backward_variants[i];
+            let fields = &g.an.layout.backward[i];
+            quote!(__SagaflowState::#v { #(#fields,)* __sagaflow_failure })
+        }
+        Cont::Dispatch(k) => {
+            let bp = &g.an.paths.branches[k];
+            let (ty, ident) = (enum_ident(k), &bp.ident);
+            let arms = bp
+                .last
+                .iter()
+                .zip(&bp.data)
+                .enumerate()
+                .map(|(a, (last, data))| {
+                    let v = variant(a);
+                    let then = goto(g, *last);
+                    quote!(#ty::#v { #(#data,)* } => { #then })
+                });
+            let marker = g.if_lifetimes(quote!(#ty::__SagaflowMarker(never, _) => match never {},));
+            quote!(match #ident { #(#arms)* #marker })
+        }
+    }
+}
+
+/// A forward failure turning back to `cont`.
+pub(super) fn turn_back(g: &Gen<'_>, cont: Cont) -> TokenStream {
+    match cont {
+        Cont::Fail => {
+            quote!(return ::core::result::Result::Err(__sagaflow_run.failed(__sagaflow_failure).await);)
+        }
+        cont => {
+            let state = goto(g, cont);
+            quote!(break '__sagaflow_forward #state;)
+        }
+    }
+}
+
+/// The arms enums, one per branch: a variant per arm, with what undoing it
+/// reads of the names bound inside it.
+pub(super) fn enums(g: &Gen<'_>) -> TokenStream {
+    let (impl_generics, predicates) = (&g.impl_generics, &g.more.predicates);
+    let marker_ty = &g.marker_ty;
+    let marker = g.if_lifetimes(quote!(__SagaflowMarker(::core::convert::Infallible, #marker_ty),));
+    let enums = g.an.paths.branches.iter().enumerate().map(|(k, bp)| {
+        let ty = enum_ident(k);
+        let variants = bp.data.iter().enumerate().map(|(a, data)| {
+            let v = variant(a);
+            let decls = g.field_decls(data);
+            quote!(#v { #(#decls,)* })
+        });
+        quote! {
+            // `dead_code`: an arm's values are read only if a later step fails.
+            #[allow(non_camel_case_types, dead_code, clippy::large_enum_variant, clippy::enum_variant_names)]
+            enum #ty #impl_generics where #predicates {
+                #(#variants,)*
+                #marker
+            }
+        }
+    });
+    quote!(#(#enums)*)
+}
+
+/// The forward code of `nodes` in a saga with branches: `steps` and
+/// `branches` count what came before, depth first, as the analysis did.
+pub(super) fn forward(
+    g: &Gen<'_>,
+    nodes: &[Node],
+    steps: &mut usize,
+    branches: &mut usize,
+) -> TokenStream {
+    let mut out = TokenStream::new();
+    for node in nodes {
+        match node {
+            Node::Step(step) => {
+                out.extend(super::forward::step_code(g, *steps, step));
+                *steps += 1;
+            }
+            Node::Local(l) => {
+                let (name, ty, expr) = (&l.name, &l.ty, &l.expr);
+                out.extend(quote!(let #name: #ty = #expr;));
+            }
+            Node::Group(group) => {
+                let range = *steps..*steps + group.members.len();
+                out.extend(super::join::forward(g, &range));
+                *steps = range.end;
+            }
+            Node::Branch(b) => out.extend(branch(g, b, steps, branches)),
+        }
+    }
+    out
+}
+
+fn branch(g: &Gen<'_>, b: &Branch, steps: &mut usize, branches: &mut usize) -> TokenStream {
+    let k = *branches;
+    *branches += 1;
+    let bp = &g.an.paths.branches[k];
+    let (ty, ident) = (enum_ident(k), &bp.ident);
+    let count = b.arms.len();
+    let arms = b.arms.iter().enumerate().map(|(a, arm)| {
+        let code = forward(g, &arm.nodes, steps, branches);
+        let v = variant(a);
+        let data = &bp.data[a];
+        let value = match (&b.binding, &arm.value, &b.binding_ty) {
+            (Some(x), Some(value), Some(t)) => quote!(let #x: #t = #value;),
+            _ => TokenStream::new(),
+        };
+        let result = match &b.binding {
+            Some(x) => quote!((#x, #ty::#v { #(#data,)* })),
+            None => quote!(#ty::#v { #(#data,)* }),
+        };
+        let pat = if a + 1 == count {
+            quote!(_)
+        } else {
+            let a = Literal::u32_suffixed(a as u32);
+            quote!(#a)
+        };
+        quote!(#pat => { #code #value #result })
+    });
+    // Evaluated here, so that each arm's code (and its counters) comes first.
+    let arms: Vec<TokenStream> = arms.collect();
+    let bound = match &b.binding {
+        Some(x) => quote!((#x, #ident)),
+        None => quote!(#ident),
+    };
+    let choose = choose(b);
+    let (index, count) = (
+        Literal::u32_suffixed(k as u32),
+        Literal::u32_suffixed(count as u32),
+    );
+    quote! {
+        let __sagaflow_arm: u32 = __sagaflow_run.arm(#index, #count, || #choose);
+        let #bound = match __sagaflow_arm { #(#arms)* };
+    }
+}
+
+/// The condition as the number of the arm it chooses.
+fn choose(b: &Branch) -> TokenStream {
+    match &b.choice {
+        Choice::If(conds) => {
+            let mut e = {
+                let last = Literal::u32_suffixed(conds.len() as u32);
+                quote!(#last)
+            };
+            for (i, c) in conds.iter().enumerate().rev() {
+                let i = Literal::u32_suffixed(i as u32);
+                e = quote!(if #c { #i } else { #e });
+            }
+            e
+        }
+        Choice::Match { scrutinee, arms } => {
+            let arms = arms.iter().enumerate().map(|(i, (pat, guard))| {
+                let i = Literal::u32_suffixed(i as u32);
+                let guard = guard.as_ref().map(|g| quote!(if #g));
+                quote!(#pat #guard => #i,)
+            });
+            quote!(match #scrutinee { #(#arms)* })
+        }
+    }
+}

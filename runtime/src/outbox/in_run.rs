@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::SendError;
+use super::{Message, SendError};
 use crate::context::Phase;
 use crate::durable::Entry;
 use crate::durable::journal::Journal;
@@ -46,9 +46,20 @@ impl<H: Hooks, J: Journal> Run<'_, H, J> {
             self.journal.defer(Entry::Sent { messages });
             return Ok(());
         }
-        match outgoing.sink() {
+        self.to_sink(&messages).await
+    }
+
+    /// Delivers the messages of a transition that happened in memory to the
+    /// runner's sink: the text of what went wrong if there is no sink (a run
+    /// that sends needs one) or the sink refused them. Every kind of transition
+    /// (a step, a group member, a compensation, the body) hands over here.
+    pub(crate) async fn to_sink(&self, messages: &[Message]) -> Result<(), String> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        match self.outgoing.as_ref().and_then(|o| o.sink()) {
             Some(sink) => sink
-                .deliver_boxed(&messages)
+                .deliver_boxed(messages)
                 .await
                 .map_err(|e| format!("the runner's sink refused them: {e}")),
             None => Err(SendError::NoOutbox { saga: self.saga }.to_string()),
@@ -78,21 +89,9 @@ impl<H: Hooks, J: Journal> Run<'_, H, J> {
                     .await
             };
         }
-        if messages.is_empty() {
-            return Ok(());
-        }
-        let sink = self.outgoing.as_ref().and_then(|o| o.sink());
-        let refused = match sink {
-            Some(sink) => sink
-                .deliver_boxed(&messages)
-                .await
-                .err()
-                .map(|e| e.to_string()),
-            None => Some(SendError::NoOutbox { saga: self.saga }.to_string()),
-        };
         // The compensation happened, and undoing it is not an option: a sink
         // that refuses its messages in memory is told in the logs.
-        if let Some(error) = refused {
+        if let Err(error) = self.to_sink(&messages).await {
             tracing::error!(parent: &self.span, step = name, compensation = function, %error, "the compensation's messages were not sent");
         }
         Ok(())
@@ -127,22 +126,9 @@ impl<H: Hooks, J: Journal> Run<'_, H, J> {
             outgoing.keep_for_commit(messages);
             return Ok(());
         }
-        if messages.is_empty() {
-            return Ok(());
-        }
-        let delivered = match outgoing.sink() {
-            Some(sink) => sink.deliver_boxed(&messages).await,
-            None => {
-                let message = SendError::NoOutbox { saga: self.saga }.to_string();
-                return Err(self.messages_failed(index, message));
-            }
-        };
-        match delivered {
+        match self.to_sink(&messages).await {
             Ok(()) => Ok(()),
-            Err(e) => {
-                let message = format!("the runner's sink refused the saga's messages: {e}");
-                Err(self.messages_failed(index, message))
-            }
+            Err(message) => Err(self.messages_failed(index, message)),
         }
     }
 

@@ -358,18 +358,10 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             None => Vec::new(),
         };
         if !J::DURABLE {
-            if messages.is_empty() {
-                return Ok(());
-            }
-            let sink = self.outgoing.as_ref().and_then(|o| o.sink());
-            return match sink {
-                Some(sink) => sink.deliver_boxed(&messages).await.map_err(|e| {
-                    Ok(StepFailure::NotSent {
-                        message: format!("the runner's sink refused them: {e}"),
-                    })
-                }),
-                None => Ok(()),
-            };
+            return self
+                .to_sink(&messages)
+                .await
+                .map_err(|message| Ok(StepFailure::NotSent { message }));
         }
         let bytes =
             J::encode(output).map_err(|message| Ok(StepFailure::NotPersisted { message }))?;

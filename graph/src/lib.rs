@@ -7,10 +7,12 @@
 //! re-exports everything here.
 #![warn(missing_docs)]
 
+mod branch;
 mod graph;
 mod groups;
 mod step;
 
+pub use branch::{ArmInfo, BranchInfo};
 pub use graph::SagaGraph;
 #[doc(hidden)]
 pub use graph::format_duration;

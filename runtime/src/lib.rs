@@ -80,7 +80,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod barrier;
-mod branch;
 mod context;
 pub mod durable;
 mod error;
@@ -103,7 +102,7 @@ pub use hooks::{Hooks, NoHooks};
 pub use report::{Outcome, RunOutcome, RunReport, StepRecord};
 pub use run::CompensationResult;
 pub use saga::{Runner, Saga};
-pub use sagaflow_graph::{RetryPolicy, SagaGraph, StepInfo, StepKind};
+pub use sagaflow_graph::{ArmInfo, BranchInfo, RetryPolicy, SagaGraph, StepInfo, StepKind};
 pub use step::Step;
 
 #[doc(inline)]

@@ -28,6 +28,7 @@ use crate::step::Step;
 use crate::{RetryPolicy, StepInfo, StepKind};
 
 mod attempts;
+mod branch;
 mod durable;
 mod failure;
 mod group;

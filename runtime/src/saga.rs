@@ -34,6 +34,9 @@ pub trait Saga: Sized {
     /// The positions in [`STEPS`](Self::STEPS) of the members of each
     /// `sagaflow::join!` group, which run concurrently.
     const GROUPS: &'static [core::ops::Range<u32>] = &[];
+    /// The body's branches (`if` and `match`), depth first, with the
+    /// positions in [`STEPS`](Self::STEPS) of each arm's steps.
+    const BRANCHES: &'static [crate::BranchInfo] = &[];
 
     /// The saga's steps, kinds and compensations, with renderings as Mermaid, DOT and SVG.
     fn graph() -> SagaGraph {

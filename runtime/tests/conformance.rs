@@ -324,8 +324,13 @@ async fn every_entry_kind_reads_back_and_moves_the_status<B: Backend>(b: &B) {
             index: 0,
             output: vec![0, 159, 146, 150, 0, 255],
         },
+        Entry::Arm {
+            branch: 0,
+            arm: u32::MAX,
+        },
         started(1, u32::MAX),
         succeeded(1, ""),
+        Entry::Arm { branch: 3, arm: 0 },
         Entry::StepFailed {
             index: 2,
             error: "hotel full: ünïcödé\nsecond line".into(),

@@ -203,3 +203,24 @@ fn choose(b: &Branch) -> TokenStream {
         }
     }
 }
+
+/// `const BRANCHES`, for a saga with branches: each one's label and its arms'
+/// step positions, which the graph draws and the fingerprint covers.
+pub(super) fn branch_infos(g: &Gen<'_>) -> Option<TokenStream> {
+    if g.an.branches.is_empty() {
+        return None;
+    }
+    let infos =
+        g.an.branches
+            .iter()
+            .zip(&g.an.paths.branches)
+            .map(|(b, bp)| {
+                let label = &b.label;
+                let arms = b.arms.iter().zip(&bp.arm_steps).map(|(arm, steps)| {
+                    let (label, start, end) = (&arm.label, steps.start as u32, steps.end as u32);
+                    quote!(::sagaflow::ArmInfo::new(#label, #start, #end))
+                });
+                quote!(::sagaflow::BranchInfo::new(#label, &[#(#arms),*]))
+            });
+    Some(quote!(const BRANCHES: &'static [::sagaflow::BranchInfo] = &[#(#infos),*];))
+}

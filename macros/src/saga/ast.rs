@@ -85,8 +85,6 @@ pub(super) struct Branch {
     pub(super) arms: Vec<Arm>,
     /// The condition's source text, for the graph: `order.express`, `match order.region`.
     pub(super) label: String,
-    /// The `if` or `match` token, for errors about the whole branch.
-    pub(super) span: proc_macro2::Span,
 }
 
 /// How a branch chooses its arm.

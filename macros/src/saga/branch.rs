@@ -245,7 +245,6 @@ fn read(
             choice,
             arms,
             label,
-            span,
         },
         needs_elided,
     })

@@ -276,6 +276,7 @@ fn saga_trait_impl(g: &Gen<'_>) -> TokenStream {
         });
         quote!(const GROUPS: &'static [::core::ops::Range<u32>] = &[#(#ranges),*];)
     });
+    let branches = super::arms::branch_infos(g);
     quote! {
         #[automatically_derived]
         impl #impl_generics ::sagaflow::Saga for #type_ident #generics where #predicates {
@@ -285,6 +286,7 @@ fn saga_trait_impl(g: &Gen<'_>) -> TokenStream {
             const STEPS: &'static [::sagaflow::StepInfo] =
                 &[#(#step_infos),*];
             #groups
+            #branches
 
             fn __sagaflow_drive<__SagaflowHooks: ::sagaflow::Hooks>(
                 self,

@@ -21,7 +21,7 @@ use super::started::Started;
 use super::store::{Claims, Entry, NewSaga, SagaRecord, SagaStatus, Store, StoreError};
 use crate::hooks::{Hooks, NoHooks};
 use crate::run::Run;
-use crate::{SagaError, SagaId, StepInfo};
+use crate::{BranchInfo, SagaError, SagaId, StepInfo};
 
 /// Resumes one saga of a registered type from its record, under its claim.
 type RecoverFn<St, H> = fn(
@@ -33,6 +33,7 @@ type RecoverFn<St, H> = fn(
 struct Registration<St: Store, H> {
     steps: &'static [StepInfo],
     groups: &'static [Range<u32>],
+    branches: &'static [BranchInfo],
     recover: RecoverFn<St, H>,
 }
 
@@ -43,6 +44,7 @@ impl<St: Store, H> Clone for Registration<St, H> {
         Registration {
             steps: self.steps,
             groups: self.groups,
+            branches: self.branches,
             recover: self.recover,
         }
     }
@@ -220,6 +222,7 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Executor<St, H> {
             Registration {
                 steps: S::STEPS,
                 groups: S::GROUPS,
+                branches: S::BRANCHES,
                 recover: recover_one::<S, St, H>,
             },
         );
@@ -264,7 +267,7 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Executor<St, H> {
         let new = NewSaga {
             id,
             saga_type: S::NAME.to_owned(),
-            fingerprint: fingerprint_grouped(S::STEPS, S::GROUPS),
+            fingerprint: fingerprint_branched(S::STEPS, S::GROUPS, S::BRANCHES),
             input,
         };
         TrackedWrite::new(&claim, async move { store.create(new).await }).await?;
@@ -363,7 +366,7 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Executor<St, H> {
                 "saga {} is of type `{}`, which is not registered on this executor; register it with `Executor::register`",
                 record.id, record.saga_type
             )),
-            Some(reg) => match definition_change(reg.steps, reg.groups, &record) {
+            Some(reg) => match definition_change(reg.steps, reg.groups, reg.branches, &record) {
                 Some(diff) => Err(format!(
                     "saga {} (`{}`) was started with another definition: {diff}; its record is left as it is",
                     record.id, record.saga_type
@@ -522,13 +525,36 @@ pub fn fingerprint_grouped(steps: &[StepInfo], groups: &[Range<u32>]) -> String 
         .join(" ")
 }
 
+/// [`fingerprint_grouped`] with the saga's branches (`Saga::BRANCHES`): one
+/// part per branch after the steps, `?K=a..b|c..d` with the positions of each
+/// arm's steps, so that moving a step into another arm, or adding an arm,
+/// refuses recovery (a recorded arm number would mean another path). Without
+/// branches it is the grouped fingerprint, so earlier records still match.
+pub fn fingerprint_branched(
+    steps: &[StepInfo],
+    groups: &[Range<u32>],
+    branches: &[BranchInfo],
+) -> String {
+    let mut out = fingerprint_grouped(steps, groups);
+    for (k, b) in branches.iter().enumerate() {
+        let arms: Vec<String> = b
+            .arms()
+            .iter()
+            .map(|a| format!("{}..{}", a.steps().start, a.steps().end))
+            .collect();
+        out.push_str(&format!(" ?{}={}", k + 1, arms.join("|")));
+    }
+    out
+}
+
 /// How the stored definition differs from the code's, if it does.
 fn definition_change(
     steps: &[StepInfo],
     groups: &[Range<u32>],
+    branches: &[BranchInfo],
     record: &SagaRecord,
 ) -> Option<String> {
-    let now = fingerprint_grouped(steps, groups);
+    let now = fingerprint_branched(steps, groups, branches);
     if now == record.fingerprint {
         return None;
     }
@@ -539,6 +565,11 @@ fn definition_change(
         .collect();
     let now: Vec<&str> = now.split(' ').collect();
     for (i, (a, b)) in then.iter().zip(&now).enumerate() {
+        if a != b && (a.starts_with('?') || b.starts_with('?')) {
+            return Some(format!(
+                "its branches (`if`/`match`) and their arms' steps differ (`{a}`, now `{b}`)"
+            ));
+        }
         if a != b {
             let grouping = |p: &str| p.split_once('@').map_or(p, |(step, _)| step).to_owned();
             if grouping(a) == grouping(b) {

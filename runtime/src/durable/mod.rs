@@ -16,7 +16,7 @@ mod started;
 mod store;
 mod worker;
 
-pub use executor::{Executor, fingerprint, fingerprint_grouped};
+pub use executor::{Executor, fingerprint, fingerprint_branched, fingerprint_grouped};
 pub use journal::{Durable, MissingResource, Resources};
 pub use outcome::{DurableError, Recovered, RecoveredOutcome, RecoveryReport};
 #[cfg(feature = "postgres")]

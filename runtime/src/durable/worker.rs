@@ -13,7 +13,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::watch;
 
 use super::claim::{Claim, lock};
-use super::executor::{Executor, fingerprint_grouped};
+use super::executor::{Executor, fingerprint_branched};
 use super::journal::{Durable, Keep};
 use super::outcome::{DurableError, Recovered, RecoveredOutcome};
 use super::saga::DurableSaga;
@@ -273,7 +273,7 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Executor<St, H> {
             .submit(NewSaga {
                 id,
                 saga_type: S::NAME.to_owned(),
-                fingerprint: fingerprint_grouped(S::STEPS, S::GROUPS),
+                fingerprint: fingerprint_branched(S::STEPS, S::GROUPS, S::BRANCHES),
                 input,
             })
             .await?;

@@ -2,10 +2,10 @@
 //! once and recorded, so that recovery takes it again without evaluating the
 //! condition.
 
+use super::Run;
 use crate::durable::Entry;
 use crate::durable::journal::Journal;
 use crate::hooks::Hooks;
-use crate::run::Run;
 
 impl<H: Hooks, J: Journal> Run<'_, H, J> {
     /// The arm branch `branch` (of `arms`) takes: the one the journal recorded

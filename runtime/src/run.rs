@@ -94,8 +94,13 @@ pub struct Run<'h, H, J = NoJournal> {
     started: Option<Instant>,
     /// The saga's steps, to write the records of plain successes at the end.
     pub(crate) steps: &'static [StepInfo],
-    /// Forward steps that succeeded so far (they run in order).
+    /// Forward steps that succeeded so far (they run in order, along the arms
+    /// taken).
     succeeded: u32,
+    /// The steps of the arms a branch did not take, which the report's
+    /// rebuilt records pass over. Boxed: a saga without branches carries a
+    /// pointer for it, and only a branch with steps in another arm fills it.
+    skipped: Option<Box<Vec<core::ops::Range<u32>>>>,
     /// What cannot be rebuilt at the end: every forward step that was retried, timed
     /// or failed, and every compensation. A step that succeeded at its first attempt
     /// in an untimed run is not pushed, so the default success path never allocates.
@@ -150,6 +155,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             started: if timed { Some(Instant::now()) } else { None },
             steps,
             succeeded: 0,
+            skipped: None,
             records: Vec::new(),
             failure: None,
             report: None,

@@ -211,6 +211,22 @@ async fn a_failure_after_the_branches_undoes_the_arms_taken() {
         ]
     );
     assert_eq!(err.undone(), ["charge_vat", "ship_ground", "reserve"]);
+    // The report's rows follow the path taken, by each step's own index.
+    let ran: Vec<(u32, &str)> = err
+        .report()
+        .steps()
+        .map(|r| (r.index(), r.step()))
+        .collect();
+    assert_eq!(
+        ran,
+        [
+            (0, "reserve"),
+            (2, "quote_ground"),
+            (3, "ship_ground"),
+            (4, "charge_vat"),
+            (6, "charge")
+        ]
+    );
 
     let world = World::failing(&["charge"]);
     ship_order(&world, order(true, Region::Other))

@@ -5,7 +5,7 @@
 //! ```
 //! becomes, forward,
 //! ```text
-//! let arm: u32 = run.arm(0, 2, || if order.express { 0 } else { 1 });   // recorded, or replayed
+//! let arm: u32 = run.arm(0, BRANCHES[0].arms(), || if order.express { 0 } else { 1 });   // recorded, or replayed
 //! let (shipment, arms0) = match arm {
 //!     0 => { let shipment = match run.step(ship_express, 1, ..) { .. }; (shipment, Arms0::A0 {}) }
 //!     _ => { let quote = ..; let shipment = ..; (shipment, Arms0::A1 { quote }) }
@@ -19,8 +19,9 @@
 //! no arm for is refused by `Run::arm` before the match reads it.
 
 use proc_macro2::{Literal, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 use syn::Ident;
+use syn::spanned::Spanned;
 
 use super::ast::{Branch, Choice, Node};
 use super::expand::Gen;
@@ -146,8 +147,19 @@ fn branch(g: &Gen<'_>, b: &Branch, steps: &mut usize, branches: &mut usize) -> T
         let code = forward(g, &arm.nodes, steps, branches);
         let v = variant(a);
         let data = &bp.data[a];
+        // The value checked against the branch's type at the arm's own
+        // tokens: its last step call, or its plain value.
         let value = match (&b.binding, &arm.value, &b.binding_ty) {
-            (Some(x), Some(value), Some(t)) => quote!(let #x: #t = #value;),
+            (Some(x), Some(value), Some(t)) => {
+                quote_spanned!(value.span()=> let #x: #t = #value;)
+            }
+            (Some(x), None, Some(t)) => match arm.nodes.last() {
+                Some(Node::Step(s)) if &s.binding == x && s.binding_ty.is_none() => {
+                    let at = Ident::new(&x.to_string(), s.call.span());
+                    quote_spanned!(s.call.span()=> let #at: #t = #at;)
+                }
+                _ => TokenStream::new(),
+            },
             _ => TokenStream::new(),
         };
         let result = match &b.binding {
@@ -169,12 +181,16 @@ fn branch(g: &Gen<'_>, b: &Branch, steps: &mut usize, branches: &mut usize) -> T
         None => quote!(#ident),
     };
     let choose = choose(b);
-    let (index, count) = (
+    let (index, position) = (
         Literal::u32_suffixed(k as u32),
-        Literal::u32_suffixed(count as u32),
+        Literal::usize_unsuffixed(k),
     );
     quote! {
-        let __sagaflow_arm: u32 = __sagaflow_run.arm(#index, #count, || #choose);
+        let __sagaflow_arm: u32 = __sagaflow_run.arm(
+            #index,
+            <Self as ::sagaflow::Saga>::BRANCHES[#position].arms(),
+            || #choose,
+        );
         let #bound = match __sagaflow_arm { #(#arms)* };
     }
 }

@@ -186,6 +186,13 @@ pub(super) fn read_stmt(cx: &Ctxt, stmt: &Stmt, last: bool, index: usize, scope:
             );
             Read::Skip
         }
+        Stmt::Expr(Expr::Return(r), Some(_)) => {
+            cx.error_spanned_by(
+                r.return_token,
+                "a saga cannot `return` early: the run would end without being recorded or compensated; to stop on a condition, make the check a `#[step(read_only)]` that returns `Err(..)`, which compensates the steps before it",
+            );
+            Read::Skip
+        }
         Stmt::Expr(expr, Some(_))
             if let Some(g) = group::read(cx, expr, index, None, None, scope) =>
         {

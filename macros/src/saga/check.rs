@@ -176,3 +176,29 @@ pub(super) fn pivot_checks(steps: &[&StepCall], groups: &[Range<usize>]) -> Toke
     }
     out
 }
+
+/// Const checks that put a pivot inside a branch's arm at its call: the point
+/// of no return must lie on every path, so the pivot stands outside branches.
+pub(super) fn arm_pivot_checks(
+    steps: &[&StepCall],
+    arms: impl Iterator<Item = Range<usize>>,
+) -> TokenStream {
+    let mut out = TokenStream::new();
+    let mut inside: Vec<usize> = arms.flatten().collect();
+    inside.sort_unstable();
+    inside.dedup();
+    for i in inside {
+        let step = steps[i];
+        let path = &step.path;
+        let name = step.shown();
+        let message = format!(
+            "`{name}` is a pivot inside a branch's arm, but the point of no return must lie on every path the saga can take: move the pivot before or after the `if`/`match`, or make `{name}` `compensate = <fn>` or `retriable`"
+        );
+        out.extend(quote_spanned! {path.span()=>
+            const _: () = if ::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Pivot) {
+                ::core::panic!(#message)
+            };
+        });
+    }
+    out
+}

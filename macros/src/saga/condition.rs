@@ -46,7 +46,7 @@ pub(super) fn check_condition(cx: &Ctxt, cond: &Expr, scope: &Scope) -> bool {
         cx.error_spanned_by(
             l.let_token,
             format!(
-                "`if let` is not supported in a saga: its names would be bound again on recovery; {WHY}; write a `match` whose patterns bind nothing, and read the value in a typed local inside the arm"
+                "`if let` is not supported in a saga: recovery takes the arm the journal recorded without evaluating the condition again, so it could not bind the pattern's names again; write a `match` whose patterns bind nothing (`Region::Us {{ .. }}`, `_`), and read the value in a typed local inside the arm"
             ),
         );
         return false;
@@ -91,7 +91,7 @@ pub(super) fn binds_nothing(cx: &Ctxt, pat: &Pat) -> bool {
             cx.error_spanned_by(
                 &name,
                 format!(
-                    "a saga's `match` arm cannot bind `{name}`: {WHY}, so its names could not be bound again; match with patterns that bind nothing (`Shipping::Express {{ .. }}`, `_`) and read the field in a typed local inside the arm"
+                    "a saga's `match` arm cannot bind `{name}`: recovery takes the arm the journal recorded without evaluating the scrutinee again, so it could not bind `{name}` again; match with patterns that bind nothing (`Region::Us(_)`, `Shipping::Express {{ .. }}`) and read the field in a typed local inside the arm"
                 ),
             );
             false

@@ -162,6 +162,10 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
     let marker_field = g.if_lifetimes(quote!(__sagaflow_marker: #marker_ty,));
     let marker_init = g.if_lifetimes(quote!(__sagaflow_marker: ::core::marker::PhantomData,));
     let mut pivot_checks = check::pivot_checks(&g.an.steps, &g.an.groups);
+    pivot_checks.extend(check::arm_pivot_checks(
+        &g.an.steps,
+        g.an.paths.branches.iter().flat_map(|b| b.arm_steps.clone()),
+    ));
     let mut step_checks = check::step_checks(&g.an.steps);
     let (mut assoc_checks, mut read_checks) = (TokenStream::new(), TokenStream::new());
     if !saga.type_params.is_empty() {

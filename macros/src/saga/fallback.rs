@@ -47,12 +47,14 @@ pub(super) fn function(errors: Option<syn::Error>, mut func: ItemFn) -> TokenStr
     quote!(#errors #func)
 }
 
-/// Whether a `sagaflow::join!` is written anywhere in `block`.
+/// Whether a `sagaflow::join!` or a `sagaflow::send!` is written anywhere in `block`.
 fn has_join(block: &syn::Block) -> bool {
     struct Finder(bool);
     impl<'ast> syn::visit::Visit<'ast> for Finder {
         fn visit_macro(&mut self, m: &'ast syn::Macro) {
-            self.0 |= super::group::is_join(&m.path);
+            // A `send!` in an arm too: left as written, it would only say
+            // that it belongs in a `#[saga]` body.
+            self.0 |= super::group::is_join(&m.path) || super::send::is_send(m);
         }
     }
     let mut finder = Finder(false);

@@ -56,6 +56,12 @@ pub trait Journal: Send + Sync {
         None
     }
 
+    /// Notes that branch `branch` took arm `arm` in a run that records nothing
+    /// (the test kit's, which reports the arms no run took).
+    fn chose(&mut self, branch: u32, arm: u32) {
+        let _ = (branch, arm);
+    }
+
     /// Records a transition; resolves once it is durable.
     fn record(&self, entry: Entry) -> impl Future<Output = Result<(), StoreError>> + Send;
 

@@ -5,7 +5,8 @@ use super::*;
 
 impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     /// Every record in the order things ran: the plain successes that were not
-    /// pushed are rebuilt from the step table, since forward steps run in order.
+    /// pushed are rebuilt from the step table, since forward steps run in
+    /// order (passing over the arms not taken).
     pub(super) fn all_records(&mut self) -> Vec<StepRecord> {
         let kept = core::mem::take(&mut self.records);
         let forward_run = self.succeeded as usize + usize::from(self.failure.is_some());
@@ -16,7 +17,13 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         }
         let mut all = Vec::with_capacity(kept.len() + forward_run);
         let mut kept = kept.into_iter().peekable();
-        for (index, info) in self.steps.iter().enumerate().take(forward_run) {
+        let skipped = self.skipped.as_deref().map_or(&[][..], |s| s.as_slice());
+        let on_path = self
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !skipped.iter().any(|r| r.contains(&(*i as u32))));
+        for (index, info) in on_path.take(forward_run) {
             let index = index as u32;
             match kept.peek() {
                 Some(r) if r.phase == Phase::Forward && r.index == index => {

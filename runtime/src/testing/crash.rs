@@ -197,6 +197,7 @@ where
         runtime.block_on(self.sweep(stores, executor))
     }
 
+    /// Every input's crash sweep, in turn.
     async fn sweep<St, Mk, Fut>(
         &mut self,
         mut stores: Mk,
@@ -208,11 +209,34 @@ where
         Fut: Future<Output = Result<St, String>>,
         S: DurableSaga<Durable<CrashStore<St>>>,
     {
+        self.start_sweep();
+        let mut report = SweepReport::default();
+        for input in 0..self.inputs {
+            self.input = input;
+            self.sweep_input(&mut stores, &executor, &mut report)
+                .await?;
+        }
+        self.end_sweep("crash sweep", report)
+    }
+
+    /// One input's runs: killed after each transition of its path in turn.
+    async fn sweep_input<St, Mk, Fut>(
+        &mut self,
+        stores: &mut Mk,
+        executor: &impl Fn(CrashStore<St>) -> Executor<CrashStore<St>>,
+        report: &mut SweepReport,
+    ) -> Result<(), SweepFailure>
+    where
+        St: Store + Clone,
+        Mk: FnMut(usize) -> Fut,
+        Fut: Future<Output = Result<St, String>>,
+        S: DurableSaga<Durable<CrashStore<St>>>,
+    {
         let failure = |message: String| SweepFailure { message };
         let sweep = "crash sweep";
-        let mut report = SweepReport::default();
+        let prefix = self.input_prefix();
         for crash_after in 1usize.. {
-            let inner = stores(crash_after)
+            let inner = stores(report.runs() + 1)
                 .await
                 .map_err(|e| failure(format!("{sweep}: {e}")))?;
             let store = CrashStore {
@@ -221,7 +245,7 @@ where
             };
             let first = executor(store.clone());
             let started = first
-                .start((self.make)())
+                .start((self.make)(self.input))
                 .await
                 .map_err(|e| failure(format!("{sweep}: could not start: {e}")))?;
             let id = started.id();
@@ -238,9 +262,9 @@ where
                 .map(describe)
                 .unwrap_or_else(|| "its input was stored".to_owned());
             let case = if crashed {
-                format!("killed after transition {crash_after} ({last})")
+                format!("{prefix}killed after transition {crash_after} ({last})")
             } else {
-                "ran to its end".to_owned()
+                format!("{prefix}ran to its end")
             };
             report.cases.push(case.clone());
             let run = report.runs();
@@ -299,6 +323,11 @@ where
                 .await
                 .map_err(|e| wrong(e.to_string()))?
                 .ok_or_else(|| wrong(format!("saga {id} was lost")))?;
+            self.taken
+                .extend(record.journal.iter().filter_map(|e| match e {
+                    Entry::Arm { branch, arm } => Some((*branch, *arm)),
+                    _ => None,
+                }));
             if record.status == SagaStatus::Running {
                 return Err(wrong("the saga is still running after recovery".to_owned()));
             }
@@ -316,10 +345,10 @@ where
             let summary = summary.with_messages(stored);
             self.check(sweep, run, &summary)?;
             if !crashed {
-                return Ok(report);
+                break;
             }
         }
-        Ok(report)
+        Ok(())
     }
 }
 

@@ -91,6 +91,7 @@
 use core::fmt;
 use core::future::Future;
 
+mod arms;
 mod crash;
 mod sweeps;
 
@@ -226,6 +227,8 @@ fn messages_broken(summary: &RunSummary) -> Option<String> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SweepReport {
     cases: Vec<String>,
+    /// The arms of the saga's branches that no run took.
+    untaken_arms: Vec<String>,
 }
 
 impl SweepReport {
@@ -246,19 +249,27 @@ impl fmt::Display for SweepReport {
         for case in &self.cases {
             writeln!(f, "  {case}")?;
         }
+        for arm in &self.untaken_arms {
+            writeln!(f, "  no run took {arm}")?;
+        }
         Ok(())
     }
 }
 
 /// The in-memory journal of a sweep run: records nothing, injects its plan.
 #[doc(hidden)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Default)]
 pub struct Plan {
     /// Make every attempt of this step fail with this fault (for the first `times`
     /// attempts, or all of them if `None`).
     fail: Option<(u32, Fault, Option<u32>)>,
     /// Run this step or compensation twice.
     repeat: Option<(u32, Phase)>,
+    /// Whether the step made to fail was attempted: a step in an arm the
+    /// run did not take never is.
+    reached: core::sync::atomic::AtomicBool,
+    /// The arms the run took, as (branch, arm).
+    arms: Vec<(u32, u32)>,
 }
 
 impl Journal for Plan {
@@ -277,7 +288,15 @@ impl Journal for Plan {
         core::future::ready(Ok(()))
     }
 
+    fn chose(&mut self, branch: u32, arm: u32) {
+        self.arms.push((branch, arm));
+    }
+
     fn fault(&self, index: u32, phase: Phase, attempt: u32) -> Option<Fault> {
+        if self.fail.is_some_and(|(i, ..)| i == index) && phase == Phase::Forward {
+            self.reached
+                .store(true, core::sync::atomic::Ordering::Relaxed);
+        }
         match self.fail {
             Some((i, fault, times))
                 if i == index && phase == Phase::Forward && times.is_none_or(|t| attempt <= t) =>
@@ -312,7 +331,18 @@ type Invariant<'a> = Box<dyn FnMut(&RunSummary) -> Result<(), String> + 'a>;
 
 /// Sweeps a saga through its failure cases; see the [module docs](self).
 pub struct SagaTest<'a, S> {
-    make: Box<dyn FnMut() -> S + 'a>,
+    make: Box<dyn FnMut(usize) -> S + 'a>,
+    /// How many inputs `make` knows, and the one the current run uses.
+    inputs: usize,
+    input: usize,
+    /// Whether a sweep fails when some arm of a branch was never taken.
+    every_arm: bool,
+    /// The arms the current sweep's runs took, as (branch, arm).
+    taken: std::collections::HashSet<(u32, u32)>,
+    /// The last in-memory run: the arms it took, and whether the step made
+    /// to fail was attempted.
+    last_arms: Vec<(u32, u32)>,
+    last_reached: bool,
     invariant: Option<Invariant<'a>>,
     faults: Vec<Fault>,
     /// What the last in-memory run sent.
@@ -364,9 +394,23 @@ where
 {
     /// A test of the saga that `make` builds. `make` runs before every run of a
     /// sweep: reset the state your invariant reads there.
-    pub fn new(make: impl FnMut() -> S + 'a) -> Self {
+    pub fn new(mut make: impl FnMut() -> S + 'a) -> Self {
+        Self::with_inputs(1, move |_| make())
+    }
+
+    /// A test of the saga that `make` builds from each of `inputs` inputs
+    /// (`make(0)`, `make(1)`, ..): every sweep runs all its cases once per
+    /// input, so that inputs that take different arms of the saga's branches
+    /// cover each arm. Case names start with the input's number.
+    pub fn with_inputs(inputs: usize, make: impl FnMut(usize) -> S + 'a) -> Self {
         SagaTest {
             make: Box::new(make),
+            inputs: inputs.max(1),
+            input: 0,
+            every_arm: false,
+            taken: Default::default(),
+            last_arms: Vec::new(),
+            last_reached: false,
             invariant: None,
             faults: vec![Fault::Error, Fault::Timeout, Fault::Panic],
             sent: Vec::new(),
@@ -406,7 +450,7 @@ where
     }
 
     async fn run_once(&mut self, plan: Plan) -> Result<S::Output, SagaError<S::Error>> {
-        let saga = (self.make)();
+        let saga = (self.make)(self.input);
         let hooks = NoHooks;
         let kept = crate::outbox::sending::Kept::default();
         let id = SagaId::random();
@@ -427,7 +471,11 @@ where
         run.outgoing = Some(outgoing.clone());
         let drive = saga.__sagaflow_drive_with(&mut run);
         let result = crate::outbox::sending::WithOutgoing::new(drive, Some(outgoing)).await;
+        let plan = core::mem::take(&mut run.journal);
         drop(run);
+        self.taken.extend(plan.arms.iter().copied());
+        self.last_arms = plan.arms;
+        self.last_reached = plan.reached.into_inner();
         self.sent = kept.take();
         result
     }

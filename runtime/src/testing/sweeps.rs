@@ -9,44 +9,75 @@ where
 {
     /// Runs the saga once clean, then once per step and fault with that step made
     /// to fail, checking the compensations and the invariant after each run.
+    ///
+    /// A step in an arm that the input does not take is not reached: its run
+    /// is listed as such, and checked against the invariant only.
     pub fn failure_sweep(&mut self) -> Result<SweepReport, SweepFailure> {
         let runtime = paused_runtime()?;
         runtime.block_on(async {
-            let sweep = "failure sweep";
+            self.start_sweep();
             let mut report = SweepReport::default();
+            for input in 0..self.inputs {
+                self.input = input;
+                self.failure_sweep_input(&mut report).await?;
+            }
+            self.end_sweep("failure sweep", report)
+        })
+    }
+
+    async fn failure_sweep_input(&mut self, report: &mut SweepReport) -> Result<(), SweepFailure> {
+        {
+            let sweep = "failure sweep";
+            let prefix = self.input_prefix();
             let clean = self.run_once(Plan::default()).await;
-            let summary = RunSummary::of("no fault".to_owned(), &clean).with_messages(core::mem::take(&mut self.sent));
+            let summary = RunSummary::of(format!("{prefix}no fault"), &clean)
+                .with_messages(core::mem::take(&mut self.sent));
             report.cases.push(summary.case.clone());
             self.check(sweep, report.runs(), &summary)?;
             for (index, info) in S::STEPS.iter().enumerate() {
                 let index = index as u32;
-                let compensatable_before = undone_when_failing::<S>(index);
                 for fault in self.faults.clone() {
                     let retriable = info.kind() == StepKind::Retriable;
                     let times = if retriable { Some(2) } else { None };
-                    let case = if retriable {
-                        format!("`{}` (retriable) made to fail twice by {fault}", info.name())
+                    let mut case = if retriable {
+                        format!(
+                            "{prefix}`{}` (retriable) made to fail twice by {fault}",
+                            info.name()
+                        )
                     } else {
-                        format!("`{}` made to fail by {fault}", info.name())
+                        format!("{prefix}`{}` made to fail by {fault}", info.name())
                     };
                     let result = self
                         .run_once(Plan {
                             fail: Some((index, fault, times)),
-                            repeat: None,
+                            ..Plan::default()
                         })
                         .await;
-                    let summary = RunSummary::of(case.clone(), &result).with_messages(core::mem::take(&mut self.sent));
+                    let reached = self.last_reached;
+                    if !reached {
+                        case.push_str(" (not reached: in an arm this input does not take)");
+                    }
+                    let compensatable_before = undone_when_failing::<S>(index, &self.last_arms);
+                    let summary = RunSummary::of(case.clone(), &result)
+                        .with_messages(core::mem::take(&mut self.sent));
                     report.cases.push(case.clone());
                     let run = report.runs();
                     let wrong = |what: String| SweepFailure {
                         message: format!("{sweep}, run {run} ({case}): {what}"),
                     };
-                    if retriable {
+                    if !reached {
+                        // Nothing to expect of a step that never ran.
+                    } else if retriable {
                         if let Err(e) = &result {
                             return Err(wrong(format!(
                                 "a retriable step must be retried until it succeeds, but the saga ended with `{}` failed ({})",
                                 e.failed_step(),
-                                e.report().records().iter().rev().find_map(|r| r.error()).unwrap_or("no error text")
+                                e.report()
+                                    .records()
+                                    .iter()
+                                    .rev()
+                                    .find_map(|r| r.error())
+                                    .unwrap_or("no error text")
                             )));
                         }
                     } else {
@@ -63,8 +94,11 @@ where
                             )));
                         }
                         if !e.failed_compensations().is_empty() {
-                            let failed: Vec<String> =
-                                e.failed_compensations().iter().map(|c| c.to_string()).collect();
+                            let failed: Vec<String> = e
+                                .failed_compensations()
+                                .iter()
+                                .map(|c| c.to_string())
+                                .collect();
                             return Err(wrong(format!(
                                 "a compensation failed: {}",
                                 failed.join("; ")
@@ -82,8 +116,8 @@ where
                     self.check(sweep, run, &summary)?;
                 }
             }
-            Ok(report)
-        })
+            Ok(())
+        }
     }
 
     /// Runs each step twice, and each compensation twice (after making a later
@@ -91,22 +125,36 @@ where
     pub fn repeat_sweep(&mut self) -> Result<SweepReport, SweepFailure> {
         let runtime = paused_runtime()?;
         runtime.block_on(async {
-            let sweep = "repeat sweep";
+            self.start_sweep();
             let mut report = SweepReport::default();
+            for input in 0..self.inputs {
+                self.input = input;
+                self.repeat_sweep_input(&mut report).await?;
+            }
+            self.end_sweep("repeat sweep", report)
+        })
+    }
+
+    async fn repeat_sweep_input(&mut self, report: &mut SweepReport) -> Result<(), SweepFailure> {
+        {
+            let sweep = "repeat sweep";
+            let prefix = self.input_prefix();
             for (index, info) in S::STEPS.iter().enumerate() {
-                let case = format!("`{}` delivered twice", info.name());
+                let case = format!("{prefix}`{}` delivered twice", info.name());
                 let result = self
                     .run_once(Plan {
-                        fail: None,
                         repeat: Some((index as u32, Phase::Forward)),
+                        ..Plan::default()
                     })
                     .await;
                 report.cases.push(case.clone());
-                let summary = RunSummary::of(case, &result).with_messages(core::mem::take(&mut self.sent));
+                let summary =
+                    RunSummary::of(case, &result).with_messages(core::mem::take(&mut self.sent));
                 self.check(sweep, report.runs(), &summary)?;
             }
             for (index, info) in S::STEPS.iter().enumerate() {
-                let (StepKind::Compensatable, Some(compensation)) = (info.kind(), info.compensation())
+                let (StepKind::Compensatable, Some(compensation)) =
+                    (info.kind(), info.compensation())
                 else {
                     continue;
                 };
@@ -121,7 +169,7 @@ where
                     continue;
                 };
                 let case = format!(
-                    "`{}` made to fail, so that `{compensation}` (undoing `{}`) runs, delivered twice",
+                    "{prefix}`{}` made to fail, so that `{compensation}` (undoing `{}`) runs, delivered twice",
                     trigger.name(),
                     info.name()
                 );
@@ -129,34 +177,41 @@ where
                     .run_once(Plan {
                         fail: Some((later as u32, Fault::Error, None)),
                         repeat: Some((index as u32, Phase::Compensation)),
+                        ..Plan::default()
                     })
                     .await;
                 report.cases.push(case.clone());
-                let summary = RunSummary::of(case.clone(), &result).with_messages(core::mem::take(&mut self.sent));
+                let summary = RunSummary::of(case.clone(), &result)
+                    .with_messages(core::mem::take(&mut self.sent));
                 if let Err(e) = &result
-                    && !e.failed_compensations().is_empty() {
-                        let failed: Vec<String> =
-                            e.failed_compensations().iter().map(|c| c.to_string()).collect();
-                        return Err(SweepFailure {
-                            message: format!(
-                                "{sweep}, run {} ({case}): a compensation failed: {}",
-                                report.runs(),
-                                failed.join("; ")
-                            ),
-                        });
-                    }
+                    && !e.failed_compensations().is_empty()
+                {
+                    let failed: Vec<String> = e
+                        .failed_compensations()
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect();
+                    return Err(SweepFailure {
+                        message: format!(
+                            "{sweep}, run {} ({case}): a compensation failed: {}",
+                            report.runs(),
+                            failed.join("; ")
+                        ),
+                    });
+                }
                 self.check(sweep, report.runs(), &summary)?;
             }
-            Ok(report)
-        })
+            Ok(())
+        }
     }
 }
 
 /// What a saga undoes when step `index` fails for good and every other step
 /// works: the other members of its `sagaflow::join!` group, if it is in one
 /// (latest first), then the steps before it (or its group), latest first;
-/// only the compensatable ones.
-pub(super) fn undone_when_failing<S: Saga>(index: u32) -> Vec<&'static str> {
+/// only the compensatable ones, and only those on the path the run took
+/// (`arms`: not in an arm it did not take).
+pub(super) fn undone_when_failing<S: Saga>(index: u32, arms: &[(u32, u32)]) -> Vec<&'static str> {
     let group = S::GROUPS.iter().find(|r| r.contains(&index));
     let start = group.map_or(index, |r| r.start);
     let siblings = group
@@ -165,6 +220,7 @@ pub(super) fn undone_when_failing<S: Saga>(index: u32) -> Vec<&'static str> {
         .filter(|&i| i != index);
     siblings
         .chain((0..start).rev())
+        .filter(|&i| !super::arms::off_path::<S>(i, arms))
         .map(|i| &S::STEPS[i as usize])
         .filter(|s| s.kind() == StepKind::Compensatable)
         .map(|s| s.name())

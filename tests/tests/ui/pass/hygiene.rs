@@ -141,6 +141,27 @@ pub mod shadowing {
         let told = tell(id).await?;
         Ok((booking.id, seen, told))
     }
+
+    /// A saga with branches, under the same lints.
+    #[saga]
+    pub async fn choose(seat: u32, bx: &Box) -> Result<u32, Error> {
+        let booking = book(&seat, Option).await?;
+        let told = if seat > 1 {
+            let seen = look(&booking).await?;
+            let n: u32 = seat + 1;
+            tell(n).await?
+        } else {
+            tell(seat).await?
+        };
+        match seat {
+            0 => {
+                let _ = look(&booking).await?;
+            }
+            _ => {}
+        }
+        let _ = commit(&booking, bx).await?;
+        Ok(booking.id)
+    }
 }
 
 /// Runs the saga.
@@ -152,4 +173,5 @@ fn main() {
     let (id, _, _) = rt.block_on(shadowing::reserve(3, &shadowing::Box)).unwrap();
     assert_eq!(id, 3);
     let _graph = shadowing::ReserveSaga::graph();
+    assert_eq!(rt.block_on(shadowing::choose(2, &shadowing::Box)).unwrap(), 2);
 }

@@ -29,14 +29,21 @@ async fn cancel_hotel(_hotels: &Hotels, _trip: &Trip, _booking: &Booking) -> Res
     Ok(())
 }
 
-// A step per case, chosen by a `match` on an input.
+// A `let` whose value is a branch over two steps: each arm ends with a step
+// call whose output is the value.
 #[saga]
 async fn book_trip(airline: &Airline, hotels: &Hotels, trip: Trip) -> Result<u64, String> {
-    match trip.id {
-        0 => book_flight(airline, &trip).await?,
-        _ => book_hotel(hotels, &trip).await?,
+    let booking: Booking = if trip.id == 0 {
+        book_flight(airline, &trip).await?
+    } else {
+        book_hotel(hotels, &trip).await?
     };
-    Ok(1)
+    Ok(booking.price)
 }
 
-fn main() {}
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let trip = Trip { id: 0 };
+    assert_eq!(rt.block_on(book_trip(&Airline, &Hotels, trip)).unwrap(), 100);
+    assert_eq!(rt.block_on(book_trip(&Airline, &Hotels, Trip { id: 1 })).unwrap(), 80);
+}

@@ -22,6 +22,7 @@ mod tests;
 use core::fmt;
 use core::time::Duration;
 
+use crate::branch::BranchInfo;
 use crate::step::{RetryPolicy, StepInfo, StepKind};
 
 /// The steps of a saga in order, with their kinds, compensations and policies.
@@ -59,6 +60,7 @@ use crate::step::{RetryPolicy, StepInfo, StepKind};
 pub struct SagaGraph {
     name: &'static str,
     steps: &'static [StepInfo],
+    branches: &'static [BranchInfo],
 }
 
 impl SagaGraph {
@@ -66,7 +68,23 @@ impl SagaGraph {
     ///
     /// `const` so that the macro can write the graph as a constant next to the step table.
     pub const fn new(name: &'static str, steps: &'static [StepInfo]) -> Self {
-        SagaGraph { name, steps }
+        SagaGraph {
+            name,
+            steps,
+            branches: &[],
+        }
+    }
+
+    /// The same graph with the body's branches (`if` and `match`), drawn as a
+    /// diamond labelled with the condition and the arms side by side.
+    pub const fn with_branches(mut self, branches: &'static [BranchInfo]) -> Self {
+        self.branches = branches;
+        self
+    }
+
+    /// The branches, depth first.
+    pub const fn branches(&self) -> &'static [BranchInfo] {
+        self.branches
     }
 
     /// The saga's name, as the saga function is called.

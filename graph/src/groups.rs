@@ -44,7 +44,10 @@ impl SagaGraph {
 
     /// The forward edges, `start` to `done`: into every member of a group from
     /// what is before it, and out of every member to what is after it.
-    pub(crate) fn forward_edges(&self) -> Vec<(String, String)> {
+    pub(crate) fn forward_edges(&self) -> Vec<(String, String, Option<&'static str>)> {
+        if !self.branches().is_empty() {
+            return self.flow().edges;
+        }
         let mut edges = Vec::new();
         let mut from = vec!["start".to_owned()];
         let mut i = 0;
@@ -54,14 +57,14 @@ impl SagaGraph {
             let to: Vec<String> = range.clone().map(|j| format!("s{j}")).collect();
             for f in &from {
                 for t in &to {
-                    edges.push((f.clone(), t.clone()));
+                    edges.push((f.clone(), t.clone(), None));
                 }
             }
             from = to;
             i = range.end;
         }
         for f in from {
-            edges.push((f, "done".to_owned()));
+            edges.push((f, "done".to_owned(), None));
         }
         edges
     }
@@ -69,6 +72,9 @@ impl SagaGraph {
     /// Where undoing goes on from a point before step `index`: the nearest
     /// compensation before it, or all of its group's at once, or `undone`.
     pub(crate) fn undo_targets_before(&self, index: usize) -> Vec<String> {
+        if !self.branches().is_empty() {
+            return self.undo_along_paths(index);
+        }
         let Some(j) = self.steps()[..index]
             .iter()
             .rposition(|s| compensation_of(s).is_some())

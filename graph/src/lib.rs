@@ -10,6 +10,7 @@
 mod branch;
 mod graph;
 mod groups;
+mod paths;
 mod step;
 
 pub use branch::{ArmInfo, BranchInfo};

@@ -40,7 +40,7 @@ pub trait Saga: Sized {
 
     /// The saga's steps, kinds and compensations, with renderings as Mermaid, DOT and SVG.
     fn graph() -> SagaGraph {
-        SagaGraph::new(Self::NAME, Self::STEPS)
+        SagaGraph::new(Self::NAME, Self::STEPS).with_branches(Self::BRANCHES)
     }
 
     /// Drives the generated state machine. Not public API: use a [`Runner`].

@@ -362,3 +362,44 @@ async fn nested_branches_and_plain_values() {
         ]
     );
 }
+
+#[test]
+fn the_graph_draws_a_diamond_per_branch_with_the_arms_side_by_side() {
+    let graph = ShipOrderSaga::graph();
+    assert_eq!(graph.branches().len(), 2);
+    let mermaid = graph.to_mermaid();
+    for line in [
+        "b0{\"order.express\"}",
+        "b1{\"match order.region\"}",
+        "s0 --> b0",
+        "b0 -->|\"true\"| s1",
+        "b0 -->|\"false\"| s2",
+        "s2 --> s3",
+        "s1 --> b1",
+        "s3 --> b1",
+        "b1 -->|\"Region#58;#58;Eu\"| s4",
+        "b1 -->|\"Region#58;#58;Us\"| s5",
+        // The arm without steps goes straight on.
+        "b1 -->|\"_\"| s6",
+        "s4 --> s6",
+        // A failure after the branches undoes the arm that ran, whichever it was.
+        "s6 -.->|fails| c4",
+        "s6 -.->|fails| c5",
+        "s6 -.->|fails| c1",
+        "s6 -.->|fails| c3",
+        // The second arm's first step turns back to before the branch.
+        "s2 -.->|fails| c0",
+        "c3 -.-> c0",
+        "c1 -.-> c0",
+    ] {
+        assert!(mermaid.contains(line), "{line}:\n{mermaid}");
+    }
+    assert!(!mermaid.contains("s1 --> s2"), "{mermaid}");
+    assert!(!mermaid.contains("c3 -.-> c1"), "{mermaid}");
+    let dot = graph.to_dot();
+    assert!(
+        dot.contains("b0 [label=\"order.express\", shape=diamond];"),
+        "{dot}"
+    );
+    assert!(dot.contains("b0 -> s2 [label=\"false\"];"), "{dot}");
+}

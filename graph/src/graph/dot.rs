@@ -71,8 +71,22 @@ impl SagaGraph {
                     .join(" ")
             );
         }
-        for (from, to) in self.forward_edges() {
-            let _ = writeln!(out, "    {from} -> {to};");
+        for (k, b) in self.branches().iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "    b{k} [label=\"{}\", shape=diamond];",
+                dot_escape(b.label())
+            );
+        }
+        for (from, to, label) in self.forward_edges() {
+            match label {
+                Some(label) => {
+                    let _ = writeln!(out, "    {from} -> {to} [label=\"{}\"];", dot_escape(label));
+                }
+                None => {
+                    let _ = writeln!(out, "    {from} -> {to};");
+                }
+            }
         }
         for (i, step) in steps.iter().enumerate() {
             if compensation_of(step).is_some() {

@@ -46,6 +46,9 @@ impl SagaGraph {
             };
             let _ = writeln!(out, "    s{i}{open}\"{label}\"{close}");
         }
+        for (k, b) in self.branches().iter().enumerate() {
+            let _ = writeln!(out, "    b{k}{{\"{}\"}}", mermaid_escape(b.label()));
+        }
         out.push_str("    done((\"done\"))\n");
         if steps.iter().any(|s| compensation_of(s).is_some()) {
             out.push_str("    %% compensations\n");
@@ -69,8 +72,16 @@ impl SagaGraph {
             out.push_str("    end\n");
         }
         out.push_str("    %% forward\n");
-        for (from, to) in self.forward_edges() {
-            let _ = writeln!(out, "    {from} --> {to}");
+        for (from, to, label) in self.forward_edges() {
+            match label {
+                Some(label) => {
+                    let label = mermaid_escape(label);
+                    let _ = writeln!(out, "    {from} -->|\"{label}\"| {to}");
+                }
+                None => {
+                    let _ = writeln!(out, "    {from} --> {to}");
+                }
+            }
         }
 
         if last_fail.is_some() {

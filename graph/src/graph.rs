@@ -172,6 +172,23 @@ impl fmt::Display for SagaGraph {
             }
             write!(f, "\n{}. {} ({})", i + 1, step.name(), parts.join(", "))?;
         }
+        // Then each branch: `if order.express: true → 2, false → 3-4`.
+        for b in self.branches {
+            let arms: Vec<String> = b
+                .arms()
+                .iter()
+                .map(|a| {
+                    let r = a.steps();
+                    let steps = match r.len() {
+                        0 => "no step".to_owned(),
+                        1 => format!("{}", r.start + 1),
+                        _ => format!("{}-{}", r.start + 1, r.end),
+                    };
+                    format!("{} → {steps}", a.label())
+                })
+                .collect();
+            write!(f, "\nbranch on {}: {}", b.label(), arms.join(", "))?;
+        }
         Ok(())
     }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use proc_macro2::{Literal, TokenStream, TokenTree};
 use quote::quote;
-use sagaflow_graph::{RetryPolicy, SagaGraph, StepInfo, StepKind};
+use sagaflow_graph::{ArmInfo, BranchInfo, RetryPolicy, SagaGraph, StepInfo, StepKind};
 
 /// The fields of a step's declaration, in the order the callback carries them.
 pub(crate) fn encode(info: &StepInfo) -> TokenStream {
@@ -124,10 +124,23 @@ fn decode_step(group: TokenStream) -> Option<StepInfo> {
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let mut tokens = input.into_iter().peekable();
     let name = tokens.next().as_ref().and_then(string_of);
-    // `"1..3"`: the positions of a group's members.
+    // `"1..3"`: the positions of a group's members; `"?.."`: a branch.
     let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut branches: Vec<BranchInfo> = Vec::new();
     while let Some(TokenTree::Literal(_)) = tokens.peek() {
-        let range = tokens.next().as_ref().and_then(string_of).and_then(|r| {
+        let text = tokens.next().as_ref().and_then(string_of);
+        if let Some(branch) = text.as_deref().and_then(|t| t.strip_prefix('?')) {
+            match decode_branch(branch) {
+                Some(b) => branches.push(b),
+                None => {
+                    return quote!(::core::compile_error!(
+                        "sagaflow: a malformed saga graph branch"
+                    ));
+                }
+            }
+            continue;
+        }
+        let range = text.and_then(|r| {
             let (start, end) = r.split_once("..")?;
             Some((start.parse().ok()?, end.parse().ok()?))
         });
@@ -161,10 +174,28 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
             "sagaflow: a step was declared by a different version of `#[step]`; build the saga and its steps with the same sagaflow"
         ));
     };
-    let graph = SagaGraph::new(leak(name), Vec::leak(steps));
+    let graph = SagaGraph::new(leak(name), Vec::leak(steps)).with_branches(Vec::leak(branches));
     let section = section(&graph);
     let lit = Literal::string(&section);
     quote!(#lit)
+}
+
+/// A branch as `arms::branch_literals` wrote it, after its `?`.
+fn decode_branch(text: &str) -> Option<BranchInfo> {
+    let mut parts = text.split('\u{1f}');
+    let label = leak(parts.next()?.to_owned());
+    let arms: Option<Vec<ArmInfo>> = parts
+        .map(|arm| {
+            let (label, steps) = arm.split_once('\u{1e}')?;
+            let (start, end) = steps.split_once("..")?;
+            Some(ArmInfo::new(
+                leak(label.to_owned()),
+                start.parse().ok()?,
+                end.parse().ok()?,
+            ))
+        })
+        .collect();
+    Some(BranchInfo::new(label, Vec::leak(arms?)))
 }
 
 fn section(graph: &SagaGraph) -> String {
@@ -172,10 +203,17 @@ fn section(graph: &SagaGraph) -> String {
         "\n\n# Saga graph\n\n{svg}\n\nSteps run left to right. A solid box is undone by the compensation \
          drawn under it; a dashed box is read-only; the thick box is the pivot, the point of no \
          return; a retriable step is retried until it succeeds. When a step fails, the \
-         compensations to its left run right to left.\n\n\
+         compensations to its left run right to left.{branches}\n\n\
          As text:\n\n```text\n{text}\n```\n",
         svg = graph.to_svg(),
         text = graph,
+        branches = if graph.branches().is_empty() {
+            ""
+        } else {
+            " A diamond is a branch (`if` or `match`), labelled with its condition; over each arm's \
+             steps, a dashed frame names the arm, and `or` stands between arms: one of them runs, \
+             the one recorded, and a failure undoes only the steps of the path taken."
+        },
     )
 }
 
@@ -219,6 +257,22 @@ mod tests {
             text.contains("1. a (compensate: undo, compensation"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn branches_travel_after_the_groups() {
+        let step = |name: &str| quote!({ #name "compensate" "undo" "0" "1" "2" "" "5" "1" "2" "" });
+        let (a, b, c) = (step("a"), step("b"), step("c"));
+        let branch = "?order.express\u{1f}true\u{1e}1..2\u{1f}false\u{1e}2..3";
+        let out = expand(quote!("trip" #branch #a #b #c));
+        let text: String = syn::parse2::<syn::LitStr>(out).unwrap().value();
+        assert!(
+            text.contains("branch on order.express: true → 2, false → 3"),
+            "{text}"
+        );
+        assert!(text.contains("A diamond is a branch"), "{text}");
+        assert!(text.contains(">order.express</text>"), "{text}");
+        assert!(text.contains(">or</text>"), "{text}");
     }
 
     #[test]

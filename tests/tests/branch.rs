@@ -402,4 +402,18 @@ fn the_graph_draws_a_diamond_per_branch_with_the_arms_side_by_side() {
         "{dot}"
     );
     assert!(dot.contains("b0 -> s2 [label=\"false\"];"), "{dot}");
+    let svg = graph.to_svg();
+    assert!(svg.contains(">order.express</text>"), "{svg}");
+    assert!(
+        svg.contains(">match order.region (_: no step)</text>"),
+        "{svg}"
+    );
+    assert_eq!(svg.matches(">or</text>").count(), 2, "{svg}");
+    assert!(!svg.contains("\n\n"));
+    assert!(
+        graph
+            .to_string()
+            .contains("branch on order.express: true → 2, false → 3-4"),
+        "{graph}"
+    );
 }

@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 
 use super::*;
 
+mod branches;
+
 impl SagaGraph {
     /// The graph as a self-contained SVG picture, for rustdoc and any HTML page.
     ///
@@ -113,7 +115,9 @@ impl SagaGraph {
             x += w + GAP;
         }
         let done_x = x;
-        let mut width = done_x + done_w + MARGIN;
+        let spans: Vec<branches::Span> = cols.iter().map(|c| (c.x, c.w)).collect();
+        let mut width =
+            (done_x + done_w + MARGIN).max(self.branches_right(&spans, done_x) + MARGIN);
 
         // Vertical layout: the steps' row, and under it the compensations' lane.
         let row_f = cols.iter().map(|c| c.step_h).fold(PILL_H, f64::max);
@@ -122,11 +126,12 @@ impl SagaGraph {
             .filter(|c| c.comp.is_some())
             .map(|c| c.comp_h)
             .fold(PILL_H, f64::max);
-        let y_f = MARGIN + row_f / 2.0;
+        // Over the row, a band for the branches' diamonds, if any.
+        let y_f = MARGIN + self.branch_band() + row_f / 2.0;
         let y_c = y_f + row_f / 2.0 + ROW_GAP + row_c / 2.0;
         let legend_y = y_c + row_c / 2.0 + 22.0;
         let height = if last_fail.is_some() {
-            width = width.max(2.0 * MARGIN + text_width(LEGEND, SMALL_CHAR_W));
+            width = width.max(2.0 * MARGIN + text_width(self.legend(), SMALL_CHAR_W));
             legend_y + MARGIN
         } else if has_lower {
             y_c + row_c / 2.0 + MARGIN
@@ -167,7 +172,16 @@ impl SagaGraph {
         for (i, (step, col)) in steps.iter().zip(&cols).enumerate() {
             // Inside a `sagaflow::join!` group, no arrow between members but
             // `‖`: they run at once, in the dashed frame drawn around them.
+            // A later arm of a branch: no arrow from the arm before it, `or`.
             match self.group_of(i) {
+                _ if self.starts_later_arm(i) => {
+                    let _ = writeln!(
+                        out,
+                        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\" fill=\"currentColor\">or</text>",
+                        num((prev_right + col.x) / 2.0),
+                        num(y_f + 4.0),
+                    );
+                }
                 Some(range) if range.start != i => {
                     let _ = writeln!(
                         out,
@@ -214,6 +228,7 @@ impl SagaGraph {
             }
         }
         line(&mut out, prev_right, y_f, done_x, y_f, &arrow);
+        self.draw_branches(&mut out, &spans, done_x, y_f, row_f);
         pill(
             &mut out,
             done_x + done_w / 2.0,
@@ -295,7 +310,7 @@ impl SagaGraph {
                 "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"currentColor\">{}</text>",
                 num(MARGIN),
                 num(legend_y),
-                xml_escape(LEGEND)
+                xml_escape(self.legend())
             );
         }
         out.push_str("</svg>");
@@ -321,6 +336,17 @@ const ROW_GAP: f64 = 44.0;
 /// The stroke of most shapes.
 const THIN: &str = "stroke-width=\"1.5\"";
 const LEGEND: &str = "dashed: when a step fails, the compensations to its left run, right to left";
+const LEGEND_BRANCHES: &str = "dashed: when a step fails, the compensations to its left on the path taken run, right to left, passing over the arms not taken";
+
+impl SagaGraph {
+    fn legend(&self) -> &'static str {
+        if self.branches().is_empty() {
+            LEGEND
+        } else {
+            LEGEND_BRANCHES
+        }
+    }
+}
 
 /// One step's column in the SVG.
 struct Column {

@@ -240,3 +240,23 @@ pub(super) fn branch_infos(g: &Gen<'_>) -> Option<TokenStream> {
             });
     Some(quote!(const BRANCHES: &'static [::sagaflow::BranchInfo] = &[#(#infos),*];))
 }
+
+/// Each branch as the rustdoc picture's callback carries it (see
+/// `graph_doc::decode_branch`): `?` then the label and each arm's label and
+/// steps, separated by control characters that source text cannot hold.
+pub(super) fn branch_literals(g: &Gen<'_>) -> Vec<String> {
+    g.an.branches
+        .iter()
+        .zip(&g.an.paths.branches)
+        .map(|(b, bp)| {
+            let mut out = format!("?{}", b.label);
+            for (arm, steps) in b.arms.iter().zip(&bp.arm_steps) {
+                out.push_str(&format!(
+                    "\u{1f}{}\u{1e}{}..{}",
+                    arm.label, steps.start, steps.end
+                ));
+            }
+            out
+        })
+        .collect()
+}

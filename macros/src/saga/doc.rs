@@ -53,6 +53,7 @@ pub(super) fn type_doc(saga: &Saga) -> String {
 pub(super) fn graph_doc_call(
     steps: &[&StepCall],
     groups: &[std::ops::Range<usize>],
+    branches: &[String],
     name: &str,
 ) -> TokenStream {
     let mut entries = Vec::new();
@@ -68,7 +69,7 @@ pub(super) fn graph_doc_call(
     };
     let rest = entries.map(|(m, s)| quote!({ {#m} {#s} }));
     let groups = groups.iter().map(|r| format!("{}..{}", r.start, r.end));
-    quote!(#first!(@sagaflow_graph #first_selector [ #(#rest)* ] [ #name #(#groups)* ]))
+    quote!(#first!(@sagaflow_graph #first_selector [ #(#rest)* ] [ #name #(#groups)* #(#branches)* ]))
 }
 
 /// A step's callback macro and selector; `None` for a step method whose

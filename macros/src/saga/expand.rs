@@ -178,7 +178,8 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
     let fn_doc = doc::saga_doc(saga);
     let type_doc = doc::type_doc(saga);
     let asyncness = &sig.asyncness;
-    let graph_doc = doc::graph_doc_call(&g.an.steps, &g.an.groups, &saga_name);
+    let branches = super::arms::branch_literals(&g);
+    let graph_doc = doc::graph_doc_call(&g.an.steps, &g.an.groups, &branches, &saga_name);
     let durable_impl = durable::durable_saga_impl(&g);
     let arms_enums = super::arms::enums(&g);
     let saga_impl = saga_trait_impl(&g);

@@ -62,6 +62,8 @@
 //! 8. [Saga graphs](guide::graphs): pictures in rustdoc, Mermaid, DOT and SVG.
 //! 9. [The transactional outbox](guide::outbox): [`send!`] and
 //!    [`StepContext::send`], the relay and its sinks.
+//! 10. [Branches](guide::branches): `if` and `match` over saga data, the arm
+//!     taken recorded and followed on recovery.
 //!
 //! # Features
 //!

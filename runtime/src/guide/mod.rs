@@ -18,6 +18,8 @@
 //!    and how they are undone.
 //! 10. [The transactional outbox](outbox): messages sent with the saga's
 //!     transitions, all or none, and relayed to a broker.
+//! 11. [Branches](branches): `if` and `match` over saga data, the arm taken
+//!     recorded and followed on recovery, and undone along the path taken.
 //!
 //! The pages hold no items: they are documentation only.
 
@@ -57,3 +59,6 @@ pub mod concurrent {}
 
 #[doc = include_str!("outbox.md")]
 pub mod outbox {}
+
+#[doc = include_str!("branches.md")]
+pub mod branches {}

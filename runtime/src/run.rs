@@ -100,6 +100,7 @@ pub struct Run<'h, H, J = NoJournal> {
     /// The steps of the arms a branch did not take, which the report's
     /// rebuilt records pass over. Boxed: a saga without branches carries a
     /// pointer for it, and only a branch with steps in another arm fills it.
+    #[allow(clippy::box_collection)]
     skipped: Option<Box<Vec<core::ops::Range<u32>>>>,
     /// What cannot be rebuilt at the end: every forward step that was retried, timed
     /// or failed, and every compensation. A step that succeeded at its first attempt

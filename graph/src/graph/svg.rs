@@ -175,12 +175,7 @@ impl SagaGraph {
             // A later arm of a branch: no arrow from the arm before it, `or`.
             match self.group_of(i) {
                 _ if self.starts_later_arm(i) => {
-                    let _ = writeln!(
-                        out,
-                        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\" fill=\"currentColor\">or</text>",
-                        num((prev_right + col.x) / 2.0),
-                        num(y_f + 4.0),
-                    );
+                    branches::or(&mut out, (prev_right + col.x) / 2.0, y_f)
                 }
                 Some(range) if range.start != i => {
                     let _ = writeln!(
@@ -335,18 +330,8 @@ const GAP: f64 = 40.0;
 const ROW_GAP: f64 = 44.0;
 /// The stroke of most shapes.
 const THIN: &str = "stroke-width=\"1.5\"";
-const LEGEND: &str = "dashed: when a step fails, the compensations to its left run, right to left";
-const LEGEND_BRANCHES: &str = "dashed: when a step fails, the compensations to its left on the path taken run, right to left, passing over the arms not taken";
-
-impl SagaGraph {
-    fn legend(&self) -> &'static str {
-        if self.branches().is_empty() {
-            LEGEND
-        } else {
-            LEGEND_BRANCHES
-        }
-    }
-}
+pub(super) const LEGEND: &str =
+    "dashed: when a step fails, the compensations to its left run, right to left";
 
 /// One step's column in the SVG.
 struct Column {

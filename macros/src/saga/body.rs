@@ -17,7 +17,8 @@ use quote::{ToTokens, format_ident, quote};
 use syn::{Expr, Pat, Stmt, Token};
 
 use super::ast::{Local, MethodCall, Node, StepCall};
-use super::exprs::{check_plain_expr, contains_await, is_ok_call, is_place};
+pub(super) use super::exprs::no_borrowed_temporary;
+use super::exprs::{check_plain_expr, contains_await, is_ok_call};
 use super::group;
 use super::scope::Scope;
 use super::signature::name_elided;
@@ -473,26 +474,6 @@ pub(super) fn awaited_call(
             None
         }
     }
-}
-
-/// Whether no step argument borrows a temporary (each one is reported).
-pub(super) fn no_borrowed_temporary(
-    cx: &Ctxt,
-    args: &syn::punctuated::Punctuated<Expr, Token![,]>,
-) -> bool {
-    let mut ok = true;
-    for arg in args {
-        if let Expr::Reference(r) = arg
-            && !is_place(&r.expr)
-        {
-            cx.error_spanned_by(
-                arg,
-                "a step argument cannot borrow a temporary: arguments are evaluated again for each retry and for the compensation, so they must borrow something the saga keeps; bind it first as a typed local (`let value: T = ..;`) and pass `&value`",
-            );
-            ok = false;
-        }
-    }
-    ok
 }
 
 /// A step call as read, before the statement around it names its output.

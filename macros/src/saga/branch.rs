@@ -219,7 +219,7 @@ fn read(
             needs_elided |= name_elided(&mut ty, &scope.elided);
             Some(ty.to_token_stream())
         }
-        (Some(name), None) => match arms.iter().find_map(|a| tail_step_path(a)) {
+        (Some(name), None) => match arms.iter().find_map(tail_step_path) {
             Some(path) => {
                 Some(quote::quote_spanned!(path.span()=> <#path as ::sagaflow::Step>::Output))
             }
@@ -350,6 +350,9 @@ fn read_match<'a>(cx: &Ctxt, m: &'a syn::ExprMatch, scope: &Scope) -> Option<Par
 }
 
 /// What an arm ends with.
+// Lives for one arm's last expression, moved once into the arm: boxing would
+// only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Tail {
     /// A step or a nested branch, and whether its locals need the elided lifetime.
     Node(Node, bool),

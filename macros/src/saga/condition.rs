@@ -45,9 +45,7 @@ pub(super) fn check_condition(cx: &Ctxt, cond: &Expr, scope: &Scope) -> bool {
     if let Expr::Let(l) = cond {
         cx.error_spanned_by(
             l.let_token,
-            format!(
-                "`if let` is not supported in a saga: recovery takes the arm the journal recorded without evaluating the condition again, so it could not bind the pattern's names again; write a `match` whose patterns bind nothing (`Region::Us {{ .. }}`, `_`), and read the value in a typed local inside the arm"
-            ),
+            "`if let` is not supported in a saga: recovery takes the arm the journal recorded without evaluating the condition again, so it could not bind the pattern's names again; write a `match` whose patterns bind nothing (`Region::Us { .. }`, `_`), and read the value in a typed local inside the arm",
         );
         return false;
     }

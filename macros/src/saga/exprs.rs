@@ -2,8 +2,8 @@
 //! computation, does it await.
 
 use proc_macro2::Span;
-use syn::Expr;
 use syn::visit::Visit;
+use syn::{Expr, Token};
 
 use crate::ctxt::Ctxt;
 
@@ -75,4 +75,24 @@ pub(super) fn contains_await(expr: &Expr) -> Option<Span> {
     let mut f = Finder(None);
     f.visit_expr(expr);
     f.0
+}
+
+/// Whether no step argument borrows a temporary (each one is reported).
+pub(super) fn no_borrowed_temporary(
+    cx: &Ctxt,
+    args: &syn::punctuated::Punctuated<Expr, Token![,]>,
+) -> bool {
+    let mut ok = true;
+    for arg in args {
+        if let Expr::Reference(r) = arg
+            && !is_place(&r.expr)
+        {
+            cx.error_spanned_by(
+                arg,
+                "a step argument cannot borrow a temporary: arguments are evaluated again for each retry and for the compensation, so they must borrow something the saga keeps; bind it first as a typed local (`let value: T = ..;`) and pass `&value`",
+            );
+            ok = false;
+        }
+    }
+    ok
 }

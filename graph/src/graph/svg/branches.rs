@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::{CHAR_W, num, text_width, xml_escape};
+use super::{CHAR_W, LEGEND, num, text_width, xml_escape};
 use crate::SagaGraph;
 
 /// The height of the band over the row that holds the diamonds and labels.
@@ -126,4 +126,27 @@ impl SagaGraph {
             }
         }
     }
+}
+
+const LEGEND_BRANCHES: &str = "dashed: when a step fails, the compensations to its left on the path taken run, right to left, passing over the arms not taken";
+
+impl SagaGraph {
+    /// The legend under the picture.
+    pub(super) fn legend(&self) -> &'static str {
+        if self.branches().is_empty() {
+            LEGEND
+        } else {
+            LEGEND_BRANCHES
+        }
+    }
+}
+
+/// `or` between two arms on the row, at `x`.
+pub(super) fn or(out: &mut String, x: f64, y_f: f64) {
+    let _ = writeln!(
+        out,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\" fill=\"currentColor\">or</text>",
+        num(x),
+        num(y_f + 4.0),
+    );
 }

@@ -417,3 +417,66 @@ fn the_graph_draws_a_diamond_per_branch_with_the_arms_side_by_side() {
         "{graph}"
     );
 }
+
+// A group inside an arm, and a group after a branch.
+#[saga]
+async fn grouped(world: &World, order: Order) -> Result<u64, Oops> {
+    let _ = reserve(world, &order).await?;
+    if order.express {
+        let (_vat, _tax) =
+            sagaflow::join!(charge_vat(world, &order), charge_sales_tax(world, &order))?;
+    } else {
+        let _ = ship_express(world, &order).await?;
+    }
+    let (a, _b) = sagaflow::join!(charge(world, 3), quote_ground(world, &order))?;
+    Ok(a)
+}
+
+#[tokio::test]
+async fn groups_inside_arms_and_after_branches_are_undone_along_the_path() {
+    let world = World::failing(&["quote_ground"]);
+    grouped(&world, order(true, Region::Eu)).await.unwrap_err();
+    let mut log = world.entries();
+    // The group's members run at once: their order in the log may vary.
+    log[1..3].sort();
+    log[3..5].sort();
+    log[6..8].sort();
+    assert_eq!(
+        log,
+        [
+            "reserve",
+            "charge_sales_tax",
+            "charge_vat",
+            "charge",
+            "quote_ground failed",
+            "undo charge",
+            "undo charge_sales_tax",
+            "undo charge_vat",
+            "undo reserve",
+        ]
+    );
+
+    let world = World::failing(&["charge_vat"]);
+    grouped(&world, order(true, Region::Eu)).await.unwrap_err();
+    let log = world.entries();
+    assert!(log.contains(&"undo charge_sales_tax".to_owned()), "{log:?}");
+    assert_eq!(log.last().unwrap(), "undo reserve");
+    assert!(!log.iter().any(|l| l.contains("ship_express")), "{log:?}");
+
+    let world = World::failing(&["quote_ground"]);
+    grouped(&world, order(false, Region::Eu)).await.unwrap_err();
+    let mut log = world.entries();
+    log[2..4].sort();
+    assert_eq!(
+        log,
+        [
+            "reserve",
+            "ship_express",
+            "charge",
+            "quote_ground failed",
+            "undo charge",
+            "undo ship_express (express 100)",
+            "undo reserve",
+        ]
+    );
+}

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sagaflow::{RetryPolicy, SagaGraph, StepInfo, StepKind};
+use sagaflow::{ArmInfo, BranchInfo, RetryPolicy, SagaGraph, StepInfo, StepKind};
 use sagaflow_examples::provision::ProvisionSaga;
 use sagaflow_examples::travel::BookTripSaga;
 
@@ -63,6 +63,36 @@ const HOSTILE: SagaGraph = SagaGraph::new("graph \"end\" <&>", HOSTILE_STEPS);
 /// and a time-limited compensation, no steps, and the policy texts of
 /// `policies_are_compact`.
 const GRAPH_CRATE_GRAPHS: &[(&str, SagaGraph)] = &[
+    (
+        // Branches: diamonds, labelled arms (one without steps), a nested
+        // branch, and conditions with the characters Mermaid reads.
+        "unit-branches",
+        SagaGraph::new(
+            "ship",
+            &[
+                StepInfo::new("reserve", StepKind::Compensatable).with_compensation("release"),
+                StepInfo::new("ship_express", StepKind::Compensatable)
+                    .with_compensation("cancel_express"),
+                StepInfo::new("quote", StepKind::ReadOnly),
+                StepInfo::new("ship_ground", StepKind::Compensatable)
+                    .with_compensation("cancel_ground"),
+                StepInfo::new("charge", StepKind::Compensatable).with_compensation("refund"),
+            ],
+        )
+        .with_branches(&[
+            BranchInfo::new(
+                "order.express && !order.big",
+                &[ArmInfo::new("true", 1, 2), ArmInfo::new("false", 2, 4)],
+            ),
+            BranchInfo::new(
+                "match (order.region, \"x|y\")",
+                &[
+                    ArmInfo::new("Region::Eu | {x}", 2, 3),
+                    ArmInfo::new("_", 3, 3),
+                ],
+            ),
+        ]),
+    ),
     (
         "unit-travel",
         SagaGraph::new(

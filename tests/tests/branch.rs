@@ -396,6 +396,13 @@ fn the_graph_draws_a_diamond_per_branch_with_the_arms_side_by_side() {
     }
     assert!(!mermaid.contains("s1 --> s2"), "{mermaid}");
     assert!(!mermaid.contains("c3 -.-> c1"), "{mermaid}");
+    // `SAGAFLOW_DUMP_GRAPHS=dir` writes the texts, for Mermaid's and Graphviz's
+    // own parsers (`node tests/mermaid/check.mjs dir/branch.mmd`, `dot dir/branch.dot`).
+    if let Some(dir) = std::env::var_os("SAGAFLOW_DUMP_GRAPHS") {
+        let dir = std::path::Path::new(&dir);
+        std::fs::write(dir.join("branch.mmd"), &mermaid).unwrap();
+        std::fs::write(dir.join("branch.dot"), graph.to_dot()).unwrap();
+    }
     let dot = graph.to_dot();
     assert!(
         dot.contains("b0 [label=\"order.express\", shape=diamond];"),

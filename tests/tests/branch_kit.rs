@@ -142,6 +142,26 @@ fn inputs_per_arm_cover_every_arm_in_each_sweep() {
     );
     let repeats = t.repeat_sweep().unwrap();
     assert!(repeats.untaken_arms().is_empty(), "{repeats}");
+    // Each arm's compensation is repeated on the input that takes the arm,
+    // made to run by a failure on that input's own path.
+    for case in [
+        "input 0: `bill` made to fail, so that `cancel_express` (undoing `ship_express`) runs, delivered twice",
+        "input 1: `bill` made to fail, so that `cancel_ground` (undoing `ship_ground`) runs, delivered twice",
+        "input 0: `ship_express` made to fail, so that `release` (undoing `reserve`) runs, delivered twice",
+        "input 1: `ship_ground` made to fail, so that `release` (undoing `reserve`) runs, delivered twice",
+    ] {
+        assert!(
+            repeats.cases().contains(&case.to_owned()),
+            "{case}: {repeats}"
+        );
+    }
+    assert!(
+        !repeats
+            .cases()
+            .iter()
+            .any(|c| c.starts_with("input 0") && c.contains("cancel_ground")),
+        "{repeats}"
+    );
 }
 
 #[test]

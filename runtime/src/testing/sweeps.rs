@@ -152,19 +152,26 @@ where
                     RunSummary::of(case, &result).with_messages(core::mem::take(&mut self.sent));
                 self.check(sweep, report.runs(), &summary)?;
             }
+            // The arms this input takes: only the steps on its path are undone,
+            // and only a step on it can make them be.
+            let path = self.last_arms.clone();
+            let on_path = |i: usize| !super::arms::off_path::<S>(i as u32, &path);
             for (index, info) in S::STEPS.iter().enumerate() {
                 let (StepKind::Compensatable, Some(compensation)) =
                     (info.kind(), info.compensation())
                 else {
                     continue;
                 };
+                if !on_path(index) {
+                    continue;
+                }
                 // The first later step that can fail for good makes this one's
                 // compensation run.
                 let Some((later, trigger)) = S::STEPS
                     .iter()
                     .enumerate()
                     .skip(index + 1)
-                    .find(|(_, s)| s.kind() != StepKind::Retriable)
+                    .find(|(i, s)| s.kind() != StepKind::Retriable && on_path(*i))
                 else {
                     continue;
                 };

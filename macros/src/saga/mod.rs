@@ -197,4 +197,49 @@ mod tests {
         assert_eq!(names(&l.backward[1]), ["r", "t", "a"]);
         assert_eq!(names(&l.backward[2]), ["r", "t", "a", "k", "b"]);
     }
+
+    #[test]
+    fn the_way_back_follows_the_arm_taken() {
+        let item: ItemFn = syn::parse_str(
+            "async fn s(r: &R, t: T) -> Result<u32, E> {
+                let a = one(r, &t).await?;
+                let x = if t.fast {
+                    two(r, &a).await?
+                } else {
+                    let q: u32 = t.n + 1;
+                    let b = three(r, q).await?;
+                    four(r, &b).await?
+                };
+                five(r, &x).await?;
+                Ok(x)
+            }",
+        )
+        .unwrap();
+        let cx = Ctxt::new();
+        let saga = build(&cx, &item, None).unwrap();
+        cx.check().unwrap();
+        let an = analyse::analyse(&saga);
+        let p = &an.paths;
+        use paths::Cont::{Dispatch, Fail, State};
+        // Depth first: one, two | three, four, then five.
+        assert_eq!(
+            p.step_pred,
+            [Fail, State(1), State(1), State(3), Dispatch(0)]
+        );
+        assert_eq!(p.branches[0].last, [State(2), State(4)]);
+        let names = |v: &Vec<Ident>| v.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+        // What undoing each arm reads of the names bound inside it.
+        assert_eq!(names(&p.branches[0].data[0]), Vec::<String>::new());
+        assert_eq!(names(&p.branches[0].data[1]), ["q", "b"]);
+        // Undoing `four` reads the branch's value (first bound by `two`, so
+        // ordered there) and, inside, `q` and `b`.
+        assert_eq!(names(&p.backward[4]), ["r", "t", "a", "x", "q", "b"]);
+        // After the branch: the arms value instead of the arm's names.
+        assert_eq!(
+            names(&p.backward[5]),
+            ["r", "t", "a", "x", "__sagaflow_arms0", "__sagaflow_output4"]
+        );
+        // `five` is last and nothing is sent: no state undoes it.
+        assert_eq!(p.reachable, [false, true, true, true, true, false]);
+    }
 }

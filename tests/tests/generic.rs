@@ -207,3 +207,46 @@ fn a_registered_instance_of_a_generic_saga_survives_every_crash() {
         .unwrap();
     assert!(crashes.runs() >= 4, "{crashes}");
 }
+
+// A generic saga with a branch: the arms value's enum takes the saga's
+// type parameters too.
+#[saga]
+async fn checkout_maybe<P: Payments, S: Stock + 'static>(
+    payer: &Payer<P>,
+    stock: &S,
+    order: Order,
+) -> Result<u32, ShopError> {
+    let cents = price(&order).await?;
+    let receipt: u32 = if order.cents > 1_000 {
+        payer.charge(cents).await?
+    } else {
+        0
+    };
+    reserve(stock as &dyn Stock, &order).await?;
+    Ok(receipt)
+}
+
+#[tokio::test]
+async fn a_generic_saga_with_a_branch_takes_and_undoes_its_arm() {
+    let ledger = Ledger::default();
+    let card = Payer {
+        payments: Card(ledger.clone()),
+    };
+    let shelf = Shelf {
+        ledger: ledger.clone(),
+        empty: true,
+    };
+    checkout_maybe(&card, &shelf, order()).await.unwrap_err();
+    assert_eq!(
+        ledger.entries(),
+        ["card: charge 2500", "card: refund #42"],
+        "the charge's arm, undone"
+    );
+    ledger.clear();
+    let cheap = Order {
+        item: "cup".into(),
+        cents: 300,
+    };
+    checkout_maybe(&card, &shelf, cheap).await.unwrap_err();
+    assert!(ledger.entries().is_empty(), "{:?}", ledger.entries());
+}

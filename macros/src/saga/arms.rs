@@ -176,9 +176,12 @@ fn branch(g: &Gen<'_>, b: &Branch, steps: &mut usize, branches: &mut usize) -> T
     });
     // Evaluated here, so that each arm's code (and its counters) comes first.
     let arms: Vec<TokenStream> = arms.collect();
+    // The arms value's type written out: an arm whose variant holds nothing
+    // would leave a generic saga's type parameters to infer.
+    let inferred = &g.more.inferred;
     let bound = match &b.binding {
-        Some(x) => quote!((#x, #ident)),
-        None => quote!(#ident),
+        Some(x) => quote!((#x, #ident): (_, #ty #inferred)),
+        None => quote!(#ident: #ty #inferred),
     };
     let choose = choose(b);
     let (index, position) = (

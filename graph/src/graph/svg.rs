@@ -1,0 +1,501 @@
+//! The SVG renderer: a small deterministic layout written for the saga's shape.
+
+use std::fmt::Write as _;
+
+use super::*;
+
+impl SagaGraph {
+    /// The graph as a self-contained SVG picture, for rustdoc and any HTML page.
+    ///
+    /// Same as [`to_svg_with_prefix`](Self::to_svg_with_prefix) with a prefix made
+    /// from the saga's name, so that the pictures of two sagas on one page do not
+    /// share ids.
+    ///
+    /// ```
+    /// use sagaflow_graph::{SagaGraph, StepInfo, StepKind};
+    ///
+    /// const STEPS: &[StepInfo] = &[
+    ///     StepInfo::new("book_flight", StepKind::Compensatable).with_compensation("cancel_flight"),
+    /// ];
+    /// let svg = SagaGraph::new("trip", STEPS).to_svg();
+    /// assert!(svg.starts_with("<svg "));
+    /// assert!(svg.contains("id=\"sagaflow-trip-arrow\""));
+    /// assert!(!svg.contains("\n\n"));
+    /// ```
+    pub fn to_svg(&self) -> String {
+        self.to_svg_with_prefix(&default_prefix(self.name))
+    }
+
+    /// The SVG as a file of its own, for a README or a web page that shows it as an
+    /// `<img>`: there `currentColor` does not come from the page, so a small style
+    /// picks dark strokes on a light scheme and light ones on a dark scheme
+    /// (following the reader's system setting). The inline picture of
+    /// [`to_svg`](Self::to_svg) stays without a style, so that it follows rustdoc's theme.
+    ///
+    /// ```
+    /// use sagaflow_graph::{SagaGraph, StepInfo, StepKind};
+    ///
+    /// const STEPS: &[StepInfo] = &[StepInfo::new("check", StepKind::ReadOnly)];
+    /// let svg = SagaGraph::new("trip", STEPS).to_svg_standalone();
+    /// assert!(svg.contains("prefers-color-scheme:dark"));
+    /// ```
+    pub fn to_svg_standalone(&self) -> String {
+        let svg = self.to_svg();
+        let style = "<style>svg{color:#1f2328}@media (prefers-color-scheme:dark){svg{color:#e6edf3}}</style>";
+        match svg.find('>') {
+            Some(end) => format!("{}\n{}{}", &svg[..=end], style, &svg[end + 1..]),
+            None => svg,
+        }
+    }
+
+    /// The graph as a self-contained SVG picture whose ids all start with `prefix`.
+    ///
+    /// The layout is written for the saga's shape: the steps in a row from left to
+    /// right with arrows between them, and under each compensatable step its
+    /// compensation, joined to it by a dotted line. When a step fails, a dashed
+    /// line leads down from it into the lane of compensations, which runs back from
+    /// right to left through the compensations of the steps before it, to `undone`.
+    /// The pivot has a thick border and says "point of no return", read-only steps
+    /// have a dashed border, and retriable steps rounded corners and `↻`.
+    ///
+    /// The picture is made to be pasted into Markdown, rustdoc's included:
+    /// no script and no external font or stylesheet; strokes and text in
+    /// `currentColor`, so that it follows the light and dark themes; no blank line,
+    /// which would end the HTML block; every id starts with `prefix` (reduced to
+    /// `[A-Za-z0-9_-]`, and starting with a letter) so that two pictures on one page
+    /// do not clash; every text escaped for XML.
+    pub fn to_svg_with_prefix(&self, prefix: &str) -> String {
+        let p = svg_prefix(prefix);
+        let steps = self.steps;
+        let last_fail = self.last_failing();
+        let has_lower = last_fail.is_some() || steps.iter().any(|s| compensation_of(s).is_some());
+
+        // Horizontal layout: a left column for `start` (and `undone` under it), one
+        // column per step, wide enough for the step and its compensation, then `done`.
+        let start_w = pill_width("start");
+        let undone_w = pill_width("undone");
+        let done_w = pill_width("done");
+        let left_w = if last_fail.is_some() {
+            start_w.max(undone_w)
+        } else {
+            start_w
+        };
+        let left_cx = MARGIN + left_w / 2.0;
+        let mut x = MARGIN + left_w + GAP;
+        let mut cols = Vec::with_capacity(steps.len());
+        for step in steps {
+            let details = step_details(step);
+            let comp = compensation_of(step);
+            let comp_details = match comp {
+                Some(_) => compensation_details(step),
+                None => Vec::new(),
+            };
+            let mut content = text_width(step.name(), CHAR_W);
+            for line in &details {
+                content = content.max(text_width(line, SMALL_CHAR_W));
+            }
+            if let Some(comp) = comp {
+                content = content.max(text_width(comp, CHAR_W));
+            }
+            for line in &comp_details {
+                content = content.max(text_width(line, SMALL_CHAR_W));
+            }
+            let w = even_ceil((content + 2.0 * PAD_X).max(MIN_BOX_W));
+            cols.push(Column {
+                x,
+                w,
+                step_h: box_height(details.len()),
+                details,
+                comp,
+                comp_h: box_height(comp_details.len()),
+                comp_details,
+            });
+            x += w + GAP;
+        }
+        let done_x = x;
+        let mut width = done_x + done_w + MARGIN;
+
+        // Vertical layout: the steps' row, and under it the compensations' lane.
+        let row_f = cols.iter().map(|c| c.step_h).fold(PILL_H, f64::max);
+        let row_c = cols
+            .iter()
+            .filter(|c| c.comp.is_some())
+            .map(|c| c.comp_h)
+            .fold(PILL_H, f64::max);
+        let y_f = MARGIN + row_f / 2.0;
+        let y_c = y_f + row_f / 2.0 + ROW_GAP + row_c / 2.0;
+        let legend_y = y_c + row_c / 2.0 + 22.0;
+        let height = if last_fail.is_some() {
+            width = width.max(2.0 * MARGIN + text_width(LEGEND, SMALL_CHAR_W));
+            legend_y + MARGIN
+        } else if has_lower {
+            y_c + row_c / 2.0 + MARGIN
+        } else {
+            y_f + row_f / 2.0 + MARGIN
+        };
+        let width = even_ceil(width);
+        let height = even_ceil(height);
+
+        let mut out = String::new();
+        // Writing to a `String` never fails, hence the ignored results below. Every
+        // element is on a line of its own, and no line is empty.
+        let _ = writeln!(
+            out,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-labelledby=\"{p}-title {p}-desc\" font-family=\"sans-serif\" font-size=\"13\" style=\"max-width:100%;height:auto\">",
+            w = num(width),
+            h = num(height),
+        );
+        let _ = writeln!(
+            out,
+            "<title id=\"{p}-title\">Saga {}: steps and compensations</title>",
+            xml_escape(self.name)
+        );
+        let _ = writeln!(
+            out,
+            "<desc id=\"{p}-desc\">{}</desc>",
+            xml_escape(&self.to_string())
+        );
+        let _ = writeln!(
+            out,
+            "<defs><marker id=\"{p}-arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0L10,5L0,10z\" fill=\"currentColor\"/></marker></defs>"
+        );
+        let arrow = format!("marker-end=\"url(#{p}-arrow)\"");
+
+        // The forward row, in source order.
+        pill(&mut out, left_cx, y_f, start_w, "start", THIN);
+        let mut prev_right = left_cx + start_w / 2.0;
+        for (i, (step, col)) in steps.iter().zip(&cols).enumerate() {
+            // Inside a `sagaflow::join!` group, no arrow between members but
+            // `‖`: they run at once, in the dashed frame drawn around them.
+            match self.group_of(i) {
+                Some(range) if range.start != i => {
+                    let _ = writeln!(
+                        out,
+                        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"18\" fill=\"currentColor\">‖</text>",
+                        num((prev_right + col.x) / 2.0),
+                        num(y_f + 6.0),
+                    );
+                }
+                Some(range) => {
+                    line(&mut out, prev_right, y_f, col.x - 6.0, y_f, &arrow);
+                    let last = &cols[range.end - 1];
+                    let (x0, x1) = (col.x - 6.0, last.x + last.w + 6.0);
+                    let _ = writeln!(
+                        out,
+                        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"6\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"1\" stroke-dasharray=\"2 4\"/>",
+                        num(x0),
+                        num(y_f - row_f / 2.0 - 6.0),
+                        num(x1 - x0),
+                        num(row_f + 12.0),
+                    );
+                }
+                None => line(&mut out, prev_right, y_f, col.x, y_f, &arrow),
+            }
+            let (rx, stroke) = match step.kind() {
+                StepKind::Compensatable => (3.0, THIN),
+                StepKind::ReadOnly => (3.0, "stroke-width=\"1.5\" stroke-dasharray=\"5 3\""),
+                StepKind::Pivot => (3.0, "stroke-width=\"3\""),
+                StepKind::Retriable => (12.0, THIN),
+            };
+            boxed(
+                &mut out,
+                col.x,
+                y_f,
+                col.w,
+                col.step_h,
+                rx,
+                stroke,
+                step.name(),
+                &col.details,
+            );
+            prev_right = col.x + col.w;
+            if self.group_of(i).is_some_and(|r| r.end == i + 1) {
+                prev_right += 6.0;
+            }
+        }
+        line(&mut out, prev_right, y_f, done_x, y_f, &arrow);
+        pill(
+            &mut out,
+            done_x + done_w / 2.0,
+            y_f,
+            done_w,
+            "done",
+            "stroke-width=\"2.5\"",
+        );
+
+        // The compensations, each under its step and joined to it by a dotted line.
+        for col in &cols {
+            if let Some(comp) = col.comp {
+                let cx = col.x + col.w / 2.0;
+                line(
+                    &mut out,
+                    cx,
+                    y_f + col.step_h / 2.0,
+                    cx,
+                    y_c - col.comp_h / 2.0,
+                    "stroke-dasharray=\"2 3\"",
+                );
+                boxed(
+                    &mut out,
+                    col.x,
+                    y_c,
+                    col.w,
+                    col.comp_h,
+                    3.0,
+                    THIN,
+                    comp,
+                    &col.comp_details,
+                );
+            }
+        }
+
+        // The failure paths: from each step that can fail, down into the lane just
+        // left of its own column (its own compensation does not run), then back
+        // through the compensations to its left, right to left, to `undone`.
+        if let Some(last) = last_fail {
+            let dashed = "stroke-dasharray=\"6 4\"";
+            for (step, col) in steps.iter().zip(&cols) {
+                if can_fail(step) {
+                    line(
+                        &mut out,
+                        col.x + 8.0,
+                        y_f + col.step_h / 2.0,
+                        col.x - GAP / 2.0,
+                        y_c,
+                        dashed,
+                    );
+                }
+            }
+            let dashed_arrow = format!("{dashed} {arrow}");
+            let mut from = cols[last].x - GAP / 2.0;
+            for col in cols[..last].iter().rev() {
+                if col.comp.is_some() {
+                    line(&mut out, from, y_c, col.x + col.w, y_c, &dashed_arrow);
+                    from = col.x;
+                }
+            }
+            line(
+                &mut out,
+                from,
+                y_c,
+                left_cx + undone_w / 2.0,
+                y_c,
+                &dashed_arrow,
+            );
+            pill(
+                &mut out,
+                left_cx,
+                y_c,
+                undone_w,
+                "undone",
+                "stroke-width=\"1.5\" stroke-dasharray=\"6 4\"",
+            );
+            let _ = writeln!(
+                out,
+                "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"currentColor\">{}</text>",
+                num(MARGIN),
+                num(legend_y),
+                xml_escape(LEGEND)
+            );
+        }
+        out.push_str("</svg>");
+        out
+    }
+}
+
+/// Width of a character at 13px, roughly, for a sans-serif font.
+const CHAR_W: f64 = 7.5;
+/// Width of a character at 11px.
+const SMALL_CHAR_W: f64 = 6.5;
+const PAD_X: f64 = 12.0;
+const PAD_Y: f64 = 8.0;
+const NAME_LINE: f64 = 16.0;
+const DETAIL_LINE: f64 = 14.0;
+const MIN_BOX_W: f64 = 64.0;
+const PILL_H: f64 = 24.0;
+const MARGIN: f64 = 12.0;
+/// Horizontal space between two columns, where the forward arrows are.
+const GAP: f64 = 40.0;
+/// Vertical space between the steps' row and the compensations' lane.
+const ROW_GAP: f64 = 44.0;
+/// The stroke of most shapes.
+const THIN: &str = "stroke-width=\"1.5\"";
+const LEGEND: &str = "dashed: when a step fails, the compensations to its left run, right to left";
+
+/// One step's column in the SVG.
+struct Column {
+    x: f64,
+    w: f64,
+    step_h: f64,
+    details: Vec<String>,
+    comp: Option<&'static str>,
+    comp_h: f64,
+    comp_details: Vec<String>,
+}
+
+fn text_width(text: &str, char_w: f64) -> f64 {
+    // Lossless for any text shorter than 2^52 characters.
+    #[allow(clippy::cast_precision_loss)]
+    let chars = text.chars().count() as f64;
+    chars * char_w
+}
+
+fn pill_width(text: &str) -> f64 {
+    even_ceil(text_width(text, CHAR_W) + 20.0)
+}
+
+fn box_height(details: usize) -> f64 {
+    let details = u32::try_from(details).unwrap_or(u32::MAX);
+    2.0 * PAD_Y + NAME_LINE + DETAIL_LINE * f64::from(details)
+}
+
+/// Rounded up to an even number, so that halves of widths stay whole.
+fn even_ceil(v: f64) -> f64 {
+    (v / 2.0).ceil() * 2.0
+}
+
+/// A coordinate, to a tenth of a pixel, without a trailing `.0`.
+fn num(v: f64) -> String {
+    format!("{}", (v * 10.0).round() / 10.0)
+}
+
+fn line(out: &mut String, x1: f64, y1: f64, x2: f64, y2: f64, attrs: &str) {
+    let _ = writeln!(
+        out,
+        "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"currentColor\" stroke-width=\"1.5\" {attrs}/>",
+        num(x1),
+        num(y1),
+        num(x2),
+        num(y2),
+    );
+}
+
+/// A pill-shaped terminal (`start`, `done`, `undone`) centred on `cx, cy`.
+fn pill(out: &mut String, cx: f64, cy: f64, w: f64, text: &str, stroke: &str) {
+    let _ = writeln!(
+        out,
+        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"{}\" fill=\"none\" stroke=\"currentColor\" {stroke}/>",
+        num(cx - w / 2.0),
+        num(cy - PILL_H / 2.0),
+        num(w),
+        num(PILL_H),
+        num(PILL_H / 2.0),
+    );
+    let _ = writeln!(
+        out,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"currentColor\">{}</text>",
+        num(cx),
+        num(cy + 4.5),
+        xml_escape(text),
+    );
+}
+
+/// A box at `x`, vertically centred on `cy`, with a name and smaller detail lines.
+#[allow(clippy::too_many_arguments)] // private drawing helper; a struct would only rename them
+fn boxed(
+    out: &mut String,
+    x: f64,
+    cy: f64,
+    w: f64,
+    h: f64,
+    rx: f64,
+    stroke: &str,
+    title: &str,
+    details: &[String],
+) {
+    let _ = writeln!(
+        out,
+        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"{}\" fill=\"currentColor\" fill-opacity=\"0.06\" stroke=\"currentColor\" {stroke}/>",
+        num(x),
+        num(cy - h / 2.0),
+        num(w),
+        num(h),
+        num(rx),
+    );
+    let cx = x + w / 2.0;
+    let details_count = u32::try_from(details.len()).unwrap_or(u32::MAX);
+    let top = cy - (NAME_LINE + DETAIL_LINE * f64::from(details_count)) / 2.0;
+    let _ = writeln!(
+        out,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"currentColor\">{}</text>",
+        num(cx),
+        num(top + 12.5),
+        xml_escape(title),
+    );
+    let mut baseline = top + NAME_LINE + 10.5;
+    for detail in details {
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"11\" fill=\"currentColor\">{}</text>",
+            num(cx),
+            num(baseline),
+            xml_escape(detail),
+        );
+        baseline += DETAIL_LINE;
+    }
+}
+
+/// Text for XML content and attribute values. Line breaks become character
+/// references, so that no user text can put a blank line into the picture; other
+/// control characters, which XML 1.0 forbids even as references, become `U+FFFD`.
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' => out.push_str("&#9;"),
+            c if c.is_control() => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Only `[A-Za-z0-9_-]`: safe in an XML id, a CSS selector and a `url(#…)`.
+fn sanitize_id(raw: &str) -> String {
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// An id prefix given by the caller, made safe, and starting with a letter as HTML
+/// ids should.
+fn svg_prefix(prefix: &str) -> String {
+    let clean = sanitize_id(prefix);
+    if clean.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        clean
+    } else {
+        format!("sagaflow-{clean}")
+    }
+}
+
+/// `sagaflow-<name>`; when the name had to be changed to be safe, a hash of the
+/// real name is added, so that `a b` and `a_b` still get different prefixes.
+pub(super) fn default_prefix(name: &str) -> String {
+    let clean = sanitize_id(name);
+    if !name.is_empty() && clean == name {
+        format!("sagaflow-{clean}")
+    } else {
+        format!("sagaflow-{clean}-{:08x}", fnv1a(name))
+    }
+}
+
+/// 32-bit FNV-1a: small, stable across Rust versions and platforms (unlike
+/// `DefaultHasher`), which the snapshots of generated docs need.
+fn fnv1a(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
+}

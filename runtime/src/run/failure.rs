@@ -1,0 +1,179 @@
+//! A step that failed: retry or give up, and what the run records of it;
+//! compensations, and the error a failed run ends with.
+
+use super::*;
+
+impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
+    /// Ends a step that failed for good: written first in a durable run, then
+    /// told and recorded.
+    pub(super) async fn step_failed<S: Step>(
+        &mut self,
+        index: u32,
+        attempts: u32,
+        failure: StepFailure<S::Error>,
+        started: Option<Instant>,
+    ) -> Result<S::Output, StepFailure<S::Error>> {
+        let name = S::INFO.name();
+        let text = failure.to_string();
+        let entry = Entry::StepFailed {
+            index,
+            error: text.clone(),
+        };
+        if J::DURABLE
+            && let Err(e) = self.write(entry).await
+        {
+            self.halt(e);
+            return Err(halted());
+        }
+        let cx = self.context(name, index, attempts, Phase::Forward);
+        self.step_failed_for_good::<S>(&cx, &failure, text, started);
+        Err(failure)
+    }
+
+    /// Tells of a step that failed for good and records it, for the report and
+    /// for the error the saga ends with.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn step_failed_for_good<S: Step>(
+        &mut self,
+        cx: &StepContext,
+        failure: &StepFailure<S::Error>,
+        text: String,
+        started: Option<Instant>,
+    ) {
+        let name = S::INFO.name();
+        tracing::warn!(parent: &self.span, step = name, attempts = cx.attempt, error = %text, "step failed for good, compensating");
+        self.hooks.step_failed(cx, &text);
+        self.push_failure(
+            name,
+            cx.index,
+            cx.attempt,
+            outcome_of(failure),
+            started,
+            text,
+        );
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn push_failure(
+        &mut self,
+        name: &'static str,
+        index: u32,
+        attempts: u32,
+        outcome: Outcome,
+        started: Option<Instant>,
+        text: String,
+    ) {
+        // The failure path from here on: the failed step and each
+        // compensation add a record, each compensation a name. Room for all at
+        // once, so that compensating allocates per saga, not per step.
+        let steps = self.steps.len();
+        self.records.reserve(steps + 1);
+        let failure = self.failure.get_or_insert_with(Box::default);
+        failure.undone.reserve(steps);
+        self.records.push(StepRecord {
+            group: None,
+            step: name,
+            function: name,
+            index,
+            phase: Phase::Forward,
+            outcome,
+            attempts,
+            duration: started.map(|s| s.elapsed()),
+            error: Some(text),
+        });
+        failure.step = name;
+    }
+
+    /// Tells that attempt `retry` of a step failed and another follows, and
+    /// returns the backoff to wait first. Not `async`, and kept out of line, so
+    /// that the step's state machine carries none of it.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn step_will_retry(
+        &self,
+        cx: &StepContext,
+        policy: RetryPolicy,
+        retry: u32,
+        text: &str,
+    ) -> Duration {
+        let delay = jittered_delay(policy, retry);
+        tracing::warn!(parent: &self.span, step = cx.step, attempt = cx.attempt, error = %text, ?delay, "step failed, retrying");
+        self.hooks.step_retrying(cx, text, delay);
+        delay
+    }
+
+    pub(super) async fn compensate_step<S, F, Fut>(
+        &mut self,
+        step: core::marker::PhantomData<S>,
+        index: u32,
+        call: F,
+    ) where
+        S: Step,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), CompensationError>>,
+    {
+        if J::DURABLE
+            && let Err(e) = self.write_deferred().await
+        {
+            self.halt(e);
+            return;
+        }
+        let undo = self.undo(step, index, call).await;
+        self.undone::<S>(index, undo);
+    }
+
+    /// Ends a run that failed with `failure` and compensated what it could.
+    pub async fn failed<E>(&mut self, failure: StepFailure<E>) -> SagaError<E> {
+        if J::DURABLE && !self.journal.halted() {
+            let status = if self.failure().failed.is_empty() {
+                SagaStatus::Compensated
+            } else {
+                SagaStatus::Parked
+            };
+            let entry = Entry::Finished {
+                status,
+                output: None,
+            };
+            if let Err(e) = self.write(entry).await {
+                self.halt(e);
+            }
+        }
+        let outcome = if self.failure().failed.is_empty() {
+            RunOutcome::Compensated
+        } else {
+            RunOutcome::CompensationFailed
+        };
+        // The report first: it rebuilds the plain successes before the failed
+        // step, which it counts from the failure still being there.
+        let report = Box::new(self.finish(outcome));
+        let Failure {
+            step,
+            undone,
+            failed,
+        } = self.failure.take().map(|f| *f).unwrap_or_default();
+        if failed.is_empty() {
+            SagaError::Compensated {
+                step,
+                failure,
+                undone,
+                report,
+            }
+        } else {
+            SagaError::CompensationFailed {
+                step,
+                failure,
+                undone,
+                failed,
+                report,
+            }
+        }
+    }
+
+    /// What the run's failure left so far; made if the run has not failed yet
+    /// (a compensation runs only after a failure, so in practice it was made).
+    pub(super) fn failure(&mut self) -> &mut Failure {
+        self.failure.get_or_insert_with(Box::default)
+    }
+}

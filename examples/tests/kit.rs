@@ -120,8 +120,17 @@ fn travel_failure_sweep() {
         .failure_sweep()
         .unwrap_or_else(|e| panic!("{e}"));
     println!("travel, {report}");
-    // A clean run, then 4 steps × 3 faults (error, timeout, panic).
-    assert_eq!(report.runs(), 13, "{report}");
+    // A clean run, then 4 steps × 3 faults (error, timeout, panic), then the
+    // flight failing while the hotel is in flight and the other way round, the
+    // one in flight then running to its end or failing.
+    assert_eq!(report.runs(), 17, "{report}");
+    assert!(
+        report.cases().contains(
+            &"`Airline::book_flight` made to fail by an error while `Hotels::book_hotel` is in flight, which then runs to its end"
+                .to_owned()
+        ),
+        "{report}"
+    );
     assert!(
         report
             .cases()
@@ -144,8 +153,9 @@ fn travel_repeat_sweep() {
         .repeat_sweep()
         .unwrap_or_else(|e| panic!("{e}"));
     println!("travel, {report}");
-    // Each of 4 steps twice, then `refund_customer` and `cancel_flight` twice.
-    assert_eq!(report.runs(), 6, "{report}");
+    // Each of 4 steps twice, then `refund_customer`, `cancel_flight` and
+    // `cancel_hotel` (run by the flight's failure, its sibling's) twice.
+    assert_eq!(report.runs(), 7, "{report}");
 }
 
 #[test]

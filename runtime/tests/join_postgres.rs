@@ -444,7 +444,7 @@ fn the_crash_sweep_recovers_a_group_cut_at_every_transition() {
     assert!(!cases.contains("(step 1 attempt 1 began)"), "{cases}");
     for member in 1..=3 {
         assert!(
-            cases.contains(&format!("(step {member} succeeded)")),
+            cases.contains(&format!("(step {member} succeeded")),
             "{cases}"
         );
     }
@@ -457,7 +457,7 @@ fn the_crash_sweep_recovers_a_failing_group_at_every_transition() {
         return;
     };
     let cases = cases.join("\n");
-    assert!(cases.contains("(step 2 failed)"), "{cases}");
+    assert!(cases.contains("(step 2 failed"), "{cases}");
     assert!(cases.contains("(compensation 1 succeeded)"), "{cases}");
     assert!(cases.contains("(compensation 3 succeeded)"), "{cases}");
     assert!(cases.contains("(compensation 0 succeeded)"), "{cases}");

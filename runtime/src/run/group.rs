@@ -37,6 +37,8 @@ use crate::hooks::Hooks;
 use crate::report::Outcome;
 use crate::step::Step;
 
+mod overlap;
+
 /// What the members of one group share while they run: how many of them have
 /// failed for good. An atomic, though the members run on one task, so that a
 /// durable saga's future stays `Send`; relaxed, as that task orders them.
@@ -296,9 +298,13 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             }
             self.hooks.step_started(&cx);
             let span = self.span_for(Phase::Forward, name, "", attempt_no);
-            let outcome = self
-                .one_attempt(&mut call, cx, Phase::Forward, S::INFO.timeout(), span)
-                .await;
+            let outcome = if J::FAULTS {
+                let timeout = S::INFO.timeout();
+                Box::pin(self.overlapping_attempt(&mut call, cx, group, timeout, span)).await
+            } else {
+                self.one_attempt(&mut call, cx, Phase::Forward, S::INFO.timeout(), span)
+                    .await
+            };
             let failure = match outcome {
                 Ok(output) => match self.persist_output::<S>(index, &output).await {
                     Ok(()) => {

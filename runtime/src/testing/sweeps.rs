@@ -29,12 +29,7 @@ where
                     } else {
                         format!("`{}` made to fail by {fault}", info.name())
                     };
-                    let result = self
-                        .run_once(Plan {
-                            fail: Some((index, fault, times)),
-                            repeat: None,
-                        })
-                        .await;
+                    let result = self.run_once(Plan::failing(index, fault, times)).await;
                     let summary = RunSummary::of(case.clone(), &result).with_messages(core::mem::take(&mut self.sent));
                     report.cases.push(case.clone());
                     let run = report.runs();
@@ -82,6 +77,7 @@ where
                     self.check(sweep, run, &summary)?;
                 }
             }
+            self.overlap_runs(&mut report).await?;
             Ok(report)
         })
     }
@@ -97,8 +93,8 @@ where
                 let case = format!("`{}` delivered twice", info.name());
                 let result = self
                     .run_once(Plan {
-                        fail: None,
                         repeat: Some((index as u32, Phase::Forward)),
+                        ..Plan::default()
                     })
                     .await;
                 report.cases.push(case.clone());
@@ -110,14 +106,21 @@ where
                 else {
                     continue;
                 };
-                // The first later step that can fail for good makes this one's
+                // A sibling in its `sagaflow::join!` group, or else the first
+                // later step, that can fail for good makes this one's
                 // compensation run.
-                let Some((later, trigger)) = S::STEPS
+                let can_fail = |(_, s): &(usize, &crate::StepInfo)| s.kind() != StepKind::Retriable;
+                let sibling = S::GROUPS
                     .iter()
-                    .enumerate()
-                    .skip(index + 1)
-                    .find(|(_, s)| s.kind() != StepKind::Retriable)
-                else {
+                    .find(|r| r.contains(&(index as u32)))
+                    .and_then(|r| {
+                        let (start, end) = (r.start as usize, r.end as usize);
+                        S::STEPS.iter().enumerate().take(end).skip(start)
+                            .filter(|(i, _)| *i != index)
+                            .find(can_fail)
+                    });
+                let later = || S::STEPS.iter().enumerate().skip(index + 1).find(can_fail);
+                let Some((later, trigger)) = sibling.or_else(later) else {
                     continue;
                 };
                 let case = format!(
@@ -127,8 +130,8 @@ where
                 );
                 let result = self
                     .run_once(Plan {
-                        fail: Some((later as u32, Fault::Error, None)),
                         repeat: Some((index as u32, Phase::Compensation)),
+                        ..Plan::failing(later as u32, Fault::Error, None)
                     })
                     .await;
                 report.cases.push(case.clone());

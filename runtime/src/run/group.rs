@@ -37,6 +37,7 @@ use crate::hooks::Hooks;
 use crate::report::Outcome;
 use crate::step::Step;
 
+mod first;
 mod overlap;
 
 /// What the members of one group share while they run: how many of them have
@@ -117,6 +118,16 @@ pub struct Member<T, E> {
 }
 
 impl<T, E> Member<T, E> {
+    /// A member whose first attempt succeeded.
+    #[inline]
+    fn succeeded(output: T, started: Option<Instant>) -> Self {
+        Member {
+            result: Some(Ok(output)),
+            attempts: 1,
+            ..Member::new(started)
+        }
+    }
+
     fn new(started: Option<Instant>) -> Self {
         Member {
             result: None,
@@ -240,9 +251,45 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         Fut: Future<Output = Result<S::Output, S::Error>>,
         J: Keep<S::Output>,
     {
+        let started = self.now();
+        // In memory, the first attempt takes the short path a step in
+        // sequence takes (`Run::step`); the retry machinery is boxed, entered
+        // only once that attempt has failed, so that a member's future carries
+        // a pointer for it instead of its state. Durable runs, the test kit and
+        // runs that may send take the long way.
+        let first = if !J::DURABLE && !J::FAULTS && self.outgoing.is_none() {
+            match self
+                .first_member_attempt::<S, F, Fut>(index, &mut call, started)
+                .await
+            {
+                Ok(output) => return Member::succeeded(output, started),
+                Err(failure) => Some(failure),
+            }
+        } else {
+            None
+        };
+        Box::pin(self.member_attempts::<S, F, Fut>(index, group, call, first, started)).await
+    }
+
+    /// Every attempt of member `S` but an in-memory first one that succeeded:
+    /// `first` is the failure of the first attempt, if it was made.
+    async fn member_attempts<S, F, Fut>(
+        &self,
+        index: u32,
+        group: &Group,
+        mut call: F,
+        mut first: Option<StepFailure<S::Error>>,
+        started: Option<Instant>,
+    ) -> Member<S::Output, S::Error>
+    where
+        S: Step,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<S::Output, S::Error>>,
+        J: Keep<S::Output>,
+    {
         let name = S::INFO.name();
         let policy = S::INFO.retry();
-        let mut member = Member::new(self.now());
+        let mut member = Member::new(started);
         let (mut attempt_no, mut tries) = if J::DURABLE {
             if self.journal.halted() {
                 member.rank = group.fail();
@@ -293,17 +340,24 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             tries = tries.saturating_add(1);
             member.attempts = attempt_no;
             let cx = self.context(name, index, attempt_no, Phase::Forward);
-            if let Some(outgoing) = &self.outgoing {
-                outgoing.discard(index, Phase::Forward);
-            }
-            self.hooks.step_started(&cx);
-            let span = self.span_for(Phase::Forward, name, "", attempt_no);
-            let outcome = if J::FAULTS {
-                let timeout = S::INFO.timeout();
-                Box::pin(self.overlapping_attempt(&mut call, cx, group, timeout, span)).await
-            } else {
-                self.one_attempt(&mut call, cx, Phase::Forward, S::INFO.timeout(), span)
-                    .await
+            let outcome = match first.take() {
+                // The first attempt, made on the short path, failed.
+                Some(failure) => Err(failure),
+                None => {
+                    if let Some(outgoing) = &self.outgoing {
+                        outgoing.discard(index, Phase::Forward);
+                    }
+                    self.hooks.step_started(&cx);
+                    let span = self.span_for(Phase::Forward, name, "", attempt_no);
+                    if J::FAULTS {
+                        let timeout = S::INFO.timeout();
+                        Box::pin(self.overlapping_attempt(&mut call, cx, group, timeout, span))
+                            .await
+                    } else {
+                        self.one_attempt(&mut call, cx, Phase::Forward, S::INFO.timeout(), span)
+                            .await
+                    }
+                }
             };
             let failure = match outcome {
                 Ok(output) => match self.persist_output::<S>(index, &output).await {

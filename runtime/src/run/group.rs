@@ -462,7 +462,28 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
 
     /// Records how member `S` (at `index`) ended, once the whole group has:
     /// its output, or its failure with its rank among the group's failures.
+    #[inline]
     pub fn settle<S: Step>(
+        &mut self,
+        index: u32,
+        member: Member<S::Output, S::Error>,
+    ) -> Result<S::Output, (u32, StepFailure<S::Error>)> {
+        // The default success path: one attempt, untimed, nothing to report.
+        if member.stop.is_none() && member.attempts == 1 && member.started.is_none() {
+            match member.result {
+                Some(Ok(output)) => {
+                    self.succeeded += 1;
+                    return Ok(output);
+                }
+                result => return self.settle_other::<S>(index, Member { result, ..member }),
+            }
+        }
+        self.settle_other::<S>(index, member)
+    }
+
+    /// [`settle`](Self::settle) but for the default success path.
+    #[inline(never)]
+    fn settle_other<S: Step>(
         &mut self,
         index: u32,
         member: Member<S::Output, S::Error>,

@@ -39,6 +39,7 @@ use crate::step::Step;
 
 mod first;
 mod overlap;
+mod persist;
 
 /// What the members of one group share while they run: how many of them have
 /// failed for good. An atomic, though the members run on one task, so that a
@@ -399,65 +400,6 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             member.result = Some(Err(failure));
             return member;
         }
-    }
-
-    /// A member's output written on its own, with what it sent, in a durable
-    /// run (in memory its messages go to the sink): `Err(Ok(..))` if it
-    /// cannot be encoded or its messages not sent (the step fails),
-    /// `Err(Err(..))` if the store failed.
-    async fn persist_output<S: Step>(
-        &self,
-        index: u32,
-        output: &S::Output,
-    ) -> Result<(), Result<StepFailure<S::Error>, StoreError>>
-    where
-        J: Keep<S::Output>,
-    {
-        let messages = match &self.outgoing {
-            Some(outgoing) => outgoing.take(index, Phase::Forward),
-            None => Vec::new(),
-        };
-        if !J::DURABLE {
-            if messages.is_empty() {
-                return Ok(());
-            }
-            let sink = self.outgoing.as_ref().and_then(|o| o.sink());
-            return match sink {
-                Some(sink) => sink.deliver_boxed(&messages).await.map_err(|e| {
-                    Ok(StepFailure::NotSent {
-                        message: format!("the runner's sink refused them: {e}"),
-                    })
-                }),
-                None => Ok(()),
-            };
-        }
-        let bytes =
-            J::encode(output).map_err(|message| Ok(StepFailure::NotPersisted { message }))?;
-        let succeeded = Entry::StepSucceeded {
-            index,
-            output: bytes,
-        };
-        let written = if messages.is_empty() {
-            self.journal.record(succeeded).await
-        } else {
-            self.journal
-                .record_all(vec![succeeded, Entry::Sent { messages }])
-                .await
-        };
-        written.map_err(Err)
-    }
-
-    async fn member_stopped<T, E>(
-        &self,
-        mut member: Member<T, E>,
-        group: &Group,
-        stop: Stop,
-    ) -> Member<T, E> {
-        member.stop = Some(Box::new(stop));
-        member.result = None;
-        member.rank = group.fail();
-        wake_siblings().await;
-        member
     }
 
     /// Records how member `S` (at `index`) ended, once the whole group has:

@@ -5,6 +5,9 @@ use std::fmt::Write as _;
 use super::*;
 
 mod branches;
+mod lane;
+
+use lane::Lane;
 
 impl SagaGraph {
     /// The graph as a self-contained SVG picture, for rustdoc and any HTML page.
@@ -57,6 +60,10 @@ impl SagaGraph {
     /// compensation, joined to it by a dotted line. When a step fails, a dashed
     /// line leads down from it into the lane of compensations, which runs back from
     /// right to left through the compensations of the steps before it, to `undone`.
+    /// The members of a `sagaflow::join!` group stand side by side in a dotted
+    /// frame, `‖` between them, and so do their compensations, which run at once:
+    /// the lane enters their frame and leaves it from its left edge, and a
+    /// member's failure leads into it (its siblings are undone).
     /// The pivot has a thick border and says "point of no return", read-only steps
     /// have a dashed border, and retriable steps rounded corners and `↻`.
     ///
@@ -71,6 +78,17 @@ impl SagaGraph {
         let steps = self.steps;
         let last_fail = self.last_failing();
         let has_lower = last_fail.is_some() || steps.iter().any(|s| compensation_of(s).is_some());
+        let framed = self
+            .groups()
+            .iter()
+            .any(|r| r.clone().any(|i| compensation_of(&steps[i]).is_some()));
+        let legend = if !self.branches().is_empty() {
+            branches::LEGEND_BRANCHES
+        } else if framed {
+            LEGEND_GROUPS
+        } else {
+            LEGEND
+        };
 
         // Horizontal layout: a left column for `start` (and `undone` under it), one
         // column per step, wide enough for the step and its compensation, then `done`.
@@ -131,7 +149,7 @@ impl SagaGraph {
         let y_c = y_f + row_f / 2.0 + ROW_GAP + row_c / 2.0;
         let legend_y = y_c + row_c / 2.0 + 22.0;
         let height = if last_fail.is_some() {
-            width = width.max(2.0 * MARGIN + text_width(self.legend(), SMALL_CHAR_W));
+            width = width.max(2.0 * MARGIN + text_width(legend, SMALL_CHAR_W));
             legend_y + MARGIN
         } else if has_lower {
             y_c + row_c / 2.0 + MARGIN
@@ -233,6 +251,9 @@ impl SagaGraph {
             "stroke-width=\"2.5\"",
         );
 
+        // The frames of the groups' compensations, which run at once.
+        let frames = self.compensation_frames(&mut out, &cols, y_c, row_c);
+
         // The compensations, each under its step and joined to it by a dotted line.
         for col in &cols {
             if let Some(comp) = col.comp {
@@ -259,39 +280,16 @@ impl SagaGraph {
             }
         }
 
-        // The failure paths: from each step that can fail, down into the lane just
-        // left of its own column (its own compensation does not run), then back
-        // through the compensations to its left, right to left, to `undone`.
+        // The failure paths, into the lane of compensations and along it.
         if let Some(last) = last_fail {
-            let dashed = "stroke-dasharray=\"6 4\"";
-            for (step, col) in steps.iter().zip(&cols) {
-                if can_fail(step) {
-                    line(
-                        &mut out,
-                        col.x + 8.0,
-                        y_f + col.step_h / 2.0,
-                        col.x - GAP / 2.0,
-                        y_c,
-                        dashed,
-                    );
-                }
-            }
-            let dashed_arrow = format!("{dashed} {arrow}");
-            let mut from = cols[last].x - GAP / 2.0;
-            for col in cols[..last].iter().rev() {
-                if col.comp.is_some() {
-                    line(&mut out, from, y_c, col.x + col.w, y_c, &dashed_arrow);
-                    from = col.x;
-                }
-            }
-            line(
-                &mut out,
-                from,
+            let lane = Lane {
+                last,
+                y_f,
                 y_c,
-                left_cx + undone_w / 2.0,
-                y_c,
-                &dashed_arrow,
-            );
+                row_c,
+                to: left_cx + undone_w / 2.0,
+            };
+            self.failure_lane(&mut out, &cols, &frames, &lane, &arrow);
             pill(
                 &mut out,
                 left_cx,
@@ -305,7 +303,7 @@ impl SagaGraph {
                 "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"currentColor\">{}</text>",
                 num(MARGIN),
                 num(legend_y),
-                xml_escape(self.legend())
+                xml_escape(legend)
             );
         }
         out.push_str("</svg>");
@@ -332,6 +330,8 @@ const ROW_GAP: f64 = 44.0;
 const THIN: &str = "stroke-width=\"1.5\"";
 pub(super) const LEGEND: &str =
     "dashed: when a step fails, the compensations to its left run, right to left";
+/// The legend of a saga whose group has compensations.
+pub(super) const LEGEND_GROUPS: &str = "dashed: when a step fails, the compensations to its left run, right to left; those in a frame at once";
 
 /// One step's column in the SVG.
 struct Column {

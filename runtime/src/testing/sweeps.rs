@@ -47,12 +47,7 @@ where
                     } else {
                         format!("{prefix}`{}` made to fail by {fault}", info.name())
                     };
-                    let result = self
-                        .run_once(Plan {
-                            fail: Some((index, fault, times)),
-                            ..Plan::default()
-                        })
-                        .await;
+                    let result = self.run_once(Plan::failing(index, fault, times)).await;
                     let reached = self.last_reached;
                     if !reached {
                         case.push_str(" (not reached: in an arm this input does not take)");
@@ -116,6 +111,7 @@ where
                     self.check(sweep, run, &summary)?;
                 }
             }
+            self.overlap_runs(report).await?;
             Ok(())
         }
     }
@@ -165,14 +161,27 @@ where
                 if !on_path(index) {
                     continue;
                 }
-                // The first later step that can fail for good makes this one's
+                // A sibling in its `sagaflow::join!` group, or else the first
+                // later step on this input's path, that can fail for good makes this one's
                 // compensation run.
-                let Some((later, trigger)) = S::STEPS
+                let can_fail = |(i, s): &(usize, &crate::StepInfo)| {
+                    s.kind() != StepKind::Retriable && on_path(*i)
+                };
+                let sibling = S::GROUPS
                     .iter()
-                    .enumerate()
-                    .skip(index + 1)
-                    .find(|(i, s)| s.kind() != StepKind::Retriable && on_path(*i))
-                else {
+                    .find(|r| r.contains(&(index as u32)))
+                    .and_then(|r| {
+                        let (start, end) = (r.start as usize, r.end as usize);
+                        S::STEPS
+                            .iter()
+                            .enumerate()
+                            .take(end)
+                            .skip(start)
+                            .filter(|(i, _)| *i != index)
+                            .find(can_fail)
+                    });
+                let later = || S::STEPS.iter().enumerate().skip(index + 1).find(can_fail);
+                let Some((later, trigger)) = sibling.or_else(later) else {
                     continue;
                 };
                 let case = format!(
@@ -182,9 +191,8 @@ where
                 );
                 let result = self
                     .run_once(Plan {
-                        fail: Some((later as u32, Fault::Error, None)),
                         repeat: Some((index as u32, Phase::Compensation)),
-                        ..Plan::default()
+                        ..Plan::failing(later as u32, Fault::Error, None)
                     })
                     .await;
                 report.cases.push(case.clone());

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::{CHAR_W, LEGEND, num, text_width, xml_escape};
+use super::{CHAR_W, num, text_width, xml_escape};
 use crate::SagaGraph;
 
 /// The height of the band over the row that holds the diamonds and labels.
@@ -128,18 +128,8 @@ impl SagaGraph {
     }
 }
 
-const LEGEND_BRANCHES: &str = "dashed: when a step fails, the compensations to its left on the path taken run, right to left, passing over the arms not taken";
-
-impl SagaGraph {
-    /// The legend under the picture.
-    pub(super) fn legend(&self) -> &'static str {
-        if self.branches().is_empty() {
-            LEGEND
-        } else {
-            LEGEND_BRANCHES
-        }
-    }
-}
+/// The legend of a saga with branches.
+pub(super) const LEGEND_BRANCHES: &str = "dashed: when a step fails, the compensations to its left on the path taken run, right to left, passing over the arms not taken";
 
 /// `or` between two arms on the row, at `x`.
 pub(super) fn or(out: &mut String, x: f64, y_f: f64) {

@@ -56,7 +56,7 @@ pub trait CompensationResult {
 impl<E: Display> CompensationResult for Result<(), E> {
     #[inline]
     fn into_compensation_result(self) -> Result<(), CompensationError> {
-        self.map_err(|e| CompensationError(e.to_string()))
+        self.map_err(|e| CompensationError(text_of(&e)))
     }
 }
 
@@ -276,7 +276,15 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     self.record_success::<S>(&cx, index, 1, started, None);
                     return Ok(output);
                 }
-                Err(failure) => Some(failure),
+                Err(failure) => {
+                    // No retry in memory: the step failed for good, which
+                    // needs none of the retry loop's state.
+                    if !J::DURABLE && !S::INFO.retry().allows_attempt_after(1) {
+                        self.step_failed_in_memory::<S>(index, &failure, started);
+                        return Err(failure);
+                    }
+                    Some(failure)
+                }
             }
         } else {
             None
@@ -339,12 +347,41 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), CompensationError>>,
     {
-        if S::INFO.kind() == StepKind::Compensatable {
-            // Not boxed here: the generated backward loop is boxed once per
-            // failed run (`__private::compensating`), which keeps this state out
-            // of every saga's future at one allocation per saga, not per step.
-            self.compensate_step(step, index, call).await;
-        }
+        // Not boxed here: the generated backward loop is boxed once per
+        // failed run (`__private::compensating`), which keeps this state out
+        // of every saga's future at one allocation per saga, not per step.
+        let (StepKind::Compensatable, Some(function)) = (S::INFO.kind(), S::INFO.compensation())
+        else {
+            return;
+        };
+        let mut call = call;
+        // In memory, with nothing to send or inject, the first attempt takes a
+        // short path, as a step's does: no journal, no outbox, no retry state.
+        let first = if !J::DURABLE && !J::FAULTS && self.outgoing.is_none() {
+            let name = S::INFO.name();
+            let started = self.now();
+            let cx = self.context(name, index, 1, Phase::Compensation);
+            if !H::__SILENT {
+                self.hooks.compensation_started(&cx);
+            }
+            let span = self.span_for(Phase::Compensation, name, function, 1);
+            let timeout = S::INFO.compensation_timeout();
+            match attempt(call(), &cx, timeout, span).await {
+                Ok(()) => {
+                    let duration = started.map(|s| s.elapsed());
+                    if !H::__SILENT {
+                        self.hooks
+                            .compensation_succeeded(&cx, duration.unwrap_or_default());
+                    }
+                    self.record_undone(name, function, index, 1, duration, None);
+                    return;
+                }
+                Err(failure) => Some((failure, started)),
+            }
+        } else {
+            None
+        };
+        self.compensate_step(step, index, call, first).await;
     }
 
     /// Every attempt of step `S`'s compensation, by its policy, on a shared
@@ -352,9 +389,26 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     /// recorded afterwards by [`undone`](Self::undone).
     pub async fn undo<S, F, Fut>(
         &self,
+        step: core::marker::PhantomData<S>,
+        index: u32,
+        call: F,
+    ) -> Undo
+    where
+        S: Step,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), CompensationError>>,
+    {
+        self.undo_after(step, index, call, None).await
+    }
+
+    /// [`undo`](Self::undo), after a first attempt that failed (with the
+    /// time it started) if `first` is one.
+    pub(crate) async fn undo_after<S, F, Fut>(
+        &self,
         _step: core::marker::PhantomData<S>,
         index: u32,
         mut call: F,
+        first: Option<(StepFailure<CompensationError>, Option<Instant>)>,
     ) -> Undo
     where
         S: Step,
@@ -367,7 +421,10 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         };
         let name = S::INFO.name();
         let policy = S::INFO.compensation_retry();
-        let started = self.now();
+        let (mut pending, started) = match first {
+            Some((failure, started)) => (Some(failure), started),
+            None => (None, self.now()),
+        };
         let mut attempt_no = 1u32;
         let mut spent = 0u32;
         if J::DURABLE {
@@ -399,25 +456,31 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         let first_attempt = attempt_no;
         let mut last_error = None;
         loop {
-            if J::DURABLE {
-                let entry = Entry::CompensationStarted {
-                    index,
-                    attempt: attempt_no,
-                };
-                if let Err(e) = self.journal.record(entry).await {
-                    return Undo::Halt(e);
-                }
-            }
             let cx = self.context(name, index, attempt_no, Phase::Compensation);
-            if let Some(outgoing) = &self.outgoing {
-                outgoing.discard(index, Phase::Compensation);
-            }
-            self.hooks.compensation_started(&cx);
-            let span = self.span_for(Phase::Compensation, name, function, attempt_no);
-            let timeout = S::INFO.compensation_timeout();
-            let outcome = self
-                .one_attempt(&mut call, cx, Phase::Compensation, timeout, span)
-                .await;
+            // A first attempt made on the short path (`compensate`) is not
+            // made again: its failure is where this loop starts.
+            let outcome = match pending.take() {
+                Some(failure) => Err(failure),
+                None => {
+                    if J::DURABLE {
+                        let entry = Entry::CompensationStarted {
+                            index,
+                            attempt: attempt_no,
+                        };
+                        if let Err(e) = self.journal.record(entry).await {
+                            return Undo::Halt(e);
+                        }
+                    }
+                    if let Some(outgoing) = &self.outgoing {
+                        outgoing.discard(index, Phase::Compensation);
+                    }
+                    self.hooks.compensation_started(&cx);
+                    let span = self.span_for(Phase::Compensation, name, function, attempt_no);
+                    let timeout = S::INFO.compensation_timeout();
+                    self.one_attempt(&mut call, cx, Phase::Compensation, timeout, span)
+                        .await
+                }
+            };
             let failure = match outcome {
                 Ok(()) => {
                     if let Err(e) = self.compensation_done(name, function, index).await {
@@ -434,7 +497,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 }
                 Err(failure) => failure.map_err(|CompensationError(text)| text),
             };
-            let text = failure.to_string();
+            let text = text_of(&failure);
             // Across restarts, as for steps (see `step_attempts`).
             let tries = spent + (attempt_no - first_attempt + 1);
             if policy.allows_attempt_after(tries) {
@@ -476,20 +539,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 attempts,
                 duration,
                 last_error,
-            } => {
-                self.failure().undone.push(name);
-                self.records.push(StepRecord {
-                    group: None,
-                    step: name,
-                    function,
-                    index,
-                    phase: Phase::Compensation,
-                    outcome: Outcome::Succeeded,
-                    attempts,
-                    duration,
-                    error: last_error,
-                });
-            }
+            } => self.record_undone(name, function, index, attempts, duration, last_error),
             Undo::Failed {
                 attempts,
                 outcome,

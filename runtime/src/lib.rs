@@ -195,11 +195,15 @@ pub mod __private {
     pub type MethodStep<T, const NAME: u64> = <T as StepMethod<NAME>>::Step;
 
     /// Runs a saga in memory with default policies and no hooks.
-    pub async fn run_in_memory<S: Saga>(saga: S) -> Result<S::Output, SagaError<S::Error>> {
+    // Not an `async fn`: that would be one more layer in every saga's
+    // future, keeping the saga's inputs a second time.
+    pub fn run_in_memory<S: Saga>(
+        saga: S,
+    ) -> impl core::future::Future<Output = Result<S::Output, SagaError<S::Error>>> {
         // A static, not a temporary: the temporary would live in every
         // saga's future, sink pointer and all.
         static DEFAULT: crate::Runner = crate::Runner::new();
-        DEFAULT.run(saga).await
+        DEFAULT.run(saga)
     }
 
     /// Converts a compensation's result into what the runtime records.

@@ -33,6 +33,7 @@ mod durable;
 mod failure;
 mod group;
 mod report;
+mod undo;
 
 use attempts::*;
 pub use group::{Group, Joined, Member, Undo};
@@ -57,7 +58,7 @@ pub trait CompensationResult {
 impl<E: Display> CompensationResult for Result<(), E> {
     #[inline]
     fn into_compensation_result(self) -> Result<(), CompensationError> {
-        self.map_err(|e| CompensationError(e.to_string()))
+        self.map_err(|e| CompensationError(text_of(&e)))
     }
 }
 
@@ -284,7 +285,15 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     self.record_success::<S>(&cx, index, 1, started, None);
                     return Ok(output);
                 }
-                Err(failure) => Some(failure),
+                Err(failure) => {
+                    // No retry in memory: the step failed for good, which
+                    // needs none of the retry loop's state.
+                    if !J::DURABLE && !S::INFO.retry().allows_attempt_after(1) {
+                        self.step_failed_in_memory::<S>(index, &failure, started);
+                        return Err(failure);
+                    }
+                    Some(failure)
+                }
             }
         } else {
             None
@@ -347,12 +356,41 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), CompensationError>>,
     {
-        if S::INFO.kind() == StepKind::Compensatable {
-            // Not boxed here: the generated backward loop is boxed once per
-            // failed run (`__private::compensating`), which keeps this state out
-            // of every saga's future at one allocation per saga, not per step.
-            self.compensate_step(step, index, call).await;
-        }
+        // Not boxed here: the generated backward loop is boxed once per
+        // failed run (`__private::compensating`), which keeps this state out
+        // of every saga's future at one allocation per saga, not per step.
+        let (StepKind::Compensatable, Some(function)) = (S::INFO.kind(), S::INFO.compensation())
+        else {
+            return;
+        };
+        let mut call = call;
+        // In memory, with nothing to send or inject, the first attempt takes a
+        // short path, as a step's does: no journal, no outbox, no retry state.
+        let first = if !J::DURABLE && !J::FAULTS && self.outgoing.is_none() {
+            let name = S::INFO.name();
+            let started = self.now();
+            let cx = self.context(name, index, 1, Phase::Compensation);
+            if !H::__SILENT {
+                self.hooks.compensation_started(&cx);
+            }
+            let span = self.span_for(Phase::Compensation, name, function, 1);
+            let timeout = S::INFO.compensation_timeout();
+            match attempt(call(), &cx, timeout, span).await {
+                Ok(()) => {
+                    let duration = started.map(|s| s.elapsed());
+                    if !H::__SILENT {
+                        self.hooks
+                            .compensation_succeeded(&cx, duration.unwrap_or_default());
+                    }
+                    self.record_undone(name, function, index, 1, duration, None);
+                    return;
+                }
+                Err(failure) => Some((failure, started)),
+            }
+        } else {
+            None
+        };
+        self.compensate_step(step, index, call, first).await;
     }
 
     /// Every attempt of step `S`'s compensation, by its policy, on a shared
@@ -360,118 +398,16 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     /// recorded afterwards by [`undone`](Self::undone).
     pub async fn undo<S, F, Fut>(
         &self,
-        _step: core::marker::PhantomData<S>,
+        step: core::marker::PhantomData<S>,
         index: u32,
-        mut call: F,
+        call: F,
     ) -> Undo
     where
         S: Step,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), CompensationError>>,
     {
-        let (StepKind::Compensatable, Some(function)) = (S::INFO.kind(), S::INFO.compensation())
-        else {
-            return Undo::Skipped;
-        };
-        let name = S::INFO.name();
-        let policy = S::INFO.compensation_retry();
-        let started = self.now();
-        let mut attempt_no = 1u32;
-        let mut spent = 0u32;
-        if J::DURABLE {
-            if self.journal.halted() {
-                return Undo::Skipped;
-            }
-            match self.journal.replayed(index, true) {
-                Replayed::Succeeded(_) => {
-                    return Undo::Undone {
-                        attempts: 0,
-                        duration: None,
-                        last_error: None,
-                    };
-                }
-                Replayed::Failed(error) => {
-                    return Undo::Failed {
-                        attempts: 0,
-                        outcome: None,
-                        duration: None,
-                        error,
-                    };
-                }
-                Replayed::Run {
-                    next_attempt,
-                    spent: before,
-                } => (attempt_no, spent) = (next_attempt, before),
-            }
-        }
-        let first_attempt = attempt_no;
-        let mut last_error = None;
-        loop {
-            if J::DURABLE {
-                let entry = Entry::CompensationStarted {
-                    index,
-                    attempt: attempt_no,
-                };
-                if let Err(e) = self.journal.record(entry).await {
-                    return Undo::Halt(e);
-                }
-            }
-            let cx = self.context(name, index, attempt_no, Phase::Compensation);
-            if let Some(outgoing) = &self.outgoing {
-                outgoing.discard(index, Phase::Compensation);
-            }
-            self.hooks.compensation_started(&cx);
-            let span = self.span_for(Phase::Compensation, name, function, attempt_no);
-            let timeout = S::INFO.compensation_timeout();
-            let outcome = self
-                .one_attempt(&mut call, cx, Phase::Compensation, timeout, span)
-                .await;
-            let failure = match outcome {
-                Ok(()) => {
-                    if let Err(e) = self.compensation_done(name, function, index).await {
-                        return Undo::Halt(e);
-                    }
-                    let duration = started.map(|s| s.elapsed());
-                    self.hooks
-                        .compensation_succeeded(&cx, duration.unwrap_or_default());
-                    return Undo::Undone {
-                        attempts: attempt_no,
-                        duration,
-                        last_error,
-                    };
-                }
-                Err(failure) => failure.map_err(|CompensationError(text)| text),
-            };
-            let text = failure.to_string();
-            // Across restarts, as for steps (see `step_attempts`).
-            let tries = spent + (attempt_no - first_attempt + 1);
-            if policy.allows_attempt_after(tries) {
-                let delay = jittered_delay(policy, tries);
-                tracing::warn!(parent: &self.span, step = name, compensation = function, attempt = attempt_no, error = %text, ?delay, "compensation failed, retrying");
-                self.hooks.compensation_retrying(&cx, &text, delay);
-                last_error = Some(text);
-                tokio::time::sleep(delay).await;
-                attempt_no = attempt_no.saturating_add(1);
-                continue;
-            }
-            if J::DURABLE {
-                let entry = Entry::CompensationFailed {
-                    index,
-                    error: text.clone(),
-                };
-                if let Err(e) = self.journal.record(entry).await {
-                    return Undo::Halt(e);
-                }
-            }
-            tracing::error!(parent: &self.span, step = name, compensation = function, attempts = attempt_no, error = %text, "compensation failed for good; the step's effect needs manual repair");
-            self.hooks.compensation_failed(&cx, &text);
-            return Undo::Failed {
-                attempts: attempt_no,
-                outcome: Some(outcome_of(&failure)),
-                duration: started.map(|s| s.elapsed()),
-                error: text,
-            };
-        }
+        self.undo_after(step, index, call, None).await
     }
 
     /// Records what undoing step `S` (at `index`) came to.
@@ -484,20 +420,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 attempts,
                 duration,
                 last_error,
-            } => {
-                self.failure().undone.push(name);
-                self.records.push(StepRecord {
-                    group: None,
-                    step: name,
-                    function,
-                    index,
-                    phase: Phase::Compensation,
-                    outcome: Outcome::Succeeded,
-                    attempts,
-                    duration,
-                    error: last_error,
-                });
-            }
+            } => self.record_undone(name, function, index, attempts, duration, last_error),
             Undo::Failed {
                 attempts,
                 outcome,

@@ -3,6 +3,7 @@
 use core::future::Future;
 use std::sync::Arc;
 
+use futures_util::FutureExt as _;
 use tracing::Instrument;
 
 use crate::SagaGraph;
@@ -149,9 +150,16 @@ impl<H: Hooks> Runner<H> {
     }
 
     /// Runs `saga` to its end: committed, or compensated.
-    pub async fn run<S: Saga>(&self, saga: S) -> Result<S::Output, SagaError<S::Error>> {
+    // Not an `async fn`: one, awaiting `run_inner`, would be a layer of its
+    // own in every saga's future, keeping its `saga` and `self` (24 bytes
+    // for a saga of two words) beside the inner future that holds them too.
+    pub fn run<S: Saga>(
+        &self,
+        saga: S,
+    ) -> impl Future<Output = Result<S::Output, SagaError<S::Error>>> {
         let timed = self.timings.unwrap_or(H::TIMED);
-        self.run_inner(saga, SagaId::random(), timed, false).await.0
+        self.run_inner(saga, SagaId::random(), timed, false)
+            .map(|(result, _)| result)
     }
 
     /// Runs `saga` to its end and returns its report as well.
@@ -165,13 +173,14 @@ impl<H: Hooks> Runner<H> {
     }
 
     /// Runs `saga` under the given id, which its steps see in their [`StepContext`](crate::StepContext).
-    pub async fn run_with_id<S: Saga>(
+    pub fn run_with_id<S: Saga>(
         &self,
         saga: S,
         id: SagaId,
-    ) -> Result<S::Output, SagaError<S::Error>> {
+    ) -> impl Future<Output = Result<S::Output, SagaError<S::Error>>> {
         let timed = self.timings.unwrap_or(H::TIMED);
-        self.run_inner(saga, id, timed, false).await.0
+        self.run_inner(saga, id, timed, false)
+            .map(|(result, _)| result)
     }
 
     async fn run_inner<S: Saga>(
@@ -187,32 +196,21 @@ impl<H: Hooks> Runner<H> {
             let sink = sink.clone();
             return Box::pin(self.run_sending(saga, id, timed, reported, sink)).await;
         }
-        let (span, mut run) = self.new_run::<S>(id, timed, reported);
-        let result = if span.is_disabled() {
+        let mut run = self.new_run::<S>(id, timed, reported);
+        // The run's span, cloned only for someone who listens: a second span
+        // held across the await would cost every saga's future 40 bytes.
+        let result = if run.span.is_disabled() {
             saga.__sagaflow_drive(&mut run).await
         } else {
+            let span = run.span.clone();
             saga.__sagaflow_drive(&mut run).instrument(span).await
         };
         (result, run.take_report())
     }
 
-    fn new_run<S: Saga>(
-        &self,
-        id: SagaId,
-        timed: bool,
-        reported: bool,
-    ) -> (tracing::Span, Run<'_, H>) {
+    fn new_run<S: Saga>(&self, id: SagaId, timed: bool, reported: bool) -> Run<'_, H> {
         let span = tracing::info_span!("saga", saga = S::NAME, id = %id);
-        let run = Run::new(
-            &self.hooks,
-            S::NAME,
-            id,
-            S::STEPS,
-            span.clone(),
-            timed,
-            reported,
-        );
-        (span, run)
+        Run::new(&self.hooks, S::NAME, id, S::STEPS, span, timed, reported)
     }
 
     /// [`run_inner`](Self::run_inner) with a sink: what the saga sends is
@@ -225,7 +223,8 @@ impl<H: Hooks> Runner<H> {
         reported: bool,
         sink: Arc<dyn DynSink>,
     ) -> (Result<S::Output, SagaError<S::Error>>, Option<RunReport>) {
-        let (span, mut run) = self.new_run::<S>(id, timed, reported);
+        let mut run = self.new_run::<S>(id, timed, reported);
+        let span = run.span.clone();
         let outgoing = Outgoing::new(S::NAME, id, Some(sink));
         run.outgoing = Some(outgoing.clone());
         let drive = WithOutgoing::new(saga.__sagaflow_drive(&mut run), Some(outgoing));

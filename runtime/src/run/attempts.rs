@@ -92,6 +92,40 @@ pub(super) fn jittered_delay(policy: RetryPolicy, retry: u32) -> Duration {
     half + Duration::from_nanos(fastrand::u64(0..=nanos))
 }
 
+/// `value`'s `Display` in one allocation of its length: formatted on the
+/// stack first when it is short, as error texts are. `to_string` grows its
+/// `String` as it writes, two or three allocations for a short error text.
+pub(super) fn text_of(value: &impl Display) -> String {
+    use core::fmt::Write as _;
+    struct Short {
+        bytes: [u8; 120],
+        len: usize,
+    }
+    impl core::fmt::Write for Short {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let end = self.len + s.len();
+            let room = self.bytes.get_mut(self.len..end).ok_or(core::fmt::Error)?;
+            room.copy_from_slice(s.as_bytes());
+            self.len = end;
+            Ok(())
+        }
+    }
+    let mut short = Short {
+        bytes: [0; 120],
+        len: 0,
+    };
+    // Whole `str`s only were copied in, so the bytes are UTF-8.
+    match write!(short, "{value}") {
+        Ok(()) => match core::str::from_utf8(&short.bytes[..short.len]) {
+            Ok(text) => text.to_owned(),
+            Err(_) => value.to_string(),
+        },
+        // Longer than the room (or a `Display` that fails, which
+        // `to_string` reports as it always did).
+        Err(_) => value.to_string(),
+    }
+}
+
 pub(super) fn outcome_of<E>(failure: &StepFailure<E>) -> Outcome {
     match failure {
         StepFailure::TimedOut { .. } => Outcome::TimedOut,

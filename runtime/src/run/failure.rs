@@ -14,20 +14,35 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         started: Option<Instant>,
     ) -> Result<S::Output, StepFailure<S::Error>> {
         let name = S::INFO.name();
-        let text = failure.to_string();
-        let entry = Entry::StepFailed {
-            index,
-            error: text.clone(),
-        };
-        if J::DURABLE
-            && let Err(e) = self.write(entry).await
-        {
-            self.halt(e);
-            return Err(halted());
+        let text = text_of(&failure);
+        if J::DURABLE {
+            let entry = Entry::StepFailed {
+                index,
+                error: text.clone(),
+            };
+            if let Err(e) = self.write(entry).await {
+                self.halt(e);
+                return Err(halted());
+            }
         }
         let cx = self.context(name, index, attempts, Phase::Forward);
         self.step_failed_for_good::<S>(&cx, &failure, text, started);
         Err(failure)
+    }
+
+    /// [`step_failed`](Self::step_failed) in memory, where nothing is
+    /// written: not `async`, so that a failed first attempt without retries
+    /// need not enter the boxed retry loop.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn step_failed_in_memory<S: Step>(
+        &mut self,
+        index: u32,
+        failure: &StepFailure<S::Error>,
+        started: Option<Instant>,
+    ) {
+        let cx = self.context(S::INFO.name(), index, 1, Phase::Forward);
+        self.step_failed_for_good::<S>(&cx, failure, text_of(failure), started);
     }
 
     /// Tells of a step that failed for good and records it, for the report and
@@ -67,9 +82,10 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     ) {
         // The failure path from here on: the failed step and each
         // compensation add a record, each compensation a name. Room for all at
-        // once, so that compensating allocates per saga, not per step.
+        // once, so that compensating allocates per saga, not per step, and for
+        // the plain successes that the report rebuilds in place at the end.
         let steps = self.steps.len();
-        self.records.reserve(steps + 1);
+        self.records.reserve(2 * steps + 1);
         let failure = self.failure.get_or_insert_with(Box::default);
         failure.undone.reserve(steps);
         self.records.push(StepRecord {
@@ -104,11 +120,14 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         delay
     }
 
+    /// A compensation's attempts after `first`, the failure of one made on
+    /// the short path (with when it started), or all of them.
     pub(super) async fn compensate_step<S, F, Fut>(
         &mut self,
         step: core::marker::PhantomData<S>,
         index: u32,
         call: F,
+        first: Option<(StepFailure<CompensationError>, Option<Instant>)>,
     ) where
         S: Step,
         F: FnMut() -> Fut,
@@ -120,8 +139,32 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             self.halt(e);
             return;
         }
-        let undo = self.undo(step, index, call).await;
+        let undo = self.undo_after(step, index, call, first).await;
         self.undone::<S>(index, undo);
+    }
+
+    /// Records a compensation that succeeded: its step is undone.
+    pub(super) fn record_undone(
+        &mut self,
+        name: &'static str,
+        function: &'static str,
+        index: u32,
+        attempts: u32,
+        duration: Option<Duration>,
+        last_error: Option<String>,
+    ) {
+        self.failure().undone.push(name);
+        self.records.push(StepRecord {
+            group: None,
+            step: name,
+            function,
+            index,
+            phase: Phase::Compensation,
+            outcome: Outcome::Succeeded,
+            attempts,
+            duration,
+            error: last_error,
+        });
     }
 
     /// Ends a run that failed with `failure` and compensated what it could.

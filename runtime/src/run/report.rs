@@ -6,44 +6,90 @@ use super::*;
 impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     /// Every record in the order things ran: the plain successes that were not
     /// pushed are rebuilt from the step table, since forward steps run in
-    /// order (passing over the arms not taken).
+    /// order (passing over the arms not taken). In place when the records have
+    /// room for them, as a failed run's have (`push_failure` makes it): the
+    /// output is the kept records in their order, with the rebuilt ones at
+    /// their steps' positions on the path.
     pub(super) fn all_records(&mut self) -> Vec<StepRecord> {
-        let kept = core::mem::take(&mut self.records);
-        let forward_run = self.succeeded as usize + usize::from(self.failure.is_some());
-        let forward_kept = kept.iter().filter(|r| r.phase == Phase::Forward).count();
-        if forward_kept >= forward_run {
+        let mut kept = core::mem::take(&mut self.records);
+        let skipped = self.skipped.as_deref().map_or(&[][..], |s| s.as_slice());
+        let on_path = |i: &usize| !skipped.iter().any(|r| r.contains(&(*i as u32)));
+        // At most the steps on the path: a saga without steps fails its commit
+        // with a failure of its own (its messages), which has a record but no step.
+        let path_len = (0..self.steps.len()).filter(on_path).count();
+        let forward_run =
+            (self.succeeded as usize + usize::from(self.failure.is_some())).min(path_len);
+        // The end of the part of the step table that the first `forward_run`
+        // steps on the path cover, so that they can be walked from either end.
+        let end = (0..self.steps.len())
+            .filter(on_path)
+            .nth(forward_run.wrapping_sub(1))
+            .map_or(0, |i| i + 1);
+        let path = || (0..end).filter(on_path);
+        // The kept records that take positions on the path: a forward record
+        // at the position of its step, in order.
+        let mut matched = 0;
+        for index in path() {
+            match kept.get(matched) {
+                Some(r) if r.phase == Phase::Forward && r.index as usize == index => matched += 1,
+                _ => {}
+            }
+        }
+        let missing = forward_run - matched;
+        if missing == 0 {
             // Every forward step has a record already (a timed run).
             return kept;
         }
-        let mut all = Vec::with_capacity(kept.len() + forward_run);
-        let mut kept = kept.into_iter().peekable();
-        let skipped = self.skipped.as_deref().map_or(&[][..], |s| s.as_slice());
-        let on_path = self
-            .steps
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !skipped.iter().any(|r| r.contains(&(*i as u32))));
-        for (index, info) in on_path.take(forward_run) {
-            let index = index as u32;
-            match kept.peek() {
-                Some(r) if r.phase == Phase::Forward && r.index == index => {
-                    all.extend(kept.next());
+        let steps = self.steps;
+        let rebuilt = |index: usize| {
+            let info = &steps[index];
+            StepRecord {
+                group: None,
+                step: info.name(),
+                function: info.name(),
+                index: index as u32,
+                phase: Phase::Forward,
+                outcome: Outcome::Succeeded,
+                attempts: 1,
+                duration: None,
+                error: None,
+            }
+        };
+        if kept.capacity() - kept.len() < missing {
+            let mut all = Vec::with_capacity(kept.len() + missing);
+            let mut kept = kept.into_iter();
+            let mut left = matched;
+            for index in path() {
+                match kept.as_slice().first() {
+                    Some(r) if left > 0 && r.index as usize == index => {
+                        all.extend(kept.next());
+                        left -= 1;
+                    }
+                    _ => all.push(rebuilt(index)),
                 }
-                _ => all.push(StepRecord {
-                    group: None,
-                    step: info.name(),
-                    function: info.name(),
-                    index,
-                    phase: Phase::Forward,
-                    outcome: Outcome::Succeeded,
-                    attempts: 1,
-                    duration: None,
-                    error: None,
-                }),
+            }
+            all.extend(kept);
+            return all;
+        }
+        // In place, from the back: the records after the forward ones move
+        // `missing` places on, then each position below `forward_run` takes
+        // its kept record or a rebuilt one; positions above the next kept
+        // record to place are free all along.
+        let len = kept.len();
+        kept.resize_with(len + missing, || rebuilt(0));
+        for j in (matched..len).rev() {
+            kept.swap(j, j + missing);
+        }
+        let mut next = matched;
+        for (position, index) in (0..forward_run).rev().zip(path().rev()) {
+            if next > 0 && kept[next - 1].index as usize == index {
+                next -= 1;
+                kept.swap(next, position);
+            } else {
+                kept[position] = rebuilt(index);
             }
         }
-        all.extend(kept);
-        all
+        kept
     }
 
     /// The run's report, told to the hooks, and kept for the caller if it

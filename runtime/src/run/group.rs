@@ -38,8 +38,12 @@ use crate::report::Outcome;
 use crate::step::Step;
 
 mod first;
+mod member;
 mod overlap;
 mod persist;
+
+pub use member::Member;
+use member::{More, Tally};
 
 /// What the members of one group share while they run: how many of them have
 /// failed for good. An atomic, though the members run on one task, so that a
@@ -100,46 +104,6 @@ enum Stop {
     Halt(StoreError),
     /// The journal cannot be resumed by this code.
     Refuse(String),
-}
-
-/// What one member's run left for [`Run::settle`].
-#[doc(hidden)]
-pub struct Member<T, E> {
-    /// `None` if the member never ran: the store had failed.
-    result: Option<Result<T, StepFailure<E>>>,
-    attempts: u32,
-    started: Option<Instant>,
-    last_error: Option<String>,
-    /// Its rank among the group's failures for good, if it failed.
-    rank: u32,
-    /// Whether the run recorded its outcome before a restart.
-    replayed: bool,
-    /// Boxed: made only when the store fails, and kept out of every member's size.
-    stop: Option<Box<Stop>>,
-}
-
-impl<T, E> Member<T, E> {
-    /// A member whose first attempt succeeded.
-    #[inline]
-    fn succeeded(output: T, started: Option<Instant>) -> Self {
-        Member {
-            result: Some(Ok(output)),
-            attempts: 1,
-            ..Member::new(started)
-        }
-    }
-
-    fn new(started: Option<Instant>) -> Self {
-        Member {
-            result: None,
-            attempts: 0,
-            started,
-            last_error: None,
-            rank: u32::MAX,
-            replayed: false,
-            stop: None,
-        }
-    }
 }
 
 pin_project_lite::pin_project! {
@@ -269,7 +233,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         } else {
             None
         };
-        Box::pin(self.member_attempts::<S, F, Fut>(index, group, call, first, started)).await
+        Box::pin(self.member_attempts::<S, F, Fut>(index, group, call, first, started))
+            .await
+            .into_member()
     }
 
     /// Every attempt of member `S` but an in-memory first one that succeeded:
@@ -281,7 +247,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         mut call: F,
         mut first: Option<StepFailure<S::Error>>,
         started: Option<Instant>,
-    ) -> Member<S::Output, S::Error>
+    ) -> Tally<S::Output, S::Error>
     where
         S: Step,
         F: FnMut() -> Fut,
@@ -290,7 +256,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     {
         let name = S::INFO.name();
         let policy = S::INFO.retry();
-        let mut member = Member::new(started);
+        let mut member = Tally::new(started);
         let (mut attempt_no, mut tries) = if J::DURABLE {
             if self.journal.halted() {
                 member.rank = group.fail();
@@ -411,7 +377,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         member: Member<S::Output, S::Error>,
     ) -> Result<S::Output, (u32, StepFailure<S::Error>)> {
         // The default success path: one attempt, untimed, nothing to report.
-        if member.stop.is_none() && member.attempts == 1 && member.started.is_none() {
+        if member.more.is_none() && member.started.is_none() {
             match member.result {
                 Some(Ok(output)) => {
                     self.succeeded += 1;
@@ -432,14 +398,26 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     ) -> Result<S::Output, (u32, StepFailure<S::Error>)> {
         let Member {
             result,
-            attempts,
             started,
+            more,
+        } = member;
+        let More {
+            attempts,
             last_error,
             rank,
             replayed,
             stop,
-        } = member;
-        match stop.map(|s| *s) {
+        } = more.map_or(
+            More {
+                attempts: 1,
+                last_error: None,
+                rank: u32::MAX,
+                replayed: false,
+                stop: None,
+            },
+            |m| *m,
+        );
+        match stop {
             Some(Stop::Halt(e)) => self.halt(e),
             Some(Stop::Refuse(reason)) => self.refuse(reason),
             None => {}

@@ -1,7 +1,7 @@
 //! What a group member writes as it ends: its output, with what it sent, and
 //! the stop of a member whose store failed.
 
-use super::{Group, Member, Stop, wake_siblings};
+use super::{Group, Stop, Tally, wake_siblings};
 use crate::context::Phase;
 use crate::durable::journal::{Journal, Keep};
 use crate::durable::{Entry, StoreError};
@@ -51,10 +51,10 @@ impl<H: Hooks, J: Journal> Run<'_, H, J> {
 
     pub(super) async fn member_stopped<T, E>(
         &self,
-        mut member: Member<T, E>,
+        mut member: Tally<T, E>,
         group: &Group,
         stop: Stop,
-    ) -> Member<T, E> {
+    ) -> Tally<T, E> {
         member.stop = Some(Box::new(stop));
         member.result = None;
         member.rank = group.fail();

@@ -135,6 +135,11 @@ impl fmt::Display for SagaGraph {
                 StepKind::ReadOnly => "read-only".to_owned(),
                 StepKind::Pivot => "pivot: point of no return".to_owned(),
                 StepKind::Retriable => "retriable".to_owned(),
+                StepKind::Tcc => format!(
+                    "tcc: confirm {}, cancel {}",
+                    step.confirm().unwrap_or("?"),
+                    step.compensation().unwrap_or("?")
+                ),
             }];
             parts.extend(policy_parts(step));
             if let Some(g) = step.group() {
@@ -177,6 +182,7 @@ fn step_details(step: &StepInfo) -> Vec<String> {
     let mut lines = Vec::new();
     match step.kind() {
         StepKind::Compensatable => {}
+        StepKind::Tcc => lines.push("try-confirm-cancel".to_owned()),
         StepKind::ReadOnly => lines.push("read-only".to_owned()),
         StepKind::Pivot => lines.push("point of no return".to_owned()),
         StepKind::Retriable => lines.push("↻ retriable".to_owned()),

@@ -32,9 +32,11 @@ mod durable;
 mod failure;
 mod group;
 mod report;
+mod tcc;
 
 use attempts::*;
 pub use group::{Group, Joined, Member, Undo};
+pub use tcc::{Both, Confirmed};
 
 /// The error text of a compensation that failed; built only on failure.
 #[doc(hidden)]
@@ -95,6 +97,9 @@ pub struct Run<'h, H, J = NoJournal> {
     pub(crate) steps: &'static [StepInfo],
     /// Forward steps that succeeded so far (they run in order).
     succeeded: u32,
+    /// Whether the saga decided to commit: its TCC steps are confirmed, and
+    /// none is cancelled from here on.
+    decided: bool,
     /// What cannot be rebuilt at the end: every forward step that was retried, timed
     /// or failed, and every compensation. A step that succeeded at its first attempt
     /// in an untimed run is not pushed, so the default success path never allocates.
@@ -149,6 +154,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             started: if timed { Some(Instant::now()) } else { None },
             steps,
             succeeded: 0,
+            decided: false,
             records: Vec::new(),
             failure: None,
             report: None,
@@ -194,6 +200,12 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             Phase::Forward => tracing::info_span!(parent: &self.span, "step", step, attempt),
             Phase::Compensation => {
                 tracing::info_span!(parent: &self.span, "compensation", step, compensation = function, attempt)
+            }
+            Phase::Confirm => {
+                tracing::info_span!(parent: &self.span, "confirm", step, confirm = function, attempt)
+            }
+            Phase::Cancel => {
+                tracing::info_span!(parent: &self.span, "cancel", step, cancel = function, attempt)
             }
         })
     }
@@ -339,7 +351,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), CompensationError>>,
     {
-        if S::INFO.kind() == StepKind::Compensatable {
+        if S::INFO.kind().is_undone() {
             // Not boxed here: the generated backward loop is boxed once per
             // failed run (`__private::compensating`), which keeps this state out
             // of every saga's future at one allocation per saga, not per step.
@@ -361,11 +373,21 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), CompensationError>>,
     {
-        let (StepKind::Compensatable, Some(function)) = (S::INFO.kind(), S::INFO.compensation())
-        else {
+        let (true, Some(function)) = (S::INFO.kind().is_undone(), S::INFO.compensation()) else {
             return Undo::Skipped;
         };
         let name = S::INFO.name();
+        let phase = if S::INFO.kind() == StepKind::Tcc {
+            if self.decided {
+                // A confirm never turns into a cancel: only messages that
+                // failed after the decision could lead here.
+                tracing::error!(parent: &self.span, step = name, "not cancelled: the saga decided to commit, and its confirm runs instead");
+                return Undo::Skipped;
+            }
+            Phase::Cancel
+        } else {
+            Phase::Compensation
+        };
         let policy = S::INFO.compensation_retry();
         let started = self.now();
         let mut attempt_no = 1u32;
@@ -408,16 +430,14 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     return Undo::Halt(e);
                 }
             }
-            let cx = self.context(name, index, attempt_no, Phase::Compensation);
+            let cx = self.context(name, index, attempt_no, phase);
             if let Some(outgoing) = &self.outgoing {
                 outgoing.discard(index, Phase::Compensation);
             }
             self.hooks.compensation_started(&cx);
-            let span = self.span_for(Phase::Compensation, name, function, attempt_no);
+            let span = self.span_for(phase, name, function, attempt_no);
             let timeout = S::INFO.compensation_timeout();
-            let outcome = self
-                .one_attempt(&mut call, cx, Phase::Compensation, timeout, span)
-                .await;
+            let outcome = self.one_attempt(&mut call, cx, phase, timeout, span).await;
             let failure = match outcome {
                 Ok(()) => {
                     if let Err(e) = self.compensation_done(name, function, index).await {
@@ -469,6 +489,11 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     /// Records what undoing step `S` (at `index`) came to.
     pub fn undone<S: Step>(&mut self, index: u32, undo: Undo) {
         let (name, function) = (S::INFO.name(), S::INFO.compensation().unwrap_or_default());
+        let phase = if S::INFO.kind() == StepKind::Tcc {
+            Phase::Cancel
+        } else {
+            Phase::Compensation
+        };
         match undo {
             Undo::Skipped => {}
             Undo::Halt(e) => self.halt(e),
@@ -483,7 +508,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     step: name,
                     function,
                     index,
-                    phase: Phase::Compensation,
+                    phase,
                     outcome: Outcome::Succeeded,
                     attempts,
                     duration,
@@ -504,7 +529,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                         step: name,
                         function,
                         index,
-                        phase: Phase::Compensation,
+                        phase,
                         outcome,
                         attempts,
                         duration,

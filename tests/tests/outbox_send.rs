@@ -334,6 +334,9 @@ fn kinds(journal: &[Entry]) -> Vec<String> {
             Entry::CompensationStarted { index, .. } => format!("undo {index}"),
             Entry::CompensationSucceeded { index } => format!("undone {index}"),
             Entry::CompensationFailed { index, .. } => format!("undo failed {index}"),
+            Entry::Decided => "decided".to_owned(),
+            Entry::ConfirmStarted { index, .. } => format!("confirm {index}"),
+            Entry::Confirmed { index } => format!("confirmed {index}"),
             Entry::Finished { status, .. } => format!("finished {status}"),
             Entry::Intervention { .. } => "intervention".to_owned(),
             Entry::Sent { messages } => {

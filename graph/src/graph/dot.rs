@@ -39,7 +39,7 @@ impl SagaGraph {
         for (i, step) in steps.iter().enumerate() {
             let label = dot_label(step.name(), &step_details(step));
             let attrs = match step.kind() {
-                StepKind::Compensatable => "",
+                StepKind::Compensatable | StepKind::Tcc => "",
                 StepKind::ReadOnly => ", style=dashed",
                 StepKind::Pivot => ", shape=doubleoctagon, style=bold, penwidth=2",
                 StepKind::Retriable => ", style=rounded",

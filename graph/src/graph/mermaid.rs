@@ -40,7 +40,7 @@ impl SagaGraph {
         for (i, step) in steps.iter().enumerate() {
             let label = mermaid_label(step.name(), &step_details(step));
             let (open, close) = match step.kind() {
-                StepKind::Compensatable | StepKind::ReadOnly => ("[", "]"),
+                StepKind::Compensatable | StepKind::ReadOnly | StepKind::Tcc => ("[", "]"),
                 StepKind::Pivot => ("{{", "}}"),
                 StepKind::Retriable => ("(", ")"),
             };

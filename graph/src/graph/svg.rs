@@ -192,7 +192,7 @@ impl SagaGraph {
                 None => line(&mut out, prev_right, y_f, col.x, y_f, &arrow),
             }
             let (rx, stroke) = match step.kind() {
-                StepKind::Compensatable => (3.0, THIN),
+                StepKind::Compensatable | StepKind::Tcc => (3.0, THIN),
                 StepKind::ReadOnly => (3.0, "stroke-width=\"1.5\" stroke-dasharray=\"5 3\""),
                 StepKind::Pivot => (3.0, "stroke-width=\"3\""),
                 StepKind::Retriable => (12.0, THIN),

@@ -156,11 +156,17 @@ pub(super) fn pivot_checks(steps: &[&StepCall], groups: &[Range<usize>]) -> Toke
         let after = format!(
             "`{name}` runs after the saga's pivot, so it could never be undone: {retriable}, or move it before the pivot"
         );
+        let tcc_after = format!(
+            "`{name}` is a try-confirm-cancel step after the saga's pivot: the saga decides to commit at the pivot, where every try is confirmed, so a later try could never be cancelled; move `{name}` before the pivot"
+        );
         out.extend(quote_spanned! {span=>
             #[allow(clippy::nonminimal_bool)]
             const _: () = if #(#earlier)||* {
                 if ::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Pivot) {
                     ::core::panic!(#second);
+                }
+                if ::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Tcc) {
+                    ::core::panic!(#tcc_after);
                 }
                 if !::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Retriable) {
                     ::core::panic!(#after);

@@ -326,7 +326,7 @@ fn stand_in_step(saga: &Saga) -> TokenStream {
     let (vis, sig, ident) = (&saga.vis, &saga.sig, &saga.sig.ident);
     let (output_ty, error_ty) = (&saga.output_ty, &saga.error_ty);
     let name = ident.to_string();
-    let params = saga.params.iter().map(|p| &p.ty);
+    let params: Vec<&syn::Type> = saga.params.iter().map(|p| &p.ty).collect();
     let generics = &sig.generics;
     let step_type = crate::step::hidden_step_type(
         vis,
@@ -348,6 +348,20 @@ fn stand_in_step(saga: &Saga) -> TokenStream {
             #vis async fn __sagaflow_compensate #generics (
                 #(_: #params,)*
                 _: &#output_ty,
+            ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError> {
+                ::core::unreachable!("a saga awaited as a step does not compile")
+            }
+            #[doc(hidden)]
+            #vis async fn __sagaflow_confirm #generics (
+                #(_: #params,)*
+                _: &#output_ty,
+            ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError> {
+                ::core::unreachable!("a saga awaited as a step does not compile")
+            }
+            #[doc(hidden)]
+            #vis async fn __sagaflow_cancel #generics (
+                #(_: #params,)*
+                _: ::core::option::Option<&#output_ty>,
             ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError> {
                 ::core::unreachable!("a saga awaited as a step does not compile")
             }

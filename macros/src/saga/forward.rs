@@ -58,10 +58,12 @@ pub(super) fn code(g: &Gen<'_>) -> Vec<TokenStream> {
         }
     }
     let sends = messages_code(g);
+    let decision = super::tcc::decision_at_end(g);
     let output_ty = &g.saga.output_ty;
     let final_expr = &g.saga.final_expr;
     forward_code.push(quote! {
         #sends
+        #decision
         let __sagaflow_output: #output_ty = #final_expr;
         // In memory the end is a plain call: an await here, never taken,
         // still costs the state machine a resume point per saga.
@@ -157,6 +159,8 @@ fn step_code(g: &Gen<'_>, i: usize, step: &StepCall) -> TokenStream {
         .cloned()
         .collect();
     let next_slot = slot_code(g, i + 1, &alive);
+    let cancel_tried = super::tcc::cancel_tried(g, i);
+    let decision = super::tcc::decision_after(g, i);
     // The closure goes by `&mut`: it stays where it was built, in the saga's
     // future, instead of being copied into the step's future. That copy, read
     // back wide right after it was written narrow, cost about 3 ns per step.
@@ -165,10 +169,12 @@ fn step_code(g: &Gen<'_>, i: usize, step: &StepCall) -> TokenStream {
             ::core::result::Result::Ok(#binding) => #binding,
             ::core::result::Result::Err(__sagaflow_failure) => {
                 #convert
+                #cancel_tried
                 #on_failure
             }
         };
         #typed
+        #decision
         #next_slot
     }
 }

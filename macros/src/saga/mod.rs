@@ -79,6 +79,7 @@ mod method;
 mod scope;
 mod send;
 mod signature;
+mod tcc;
 mod unsupported;
 
 use proc_macro2::{Span, TokenStream};

@@ -18,6 +18,11 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         let mut kept = kept.into_iter().peekable();
         for (index, info) in self.steps.iter().enumerate().take(forward_run) {
             let index = index as u32;
+            // Confirms ran before every forward step not kept yet: the
+            // decision to commit kept those before it (`Run::decide`).
+            while let Some(r) = kept.next_if(|r| r.phase == Phase::Confirm) {
+                all.push(r);
+            }
             match kept.peek() {
                 Some(r) if r.phase == Phase::Forward && r.index == index => {
                     all.extend(kept.next());

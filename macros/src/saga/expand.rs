@@ -328,6 +328,7 @@ fn stand_in_step(saga: &Saga) -> TokenStream {
     let name = ident.to_string();
     let params: Vec<&syn::Type> = saga.params.iter().map(|p| &p.ty).collect();
     let generics = &sig.generics;
+    let not_tcc = crate::step::not_tcc_fns(vis);
     let step_type = crate::step::hidden_step_type(
         vis,
         ident,
@@ -351,20 +352,7 @@ fn stand_in_step(saga: &Saga) -> TokenStream {
             ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError> {
                 ::core::unreachable!("a saga awaited as a step does not compile")
             }
-            #[doc(hidden)]
-            #vis async fn __sagaflow_confirm #generics (
-                #(_: #params,)*
-                _: &#output_ty,
-            ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError> {
-                ::core::unreachable!("a saga awaited as a step does not compile")
-            }
-            #[doc(hidden)]
-            #vis async fn __sagaflow_cancel #generics (
-                #(_: #params,)*
-                _: ::core::option::Option<&#output_ty>,
-            ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError> {
-                ::core::unreachable!("a saga awaited as a step does not compile")
-            }
+            #not_tcc
         }
     }
 }

@@ -52,12 +52,18 @@ fn closure(g: &Gen<'_>, step: &StepCall, call: Call) -> TokenStream {
     let span = step.call.span();
     let output = &step.binding;
     let last = match call {
-        Call::Confirm => quote!(&#output),
+        // A reference taken before the confirms' block (see `confirm_code`).
+        Call::Confirm => {
+            let reference = format_ident!("__sagaflow_ref_{}", output);
+            quote!(#reference)
+        }
         Call::CancelTried => quote!(::core::option::Option::None),
     };
+    // At the call's span, as the compensation's call is: a mistake in the
+    // call is then reported once, at the user's tokens.
     let function = match call {
-        Call::Confirm => quote!(__sagaflow_confirm),
-        Call::CancelTried => quote!(__sagaflow_cancel),
+        Call::Confirm => quote_spanned!(span=> __sagaflow_confirm),
+        Call::CancelTried => quote_spanned!(span=> __sagaflow_cancel),
     };
     let known = &g.an.known;
     match &step.method {
@@ -82,9 +88,9 @@ fn closure(g: &Gen<'_>, step: &StepCall, call: Call) -> TokenStream {
             let path = &step.path;
             let args = reusable_args(&step.call.args, known);
             if args.is_empty() {
-                quote_spanned!(span=> || <#path>::#function(#last))
+                quote_spanned!(span=> || <#path>::#function((), #last))
             } else {
-                quote_spanned!(span=> || <#path>::#function(#args, #last))
+                quote_spanned!(span=> || <#path>::#function((#args,), #last))
             }
         }
     }
@@ -177,10 +183,19 @@ fn confirm_code(g: &Gen<'_>, tried: &[usize], decides: TokenStream) -> TokenStre
         let index = j as u32;
         quote!(__sagaflow_run.confirmed(<#path as ::sagaflow::Step>::__SAGAFLOW_MARKER, #index, #name);)
     });
+    // Each output is borrowed here, at its name, rather than inside the async
+    // block: a mistake such as a local that moved out of it is then reported
+    // at the user's tokens.
+    let references = steps.iter().map(|step| {
+        let output = &step.binding;
+        let reference = format_ident!("__sagaflow_ref_{}", output);
+        quote_spanned!(output.span()=> let #reference = &#output;)
+    });
     quote! {
         #[allow(clippy::nonminimal_bool, clippy::overly_complex_bool_expr)]
         let __sagaflow_decides = #decides && (false #(|| #any_tcc)*);
         if __sagaflow_decides {
+            #(#references)*
             ::sagaflow::__private::confirming(async {
                 __sagaflow_run.decide().await;
                 let #pattern = {

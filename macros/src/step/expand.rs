@@ -69,11 +69,22 @@ pub(super) fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream
     let compensate_body = match &kind {
         Kind::Compensate(path) => crate::compensation::call(path, sig, &arg_names),
         Kind::Tcc { .. } => quote! {
-            Self::__sagaflow_cancel(#(#arg_names,)* ::core::option::Option::Some(__sagaflow_output)).await
+            Self::__sagaflow_cancel((#(#arg_names,)*), ::core::option::Option::Some(__sagaflow_output)).await
         },
-        _ => nothing.clone(),
+        _ => nothing,
     };
-    let (confirm_body, cancel_body) = match &kind {
+    // A TCC step's confirm and cancel take the arguments as one tuple; every
+    // other step's take any tuple and do nothing, so that a mistake in a step
+    // call that `#[saga]` repeats for them is reported once, at the call.
+    let arg_tys: Vec<&syn::Type> = sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Typed(pt) => Some(&*pt.ty),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let tcc_fns = match &kind {
         Kind::Tcc { confirm, cancel } => {
             let output = quote_spanned!(confirm.span()=> &<Self as ::sagaflow::Step>::Output);
             let confirm_body =
@@ -81,9 +92,29 @@ pub(super) fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream
             let output = quote_spanned!(cancel.span()=> ::core::option::Option<&<Self as ::sagaflow::Step>::Output>);
             let cancel_body =
                 crate::compensation::call_as(Role::Cancel, cancel, sig, None, &arg_names, output);
-            (confirm_body, cancel_body)
+            quote! {
+                #[doc(hidden)]
+                #vis async fn __sagaflow_confirm<#(#lifetimes),*>(
+                    (#(#arg_names,)*): (#(#arg_tys,)*),
+                    __sagaflow_output: &<Self as ::sagaflow::Step>::Output,
+                ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError>
+                #where_clause
+                {
+                    #confirm_body
+                }
+
+                #[doc(hidden)]
+                #vis async fn __sagaflow_cancel<#(#lifetimes),*>(
+                    (#(#arg_names,)*): (#(#arg_tys,)*),
+                    __sagaflow_output: ::core::option::Option<&<Self as ::sagaflow::Step>::Output>,
+                ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError>
+                #where_clause
+                {
+                    #cancel_body
+                }
+            }
         }
-        _ => (nothing.clone(), nothing),
+        _ => not_tcc_fns(vis),
     };
     let doc = step_doc(&kind, attr);
     let step_type = hidden_step_type(vis, ident, &output_ty, &error_ty, &info, quote!());
@@ -111,25 +142,29 @@ pub(super) fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream
                 #compensate_body
             }
 
-            #[doc(hidden)]
-            #vis async fn __sagaflow_confirm<#(#lifetimes),*>(
-                #(#params,)*
-                __sagaflow_output: &<Self as ::sagaflow::Step>::Output,
-            ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError>
-            #where_clause
-            {
-                #confirm_body
-            }
+            #tcc_fns
+        }
+    }
+}
 
-            #[doc(hidden)]
-            #vis async fn __sagaflow_cancel<#(#lifetimes),*>(
-                #(#params,)*
-                __sagaflow_output: ::core::option::Option<&<Self as ::sagaflow::Step>::Output>,
-            ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError>
-            #where_clause
-            {
-                #cancel_body
-            }
+/// The confirm and the cancel of a step that is not a TCC step: never called
+/// (the runtime reads the kind first), and taking any arguments.
+pub(crate) fn not_tcc_fns(vis: &syn::Visibility) -> TokenStream {
+    quote! {
+        #[doc(hidden)]
+        #vis async fn __sagaflow_confirm<__SagaflowArgs, __SagaflowOutput: ?::core::marker::Sized>(
+            _: __SagaflowArgs,
+            _: &__SagaflowOutput,
+        ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError> {
+            ::sagaflow::__private::no_compensation().await
+        }
+
+        #[doc(hidden)]
+        #vis async fn __sagaflow_cancel<__SagaflowArgs>(
+            _: __SagaflowArgs,
+            _: ::core::option::Option<&<Self as ::sagaflow::Step>::Output>,
+        ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError> {
+            ::sagaflow::__private::no_compensation().await
         }
     }
 }

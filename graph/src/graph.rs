@@ -103,9 +103,13 @@ impl SagaGraph {
     /// the compensatable steps before the last step that can fail.
     fn reachable_compensations(&self) -> impl Iterator<Item = usize> + '_ {
         // A failing member's siblings after it are undone too.
-        let end = self
-            .last_failing()
-            .map_or(0, |i| self.group_of(i).map_or(i, |r| r.end));
+        // A failing TCC step's own cancel runs too.
+        let end = self.last_failing().map_or(0, |i| {
+            self.group_of(i).map_or(
+                i + usize::from(self.steps[i].kind() == StepKind::Tcc),
+                |r| r.end,
+            )
+        });
         (0..end).filter(|&j| compensation_of(&self.steps[j]).is_some())
     }
 }
@@ -163,11 +167,19 @@ impl fmt::Display for SagaGraph {
     }
 }
 
-/// The compensation drawn for a step: only a compensatable step has one, whatever
-/// a hand-built [`StepInfo`] says.
+/// The compensation drawn for a step: only a compensatable step has one, and a
+/// TCC step its cancel, whatever a hand-built [`StepInfo`] says.
 pub(crate) fn compensation_of(step: &StepInfo) -> Option<&'static str> {
     match step.kind() {
-        StepKind::Compensatable => step.compensation(),
+        StepKind::Compensatable | StepKind::Tcc => step.compensation(),
+        _ => None,
+    }
+}
+
+/// The confirm drawn for a TCC step.
+pub(crate) fn confirm_of(step: &StepInfo) -> Option<&'static str> {
+    match step.kind() {
+        StepKind::Tcc => step.confirm(),
         _ => None,
     }
 }
@@ -182,7 +194,10 @@ fn step_details(step: &StepInfo) -> Vec<String> {
     let mut lines = Vec::new();
     match step.kind() {
         StepKind::Compensatable => {}
-        StepKind::Tcc => lines.push("try-confirm-cancel".to_owned()),
+        StepKind::Tcc => lines.push(format!(
+            "try · ✓ {} on commit",
+            step.confirm().unwrap_or("confirm")
+        )),
         StepKind::ReadOnly => lines.push("read-only".to_owned()),
         StepKind::Pivot => lines.push("point of no return".to_owned()),
         StepKind::Retriable => lines.push("↻ retriable".to_owned()),

@@ -56,6 +56,12 @@ impl SagaGraph {
                 );
             }
         }
+        for (i, step) in steps.iter().enumerate() {
+            if let Some(confirm) = confirm_of(step) {
+                let label = dot_label(confirm, &[]);
+                let _ = writeln!(out, "    f{i} [label=\"{label}\", shape=parallelogram];");
+            }
+        }
         if last_fail.is_some() {
             out.push_str("    undone [label=\"undone\", shape=doublecircle, style=dashed];\n");
         }
@@ -76,7 +82,20 @@ impl SagaGraph {
         }
         for (i, step) in steps.iter().enumerate() {
             if compensation_of(step).is_some() {
-                let _ = writeln!(out, "    s{i} -> c{i} [style=dotted, arrowhead=none];");
+                if step.kind() == StepKind::Tcc {
+                    let _ = writeln!(
+                        out,
+                        "    s{i} -> c{i} [style=dotted, arrowhead=none, label=\"cancel\"];"
+                    );
+                } else {
+                    let _ = writeln!(out, "    s{i} -> c{i} [style=dotted, arrowhead=none];");
+                }
+            }
+            if confirm_of(step).is_some() {
+                let _ = writeln!(
+                    out,
+                    "    s{i} -> f{i} [style=bold, penwidth=2, label=\"confirm on commit\", constraint=false];"
+                );
             }
             if can_fail(step) {
                 for target in self.failure_targets(i) {

@@ -224,17 +224,23 @@ impl SagaGraph {
         );
 
         // The compensations, each under its step and joined to it by a dotted line.
-        for col in &cols {
+        // A TCC step's cancel hangs by a double line: it runs on rollback,
+        // also after its own try failed.
+        for (step, col) in steps.iter().zip(&cols) {
             if let Some(comp) = col.comp {
                 let cx = col.x + col.w / 2.0;
-                line(
-                    &mut out,
-                    cx,
-                    y_f + col.step_h / 2.0,
-                    cx,
-                    y_c - col.comp_h / 2.0,
-                    "stroke-dasharray=\"2 3\"",
-                );
+                let tcc = step.kind() == StepKind::Tcc;
+                let offsets: &[f64] = if tcc { &[-2.0, 2.0] } else { &[0.0] };
+                for dx in offsets {
+                    line(
+                        &mut out,
+                        cx + dx,
+                        y_f + col.step_h / 2.0,
+                        cx + dx,
+                        y_c - col.comp_h / 2.0,
+                        "stroke-dasharray=\"2 3\"",
+                    );
+                }
                 boxed(
                     &mut out,
                     col.x,
@@ -256,19 +262,30 @@ impl SagaGraph {
             let dashed = "stroke-dasharray=\"6 4\"";
             for (step, col) in steps.iter().zip(&cols) {
                 if can_fail(step) {
+                    // A TCC step's failed try goes through its own cancel.
+                    let to = if step.kind() == StepKind::Tcc {
+                        col.x + col.w + GAP / 2.0
+                    } else {
+                        col.x - GAP / 2.0
+                    };
                     line(
                         &mut out,
                         col.x + 8.0,
                         y_f + col.step_h / 2.0,
-                        col.x - GAP / 2.0,
+                        to,
                         y_c,
                         dashed,
                     );
                 }
             }
             let dashed_arrow = format!("{dashed} {arrow}");
-            let mut from = cols[last].x - GAP / 2.0;
-            for col in cols[..last].iter().rev() {
+            let own = usize::from(steps[last].kind() == StepKind::Tcc);
+            let mut from = if own == 1 {
+                cols[last].x + cols[last].w + GAP / 2.0
+            } else {
+                cols[last].x - GAP / 2.0
+            };
+            for col in cols[..last + own].iter().rev() {
                 if col.comp.is_some() {
                     line(&mut out, from, y_c, col.x + col.w, y_c, &dashed_arrow);
                     from = col.x;

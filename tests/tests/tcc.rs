@@ -445,3 +445,28 @@ fn the_graph_and_the_step_table_know_the_kind() {
         "hold_seat:tcc=release_seat+confirm_seat hold_seat_back:tcc=release_seat+confirm_seat charge:compensate=refund"
     );
 }
+
+/// The README's picture of a TCC saga: the guide's `fly` (a seat held by a
+/// TCC step, then the pivot), drawn from its step table. Refresh it with
+/// `SAGAFLOW_BLESS=1 cargo test -p sagaflow-tests --test tcc`.
+#[test]
+fn the_readme_picture_is_the_guides_saga() {
+    use sagaflow::{SagaGraph, StepInfo, StepKind};
+    const STEPS: &[StepInfo] = &[
+        StepInfo::new("hold_seat", StepKind::Tcc)
+            .with_compensation("release_seat")
+            .with_confirm("confirm_seat")
+            .with_timeout(Duration::from_secs(2)),
+        StepInfo::new("charge", StepKind::Pivot),
+    ];
+    let svg = SagaGraph::new("fly", STEPS).to_svg_standalone();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/tcc.svg");
+    if std::env::var_os("SAGAFLOW_BLESS").is_some_and(|v| v == "1") {
+        std::fs::write(path, &svg).unwrap();
+    }
+    let stored = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        stored == svg,
+        "docs/tcc.svg is not the graph: SAGAFLOW_BLESS=1 cargo test -p sagaflow-tests --test tcc"
+    );
+}

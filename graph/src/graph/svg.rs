@@ -263,19 +263,12 @@ impl SagaGraph {
             for (step, col) in steps.iter().zip(&cols) {
                 if can_fail(step) {
                     // A TCC step's failed try goes through its own cancel.
-                    let to = if step.kind() == StepKind::Tcc {
-                        col.x + col.w + GAP / 2.0
+                    let (from, to) = if step.kind() == StepKind::Tcc {
+                        (col.x + col.w - 8.0, col.x + col.w + GAP / 2.0)
                     } else {
-                        col.x - GAP / 2.0
+                        (col.x + 8.0, col.x - GAP / 2.0)
                     };
-                    line(
-                        &mut out,
-                        col.x + 8.0,
-                        y_f + col.step_h / 2.0,
-                        to,
-                        y_c,
-                        dashed,
-                    );
+                    line(&mut out, from, y_f + col.step_h / 2.0, to, y_c, dashed);
                 }
             }
             let dashed_arrow = format!("{dashed} {arrow}");

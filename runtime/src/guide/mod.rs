@@ -18,6 +18,8 @@
 //!    and how they are undone.
 //! 10. [The transactional outbox](outbox): messages sent with the saga's
 //!     transitions, all or none, and relayed to a broker.
+//! 11. [Try-confirm-cancel steps](tcc): reservations confirmed once the saga
+//!     decides to commit, cancelled on rollback.
 //!
 //! The pages hold no items: they are documentation only.
 
@@ -57,3 +59,6 @@ pub mod concurrent {}
 
 #[doc = include_str!("outbox.md")]
 pub mod outbox {}
+
+#[doc = include_str!("tcc.md")]
+pub mod tcc {}

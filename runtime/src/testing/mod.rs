@@ -259,6 +259,8 @@ pub struct Plan {
     fail: Option<(u32, Fault, Option<u32>)>,
     /// Run this step or compensation twice.
     repeat: Option<(u32, Phase)>,
+    /// Make the first attempts of this TCC step's confirm fail (how many).
+    fail_confirm: Option<(u32, u32)>,
 }
 
 impl Journal for Plan {
@@ -284,7 +286,12 @@ impl Journal for Plan {
             {
                 Some(fault)
             }
-            _ => None,
+            _ => match self.fail_confirm {
+                Some((i, times)) if i == index && phase == Phase::Confirm && attempt <= times => {
+                    Some(Fault::Error)
+                }
+                _ => None,
+            },
         }
     }
 

@@ -32,7 +32,7 @@ where
                     let result = self
                         .run_once(Plan {
                             fail: Some((index, fault, times)),
-                            repeat: None,
+                            ..Plan::default()
                         })
                         .await;
                     let summary = RunSummary::of(case.clone(), &result).with_messages(core::mem::take(&mut self.sent));
@@ -82,6 +82,7 @@ where
                     self.check(sweep, run, &summary)?;
                 }
             }
+            self.fail_confirms(sweep, &mut report).await?;
             Ok(report)
         })
     }
@@ -97,8 +98,8 @@ where
                 let case = format!("`{}` delivered twice", info.name());
                 let result = self
                     .run_once(Plan {
-                        fail: None,
                         repeat: Some((index as u32, Phase::Forward)),
+                        ..Plan::default()
                     })
                     .await;
                 report.cases.push(case.clone());
@@ -106,9 +107,14 @@ where
                 self.check(sweep, report.runs(), &summary)?;
             }
             for (index, info) in S::STEPS.iter().enumerate() {
-                let (StepKind::Compensatable, Some(compensation)) = (info.kind(), info.compensation())
+                let (true, Some(compensation)) = (info.kind().is_undone(), info.compensation())
                 else {
                     continue;
+                };
+                let phase = if info.kind() == StepKind::Tcc {
+                    Phase::Cancel
+                } else {
+                    Phase::Compensation
                 };
                 // The first later step that can fail for good makes this one's
                 // compensation run.
@@ -128,7 +134,8 @@ where
                 let result = self
                     .run_once(Plan {
                         fail: Some((later as u32, Fault::Error, None)),
-                        repeat: Some((index as u32, Phase::Compensation)),
+                        repeat: Some((index as u32, phase)),
+                        ..Plan::default()
                     })
                     .await;
                 report.cases.push(case.clone());
@@ -147,15 +154,103 @@ where
                     }
                 self.check(sweep, report.runs(), &summary)?;
             }
+            self.repeat_tcc(sweep, &mut report).await?;
             Ok(report)
         })
+    }
+
+    /// The repeat sweep's TCC cases: each confirm delivered twice, and each
+    /// cancel of a try that failed (with `None`) delivered twice.
+    async fn repeat_tcc(
+        &mut self,
+        sweep: &str,
+        report: &mut SweepReport,
+    ) -> Result<(), SweepFailure> {
+        for (index, info) in S::STEPS.iter().enumerate() {
+            let (StepKind::Tcc, Some(confirm), Some(cancel)) =
+                (info.kind(), info.confirm(), info.compensation())
+            else {
+                continue;
+            };
+            let index = index as u32;
+            let cases = [
+                (
+                    format!("`{confirm}` (confirming `{}`) delivered twice", info.name()),
+                    Plan {
+                        repeat: Some((index, Phase::Confirm)),
+                        ..Plan::default()
+                    },
+                ),
+                (
+                    format!(
+                        "`{}` made to fail, so that `{cancel}` runs with `None`, delivered twice",
+                        info.name()
+                    ),
+                    Plan {
+                        fail: Some((index, Fault::Error, None)),
+                        repeat: Some((index, Phase::Cancel)),
+                        ..Plan::default()
+                    },
+                ),
+            ];
+            for (case, plan) in cases {
+                let result = self.run_once(plan).await;
+                report.cases.push(case.clone());
+                let summary =
+                    RunSummary::of(case, &result).with_messages(core::mem::take(&mut self.sent));
+                self.check(sweep, report.runs(), &summary)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The failure sweep's TCC cases: each confirm made to fail three times,
+    /// which must be retried until it succeeds and the saga commit.
+    async fn fail_confirms(
+        &mut self,
+        sweep: &str,
+        report: &mut SweepReport,
+    ) -> Result<(), SweepFailure> {
+        for (index, info) in S::STEPS.iter().enumerate() {
+            let (StepKind::Tcc, Some(confirm)) = (info.kind(), info.confirm()) else {
+                continue;
+            };
+            let case = format!(
+                "`{confirm}` (confirming `{}`) made to fail 3 times",
+                info.name()
+            );
+            let result = self
+                .run_once(Plan {
+                    fail_confirm: Some((index as u32, 3)),
+                    ..Plan::default()
+                })
+                .await;
+            report.cases.push(case.clone());
+            let run = report.runs();
+            let wrong = |what: String| SweepFailure {
+                message: format!("{sweep}, run {run} ({case}): {what}"),
+            };
+            // A cancel after the decision would show in the invariant: the
+            // runtime never runs one once the saga decided.
+            if let Err(e) = &result {
+                return Err(wrong(format!(
+                    "a confirm is retried until it succeeds, but the saga ended with `{}` failed",
+                    e.failed_step()
+                )));
+            }
+            let summary =
+                RunSummary::of(case, &result).with_messages(core::mem::take(&mut self.sent));
+            self.check(sweep, run, &summary)?;
+        }
+        Ok(())
     }
 }
 
 /// What a saga undoes when step `index` fails for good and every other step
 /// works: the other members of its `sagaflow::join!` group, if it is in one
 /// (latest first), then the steps before it (or its group), latest first;
-/// only the compensatable ones.
+/// only the compensatable and TCC ones, and first the step itself if it is a
+/// TCC step (its try is cancelled with `None`).
 pub(super) fn undone_when_failing<S: Saga>(index: u32) -> Vec<&'static str> {
     let group = S::GROUPS.iter().find(|r| r.contains(&index));
     let start = group.map_or(index, |r| r.start);
@@ -163,10 +258,14 @@ pub(super) fn undone_when_failing<S: Saga>(index: u32) -> Vec<&'static str> {
         .into_iter()
         .flat_map(|r| r.clone().rev())
         .filter(|&i| i != index);
-    siblings
+    // A TCC step's try that failed is cancelled first (never in a group).
+    let own =
+        (group.is_none() && S::STEPS[index as usize].kind() == StepKind::Tcc).then_some(index);
+    own.into_iter()
+        .chain(siblings)
         .chain((0..start).rev())
         .map(|i| &S::STEPS[i as usize])
-        .filter(|s| s.kind() == StepKind::Compensatable)
+        .filter(|s| s.kind().is_undone())
         .map(|s| s.name())
         .collect()
 }

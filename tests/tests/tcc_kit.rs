@@ -19,10 +19,13 @@ enum Seat {
     Released,
 }
 
-/// The airline: seats by idempotency key, and what went wrong.
+/// Seats by idempotency key, and what went wrong.
+type Seats = (BTreeMap<String, Seat>, Vec<String>);
+
+/// The airline, whose clones share its seats.
 #[derive(Clone, Default)]
 pub struct Airline {
-    state: Arc<Mutex<(BTreeMap<String, Seat>, Vec<String>)>>,
+    state: Arc<Mutex<Seats>>,
 }
 
 impl Airline {

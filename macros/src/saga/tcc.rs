@@ -48,13 +48,13 @@ enum Call {
 
 /// The closure that calls step `step`'s confirm or cancel, evaluating its
 /// arguments again.
-fn closure(g: &Gen<'_>, step: &StepCall, call: Call) -> TokenStream {
+fn closure(g: &Gen<'_>, index: usize, call: Call) -> TokenStream {
+    let step = g.an.steps[index];
     let span = step.call.span();
-    let output = &step.binding;
     let last = match call {
         // A reference taken before the confirms' block (see `confirm_code`).
         Call::Confirm => {
-            let reference = format_ident!("__sagaflow_ref_{}", output);
+            let reference = format_ident!("__sagaflow_ref{}", index);
             quote!(#reference)
         }
         Call::CancelTried => quote!(::core::option::Option::None),
@@ -119,7 +119,7 @@ pub(super) fn cancel_tried(g: &Gen<'_>, i: usize) -> TokenStream {
     let path = &step.path;
     let index = i as u32;
     let condition = is(step, quote!(Tcc));
-    let call = closure(g, step, Call::CancelTried);
+    let call = closure(g, i, Call::CancelTried);
     quote! {
         if #condition {
             __sagaflow_run.cancel_tried(<#path as ::sagaflow::Step>::__SAGAFLOW_MARKER, #index, #call).await;
@@ -169,7 +169,7 @@ fn confirm_code(g: &Gen<'_>, tried: &[usize], decides: TokenStream) -> TokenStre
     for ((&j, step), name) in tried.iter().zip(&steps).zip(&names).rev() {
         let path = &step.path;
         let index = j as u32;
-        let call = closure(g, step, Call::Confirm);
+        let call = closure(g, j, Call::Confirm);
         joined = quote! {
             ::sagaflow::__private::Both::new(
                 __sagaflow_shared.confirm(<#path as ::sagaflow::Step>::__SAGAFLOW_MARKER, #index, #call),
@@ -186,9 +186,9 @@ fn confirm_code(g: &Gen<'_>, tried: &[usize], decides: TokenStream) -> TokenStre
     // Each output is borrowed here, at its name, rather than inside the async
     // block: a mistake such as a local that moved out of it is then reported
     // at the user's tokens.
-    let references = steps.iter().map(|step| {
+    let references = tried.iter().zip(&steps).map(|(&j, step)| {
         let output = &step.binding;
-        let reference = format_ident!("__sagaflow_ref_{}", output);
+        let reference = format_ident!("__sagaflow_ref{}", j);
         quote_spanned!(output.span()=> let #reference = &#output;)
     });
     quote! {

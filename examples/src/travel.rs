@@ -1,24 +1,27 @@
-//! Booking a trip: debit the customer, book the flight, book the hotel, e-mail
-//! the itinerary.
+//! Booking a trip: debit the customer, book the flight and the hotel at once,
+//! e-mail the itinerary.
 //!
 //! This is the saga that travel agencies used to write by hand with a pile of
 //! `if let Err(..)` blocks. Here each service call is a [`#[step]`](sagaflow::step)
 //! that says what undoes it, and [`book_trip`] is the orchestration. Three steps
 //! are methods of the service clients (`#[sagaflow::steps] impl Bank`), named
 //! `Type::method` in the journal, the graph and the report; the last is a free
-//! function:
+//! function. The flight and the hotel do not depend on each other, so the saga
+//! books them concurrently, in one [`sagaflow::join!`] group:
 //!
 //! | step | kind | undone by |
 //! |---|---|---|
 //! | [`Bank::debit_customer`] | compensatable | [`Bank::refund_customer`] |
-//! | [`Airline::book_flight`] | compensatable | [`Airline::cancel_flight`] |
-//! | [`Hotels::book_hotel`] | pivot: once the hotel is booked, the trip is on | — |
+//! | [`Airline::book_flight`] ‖ | compensatable, in a group with the hotel | [`Airline::cancel_flight`] |
+//! | [`Hotels::book_hotel`] ‖ | compensatable, in a group with the flight | [`Hotels::cancel_hotel`] |
 //! | [`email_itinerary`] | retriable: retried until the mail goes out | — |
 //!
-//! If the hotel has no rooms, the flight is cancelled and then the customer is
-//! refunded, in that order (the reverse of how they were done). Once the hotel
-//! is booked, nothing is undone any more: a busy mail server only delays the
-//! itinerary.
+//! If the hotel has no rooms, the flight booked meanwhile is cancelled and then
+//! the customer is refunded (a full flight likewise cancels the hotel): the
+//! group's members that succeeded are undone, then what came before it, the
+//! reverse of how it was done. Once the flight and the hotel are both booked, the
+//! trip is on and nothing is undone any more: the last step is retriable, so a
+//! busy mail server only delays the itinerary.
 //!
 //! The services are in-memory fakes ([`Bank`], [`Airline`], [`Hotels`],
 //! [`Mailer`]) that remember what happened to them, so that a test can look at
@@ -149,8 +152,6 @@ pub struct HotelBooking {
     pub city: String,
     /// How many nights.
     pub nights: u32,
-    /// The flight whose passenger arrives at the hotel.
-    pub flight: String,
 }
 
 /// An e-mail that [`Mailer`] sent.
@@ -694,13 +695,8 @@ impl Hotels {
         self.desk.cancelled()
     }
 
-    /// Books a room in `city` for the passenger of `flight`, for `nights` nights.
-    pub fn book(
-        &self,
-        city: &str,
-        nights: u32,
-        flight: &FlightBooking,
-    ) -> Result<HotelBooking, TripError> {
+    /// Books a room in `city` for `customer`, for `nights` nights.
+    pub fn book(&self, customer: &str, city: &str, nights: u32) -> Result<HotelBooking, TripError> {
         self.desk.book(
             city,
             || TripError::NoRooms {
@@ -708,18 +704,14 @@ impl Hotels {
             },
             |number| HotelBooking {
                 reference: format!("HT-{number}"),
-                customer: flight.customer.clone(),
+                customer: customer.to_owned(),
                 city: city.to_owned(),
                 nights,
-                flight: flight.reference.clone(),
             },
         )
     }
 
     /// Cancels `booking`; cancelling one that no longer stands does nothing.
-    ///
-    /// [`book_trip`] never calls this (the hotel is its point of no return); it is
-    /// here for the customer service desk.
     pub fn cancel(&self, booking: &HotelBooking) -> Result<(), TripError> {
         self.desk.cancel(booking)
     }
@@ -864,26 +856,28 @@ impl Airline {
 
 #[sagaflow::steps]
 impl Hotels {
-    /// Books the hotel room for the passenger of `flight`.
+    /// Books the customer's room in the trip's city, for the trip's nights.
     ///
-    /// The saga's point of no return: if there is no room, the flight is
-    /// cancelled and the customer refunded; once the room is booked, the trip is
-    /// on and nothing is undone any more.
-    #[step(pivot)]
-    pub async fn book_hotel(
-        &self,
-        trip: &Trip,
-        flight: &FlightBooking,
-    ) -> Result<HotelBooking, TripError> {
-        self.book(&trip.city, trip.nights, flight)
+    /// Booked at the same time as the flight, which it does not need. Undone by
+    /// [`cancel_hotel`](Hotels::cancel_hotel): if there is no room, the flight
+    /// booked meanwhile is cancelled and the customer refunded.
+    #[step(compensate = Self::cancel_hotel)]
+    pub async fn book_hotel(&self, trip: &Trip) -> Result<HotelBooking, TripError> {
+        self.book(&trip.customer, &trip.city, trip.nights)
+    }
+
+    /// Undoes [`book_hotel`](Hotels::book_hotel): cancels the room.
+    pub async fn cancel_hotel(&self, trip: &Trip, booking: &HotelBooking) -> Result<(), TripError> {
+        let _ = trip;
+        self.cancel(booking)
     }
 }
 
 /// Sends the itinerary to the customer.
 ///
-/// Comes after the pivot, so it is never undone: it is retried until the mail
-/// server takes it, waiting 10 ms before the first retry and at most 100 ms
-/// between two.
+/// Comes once the flight and the hotel are both booked, and is never undone: it
+/// is retried until the mail server takes it, waiting 10 ms before the first
+/// retry and at most 100 ms between two.
 #[step(retriable, retry(backoff = "10ms", max_backoff = "100ms"))]
 pub async fn email_itinerary(
     mailer: &Mailer,
@@ -905,12 +899,12 @@ pub async fn email_itinerary(
     })
 }
 
-/// Books a trip: debits the customer, books the flight and the hotel, and
-/// e-mails the itinerary.
+/// Books a trip: debits the customer, books the flight and the hotel
+/// concurrently, and e-mails the itinerary.
 ///
 /// Fails with [`SagaError`](sagaflow::SagaError) if the customer cannot pay, the
-/// flight is full or the hotel is; whatever was done before is undone, in reverse
-/// order. Run it with a [`Runner`](sagaflow::Runner) through [`BookTripSaga`] to
+/// flight is full or the hotel is; whatever was done is undone: the flight or
+/// the hotel that was booked, then the payment. Run it with a [`Runner`](sagaflow::Runner) through [`BookTripSaga`] to
 /// add hooks or get a report.
 #[saga]
 pub async fn book_trip(
@@ -921,8 +915,7 @@ pub async fn book_trip(
     trip: Trip,
 ) -> Result<Itinerary, TripError> {
     let payment = bank.debit_customer(&trip).await?;
-    let flight = airline.book_flight(&trip).await?;
-    let hotel = hotels.book_hotel(&trip, &flight).await?;
+    let (flight, hotel) = sagaflow::join!(airline.book_flight(&trip), hotels.book_hotel(&trip))?;
     email_itinerary(mailer, &trip, &flight, &hotel).await?;
     Ok(Itinerary {
         payment,

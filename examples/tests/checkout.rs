@@ -84,21 +84,10 @@ fn with_redis_the_messages_land_in_one_stream_per_destination() {
     let prefix = format!("checkout-test-{}:", std::process::id());
     let text = run(&["--redis", &url, "--prefix", &prefix]);
     assert!(text.contains("Relayed: 5 delivered"), "{text}");
-    let address = url
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .to_owned();
-    let (host, port) = address.rsplit_once(':').expect("host:port in the URL");
+    // `-u` takes the whole URL, database number included.
     let count = |destination: &str| {
         let out = Command::new("redis-cli")
-            .args([
-                "-h",
-                host,
-                "-p",
-                port,
-                "XLEN",
-                &format!("{prefix}{destination}"),
-            ])
+            .args(["-u", &url, "XLEN", &format!("{prefix}{destination}")])
             .output()
             .expect("redis-cli runs");
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -107,7 +96,7 @@ fn with_redis_the_messages_land_in_one_stream_per_destination() {
     assert_eq!(count("audit"), "1");
     assert_eq!(count("notifications"), "1");
     let _ = Command::new("redis-cli")
-        .args(["-h", host, "-p", port, "DEL"])
+        .args(["-u", &url, "DEL"])
         .args(["payments", "audit", "notifications"].map(|d| format!("{prefix}{d}")))
         .output();
 }

@@ -77,7 +77,8 @@ fn a_crash_after_a_step_is_recovered_on_the_next_run_without_doing_the_step_agai
     assert_eq!(status(&db, &first), SagaStatus::Running);
     let lines = ledger(&db);
     assert_eq!(done(&lines, &first, "flight"), 1);
-    assert_eq!(done(&lines, &first, "hotel"), 0);
+    // The hotel is booked at the same time as the flight: it may be done too.
+    assert!(done(&lines, &first, "hotel") <= 1);
 
     let (output, text) = travel(&db, &[]);
     assert!(output.status.success(), "{text}");
@@ -90,8 +91,11 @@ fn a_crash_after_a_step_is_recovered_on_the_next_run_without_doing_the_step_agai
         text.contains("`Airline::book_flight` succeeded, its result recorded"),
         "{text}"
     );
+    // The hotel's result had not been recorded yet: it runs again.
     assert!(
-        text.contains("goes on after `Airline::book_flight`"),
+        text.contains("goes on after `Airline::book_flight`")
+            || text.contains("goes on after `Hotels::book_hotel`")
+            || text.contains("`Hotels::book_hotel` had started but its result was never recorded"),
         "{text}"
     );
     assert!(
@@ -103,14 +107,21 @@ fn a_crash_after_a_step_is_recovered_on_the_next_run_without_doing_the_step_agai
     assert_eq!(status(&db, &first), SagaStatus::Committed);
     assert_eq!(status(&db, &second), SagaStatus::Committed);
 
-    // Each effect once: the flight was read back from the store, not booked again.
+    // Each effect once: the flight was read back from the store, not booked
+    // again; the hotel, if it was done before the crash, was asked again with
+    // its key and did not book twice.
     let lines = ledger(&db);
     for saga in [&first, &second] {
         for effect in ["debit", "flight", "hotel", "email"] {
             assert_eq!(done(&lines, saga, effect), 1, "{effect} of {saga}");
         }
     }
-    assert!(!lines.iter().any(|l| l.what.starts_with("again:")));
+    let again: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.what.starts_with("again:"))
+        .map(|l| l.what.as_str())
+        .collect();
+    assert!(again.is_empty() || again == ["again:hotel"], "{again:?}");
     assert!(
         text.contains("Ada has €200.00 left (she started with €2000.00); 2 flight(s) and 2 hotel room(s) booked"),
         "{text}"
@@ -191,7 +202,7 @@ fn a_crash_needs_a_store_and_a_known_step() {
     let (output, text) = travel(&db, &["--crash-after", "book_taxi"]);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("`book_taxi` is neither a step nor a compensation of `book_trip`; choose one of: Bank::debit_customer, Airline::book_flight, Hotels::book_hotel, email_itinerary, refund_customer, cancel_flight"),
+        text.contains("`book_taxi` is neither a step nor a compensation of `book_trip`; choose one of: Bank::debit_customer, Airline::book_flight, Hotels::book_hotel, email_itinerary, refund_customer, cancel_flight, cancel_hotel"),
         "{text}"
     );
 

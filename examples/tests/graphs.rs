@@ -559,6 +559,7 @@ fn check_mermaid(text: &str) -> Result<(), String> {
     let mut class_defs = HashSet::new();
     let mut references: Vec<(usize, String)> = Vec::new();
     let mut class_uses: Vec<(usize, String)> = Vec::new();
+    let mut open_subgraph: Option<usize> = None;
     for (n, raw) in lines.enumerate() {
         let line_no = n + 2;
         let line = raw.trim();
@@ -567,6 +568,28 @@ fn check_mermaid(text: &str) -> Result<(), String> {
             continue;
         }
         check_brackets(line).map_err(at)?;
+        // A `sagaflow::join!` group: `subgraph g0 ["label"]`, its members'
+        // ids one a line, then `end`.
+        if let Some(rest) = line.strip_prefix("subgraph ") {
+            let (id, label) = rest.split_once(' ').unwrap_or((rest, ""));
+            let label_ok = label.is_empty()
+                || (label.starts_with("[\"") && label.ends_with("\"]") && label.len() >= 4);
+            if !is_mermaid_id(id) || !label_ok || open_subgraph.is_some() {
+                return Err(at("bad subgraph".to_owned()));
+            }
+            open_subgraph = Some(line_no);
+            continue;
+        }
+        if line == "end" {
+            if open_subgraph.take().is_none() {
+                return Err(at("`end` outside a subgraph".to_owned()));
+            }
+            continue;
+        }
+        if open_subgraph.is_some() && is_mermaid_id(line) {
+            references.push((line_no, line.to_owned()));
+            continue;
+        }
         if let Some(rest) = line.strip_prefix("classDef ") {
             let (class, style) = rest
                 .split_once(' ')
@@ -597,6 +620,9 @@ fn check_mermaid(text: &str) -> Result<(), String> {
             }
         }
     }
+    if let Some(line_no) = open_subgraph {
+        return Err(format!("line {line_no}: the subgraph is never closed"));
+    }
     for (line_no, id) in references {
         if !nodes.contains(&id) {
             return Err(format!("line {line_no}: `{id}` is not a declared node"));
@@ -622,7 +648,7 @@ fn the_mermaid_of_the_examples_is_well_formed() {
 
 #[test]
 fn the_mermaid_checker_rejects_broken_charts() {
-    let good = "flowchart LR\n    %% a comment\n    start((\"start\"))\n    s0[\"a<br/>retry 3\"]\n    c0([\"undo #quot;a#quot;\"])\n    start --> s0\n    s0 -.->|fails| c0\n    s0 -.- c0\n    classDef pivot stroke-width:3px\n    class s0 pivot\n";
+    let good = "flowchart LR\n    %% a comment\n    start((\"start\"))\n    s0[\"a<br/>retry 3\"]\n    c0([\"undo #quot;a#quot;\"])\n    subgraph g0 [\"at once\"]\n        s0\n    end\n    start --> s0\n    s0 -.->|fails| c0\n    s0 -.- c0\n    classDef pivot stroke-width:3px\n    class s0 pivot\n";
     assert_eq!(check_mermaid(good), Ok(()));
     let broken = [
         ("no header", good.replacen("flowchart LR", "graph TD", 1)),
@@ -654,6 +680,15 @@ fn the_mermaid_checker_rejects_broken_charts() {
             good.replace("class s0 pivot", "class s0 nope"),
         ),
         ("special edge label", good.replace("|fails|", "|fa\"ils|")),
+        ("unclosed subgraph", good.replace("    end\n", "")),
+        (
+            "undeclared group member",
+            good.replace("        s0\n", "        s9\n"),
+        ),
+        (
+            "bad subgraph label",
+            good.replace("[\"at once\"]", "[at once]"),
+        ),
     ];
     for (what, chart) in broken {
         assert_ne!(chart, good, "{what}: the sample did not change");

@@ -120,8 +120,17 @@ fn travel_failure_sweep() {
         .failure_sweep()
         .unwrap_or_else(|e| panic!("{e}"));
     println!("travel, {report}");
-    // A clean run, then 4 steps × 3 faults (error, timeout, panic).
-    assert_eq!(report.runs(), 13, "{report}");
+    // A clean run, then 4 steps × 3 faults (error, timeout, panic), then the
+    // flight failing while the hotel is in flight and the other way round, the
+    // one in flight then running to its end or failing.
+    assert_eq!(report.runs(), 17, "{report}");
+    assert!(
+        report.cases().contains(
+            &"`Airline::book_flight` made to fail by an error while `Hotels::book_hotel` is in flight, which then runs to its end"
+                .to_owned()
+        ),
+        "{report}"
+    );
     assert!(
         report
             .cases()
@@ -144,8 +153,9 @@ fn travel_repeat_sweep() {
         .repeat_sweep()
         .unwrap_or_else(|e| panic!("{e}"));
     println!("travel, {report}");
-    // Each of 4 steps twice, then `refund_customer` and `cancel_flight` twice.
-    assert_eq!(report.runs(), 6, "{report}");
+    // Each of 4 steps twice, then `refund_customer`, `cancel_flight` and
+    // `cancel_hotel` (run by the flight's failure, its sibling's) twice.
+    assert_eq!(report.runs(), 7, "{report}");
 }
 
 #[test]
@@ -166,12 +176,19 @@ fn travel_crash_sweep() {
     // Killed after the input is stored and after each transition (a step's
     // outcome rides in the next step's start), then a last run whose last write
     // is the end itself. Every step was cut short once after it began, so ran
-    // again on recovery with the same idempotency key.
-    for step in 0..4 {
-        let began = format!("step {step} attempt 1 began");
+    // again on recovery with the same idempotency key: the flight and the hotel
+    // (steps 1 and 2) begin in one commit, and end in one each, so a run is
+    // also killed between the flight's outcome and the hotel's.
+    for cut in [
+        "step 0 attempt 1 began",
+        "step 2 attempt 1 began",
+        "step 1 succeeded",
+        "step 2 succeeded",
+        "step 3 attempt 1 began",
+    ] {
         assert!(
-            report.cases().iter().any(|c| c.contains(&began)),
-            "no crash after {began}: {report}"
+            report.cases().iter().any(|c| c.contains(cut)),
+            "no crash after {cut}: {report}"
         );
     }
     assert_eq!(report.cases().last().unwrap(), "ran to its end", "{report}");

@@ -63,7 +63,7 @@ async fn a_booked_trip_leaves_a_payment_a_flight_a_hotel_and_an_email() {
         std::slice::from_ref(&itinerary.hotel)
     );
     assert_eq!(itinerary.hotel.nights, 3);
-    assert_eq!(itinerary.hotel.flight, itinerary.flight.reference);
+    assert_eq!(itinerary.hotel.customer, itinerary.flight.customer);
 
     let sent = world.mailer.sent();
     assert_eq!(sent.len(), 1);
@@ -82,7 +82,7 @@ async fn a_booked_trip_leaves_a_payment_a_flight_a_hotel_and_an_email() {
 }
 
 #[tokio::test]
-async fn a_hotel_without_rooms_cancels_the_flight_then_refunds_the_customer() {
+async fn a_hotel_without_rooms_cancels_the_flight_booked_meanwhile_then_refunds_the_customer() {
     let world = World::new();
     let err = world.book(ada_to("Venice")).await.unwrap_err();
 
@@ -140,6 +140,9 @@ async fn the_report_and_the_hooks_show_the_compensations_in_reverse_order() {
             ("Hotels::book_hotel", Outcome::Failed),
         ]
     );
+    // The flight and the hotel were booked as one group.
+    let groups: Vec<_> = report.steps().map(|r| r.group()).collect();
+    assert_eq!(groups, [None, Some(0), Some(0)]);
     let undo: Vec<_> = report.compensations().map(|r| r.function()).collect();
     assert_eq!(undo, ["cancel_flight", "refund_customer"]);
     assert_eq!(
@@ -198,16 +201,41 @@ async fn when_the_first_step_fails_the_hooks_say_nothing_needed_undoing() {
 }
 
 #[tokio::test]
-async fn a_full_flight_refunds_the_customer_and_never_asks_the_hotel() {
+async fn a_full_flight_cancels_the_hotel_booked_meanwhile_then_refunds_the_customer() {
     let world = World::new();
     let err = world.book(ada_to("Reykjavik")).await.unwrap_err();
 
     assert_eq!(err.failed_step(), "Airline::book_flight");
-    assert_eq!(err.undone(), ["Bank::debit_customer"]);
+    // The hotel, booked at the same time, is cancelled, then the payment refunded.
+    assert_eq!(err.undone(), ["Hotels::book_hotel", "Bank::debit_customer"]);
     assert_eq!(world.bank.balance("ada"), Some(euros(2_000)));
     assert!(world.airline.booked().is_empty());
     assert!(world.airline.cancelled().is_empty());
     assert!(world.hotels.booked().is_empty());
+    let cancelled = world.hotels.cancelled();
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(cancelled[0].city, "Reykjavik");
+    assert_eq!(
+        err.to_string(),
+        "saga step `Airline::book_flight` failed (no seats left on flights to Reykjavik); \
+         undone: `Hotels::book_hotel`, `Bank::debit_customer`"
+    );
+}
+
+#[tokio::test]
+async fn a_full_flight_and_a_full_hotel_are_both_reported() {
+    let world = World {
+        hotels: Hotels::new().with_no_rooms_in("Reykjavik"),
+        ..World::new()
+    };
+    let err = world.book(ada_to("Reykjavik")).await.unwrap_err();
+
+    // Neither member waits for the other; both failures are in the error.
+    assert_eq!(err.failed_step(), "Airline::book_flight");
+    let failed: Vec<_> = err.failed_steps().iter().map(|r| r.step()).collect();
+    assert_eq!(failed, ["Airline::book_flight", "Hotels::book_hotel"]);
+    assert_eq!(err.undone(), ["Bank::debit_customer"]);
+    assert_eq!(world.bank.balance("ada"), Some(euros(2_000)));
 }
 
 #[tokio::test]
@@ -235,7 +263,7 @@ async fn a_customer_who_cannot_pay_gets_nothing_and_nothing_is_undone() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn after_the_hotel_a_busy_mail_server_only_delays_the_itinerary() {
+async fn once_booked_a_busy_mail_server_only_delays_the_itinerary() {
     let world = World {
         mailer: Mailer::busy_for(4),
         ..World::new()
@@ -296,15 +324,15 @@ async fn a_refund_that_keeps_failing_is_reported_for_manual_repair() {
 }
 
 #[test]
-fn the_graph_declares_the_hotel_as_the_point_of_no_return() {
+fn the_graph_books_the_flight_and_the_hotel_at_once() {
     let graph = BookTripSaga::graph().to_string();
     assert_eq!(
         graph.lines().collect::<Vec<_>>(),
         [
             "saga book_trip",
             "1. Bank::debit_customer (compensate: refund_customer)",
-            "2. Airline::book_flight (compensate: cancel_flight)",
-            "3. Hotels::book_hotel (pivot: point of no return)",
+            "2. Airline::book_flight (compensate: cancel_flight, at once in group 1)",
+            "3. Hotels::book_hotel (compensate: cancel_hotel, at once in group 1)",
             "4. email_itinerary (retriable, backoff 10ms..100ms)",
         ]
     );

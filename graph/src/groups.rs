@@ -163,10 +163,11 @@ mod tests {
             "{dot}"
         );
         assert!(dot.contains("s0 -> s2;"), "{dot}");
-        // In the picture, members in a dashed frame, `‖` between them.
+        // In the picture, members in a dashed frame, `‖` between them; their
+        // compensations too.
         let svg = GRAPH.to_svg();
-        assert_eq!(svg.matches("stroke-dasharray=\"2 4\"").count(), 1, "{svg}");
-        assert_eq!(svg.matches(">‖</text>").count(), 2, "{svg}");
+        assert_eq!(svg.matches("stroke-dasharray=\"2 4\"").count(), 2, "{svg}");
+        assert_eq!(svg.matches(">‖</text>").count(), 4, "{svg}");
         let sequential = SagaGraph::new("trip", &STEPS[..1]).to_svg();
         assert!(!sequential.contains("‖"), "{sequential}");
     }
@@ -194,5 +195,41 @@ mod tests {
             dot.contains("c3 -> c0 [style=dashed, constraint=false];"),
             "{dot}"
         );
+    }
+
+    #[test]
+    fn the_pictures_compensations_of_a_group_run_at_once() {
+        let svg = GRAPH.to_svg();
+        let lane = |x1: &str, x2: &str| {
+            format!(
+                "<line x1=\"{x1}\" y1=\"118\" x2=\"{x2}\" y2=\"118\" stroke=\"currentColor\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\" marker-end="
+            )
+        };
+        // The compensations' frame, under the members' frame.
+        assert!(
+            svg.contains(
+                "<rect x=\"222\" y=\"96\" width=\"318\" height=\"44\" rx=\"6\" fill=\"none\""
+            ),
+            "{svg}"
+        );
+        // The pivot's failure enters the frame at its right edge, and the lane
+        // leaves it from its left edge to `refund`: no arrow from `unsleep`
+        // to `unfly`, which run at once.
+        assert!(svg.contains(&lane("554", "540")), "{svg}");
+        assert!(svg.contains(&lane("222", "188")), "{svg}");
+        assert!(!svg.contains("x2=\"292\" y2=\"118\""), "{svg}");
+        // Each member's failure leads into the frame, with an arrow: its
+        // siblings are undone at once.
+        let into_frame = svg
+            .lines()
+            .filter(|l| {
+                l.contains("y2=\"96\"") && l.contains("stroke-dasharray=\"6 4\" marker-end")
+            })
+            .count();
+        assert_eq!(into_frame, 3, "{svg}");
+        // The legend says what the frame means; without a group it does not.
+        assert!(svg.contains("those in a frame at once"), "{svg}");
+        let sequential = SagaGraph::new("trip", &STEPS[..1]).to_svg();
+        assert!(!sequential.contains("in a frame"), "{sequential}");
     }
 }

@@ -318,3 +318,52 @@ fn a_saga_of_methods_survives_every_crash_and_fault() {
         .unwrap();
     assert!(crashes.runs() >= 5, "{crashes}");
 }
+
+/// The debit and the booking at once: two compensatable methods in a group.
+#[saga]
+async fn grouped_trip(
+    bank: &Bank,
+    airline: &Airline,
+    order: Order,
+) -> Result<String, ServiceError> {
+    let fee = airline.quote(&order).await?;
+    let (debit, seat) = sagaflow::join!(
+        bank.debit(&order.account, order.total),
+        airline.book(&order, fee)
+    )?;
+    Ok(format!("{seat}, debit #{}", debit.id))
+}
+
+#[tokio::test]
+async fn a_failing_method_member_undoes_its_sibling_method_on_its_receiver() {
+    let w = world();
+    *w.airline.full.lock().unwrap() = true;
+    let err = grouped_trip(&w.bank, &w.airline, order())
+        .await
+        .unwrap_err();
+    assert_eq!(err.failed_step(), "Airline::book");
+    assert_eq!(err.undone(), ["Bank::debit"]);
+    assert_eq!(
+        w.log.entries(),
+        [
+            "airline: quote 500",
+            "bank: debit ada 500",
+            "airline: full",
+            "bank: refund ada #1 500",
+        ]
+    );
+    assert_eq!(w.bank.balance(), 0);
+
+    // And the other way round: the bank fails, the seat is cancelled.
+    let w = world();
+    *w.bank.flaky.lock().unwrap() = 3;
+    let err = grouped_trip(&w.bank, &w.airline, order())
+        .await
+        .unwrap_err();
+    assert_eq!(err.failed_step(), "Bank::debit");
+    assert_eq!(err.undone(), ["Airline::book"]);
+    assert_eq!(
+        w.log.entries().last().unwrap(),
+        "airline: cancel seat for ada"
+    );
+}

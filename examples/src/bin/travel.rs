@@ -31,7 +31,8 @@
 //! - `--crash-after STEP` kills the process (`abort`, no clean-up) right after
 //!   STEP's result is recorded in `travel.db`. STEP is a step (`Bank::debit_customer`,
 //!   `Airline::book_flight`, `Hotels::book_hotel`, `email_itinerary`) or a compensation
-//!   (`refund_customer`, `cancel_flight`; use `--to Venice` to reach those).
+//!   (`refund_customer`, `cancel_flight`, `cancel_hotel`; use `--to Venice` to reach
+//!   the first two).
 //!   Run again without the flag: recovery reads the finished steps' results back
 //!   from the file and goes on from the next step.
 //! - `--crash-during STEP` kills it after STEP did its work (the service wrote it
@@ -487,22 +488,30 @@ fn describe(record: &SagaRecord, ledger: &Ledger) {
         };
         println!("    - {line}");
     }
-    // What recovery will do with the last entry.
-    let next = match record.journal.last() {
-        None => "recovery runs it from the first step".to_owned(),
-        Some(Entry::StepStarted { index, .. }) => {
+    // What recovery will do with the last entry. The flight and the hotel
+    // run at once, so more than one step may have started without a result.
+    let cut_short: Vec<String> = started_without_result(&record.journal)
+        .into_iter()
+        .map(|index| {
             let key = format!("{}-{index}", record.id);
             let done_before = ledger.lines().iter().any(|l| l.is_effect() && l.key == key);
             format!(
-                "`{}` had started but its result was never recorded{}: recovery runs it again \
-                 with the same idempotency key ({key}), so the service can tell it is a repeat",
-                name(*index),
+                "`{}` had started but its result was never recorded{}: recovery runs it \
+                     again with the same idempotency key ({key}), so the service can tell it is \
+                     a repeat",
+                name(index),
                 if done_before {
                     " (the ledger shows the service did it)"
                 } else {
                     ""
                 }
             )
+        })
+        .collect();
+    let next = match record.journal.last() {
+        None => "recovery runs it from the first step".to_owned(),
+        Some(Entry::StepStarted { .. } | Entry::StepSucceeded { .. }) if !cut_short.is_empty() => {
+            cut_short.join("; ")
         }
         Some(Entry::StepSucceeded { index, .. }) => format!(
             "recovery reads the results of the steps that succeeded back from the store \
@@ -519,6 +528,22 @@ fn describe(record: &SagaRecord, ledger: &Ledger) {
         Some(_) => "it was undoing what had been done: recovery goes on undoing".to_owned(),
     };
     println!("    => {next}");
+}
+
+/// The steps whose last attempt started and has no result in `journal`, in
+/// the order they started.
+fn started_without_result(journal: &[Entry]) -> Vec<u32> {
+    let mut open: Vec<u32> = Vec::new();
+    for entry in journal {
+        match entry {
+            Entry::StepStarted { index, .. } if !open.contains(index) => open.push(*index),
+            Entry::StepSucceeded { index, .. } | Entry::StepFailed { index, .. } => {
+                open.retain(|i| i != index);
+            }
+            _ => {}
+        }
+    }
+    open
 }
 
 /// Tells in words what recovery did.

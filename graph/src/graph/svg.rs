@@ -4,6 +4,10 @@ use std::fmt::Write as _;
 
 use super::*;
 
+mod lane;
+
+use lane::Lane;
+
 impl SagaGraph {
     /// The graph as a self-contained SVG picture, for rustdoc and any HTML page.
     ///
@@ -55,6 +59,10 @@ impl SagaGraph {
     /// compensation, joined to it by a dotted line. When a step fails, a dashed
     /// line leads down from it into the lane of compensations, which runs back from
     /// right to left through the compensations of the steps before it, to `undone`.
+    /// The members of a `sagaflow::join!` group stand side by side in a dotted
+    /// frame, `‖` between them, and so do their compensations, which run at once:
+    /// the lane enters their frame and leaves it from its left edge, and a
+    /// member's failure leads into it (its siblings are undone).
     /// The pivot has a thick border and says "point of no return", read-only steps
     /// have a dashed border, and retriable steps rounded corners and `↻`.
     ///
@@ -69,6 +77,11 @@ impl SagaGraph {
         let steps = self.steps;
         let last_fail = self.last_failing();
         let has_lower = last_fail.is_some() || steps.iter().any(|s| compensation_of(s).is_some());
+        let framed = self
+            .groups()
+            .iter()
+            .any(|r| r.clone().any(|i| compensation_of(&steps[i]).is_some()));
+        let legend = if framed { LEGEND_GROUPS } else { LEGEND };
 
         // Horizontal layout: a left column for `start` (and `undone` under it), one
         // column per step, wide enough for the step and its compensation, then `done`.
@@ -126,7 +139,7 @@ impl SagaGraph {
         let y_c = y_f + row_f / 2.0 + ROW_GAP + row_c / 2.0;
         let legend_y = y_c + row_c / 2.0 + 22.0;
         let height = if last_fail.is_some() {
-            width = width.max(2.0 * MARGIN + text_width(LEGEND, SMALL_CHAR_W));
+            width = width.max(2.0 * MARGIN + text_width(legend, SMALL_CHAR_W));
             legend_y + MARGIN
         } else if has_lower {
             y_c + row_c / 2.0 + MARGIN
@@ -223,6 +236,9 @@ impl SagaGraph {
             "stroke-width=\"2.5\"",
         );
 
+        // The frames of the groups' compensations, which run at once.
+        let frames = self.compensation_frames(&mut out, &cols, y_c, row_c);
+
         // The compensations, each under its step and joined to it by a dotted line.
         // A TCC step's cancel hangs by a double line: it runs on rollback,
         // also after its own try failed.
@@ -255,43 +271,16 @@ impl SagaGraph {
             }
         }
 
-        // The failure paths: from each step that can fail, down into the lane just
-        // left of its own column (its own compensation does not run), then back
-        // through the compensations to its left, right to left, to `undone`.
+        // The failure paths, into the lane of compensations and along it.
         if let Some(last) = last_fail {
-            let dashed = "stroke-dasharray=\"6 4\"";
-            for (step, col) in steps.iter().zip(&cols) {
-                if can_fail(step) {
-                    // A TCC step's failed try goes through its own cancel.
-                    let (from, to) = if step.kind() == StepKind::Tcc {
-                        (col.x + col.w - 8.0, col.x + col.w + GAP / 2.0)
-                    } else {
-                        (col.x + 8.0, col.x - GAP / 2.0)
-                    };
-                    line(&mut out, from, y_f + col.step_h / 2.0, to, y_c, dashed);
-                }
-            }
-            let dashed_arrow = format!("{dashed} {arrow}");
-            let own = usize::from(steps[last].kind() == StepKind::Tcc);
-            let mut from = if own == 1 {
-                cols[last].x + cols[last].w + GAP / 2.0
-            } else {
-                cols[last].x - GAP / 2.0
+            let lane = Lane {
+                last,
+                y_f,
+                y_c,
+                row_c,
+                to: left_cx + undone_w / 2.0,
             };
-            for col in cols[..last + own].iter().rev() {
-                if col.comp.is_some() {
-                    line(&mut out, from, y_c, col.x + col.w, y_c, &dashed_arrow);
-                    from = col.x;
-                }
-            }
-            line(
-                &mut out,
-                from,
-                y_c,
-                left_cx + undone_w / 2.0,
-                y_c,
-                &dashed_arrow,
-            );
+            self.failure_lane(&mut out, &cols, &frames, &lane, &arrow);
             pill(
                 &mut out,
                 left_cx,
@@ -305,7 +294,7 @@ impl SagaGraph {
                 "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"currentColor\">{}</text>",
                 num(MARGIN),
                 num(legend_y),
-                xml_escape(LEGEND)
+                xml_escape(legend)
             );
         }
         out.push_str("</svg>");
@@ -331,6 +320,8 @@ const ROW_GAP: f64 = 44.0;
 /// The stroke of most shapes.
 const THIN: &str = "stroke-width=\"1.5\"";
 const LEGEND: &str = "dashed: when a step fails, the compensations to its left run, right to left";
+/// The legend of a saga whose group has compensations.
+const LEGEND_GROUPS: &str = "dashed: when a step fails, the compensations to its left run, right to left; those in a frame at once";
 
 /// One step's column in the SVG.
 struct Column {

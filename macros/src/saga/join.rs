@@ -233,10 +233,14 @@ fn group_arm(g: &Gen<'_>, k: usize, range: &Range<usize>) -> TokenStream {
             let (path, output) = (&m.path, &m.binding);
             let args = reusable_args(&m.call.args, &g.an.known);
             let span = m.call.span();
-            let comp_call = if args.is_empty() {
-                quote_spanned!(span=> || <#path>::__sagaflow_compensate(#output))
-            } else {
-                quote_spanned!(span=> || <#path>::__sagaflow_compensate(#args, #output))
+            // `#output` is a reference here (the arm matches on `&Option<T>`);
+            // a method's call takes `&#output`, which derefs to it.
+            let comp_call = match &m.method {
+                Some(method) => super::method::compensate_call(m, method, &g.an.known),
+                None if args.is_empty() => {
+                    quote_spanned!(span=> || <#path>::__sagaflow_compensate(#output))
+                }
+                None => quote_spanned!(span=> || <#path>::__sagaflow_compensate(#args, #output)),
             };
             quote! {
                 async {

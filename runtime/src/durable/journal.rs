@@ -126,6 +126,36 @@ pub trait Journal: Send + Sync {
         let _ = (index, phase);
         false
     }
+
+    /// How attempt `attempt` of group member `index` is to overlap a sibling's
+    /// failure for good (the test kit), if it is.
+    fn overlap(&self, index: u32, attempt: u32) -> Option<Overlap> {
+        let _ = (index, attempt);
+        None
+    }
+
+    /// Told when a member's attempt held by [`Overlap::Held`] started while
+    /// none of its siblings had failed yet: it was in flight when one did.
+    fn overlapped(&self, index: u32) {
+        let _ = index;
+    }
+}
+
+/// How the test kit makes a `sagaflow::join!` member's attempt overlap the
+/// failure of a sibling. Not public API.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    /// The attempt starts once its siblings have been polled, so that their
+    /// attempts are in flight when it fails.
+    Late,
+    /// The attempt stays in flight until a sibling has failed for good, then
+    /// runs to its end (`fails: false`), or fails with an injected error
+    /// without running the step (`fails: true`).
+    Held {
+        /// Whether the attempt fails once released.
+        fails: bool,
+    },
 }
 
 /// A fault the test kit injects into a step through the runtime, without any

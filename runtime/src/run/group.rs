@@ -37,6 +37,10 @@ use crate::hooks::Hooks;
 use crate::report::Outcome;
 use crate::step::Step;
 
+mod first;
+mod overlap;
+mod persist;
+
 /// What the members of one group share while they run: how many of them have
 /// failed for good. An atomic, though the members run on one task, so that a
 /// durable saga's future stays `Send`; relaxed, as that task orders them.
@@ -115,6 +119,16 @@ pub struct Member<T, E> {
 }
 
 impl<T, E> Member<T, E> {
+    /// A member whose first attempt succeeded.
+    #[inline]
+    fn succeeded(output: T, started: Option<Instant>) -> Self {
+        Member {
+            result: Some(Ok(output)),
+            attempts: 1,
+            ..Member::new(started)
+        }
+    }
+
     fn new(started: Option<Instant>) -> Self {
         Member {
             result: None,
@@ -238,9 +252,45 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         Fut: Future<Output = Result<S::Output, S::Error>>,
         J: Keep<S::Output>,
     {
+        let started = self.now();
+        // In memory, the first attempt takes the short path a step in
+        // sequence takes (`Run::step`); the retry machinery is boxed, entered
+        // only once that attempt has failed, so that a member's future carries
+        // a pointer for it instead of its state. Durable runs, the test kit and
+        // runs that may send take the long way.
+        let first = if !J::DURABLE && !J::FAULTS && self.outgoing.is_none() {
+            match self
+                .first_member_attempt::<S, F, Fut>(index, &mut call, started)
+                .await
+            {
+                Ok(output) => return Member::succeeded(output, started),
+                Err(failure) => Some(failure),
+            }
+        } else {
+            None
+        };
+        Box::pin(self.member_attempts::<S, F, Fut>(index, group, call, first, started)).await
+    }
+
+    /// Every attempt of member `S` but an in-memory first one that succeeded:
+    /// `first` is the failure of the first attempt, if it was made.
+    async fn member_attempts<S, F, Fut>(
+        &self,
+        index: u32,
+        group: &Group,
+        mut call: F,
+        mut first: Option<StepFailure<S::Error>>,
+        started: Option<Instant>,
+    ) -> Member<S::Output, S::Error>
+    where
+        S: Step,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<S::Output, S::Error>>,
+        J: Keep<S::Output>,
+    {
         let name = S::INFO.name();
         let policy = S::INFO.retry();
-        let mut member = Member::new(self.now());
+        let mut member = Member::new(started);
         let (mut attempt_no, mut tries) = if J::DURABLE {
             if self.journal.halted() {
                 member.rank = group.fail();
@@ -291,14 +341,25 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             tries = tries.saturating_add(1);
             member.attempts = attempt_no;
             let cx = self.context(name, index, attempt_no, Phase::Forward);
-            if let Some(outgoing) = &self.outgoing {
-                outgoing.discard(index, Phase::Forward);
-            }
-            self.hooks.step_started(&cx);
-            let span = self.span_for(Phase::Forward, name, "", attempt_no);
-            let outcome = self
-                .one_attempt(&mut call, cx, Phase::Forward, S::INFO.timeout(), span)
-                .await;
+            let outcome = match first.take() {
+                // The first attempt, made on the short path, failed.
+                Some(failure) => Err(failure),
+                None => {
+                    if let Some(outgoing) = &self.outgoing {
+                        outgoing.discard(index, Phase::Forward);
+                    }
+                    self.hooks.step_started(&cx);
+                    let span = self.span_for(Phase::Forward, name, "", attempt_no);
+                    if J::FAULTS {
+                        let timeout = S::INFO.timeout();
+                        Box::pin(self.overlapping_attempt(&mut call, cx, group, timeout, span))
+                            .await
+                    } else {
+                        self.one_attempt(&mut call, cx, Phase::Forward, S::INFO.timeout(), span)
+                            .await
+                    }
+                }
+            };
             let failure = match outcome {
                 Ok(output) => match self.persist_output::<S>(index, &output).await {
                     Ok(()) => {
@@ -341,60 +402,30 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         }
     }
 
-    /// A member's output written on its own, with what it sent, in a durable
-    /// run (in memory its messages go to the sink): `Err(Ok(..))` if it
-    /// cannot be encoded or its messages not sent (the step fails),
-    /// `Err(Err(..))` if the store failed.
-    async fn persist_output<S: Step>(
-        &self,
-        index: u32,
-        output: &S::Output,
-    ) -> Result<(), Result<StepFailure<S::Error>, StoreError>>
-    where
-        J: Keep<S::Output>,
-    {
-        let messages = match &self.outgoing {
-            Some(outgoing) => outgoing.take(index, Phase::Forward),
-            None => Vec::new(),
-        };
-        if !J::DURABLE {
-            return self
-                .to_sink(&messages)
-                .await
-                .map_err(|message| Ok(StepFailure::NotSent { message }));
-        }
-        let bytes =
-            J::encode(output).map_err(|message| Ok(StepFailure::NotPersisted { message }))?;
-        let succeeded = Entry::StepSucceeded {
-            index,
-            output: bytes,
-        };
-        let written = if messages.is_empty() {
-            self.journal.record(succeeded).await
-        } else {
-            self.journal
-                .record_all(vec![succeeded, Entry::Sent { messages }])
-                .await
-        };
-        written.map_err(Err)
-    }
-
-    async fn member_stopped<T, E>(
-        &self,
-        mut member: Member<T, E>,
-        group: &Group,
-        stop: Stop,
-    ) -> Member<T, E> {
-        member.stop = Some(Box::new(stop));
-        member.result = None;
-        member.rank = group.fail();
-        wake_siblings().await;
-        member
-    }
-
     /// Records how member `S` (at `index`) ended, once the whole group has:
     /// its output, or its failure with its rank among the group's failures.
+    #[inline]
     pub fn settle<S: Step>(
+        &mut self,
+        index: u32,
+        member: Member<S::Output, S::Error>,
+    ) -> Result<S::Output, (u32, StepFailure<S::Error>)> {
+        // The default success path: one attempt, untimed, nothing to report.
+        if member.stop.is_none() && member.attempts == 1 && member.started.is_none() {
+            match member.result {
+                Some(Ok(output)) => {
+                    self.succeeded += 1;
+                    return Ok(output);
+                }
+                result => return self.settle_other::<S>(index, Member { result, ..member }),
+            }
+        }
+        self.settle_other::<S>(index, member)
+    }
+
+    /// [`settle`](Self::settle) but for the default success path.
+    #[inline(never)]
+    fn settle_other<S: Step>(
         &mut self,
         index: u32,
         member: Member<S::Output, S::Error>,

@@ -14,7 +14,7 @@ use crate::durable::{
     SagaStatus, SqliteStore, Store, StoreError,
 };
 use crate::outbox::{ClaimedMessages, MessageFilter, Outbox, Settlement, StoredMessage};
-use crate::{FailedCompensation, SagaId};
+use crate::{FailedCompensation, Saga, SagaId};
 
 /// The store of a crash sweep: a store (a temporary SQLite file, or the one
 /// [`crash_sweep_on`](SagaTest::crash_sweep_on) is given) that, when armed,
@@ -232,11 +232,7 @@ where
                 .await
                 .map_err(|e| failure(format!("{sweep}: {e}")))?
                 .ok_or_else(|| failure(format!("{sweep}: saga {id} was lost")))?;
-            let last = record
-                .journal
-                .last()
-                .map(describe)
-                .unwrap_or_else(|| "its input was stored".to_owned());
+            let last = describe_cut::<S>(&record.journal);
             let case = if crashed {
                 format!("killed after transition {crash_after} ({last})")
             } else {
@@ -339,6 +335,44 @@ fn summary_of(
         report: None,
         messages: Vec::new(),
     }
+}
+
+/// What the last transition of `journal` was; when it was the outcome of a
+/// `sagaflow::join!` member, also the siblings that had started and had no
+/// outcome yet: the process died between the members' outcomes.
+fn describe_cut<S: Saga>(journal: &[Entry]) -> String {
+    let Some(last) = journal.last() else {
+        return "its input was stored".to_owned();
+    };
+    let mut text = describe(last);
+    let (Entry::StepSucceeded { index, .. } | Entry::StepFailed { index, .. }) = last else {
+        return text;
+    };
+    let Some(group) = S::GROUPS.iter().find(|r| r.contains(index)) else {
+        return text;
+    };
+    let ended = |i: u32| {
+        journal.iter().any(|e| {
+            matches!(e, Entry::StepSucceeded { index, .. } | Entry::StepFailed { index, .. } if *index == i)
+        })
+    };
+    let started = |i: u32| {
+        journal
+            .iter()
+            .any(|e| matches!(e, Entry::StepStarted { index, .. } if *index == i))
+    };
+    let open: Vec<&str> = group
+        .clone()
+        .filter(|&i| started(i) && !ended(i))
+        .map(|i| S::STEPS[i as usize].name())
+        .collect();
+    if !open.is_empty() {
+        text.push_str(&format!(
+            "; {}, in its group, had no outcome yet",
+            super::sweeps::names(&open)
+        ));
+    }
+    text
 }
 
 fn describe(entry: &Entry) -> String {

@@ -20,6 +20,12 @@
 //!   kit checks that exactly the completed compensatable steps before it were
 //!   compensated, in reverse order, and that the result says so. A `retriable`
 //!   step is made to fail twice and must then succeed without anything undone.
+//!   For a [`sagaflow::join!`](crate::join) group, each member that can fail is
+//!   also made to fail while each sibling's attempt is in flight, the sibling's
+//!   attempt then running to its end or failing: the kit checks that the attempt
+//!   in flight was not cut short and that no new retry of it started, that the
+//!   members that succeeded were undone, then the steps before the group in
+//!   reverse order.
 //! - [`repeat_sweep`](SagaTest::repeat_sweep): each step, and each compensation,
 //!   runs twice, as at-least-once delivery does after a crash. A step that is not
 //!   idempotent breaks your invariant here, in a test, not in production.
@@ -90,12 +96,14 @@
 
 use core::fmt;
 use core::future::Future;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 mod crash;
+mod overlap;
 mod sweeps;
 
 pub use crate::durable::journal::Fault;
-use crate::durable::journal::{Journal, Keep, Replayed, Share};
+use crate::durable::journal::{Journal, Keep, Overlap, Replayed, Share};
 use crate::durable::{DurableSaga, Entry, MissingResource, Resources, StoreError};
 use crate::hooks::NoHooks;
 use crate::outbox::Message;
@@ -252,7 +260,7 @@ impl fmt::Display for SweepReport {
 
 /// The in-memory journal of a sweep run: records nothing, injects its plan.
 #[doc(hidden)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Default)]
 pub struct Plan {
     /// Make every attempt of this step fail with this fault (for the first `times`
     /// attempts, or all of them if `None`).
@@ -261,6 +269,21 @@ pub struct Plan {
     repeat: Option<(u32, Phase)>,
     /// Make the first attempts of this TCC step's confirm fail (how many).
     fail_confirm: Option<(u32, u32)>,
+    /// Group members `(a, b, fails)`: `a` (the member `fail` names) starts
+    /// late, and `b`'s first attempt stays in flight until `a` has failed for
+    /// good, then ends (with an injected error if `fails`).
+    overlap: Option<(u32, u32, bool)>,
+    /// Whether `b`'s attempt started before `a` had failed.
+    overlapped: AtomicBool,
+}
+
+impl Plan {
+    fn failing(index: u32, fault: Fault, times: Option<u32>) -> Self {
+        Plan {
+            fail: Some((index, fault, times)),
+            ..Plan::default()
+        }
+    }
 }
 
 impl Journal for Plan {
@@ -298,6 +321,20 @@ impl Journal for Plan {
     fn repeats(&self, index: u32, phase: Phase) -> bool {
         self.repeat == Some((index, phase))
     }
+
+    fn overlap(&self, index: u32, attempt: u32) -> Option<Overlap> {
+        match self.overlap {
+            Some((a, _, _)) if a == index => Some(Overlap::Late),
+            Some((_, b, fails)) if b == index && attempt == 1 => Some(Overlap::Held { fails }),
+            _ => None,
+        }
+    }
+
+    fn overlapped(&self, index: u32) {
+        if self.overlap.is_some_and(|(_, b, _)| b == index) {
+            self.overlapped.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl<T> Keep<T> for Plan {
@@ -324,6 +361,9 @@ pub struct SagaTest<'a, S> {
     faults: Vec<Fault>,
     /// What the last in-memory run sent.
     sent: Vec<Message>,
+    /// Whether the last in-memory run held a group member in flight while a
+    /// sibling failed, as its plan asked.
+    overlapped: bool,
 }
 
 impl<S> fmt::Debug for SagaTest<'_, S> {
@@ -377,6 +417,7 @@ where
             invariant: None,
             faults: vec![Fault::Error, Fault::Timeout, Fault::Panic],
             sent: Vec::new(),
+            overlapped: false,
         }
     }
 
@@ -434,6 +475,7 @@ where
         run.outgoing = Some(outgoing.clone());
         let drive = saga.__sagaflow_drive_with(&mut run);
         let result = crate::outbox::sending::WithOutgoing::new(drive, Some(outgoing)).await;
+        self.overlapped = run.journal.overlapped.load(Ordering::Relaxed);
         drop(run);
         self.sent = kept.take();
         result

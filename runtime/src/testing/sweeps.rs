@@ -29,12 +29,7 @@ where
                     } else {
                         format!("`{}` made to fail by {fault}", info.name())
                     };
-                    let result = self
-                        .run_once(Plan {
-                            fail: Some((index, fault, times)),
-                            ..Plan::default()
-                        })
-                        .await;
+                    let result = self.run_once(Plan::failing(index, fault, times)).await;
                     let summary = RunSummary::of(case.clone(), &result).with_messages(core::mem::take(&mut self.sent));
                     report.cases.push(case.clone());
                     let run = report.runs();
@@ -83,6 +78,7 @@ where
                 }
             }
             self.fail_confirms(sweep, &mut report).await?;
+            self.overlap_runs(&mut report).await?;
             Ok(report)
         })
     }
@@ -116,14 +112,21 @@ where
                 } else {
                     Phase::Compensation
                 };
-                // The first later step that can fail for good makes this one's
+                // A sibling in its `sagaflow::join!` group, or else the first
+                // later step, that can fail for good makes this one's
                 // compensation run.
-                let Some((later, trigger)) = S::STEPS
+                let can_fail = |(_, s): &(usize, &crate::StepInfo)| s.kind() != StepKind::Retriable;
+                let sibling = S::GROUPS
                     .iter()
-                    .enumerate()
-                    .skip(index + 1)
-                    .find(|(_, s)| s.kind() != StepKind::Retriable)
-                else {
+                    .find(|r| r.contains(&(index as u32)))
+                    .and_then(|r| {
+                        let (start, end) = (r.start as usize, r.end as usize);
+                        S::STEPS.iter().enumerate().take(end).skip(start)
+                            .filter(|(i, _)| *i != index)
+                            .find(can_fail)
+                    });
+                let later = || S::STEPS.iter().enumerate().skip(index + 1).find(can_fail);
+                let Some((later, trigger)) = sibling.or_else(later) else {
                     continue;
                 };
                 let case = format!(
@@ -133,9 +136,8 @@ where
                 );
                 let result = self
                     .run_once(Plan {
-                        fail: Some((later as u32, Fault::Error, None)),
                         repeat: Some((index as u32, phase)),
-                        ..Plan::default()
+                        ..Plan::failing(later as u32, Fault::Error, None)
                     })
                     .await;
                 report.cases.push(case.clone());

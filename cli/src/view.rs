@@ -138,7 +138,10 @@ impl SagaView {
                     step.state = StepState::CompensationFailed;
                     step.error = Some(error.clone());
                 }
-                Entry::Finished { .. }
+                // A TCC step's confirm: the try stays done.
+                Entry::ConfirmStarted { .. } | Entry::Confirmed { .. } => {}
+                Entry::Decided
+                | Entry::Finished { .. }
                 | Entry::Intervention { .. }
                 | Entry::Sent { .. }
                 | Entry::Arm { .. } => {}
@@ -393,7 +396,11 @@ fn parse_fingerprint(fingerprint: &str) -> Vec<StepView> {
             let part = part.split_once('@').map_or(part, |(step, _)| step);
             let (name, rest) = part.split_once(':').unwrap_or((part, "compensate"));
             let (kind, compensation) = match rest.split_once('=') {
-                Some((kind, c)) => (kind, Some(c.to_owned())),
+                // `release+confirm`: a TCC step's cancel, then its confirm.
+                Some((kind, c)) => (
+                    kind,
+                    Some(c.split_once('+').map_or(c, |(cancel, _)| cancel).to_owned()),
+                ),
                 None => (rest, None),
             };
             step.name = name.to_owned();
@@ -417,6 +424,9 @@ fn describe(entry: &Entry) -> (&'static str, Option<u32>, Option<String>) {
         Entry::CompensationFailed { error, .. } => {
             ("compensation_failed", None, Some(error.clone()))
         }
+        Entry::Decided => ("decided", None, None),
+        Entry::ConfirmStarted { attempt, .. } => ("confirm_started", Some(*attempt), None),
+        Entry::Confirmed { .. } => ("confirmed", None, None),
         Entry::Finished { status, .. } => ("finished", None, Some(status.as_str().to_owned())),
         Entry::Intervention { retry: true, note } => {
             ("retry_compensations", None, Some(note.clone()))

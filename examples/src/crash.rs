@@ -37,6 +37,9 @@ pub const KINDS: &[&str] = &[
     "CompensationStarted",
     "CompensationSucceeded",
     "CompensationFailed",
+    "Decided",
+    "ConfirmStarted",
+    "Confirmed",
     "Finished",
     "Intervention",
     "Sent",
@@ -52,6 +55,9 @@ pub fn kind_of(entry: &Entry) -> &'static str {
         Entry::CompensationStarted { .. } => "CompensationStarted",
         Entry::CompensationSucceeded { .. } => "CompensationSucceeded",
         Entry::CompensationFailed { .. } => "CompensationFailed",
+        Entry::Decided => "Decided",
+        Entry::ConfirmStarted { .. } => "ConfirmStarted",
+        Entry::Confirmed { .. } => "Confirmed",
         Entry::Finished { .. } => "Finished",
         Entry::Intervention { .. } => "Intervention",
         Entry::Sent { .. } => "Sent",
@@ -67,8 +73,11 @@ pub fn index_of(entry: &Entry) -> Option<u32> {
         | Entry::StepFailed { index, .. }
         | Entry::CompensationStarted { index, .. }
         | Entry::CompensationSucceeded { index }
-        | Entry::CompensationFailed { index, .. } => Some(*index),
-        Entry::Finished { .. }
+        | Entry::CompensationFailed { index, .. }
+        | Entry::ConfirmStarted { index, .. }
+        | Entry::Confirmed { index } => Some(*index),
+        Entry::Decided
+        | Entry::Finished { .. }
         | Entry::Intervention { .. }
         | Entry::Sent { .. }
         | Entry::Arm { .. } => None,

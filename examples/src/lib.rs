@@ -15,6 +15,9 @@
 //!   and only if it happens. `cargo run -p sagaflow-examples --bin checkout`
 //!   (durable, with a relay that prints; `-- --memory`; `-- --redis URL` with
 //!   the `redis` feature).
+//! - [`stock`]: a stock reservation as a try-confirm-cancel step, whose
+//!   warehouse guards each phase with `sagaflow::barrier::SqliteBarrier` in its
+//!   own database; the pivot charges the card, which ships the stock.
 //!
 //! and three helpers: [`ledger`], the file in which the fake services write what
 //! they do in the durable mode, so that it outlives the process; [`crash`], a
@@ -26,5 +29,6 @@ pub mod checkout;
 pub mod crash;
 pub mod ledger;
 pub mod provision;
+pub mod stock;
 pub mod travel;
 pub mod words;

@@ -31,14 +31,16 @@ use std::time::Duration;
 
 use sagaflow::{ArmInfo, BranchInfo, RetryPolicy, SagaGraph, StepInfo, StepKind};
 use sagaflow_examples::provision::ProvisionSaga;
+use sagaflow_examples::stock::ReserveAndChargeSaga;
 use sagaflow_examples::travel::BookTripSaga;
 
 const BLESS: &str = "SAGAFLOW_BLESS=1 cargo test -p sagaflow-examples --test graphs";
 
 /// The example sagas, under the names of their snapshot files.
-fn examples() -> [(&'static str, SagaGraph); 2] {
+fn examples() -> [(&'static str, SagaGraph); 3] {
     [
         ("travel", BookTripSaga::graph()),
+        ("stock", ReserveAndChargeSaga::graph()),
         ("provision", ProvisionSaga::graph()),
     ]
 }
@@ -424,6 +426,8 @@ const MERMAID_SHAPES: &[(&str, &str)] = &[
     ("[[", "]]"),
     ("[(", ")]"),
     ("{{", "}}"),
+    // A TCC step's confirm: a parallelogram.
+    ("[/", "/]"),
     ("[", "]"),
     ("(", ")"),
     ("{", "}"),

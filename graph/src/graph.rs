@@ -121,9 +121,13 @@ impl SagaGraph {
     /// the compensatable steps before the last step that can fail.
     fn reachable_compensations(&self) -> impl Iterator<Item = usize> + '_ {
         // A failing member's siblings after it are undone too.
-        let end = self
-            .last_failing()
-            .map_or(0, |i| self.group_of(i).map_or(i, |r| r.end));
+        // A failing TCC step's own cancel runs too.
+        let end = self.last_failing().map_or(0, |i| {
+            self.group_of(i).map_or(
+                i + usize::from(self.steps[i].kind() == StepKind::Tcc),
+                |r| r.end,
+            )
+        });
         (0..end).filter(|&j| compensation_of(&self.steps[j]).is_some())
     }
 }
@@ -153,6 +157,11 @@ impl fmt::Display for SagaGraph {
                 StepKind::ReadOnly => "read-only".to_owned(),
                 StepKind::Pivot => "pivot: point of no return".to_owned(),
                 StepKind::Retriable => "retriable".to_owned(),
+                StepKind::Tcc => format!(
+                    "tcc: confirm {}, cancel {}",
+                    step.confirm().unwrap_or("?"),
+                    step.compensation().unwrap_or("?")
+                ),
             }];
             parts.extend(policy_parts(step));
             if let Some(g) = step.group() {
@@ -193,11 +202,19 @@ impl fmt::Display for SagaGraph {
     }
 }
 
-/// The compensation drawn for a step: only a compensatable step has one, whatever
-/// a hand-built [`StepInfo`] says.
+/// The compensation drawn for a step: only a compensatable step has one, and a
+/// TCC step its cancel, whatever a hand-built [`StepInfo`] says.
 pub(crate) fn compensation_of(step: &StepInfo) -> Option<&'static str> {
     match step.kind() {
-        StepKind::Compensatable => step.compensation(),
+        StepKind::Compensatable | StepKind::Tcc => step.compensation(),
+        _ => None,
+    }
+}
+
+/// The confirm drawn for a TCC step.
+pub(crate) fn confirm_of(step: &StepInfo) -> Option<&'static str> {
+    match step.kind() {
+        StepKind::Tcc => step.confirm(),
         _ => None,
     }
 }
@@ -212,6 +229,10 @@ fn step_details(step: &StepInfo) -> Vec<String> {
     let mut lines = Vec::new();
     match step.kind() {
         StepKind::Compensatable => {}
+        StepKind::Tcc => lines.push(format!(
+            "try · ✓ {} on commit",
+            step.confirm().unwrap_or("confirm")
+        )),
         StepKind::ReadOnly => lines.push("read-only".to_owned()),
         StepKind::Pivot => lines.push("point of no return".to_owned()),
         StepKind::Retriable => lines.push("↻ retriable".to_owned()),

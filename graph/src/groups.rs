@@ -99,6 +99,12 @@ impl SagaGraph {
                     siblings
                 }
             }
+            // A TCC step's try that failed is cancelled first.
+            None if compensation_of(&self.steps()[index]).is_some()
+                && self.steps()[index].kind() == crate::StepKind::Tcc =>
+            {
+                vec![format!("c{index}")]
+            }
             None => self.undo_targets_before(index),
         }
     }

@@ -16,17 +16,30 @@ pub enum StepKind {
     Pivot,
     /// `#[step(retriable)]`: never undone; retried until it succeeds.
     Retriable,
+    /// `#[step(tcc(confirm = c, cancel = x))]`: try-confirm-cancel. The step is
+    /// the try; `c` runs once the saga decides to commit (retried until it
+    /// succeeds), `x` on rollback, also after a try that failed. It may not come
+    /// after the pivot.
+    Tcc,
 }
 
 impl StepKind {
-    /// The attribute word that declares this kind (`compensate`, `read_only`, `pivot`, `retriable`).
+    /// The attribute word that declares this kind (`compensate`, `read_only`,
+    /// `pivot`, `retriable`, `tcc`).
     pub const fn keyword(self) -> &'static str {
         match self {
             StepKind::Compensatable => "compensate",
             StepKind::ReadOnly => "read_only",
             StepKind::Pivot => "pivot",
             StepKind::Retriable => "retriable",
+            StepKind::Tcc => "tcc",
         }
+    }
+
+    /// Whether a step of this kind is undone on rollback: by its compensation,
+    /// or by its cancel.
+    pub const fn is_undone(self) -> bool {
+        matches!(self, StepKind::Compensatable | StepKind::Tcc)
     }
 }
 
@@ -139,6 +152,9 @@ pub struct StepInfo {
     timeout: Option<Duration>,
     compensation_retry: RetryPolicy,
     compensation_timeout: Option<Duration>,
+    confirm: Option<&'static str>,
+    confirm_retry: RetryPolicy,
+    confirm_timeout: Option<Duration>,
     group: Option<u32>,
 }
 
@@ -156,8 +172,31 @@ impl StepInfo {
             timeout: None,
             compensation_retry: RetryPolicy::COMPENSATION_DEFAULT,
             compensation_timeout: None,
+            confirm: None,
+            confirm_retry: RetryPolicy::FOREVER,
+            confirm_timeout: None,
             group: None,
         }
+    }
+
+    /// The same step, a TCC step's try, made final by the function named `confirm`.
+    /// Its cancel is its [`compensation`](Self::compensation).
+    pub const fn with_confirm(mut self, confirm: &'static str) -> Self {
+        self.confirm = Some(confirm);
+        self
+    }
+
+    /// The same step whose confirm waits by another policy between attempts; a
+    /// confirm is retried until it succeeds, whatever the policy's count.
+    pub const fn with_confirm_retry(mut self, retry: RetryPolicy) -> Self {
+        self.confirm_retry = retry;
+        self
+    }
+
+    /// The same step with a limit on each attempt of its confirm.
+    pub const fn with_confirm_timeout(mut self, timeout: Duration) -> Self {
+        self.confirm_timeout = Some(timeout);
+        self
     }
 
     /// The same step, undone by the function named `compensation`.
@@ -209,9 +248,26 @@ impl StepInfo {
         self.kind
     }
 
-    /// The compensation function's name, for a compensatable step.
+    /// The compensation function's name, for a compensatable step; the cancel's,
+    /// for a TCC step.
     pub const fn compensation(&self) -> Option<&'static str> {
         self.compensation
+    }
+
+    /// The confirm function's name, for a TCC step.
+    pub const fn confirm(&self) -> Option<&'static str> {
+        self.confirm
+    }
+
+    /// How a TCC step's confirm waits between attempts (it never gives up):
+    /// 100 ms doubling to 10 s unless the step says otherwise.
+    pub const fn confirm_retry(&self) -> RetryPolicy {
+        self.confirm_retry
+    }
+
+    /// The limit on each attempt of a TCC step's confirm, if any.
+    pub const fn confirm_timeout(&self) -> Option<Duration> {
+        self.confirm_timeout
     }
 
     /// How the step is retried.

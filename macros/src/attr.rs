@@ -12,6 +12,8 @@ use syn::{Expr, Lit, Meta, Token};
 
 use crate::ctxt::Ctxt;
 
+mod tcc;
+
 /// The kind of a step, as written.
 #[derive(Clone)]
 pub(crate) enum Kind {
@@ -19,6 +21,11 @@ pub(crate) enum Kind {
     ReadOnly,
     Pivot,
     Retriable,
+    /// `tcc(confirm = c, cancel = x)`: try-confirm-cancel.
+    Tcc {
+        confirm: syn::Path,
+        cancel: syn::Path,
+    },
 }
 
 impl Kind {
@@ -28,6 +35,7 @@ impl Kind {
             Kind::ReadOnly => "read_only",
             Kind::Pivot => "pivot",
             Kind::Retriable => "retriable",
+            Kind::Tcc { .. } => "tcc",
         }
     }
 }
@@ -55,19 +63,29 @@ pub(crate) struct StepAttr {
     pub(crate) compensate_retry: Option<(Retry, TokenStream)>,
     /// The limit on each compensation attempt, and the option's tokens as written.
     pub(crate) compensate_timeout: Option<(Duration, TokenStream)>,
+    /// A TCC step's options for its confirm and its cancel, as written.
+    pub(crate) tcc: tcc::TccOptions,
 }
 
-const STEP_KEYS: &str = "`compensate = <fn>`, `read_only`, `pivot`, `retriable`, `retry`, `timeout`, `compensate_retry`, `compensate_timeout`";
+const STEP_KEYS: &str = "`compensate = <fn>`, `read_only`, `pivot`, `retriable`, `tcc(confirm = <fn>, cancel = <fn>)`, `retry`, `timeout`, `compensate_retry`, `compensate_timeout`, `confirm_retry`, `confirm_timeout`, `cancel_retry`, `cancel_timeout`";
 const STEP_WORDS: &[&str] = &[
     "compensate",
     "read_only",
     "pivot",
     "retriable",
+    "tcc",
     "retry",
     "timeout",
     "compensate_retry",
     "compensate_timeout",
+    "confirm_retry",
+    "confirm_timeout",
+    "cancel_retry",
+    "cancel_timeout",
 ];
+/// The kinds, as the messages list them.
+const KINDS: &str =
+    "`compensate = <fn>`, `read_only`, `pivot`, `retriable`, `tcc(confirm = <fn>, cancel = <fn>)`";
 const RETRY_KEYS: &str = "`max`, `backoff`, `max_backoff`";
 const RETRY_WORDS: &[&str] = &["max", "backoff", "max_backoff"];
 
@@ -129,9 +147,10 @@ pub(crate) fn parse_step_attr(cx: &Ctxt, args: TokenStream) -> StepAttr {
             continue;
         };
         match name.as_str() {
-            "compensate" | "read_only" | "pivot" | "retriable" => {
+            "compensate" | "read_only" | "pivot" | "retriable" | "tcc" => {
                 attr.kind_written = true;
                 let kind = match (name.as_str(), &meta) {
+                    ("tcc", _) => tcc::parse_kind(cx, &meta),
                     ("compensate", Meta::NameValue(nv)) => match &nv.value {
                         Expr::Path(p) if p.qself.is_none() => {
                             Some(Kind::Compensate(p.path.clone()))
@@ -178,7 +197,7 @@ pub(crate) fn parse_step_attr(cx: &Ctxt, args: TokenStream) -> StepAttr {
                             cx.error_spanned_by(
                                 &meta,
                                 format!(
-                                    "a step has one kind, but this one says both `{}` and `{}`; keep one of `compensate = <fn>`, `read_only`, `pivot`, `retriable`",
+                                    "a step has one kind, but this one says both `{}` and `{}`; keep one of {KINDS}",
                                     previous.word(),
                                     kind.word()
                                 ),
@@ -188,6 +207,9 @@ pub(crate) fn parse_step_attr(cx: &Ctxt, args: TokenStream) -> StepAttr {
                         attr.kind = Some((kind, meta.span()));
                     }
                 }
+            }
+            "confirm_retry" | "confirm_timeout" | "cancel_retry" | "cancel_timeout" => {
+                tcc::parse_option(cx, &mut attr.tcc, &name, &meta);
             }
             "retry" | "compensate_retry" => {
                 let retry = parse_retry(cx, &name, &meta);
@@ -250,7 +272,7 @@ pub(crate) fn parse_step_attr(cx: &Ctxt, args: TokenStream) -> StepAttr {
             _ => {
                 let hint = did_you_mean(&name, STEP_WORDS);
                 // A misspelt kind is a kind written: "no kind" would only repeat it.
-                if ["compensate", "read_only", "pivot", "retriable"]
+                if ["compensate", "read_only", "pivot", "retriable", "tcc"]
                     .iter()
                     .any(|kind| hint.contains(&format!("`{kind}`")))
                 {
@@ -266,7 +288,7 @@ pub(crate) fn parse_step_attr(cx: &Ctxt, args: TokenStream) -> StepAttr {
     attr
 }
 
-fn parse_retry(cx: &Ctxt, name: &str, meta: &Meta) -> Option<Retry> {
+pub(super) fn parse_retry(cx: &Ctxt, name: &str, meta: &Meta) -> Option<Retry> {
     match meta {
         Meta::NameValue(nv) => parse_u32(cx, name, &nv.value).map(|max| Retry {
             max: Some(max),
@@ -415,7 +437,7 @@ fn parse_u32(cx: &Ctxt, name: &str, value: &Expr) -> Option<u32> {
     None
 }
 
-fn parse_duration(cx: &Ctxt, name: &str, value: &Expr) -> Option<Duration> {
+pub(super) fn parse_duration(cx: &Ctxt, name: &str, value: &Expr) -> Option<Duration> {
     let Expr::Lit(syn::ExprLit {
         lit: Lit::Str(s), ..
     }) = value

@@ -24,6 +24,26 @@ use quote::{ToTokens, format_ident, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, ReturnType, Type};
 
+/// What a function named in a step's kind does for it: undo it (a
+/// compensation), or confirm or cancel its try (a TCC step).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Undo,
+    Confirm,
+    Cancel,
+}
+
+impl Role {
+    /// The verb of the message: "`release_seat` cannot cancel `hold_seat`".
+    fn verb(self) -> &'static str {
+        match self {
+            Role::Undo => "undo",
+            Role::Confirm => "confirm",
+            Role::Cancel => "cancel",
+        }
+    }
+}
+
 /// The compensation call's tokens; `args` are the wrapper's parameter names, the
 /// step's arguments, followed by `__sagaflow_output`.
 pub(crate) fn call(path: &syn::Path, sig: &syn::Signature, args: &[Ident]) -> TokenStream {
@@ -46,6 +66,19 @@ pub(crate) fn call_with(
     args: &[Ident],
     output_ty: TokenStream,
 ) -> TokenStream {
+    call_as(Role::Undo, path, sig, receiver, args, output_ty)
+}
+
+/// [`call_with`] for the function in `role`: a TCC step's confirm takes what a
+/// compensation takes; its cancel takes `Option<&Output>` as `output_ty`.
+pub(crate) fn call_as(
+    role: Role,
+    path: &syn::Path,
+    sig: &syn::Signature,
+    receiver: Option<(TokenStream, Ident)>,
+    args: &[Ident],
+    output_ty: TokenStream,
+) -> TokenStream {
     let span = path.span();
     // The trait's parameters are the step's own types, written out: inferred from
     // the compensation instead, they would make rustc report a mismatched
@@ -59,33 +92,53 @@ pub(crate) fn call_with(
         }))
         .collect();
     let args: Vec<&Ident> = receiver_name.iter().chain(args).collect();
-    let message = message(path, sig);
+    let message = message(role, path, sig);
     let generics: Vec<Ident> = (0..=args.len())
         .map(|i| format_ident!("__SagaflowA{}", i))
         .collect();
     let names: Vec<Ident> = (0..=args.len())
         .map(|i| format_ident!("__sagaflow_a{}", i))
         .collect();
+    let (takes, returns, label, note) = match role {
+        Role::Undo => (
+            quote_spanned!(span=> CompensationTakes),
+            quote_spanned!(span=> compensation_returns_result),
+            "the compensation named here",
+            "a compensation is called with exactly what its step was called with, followed by a reference to what the step returned",
+        ),
+        Role::Confirm => (
+            quote_spanned!(span=> ConfirmTakes),
+            quote_spanned!(span=> confirm_returns_result),
+            "the confirm named here",
+            "a confirm is called with exactly what its try was called with, followed by a reference to what the try returned",
+        ),
+        Role::Cancel => (
+            quote_spanned!(span=> CancelTakes),
+            quote_spanned!(span=> cancel_returns_result),
+            "the cancel named here",
+            "a cancel is called with exactly what its try was called with, followed by `Some(&output)` if the try returned, or `None` if it failed, timed out or panicked (its effect may have landed all the same)",
+        ),
+    };
     // A local check function, so that a compensation returning the wrong type is
     // reported "required by a bound in `compensation_returns_result`" at the
     // `compensate = ..` path, rather than in the runtime's internals.
     quote_spanned! {span=>
-        fn compensation_returns_result<R: ::sagaflow::CompensationResult>(
+        fn #returns<R: ::sagaflow::CompensationResult>(
             result: R,
         ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError> {
             ::sagaflow::__private::compensation_result(result)
         }
         #[diagnostic::on_unimplemented(
             message = #message,
-            label = "the compensation named here",
-            note = "a compensation is called with exactly what its step was called with, followed by a reference to what the step returned"
+            label = #label,
+            note = #note
         )]
-        trait CompensationTakes<#(#generics),*> {
+        trait #takes<#(#generics),*> {
             type Future;
             fn call(&self, #(#names: #generics),*) -> Self::Future;
         }
         #[diagnostic::do_not_recommend]
-        impl<__SagaflowF, __SagaflowFuture, #(#generics),*> CompensationTakes<#(#generics),*> for __SagaflowF
+        impl<__SagaflowF, __SagaflowFuture, #(#generics),*> #takes<#(#generics),*> for __SagaflowF
         where
             __SagaflowF: ::core::ops::Fn(#(#generics),*) -> __SagaflowFuture,
             __SagaflowFuture: ::core::future::Future,
@@ -96,14 +149,14 @@ pub(crate) fn call_with(
                 self(#(#names),*)
             }
         }
-        compensation_returns_result(
-            CompensationTakes::<#(#param_tys,)* #output_ty>::call(&#path, #(#args,)* __sagaflow_output).await,
+        #returns(
+            #takes::<#(#param_tys,)* #output_ty>::call(&#path, #(#args,)* __sagaflow_output).await,
         )
     }
 }
 
 /// "`cancel_flight` cannot undo `book_flight`: it must be `async fn ..`".
-fn message(path: &syn::Path, sig: &syn::Signature) -> String {
+fn message(role: Role, path: &syn::Path, sig: &syn::Signature) -> String {
     let comp = path
         .segments
         .last()
@@ -124,9 +177,14 @@ fn message(path: &syn::Path, sig: &syn::Signature) -> String {
         },
         ReturnType::Default => "()".to_owned(),
     };
-    params.push(format!("&{output}"));
+    params.push(if role == Role::Cancel {
+        format!("Option<&{output}>")
+    } else {
+        format!("&{output}")
+    });
     format!(
-        "`{comp}` cannot undo `{step}`: it must be `async fn {comp}({params}) -> Result<(), E>`, with `E: Display`",
+        "`{comp}` cannot {verb} `{step}`: it must be `async fn {comp}({params}) -> Result<(), E>`, with `E: Display`",
+        verb = role.verb(),
         step = sig.ident,
         params = params.join(", "),
     )
@@ -199,8 +257,12 @@ mod tests {
                 .unwrap();
         let path: syn::Path = syn::parse_str("release").unwrap();
         assert_eq!(
-            message(&path, &sig),
+            message(Role::Undo, &path, &sig),
             "`release` cannot undo `reserve`: it must be `async fn release(&Trip, u32, &Hold) -> Result<(), E>`, with `E: Display`"
+        );
+        assert_eq!(
+            message(Role::Cancel, &path, &sig),
+            "`release` cannot cancel `reserve`: it must be `async fn release(&Trip, u32, Option<&Hold>) -> Result<(), E>`, with `E: Display`"
         );
     }
 }

@@ -43,6 +43,12 @@ pub(crate) fn encode(info: &StepInfo) -> TokenStream {
         info.compensation_timeout()
             .map(|t| t.as_nanos().to_string())
             .unwrap_or_default(),
+        info.confirm().unwrap_or_default().to_string(),
+        info.confirm_retry().backoff().as_nanos().to_string(),
+        info.confirm_retry().max_backoff().as_nanos().to_string(),
+        info.confirm_timeout()
+            .map(|t| t.as_nanos().to_string())
+            .unwrap_or_default(),
     ];
     let literals = fields.iter().map(|f| Literal::string(f));
     quote!({ #(#literals)* })
@@ -86,12 +92,17 @@ fn decode_step(group: TokenStream) -> Option<StepInfo> {
         cbackoff,
         cmax_backoff,
         ctimeout,
-    ] = <[String; 11]>::try_from(fields).ok()?;
+        confirm,
+        fbackoff,
+        fmax_backoff,
+        ftimeout,
+    ] = <[String; 15]>::try_from(fields).ok()?;
     let kind = match kind.as_str() {
         "compensate" => StepKind::Compensatable,
         "read_only" => StepKind::ReadOnly,
         "pivot" => StepKind::Pivot,
         "retriable" => StepKind::Retriable,
+        "tcc" => StepKind::Tcc,
         _ => return None,
     };
     let nanos = |s: &str| s.parse::<u64>().ok().map(Duration::from_nanos);
@@ -116,6 +127,16 @@ fn decode_step(group: TokenStream) -> Option<StepInfo> {
     }
     if !ctimeout.is_empty() {
         info = info.with_compensation_timeout(nanos(&ctimeout)?);
+    }
+    if !confirm.is_empty() {
+        info = info.with_confirm(leak(confirm)).with_confirm_retry(policy(
+            "forever",
+            &fbackoff,
+            &fmax_backoff,
+        )?);
+    }
+    if !ftimeout.is_empty() {
+        info = info.with_confirm_timeout(nanos(&ftimeout)?);
     }
     Some(info)
 }
@@ -237,11 +258,20 @@ mod tests {
             panic!("a group")
         };
         assert_eq!(decode_step(g.stream()), Some(forever));
+        let tcc = StepInfo::new("hold_seat", StepKind::Tcc)
+            .with_compensation("release_seat")
+            .with_confirm("confirm_seat")
+            .with_confirm_retry(RetryPolicy::FOREVER.with_backoff(Duration::from_millis(50)))
+            .with_confirm_timeout(Duration::from_secs(1));
+        let TokenTree::Group(g) = encode(&tcc).into_iter().next().unwrap() else {
+            panic!("a group")
+        };
+        assert_eq!(decode_step(g.stream()), Some(tcc));
     }
 
     #[test]
     fn groups_travel_after_the_name() {
-        let step = |name: &str| quote!({ #name "compensate" "undo" "0" "1" "2" "" "5" "1" "2" "" });
+        let step = |name: &str| quote!({ #name "compensate" "undo" "0" "1" "2" "" "5" "1" "2" "" "" "0" "0" "" });
         let (a, b, c) = (step("a"), step("b"), step("c"));
         let out = expand(quote!("trip" "1..3" #a #b #c));
         let text: String = syn::parse2::<syn::LitStr>(out).unwrap().value();
@@ -277,8 +307,9 @@ mod tests {
 
     #[test]
     fn the_section_holds_the_svg_without_blank_lines_inside() {
-        let out =
-            expand(quote!("trip" { "a" "compensate" "undo_a" "0" "1" "2" "" "5" "1" "2" "" }));
+        let out = expand(
+            quote!("trip" { "a" "compensate" "undo_a" "0" "1" "2" "" "5" "1" "2" "" "" "0" "0" "" }),
+        );
         let text: String = syn::parse2::<syn::LitStr>(out).unwrap().value();
         let start = text.find("<svg").unwrap();
         let end = text.find("</svg>").unwrap();

@@ -28,7 +28,15 @@ use proc_macro::TokenStream;
 /// - `read_only`: no side effect, nothing to undo;
 /// - `pivot`: the point of no return; at most one per saga, and every step after
 ///   it must be `retriable`;
-/// - `retriable`: never undone; retried until it succeeds.
+/// - `retriable`: never undone; retried until it succeeds;
+/// - `tcc(confirm = c, cancel = x)`: try-confirm-cancel. The step is the try;
+///   `c` takes the step's parameters then `&T`, and runs for every tried step
+///   once the saga decides to commit (at its pivot, or after its last step),
+///   all at once, each retried until it succeeds; `x` takes the step's
+///   parameters then `Option<&T>`, and runs on rollback (with `None` after a
+///   try that failed, timed out or panicked). Not after the pivot, not in a
+///   `sagaflow::join!` group. See the guide's
+///   [TCC page](../sagaflow/guide/tcc/index.html).
 ///
 /// Options, combinable with a kind (durations in humantime syntax: `"250ms"`,
 /// `"2s"`, `"1m30s"`):
@@ -45,7 +53,14 @@ use proc_macro::TokenStream;
 /// - `compensate_timeout = "5s"`: a limit on each attempt of the compensation; one
 ///   that runs out is retried by `compensate_retry`, then recorded (default none).
 ///
-/// `compensate_retry` and `compensate_timeout` need `compensate = f`. A step that
+/// - `confirm_retry(backoff = "..", max_backoff = "..")`, `confirm_timeout = ".."`:
+///   how a TCC step's confirm waits between attempts (no `max`: it never gives
+///   up) and the limit on each attempt;
+/// - `cancel_retry = N` / `cancel_retry(..)`, `cancel_timeout = ".."`: the same as
+///   `compensate_retry` and `compensate_timeout`, for a TCC step's cancel.
+///
+/// `compensate_retry` and `compensate_timeout` need `compensate = f`; the
+/// `confirm_*` and `cancel_*` options need `tcc(..)`. A step that
 /// fails, times out or panics produced no output, so it is not compensated.
 ///
 /// The guide's [steps page](../sagaflow/guide/steps/index.html) has more, and

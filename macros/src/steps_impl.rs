@@ -36,6 +36,7 @@ use syn::visit_mut::VisitMut;
 use syn::{FnArg, ImplItem, ImplItemFn, ItemFn, ReturnType, Type};
 
 use crate::attr::{Kind, StepAttr, parse_step_attr};
+use crate::compensation::Role;
 use crate::ctxt::Ctxt;
 use crate::step::{info_tokens, step_doc, step_kind, validate_options, validate_signature};
 
@@ -138,13 +139,16 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream, salt: u64) -> TokenSt
         validate_options(&cx, &step_attr);
         let receiver_ok = check_receiver(&cx, method);
         let compensation = compensation_method(&cx, &step_attr, &methods);
+        let tcc = tcc_methods(&cx, &step_attr, &methods);
         let signature_ok = validate_signature(&cx, &without_receiver(method), false);
-        if receiver_ok && signature_ok && compensation.is_some() {
+        if let (true, true, Some(compensation), Some(tcc)) =
+            (receiver_ok, signature_ok, compensation, tcc)
+        {
             let kind = step_kind(&step_attr);
             let doc = step_doc(&kind, &step_attr);
             method.attrs.push(syn::parse_quote!(#[doc = ""]));
             method.attrs.push(syn::parse_quote!(#[doc = #doc]));
-            generated.push(step_items(&header, method, &step_attr, compensation));
+            generated.push(step_items(&header, method, &step_attr, compensation, tcc));
             let name = step_name(&header.self_ty, &method.sig.ident);
             let info = crate::step::info_value(&name, &kind, &step_attr);
             let selector = method_ident(&method.sig.ident);
@@ -235,6 +239,48 @@ fn compensation_method(
     let Some((Kind::Compensate(path), _)) = &attr.kind else {
         return Some(None);
     };
+    same_impl_method(
+        cx,
+        path,
+        methods,
+        "compensate",
+        "compensation",
+        "&<its output>",
+    )
+}
+
+/// A TCC step method's confirm and cancel, methods of the same `impl` too.
+/// `Some(None)` for another kind.
+fn tcc_methods(
+    cx: &Ctxt,
+    attr: &StepAttr,
+    methods: &[String],
+) -> Option<Option<(syn::Ident, syn::Ident)>> {
+    let Some((Kind::Tcc { confirm, cancel }, _)) = &attr.kind else {
+        return Some(None);
+    };
+    let confirm = same_impl_method(cx, confirm, methods, "confirm", "confirm", "&<its output>");
+    let cancel = same_impl_method(
+        cx,
+        cancel,
+        methods,
+        "cancel",
+        "cancel",
+        "Option<&<its output>>",
+    );
+    Some(Some((confirm??, cancel??)))
+}
+
+/// The method of the same `impl` that `path` names (`Self::refund` or `refund`),
+/// or an error that lists them.
+fn same_impl_method(
+    cx: &Ctxt,
+    path: &syn::Path,
+    methods: &[String],
+    key: &str,
+    what: &str,
+    output: &str,
+) -> Option<Option<syn::Ident>> {
     let segments: Vec<_> = path.segments.iter().collect();
     let name = match segments.as_slice() {
         [only] if path.leading_colon.is_none() => Some(&only.ident),
@@ -252,7 +298,7 @@ fn compensation_method(
             cx.error_spanned_by(
                 path,
                 format!(
-                    "a step method's compensation is a method of the same `impl`, called with the same receiver: write `compensate = Self::<method>` naming one of its methods ({list}), and declare it as `async fn <method>(&self, <the step's parameters>, &<its output>)`"
+                    "a step method's {what} is a method of the same `impl`, called with the same receiver: write `{key} = Self::<method>` naming one of its methods ({list}), and declare it as `async fn <method>(&self, <the step's parameters>, {output})`"
                 ),
             );
             None
@@ -281,7 +327,8 @@ fn step_items(
     imp: &ImplHeader,
     method: &ImplItemFn,
     attr: &StepAttr,
-    compensation: Option<Option<syn::Ident>>,
+    compensation: Option<syn::Ident>,
+    tcc: Option<(syn::Ident, syn::Ident)>,
 ) -> TokenStream {
     let (sig, vis) = (&method.sig, &method.vis);
     let ident = &sig.ident;
@@ -323,7 +370,44 @@ fn step_items(
         arg_tys.push(ty);
         arg_names.push(format_ident!("__sagaflow_arg{}", i));
     }
-    let compensate_body = match compensation.flatten() {
+    let receiver = || Some((quote!(&Self), format_ident!("__sagaflow_receiver")));
+    let nothing = quote! {
+        let _ = (__sagaflow_receiver, #(#arg_names,)* __sagaflow_output);
+        ::sagaflow::__private::no_compensation().await
+    };
+    let (confirm_body, cancel_body) = match &tcc {
+        Some((confirm, cancel)) => {
+            let confirm: syn::Path = syn::parse_quote_spanned!(confirm.span()=> Self::#confirm);
+            let cancel: syn::Path = syn::parse_quote_spanned!(cancel.span()=> Self::#cancel);
+            (
+                crate::compensation::call_as(
+                    Role::Confirm,
+                    &confirm,
+                    sig,
+                    receiver(),
+                    &arg_names,
+                    quote_spanned!(ret_span=> &#output_ty),
+                ),
+                crate::compensation::call_as(
+                    Role::Cancel,
+                    &cancel,
+                    sig,
+                    receiver(),
+                    &arg_names,
+                    quote_spanned!(ret_span=> ::core::option::Option<&#output_ty>),
+                ),
+            )
+        }
+        None => (nothing.clone(), nothing.clone()),
+    };
+    let compensate_body = match compensation {
+        _ if tcc.is_some() => quote! {
+            <Self as ::sagaflow::__private::StepMethod<#hash>>::__sagaflow_cancel(
+                __sagaflow_receiver,
+                (#(#arg_names,)*),
+                ::core::option::Option::Some(__sagaflow_output),
+            ).await
+        },
         Some(comp) => {
             let path: syn::Path = syn::parse_quote_spanned!(comp.span()=> Self::#comp);
             crate::compensation::call_with(
@@ -334,10 +418,7 @@ fn step_items(
                 quote_spanned!(ret_span=> &#output_ty),
             )
         }
-        None => quote! {
-            let _ = (__sagaflow_receiver, #(#arg_names,)* __sagaflow_output);
-            ::sagaflow::__private::no_compensation().await
-        },
+        None => nothing,
     };
     quote! {
         #[doc(hidden)]
@@ -363,6 +444,26 @@ fn step_items(
             > + #lifetime {
                 let __sagaflow_receiver = self;
                 async move { #compensate_body }
+            }
+            fn __sagaflow_confirm<#lifetime>(
+                &#lifetime self,
+                (#(#arg_names,)*): Self::Args<#lifetime>,
+                __sagaflow_output: &#lifetime #output_ty,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<(), ::sagaflow::__private::CompensationError>,
+            > + #lifetime {
+                let __sagaflow_receiver = self;
+                async move { #confirm_body }
+            }
+            fn __sagaflow_cancel<#lifetime>(
+                &#lifetime self,
+                (#(#arg_names,)*): Self::Args<#lifetime>,
+                __sagaflow_output: ::core::option::Option<&#lifetime #output_ty>,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<(), ::sagaflow::__private::CompensationError>,
+            > + #lifetime {
+                let __sagaflow_receiver = self;
+                async move { #cancel_body }
             }
         }
     }

@@ -103,13 +103,18 @@ impl fmt::Display for ParseSagaIdError {
 
 impl std::error::Error for ParseSagaIdError {}
 
-/// Whether a step is being done or undone.
+/// Whether a step is being done or undone, or, for a try-confirm-cancel step,
+/// confirmed or cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Phase {
-    /// The step itself runs.
+    /// The step itself runs (for a TCC step, its try).
     Forward,
     /// The step's compensation runs.
     Compensation,
+    /// A TCC step's confirm runs: its saga decided to commit.
+    Confirm,
+    /// A TCC step's cancel runs: its saga rolls back.
+    Cancel,
 }
 
 /// The context of the step (or compensation) that is running now.
@@ -287,7 +292,11 @@ pub struct IdempotencyKey {
 impl fmt::Display for IdempotencyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.phase {
-            Phase::Forward => write!(f, "{}-{}", self.saga_id, self.index),
+            // A TCC step's try, confirm and cancel share one key: a
+            // participant's barrier tells the phases apart itself.
+            Phase::Forward | Phase::Confirm | Phase::Cancel => {
+                write!(f, "{}-{}", self.saga_id, self.index)
+            }
             Phase::Compensation => write!(f, "{}-{}-undo", self.saga_id, self.index),
         }
     }

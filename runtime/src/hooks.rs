@@ -77,6 +77,27 @@ pub trait Hooks {
     fn compensation_failed(&self, cx: &StepContext, error: &str) {
         let _ = (cx, error);
     }
+    /// The saga decided to commit (at its pivot, or after its last step) and
+    /// is `Confirming`: the confirms of its TCC steps follow, each retried
+    /// until it succeeds. Told before any confirm starts; in a durable run,
+    /// once the decision is on disk.
+    fn saga_confirming(&self, saga: &'static str, id: SagaId) {
+        let _ = (saga, id);
+    }
+    /// An attempt of a TCC step's confirm begins. (A cancel is told as a
+    /// compensation, with [`Phase::Cancel`](crate::Phase::Cancel).)
+    fn confirm_started(&self, cx: &StepContext) {
+        let _ = cx;
+    }
+    /// A TCC step's confirm succeeded; `elapsed` covers all its attempts.
+    fn confirm_succeeded(&self, cx: &StepContext, elapsed: Duration) {
+        let _ = (cx, elapsed);
+    }
+    /// A confirm attempt failed and another follows after `delay`: a confirm
+    /// never gives up, and never turns into a cancel.
+    fn confirm_retrying(&self, cx: &StepContext, error: &str, delay: Duration) {
+        let _ = (cx, error, delay);
+    }
     /// The run ended, committed or not.
     fn saga_finished(&self, report: &RunReport) {
         let _ = report;
@@ -130,6 +151,18 @@ impl<H: Hooks + ?Sized> Hooks for &H {
     }
     fn compensation_failed(&self, cx: &StepContext, error: &str) {
         (**self).compensation_failed(cx, error)
+    }
+    fn saga_confirming(&self, saga: &'static str, id: SagaId) {
+        (**self).saga_confirming(saga, id)
+    }
+    fn confirm_started(&self, cx: &StepContext) {
+        (**self).confirm_started(cx)
+    }
+    fn confirm_succeeded(&self, cx: &StepContext, elapsed: Duration) {
+        (**self).confirm_succeeded(cx, elapsed)
+    }
+    fn confirm_retrying(&self, cx: &StepContext, error: &str, delay: Duration) {
+        (**self).confirm_retrying(cx, error, delay)
     }
     fn saga_finished(&self, report: &RunReport) {
         (**self).saga_finished(report)

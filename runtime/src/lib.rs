@@ -143,7 +143,7 @@ pub mod __private {
         InputMap, Journal, Keep, NoJournal, Share, Shareable, ThreadSafe,
     };
     pub use crate::outbox::in_run::Sendable;
-    pub use crate::run::{CompensationError, Group, Joined, Member, Run, Undo};
+    pub use crate::run::{Both, CompensationError, Confirmed, Group, Joined, Member, Run, Undo};
     pub use core::time::Duration;
     pub use sagaflow_macros::saga_graph_doc;
 
@@ -188,6 +188,21 @@ pub mod __private {
             &'a self,
             args: Self::Args<'a>,
             output: &'a <Self::Step as crate::Step>::Output,
+        ) -> impl core::future::Future<Output = Result<(), CompensationError>> + 'a;
+        /// Calls the confirm of a TCC step method with the receiver, the
+        /// step's arguments and its output; nothing for another kind.
+        fn __sagaflow_confirm<'a>(
+            &'a self,
+            args: Self::Args<'a>,
+            output: &'a <Self::Step as crate::Step>::Output,
+        ) -> impl core::future::Future<Output = Result<(), CompensationError>> + 'a;
+        /// Calls the cancel of a TCC step method with the receiver, the
+        /// step's arguments and its output if the try returned one; nothing
+        /// for another kind.
+        fn __sagaflow_cancel<'a>(
+            &'a self,
+            args: Self::Args<'a>,
+            output: Option<&'a <Self::Step as crate::Step>::Output>,
         ) -> impl core::future::Future<Output = Result<(), CompensationError>> + 'a;
     }
 
@@ -297,6 +312,17 @@ pub mod __private {
         F: core::future::Future<Output = Result<T, SagaError<E>>>,
     {
         Box::pin(backward)
+    }
+
+    /// The decision to commit and the confirms of a saga's TCC steps, boxed:
+    /// one allocation per saga that has them, and every saga's future holds a
+    /// pointer where their state would be.
+    #[inline]
+    pub fn confirming<F>(confirms: F) -> core::pin::Pin<Box<F>>
+    where
+        F: core::future::Future<Output = ()>,
+    {
+        Box::pin(confirms)
     }
 
     /// The compensation stand-in of a step that has none; never called.

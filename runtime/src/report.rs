@@ -56,7 +56,8 @@ impl StepRecord {
         self.group
     }
 
-    /// The function that ran: the step itself, or its compensation.
+    /// The function that ran: the step itself, its compensation, or a TCC
+    /// step's confirm or cancel.
     pub fn function(&self) -> &'static str {
         self.function
     }
@@ -66,7 +67,7 @@ impl StepRecord {
         self.index
     }
 
-    /// Whether the step or its compensation ran.
+    /// Whether the step, its compensation, or a TCC step's confirm or cancel ran.
     pub fn phase(&self) -> Phase {
         self.phase
     }
@@ -159,6 +160,16 @@ impl RunReport {
             .filter(|r| r.phase == Phase::Compensation)
     }
 
+    /// The confirms of TCC steps that ran, in order.
+    pub fn confirms(&self) -> impl Iterator<Item = &StepRecord> {
+        self.records.iter().filter(|r| r.phase == Phase::Confirm)
+    }
+
+    /// The cancels of TCC steps that ran, in order.
+    pub fn cancels(&self) -> impl Iterator<Item = &StepRecord> {
+        self.records.iter().filter(|r| r.phase == Phase::Cancel)
+    }
+
     /// The record of the step named `step` in the given phase.
     pub fn find(&self, step: &str, phase: Phase) -> Option<&StepRecord> {
         self.records
@@ -207,12 +218,15 @@ impl fmt::Display for RunReport {
     }
 }
 
-/// A record's name in the report: `undo: ` before a compensation, and the
+/// A record's name in the report: `undo: ` before a compensation (`confirm: `
+/// and `cancel: ` before a TCC step's confirm and cancel), and the
 /// group, counted from 1, after a member of one (`book_flight ‖1`).
 fn label(r: &StepRecord) -> String {
     let mut name = match r.phase {
         Phase::Forward => r.function.to_string(),
         Phase::Compensation => format!("undo: {}", r.function),
+        Phase::Confirm => format!("confirm: {}", r.function),
+        Phase::Cancel => format!("cancel: {}", r.function),
     };
     if let Some(g) = r.group {
         name.push_str(&format!(" ‖{}", g + 1));

@@ -33,10 +33,12 @@ mod durable;
 mod failure;
 mod group;
 mod report;
+mod tcc;
 mod undo;
 
 use attempts::*;
 pub use group::{Group, Joined, Member, Undo};
+pub use tcc::{Both, Confirmed};
 
 /// The error text of a compensation that failed; built only on failure.
 #[doc(hidden)]
@@ -103,6 +105,9 @@ pub struct Run<'h, H, J = NoJournal> {
     /// pointer for it, and only a branch with steps in another arm fills it.
     #[allow(clippy::box_collection)]
     skipped: Option<Box<Vec<core::ops::Range<u32>>>>,
+    /// Whether the saga decided to commit: its TCC steps are confirmed, and
+    /// none is cancelled from here on.
+    decided: bool,
     /// What cannot be rebuilt at the end: every forward step that was retried, timed
     /// or failed, and every compensation. A step that succeeded at its first attempt
     /// in an untimed run is not pushed, so the default success path never allocates.
@@ -158,6 +163,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             steps,
             succeeded: 0,
             skipped: None,
+            decided: false,
             records: Vec::new(),
             failure: None,
             report: None,
@@ -203,6 +209,12 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             Phase::Forward => tracing::info_span!(parent: &self.span, "step", step, attempt),
             Phase::Compensation => {
                 tracing::info_span!(parent: &self.span, "compensation", step, compensation = function, attempt)
+            }
+            Phase::Confirm => {
+                tracing::info_span!(parent: &self.span, "confirm", step, confirm = function, attempt)
+            }
+            Phase::Cancel => {
+                tracing::info_span!(parent: &self.span, "cancel", step, cancel = function, attempt)
             }
         })
     }
@@ -359,14 +371,19 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         // Not boxed here: the generated backward loop is boxed once per
         // failed run (`__private::compensating`), which keeps this state out
         // of every saga's future at one allocation per saga, not per step.
-        let (StepKind::Compensatable, Some(function)) = (S::INFO.kind(), S::INFO.compensation())
-        else {
+        let (true, Some(function)) = (S::INFO.kind().is_undone(), S::INFO.compensation()) else {
             return;
         };
         let mut call = call;
         // In memory, with nothing to send or inject, the first attempt takes a
         // short path, as a step's does: no journal, no outbox, no retry state.
-        let first = if !J::DURABLE && !J::FAULTS && self.outgoing.is_none() {
+        // A TCC step's cancel takes the long one, which knows its phase and
+        // that a saga that decided to commit cancels nothing.
+        let first = if S::INFO.kind() == StepKind::Compensatable
+            && !J::DURABLE
+            && !J::FAULTS
+            && self.outgoing.is_none()
+        {
             let name = S::INFO.name();
             let started = self.now();
             let cx = self.context(name, index, 1, Phase::Compensation);
@@ -382,7 +399,15 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                         self.hooks
                             .compensation_succeeded(&cx, duration.unwrap_or_default());
                     }
-                    self.record_undone(name, function, index, 1, duration, None);
+                    self.record_undone(
+                        name,
+                        function,
+                        index,
+                        1,
+                        duration,
+                        None,
+                        Phase::Compensation,
+                    );
                     return;
                 }
                 Err(failure) => Some((failure, started)),
@@ -413,6 +438,11 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     /// Records what undoing step `S` (at `index`) came to.
     pub fn undone<S: Step>(&mut self, index: u32, undo: Undo) {
         let (name, function) = (S::INFO.name(), S::INFO.compensation().unwrap_or_default());
+        let phase = if S::INFO.kind() == StepKind::Tcc {
+            Phase::Cancel
+        } else {
+            Phase::Compensation
+        };
         match undo {
             Undo::Skipped => {}
             Undo::Halt(e) => self.halt(e),
@@ -420,7 +450,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 attempts,
                 duration,
                 last_error,
-            } => self.record_undone(name, function, index, attempts, duration, last_error),
+            } => self.record_undone(name, function, index, attempts, duration, last_error, phase),
             Undo::Failed {
                 attempts,
                 outcome,
@@ -435,7 +465,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                         step: name,
                         function,
                         index,
-                        phase: Phase::Compensation,
+                        phase,
                         outcome,
                         attempts,
                         duration,

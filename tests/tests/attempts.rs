@@ -23,6 +23,8 @@ impl Calls {
         self.0.lock().unwrap().push(match cx.phase() {
             Phase::Forward => format!("{} #{}", cx.step(), cx.attempt()),
             Phase::Compensation => format!("undo {} #{}", cx.step(), cx.attempt()),
+            Phase::Confirm => format!("confirm {} #{}", cx.step(), cx.attempt()),
+            Phase::Cancel => format!("cancel {} #{}", cx.step(), cx.attempt()),
         });
     }
     fn take(&self) -> Vec<String> {

@@ -475,6 +475,11 @@ fn describe(record: &SagaRecord, ledger: &Ledger) {
             Entry::CompensationFailed { index, error } => {
                 format!("could not undo `{}`: {error}", name(*index))
             }
+            Entry::Decided => "decided to commit: confirming the held seats".to_owned(),
+            Entry::ConfirmStarted { index, attempt } => {
+                format!("confirming `{}` started (attempt {attempt})", name(*index))
+            }
+            Entry::Confirmed { index } => format!("`{}` confirmed", name(*index)),
             Entry::Finished { status, .. } => format!("ended: {status}"),
             Entry::Intervention { retry, note } => {
                 format!("a person intervened (retry: {retry}): {note}")

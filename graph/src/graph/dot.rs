@@ -39,7 +39,7 @@ impl SagaGraph {
         for (i, step) in steps.iter().enumerate() {
             let label = dot_label(step.name(), &step_details(step));
             let attrs = match step.kind() {
-                StepKind::Compensatable => "",
+                StepKind::Compensatable | StepKind::Tcc => "",
                 StepKind::ReadOnly => ", style=dashed",
                 StepKind::Pivot => ", shape=doubleoctagon, style=bold, penwidth=2",
                 StepKind::Retriable => ", style=rounded",
@@ -54,6 +54,12 @@ impl SagaGraph {
                     out,
                     "    c{i} [label=\"{label}\", style=\"rounded,filled\", fillcolor=\"#eeeeee\"];"
                 );
+            }
+        }
+        for (i, step) in steps.iter().enumerate() {
+            if let Some(confirm) = confirm_of(step) {
+                let label = dot_label(confirm, &[]);
+                let _ = writeln!(out, "    f{i} [label=\"{label}\", shape=parallelogram];");
             }
         }
         if last_fail.is_some() {
@@ -90,7 +96,20 @@ impl SagaGraph {
         }
         for (i, step) in steps.iter().enumerate() {
             if compensation_of(step).is_some() {
-                let _ = writeln!(out, "    s{i} -> c{i} [style=dotted, arrowhead=none];");
+                if step.kind() == StepKind::Tcc {
+                    let _ = writeln!(
+                        out,
+                        "    s{i} -> c{i} [style=dotted, arrowhead=none, label=\"cancel\"];"
+                    );
+                } else {
+                    let _ = writeln!(out, "    s{i} -> c{i} [style=dotted, arrowhead=none];");
+                }
+            }
+            if confirm_of(step).is_some() {
+                let _ = writeln!(
+                    out,
+                    "    s{i} -> f{i} [style=bold, penwidth=2, label=\"confirm on commit\", constraint=false];"
+                );
             }
             if can_fail(step) {
                 for target in self.failure_targets(i) {

@@ -40,7 +40,7 @@ impl SagaGraph {
         for (i, step) in steps.iter().enumerate() {
             let label = mermaid_label(step.name(), &step_details(step));
             let (open, close) = match step.kind() {
-                StepKind::Compensatable | StepKind::ReadOnly => ("[", "]"),
+                StepKind::Compensatable | StepKind::ReadOnly | StepKind::Tcc => ("[", "]"),
                 StepKind::Pivot => ("{{", "}}"),
                 StepKind::Retriable => ("(", ")"),
             };
@@ -57,6 +57,12 @@ impl SagaGraph {
             if let Some(comp) = compensation_of(step) {
                 let label = mermaid_label(comp, &compensation_details(step));
                 let _ = writeln!(out, "    c{i}([\"{label}\"])");
+            }
+        }
+        for (i, step) in steps.iter().enumerate() {
+            if let Some(confirm) = confirm_of(step) {
+                let label = mermaid_label(confirm, &[]);
+                let _ = writeln!(out, "    f{i}[/\"{label}\"/]");
             }
         }
         if last_fail.is_some() {
@@ -89,7 +95,11 @@ impl SagaGraph {
         }
         for (i, step) in steps.iter().enumerate() {
             if compensation_of(step).is_some() {
-                let _ = writeln!(out, "    s{i} -.- c{i}");
+                if step.kind() == StepKind::Tcc {
+                    let _ = writeln!(out, "    s{i} -.-|cancel| c{i}");
+                } else {
+                    let _ = writeln!(out, "    s{i} -.- c{i}");
+                }
             }
             if can_fail(step) {
                 for target in self.failure_targets(i) {
@@ -100,6 +110,14 @@ impl SagaGraph {
         for j in self.reachable_compensations() {
             for target in self.undo_next(j) {
                 let _ = writeln!(out, "    c{j} -.-> {target}");
+            }
+        }
+        if steps.iter().any(|s| confirm_of(s).is_some()) {
+            out.push_str("    %% on commit, at once\n");
+        }
+        for (i, step) in steps.iter().enumerate() {
+            if confirm_of(step).is_some() {
+                let _ = writeln!(out, "    s{i} ==>|confirm on commit| f{i}");
             }
         }
 

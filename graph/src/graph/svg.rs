@@ -219,7 +219,7 @@ impl SagaGraph {
                 None => line(&mut out, prev_right, y_f, col.x, y_f, &arrow),
             }
             let (rx, stroke) = match step.kind() {
-                StepKind::Compensatable => (3.0, THIN),
+                StepKind::Compensatable | StepKind::Tcc => (3.0, THIN),
                 StepKind::ReadOnly => (3.0, "stroke-width=\"1.5\" stroke-dasharray=\"5 3\""),
                 StepKind::Pivot => (3.0, "stroke-width=\"3\""),
                 StepKind::Retriable => (12.0, THIN),
@@ -255,17 +255,23 @@ impl SagaGraph {
         let frames = self.compensation_frames(&mut out, &cols, y_c, row_c);
 
         // The compensations, each under its step and joined to it by a dotted line.
-        for col in &cols {
+        // A TCC step's cancel hangs by a double line: it runs on rollback,
+        // also after its own try failed.
+        for (step, col) in steps.iter().zip(&cols) {
             if let Some(comp) = col.comp {
                 let cx = col.x + col.w / 2.0;
-                line(
-                    &mut out,
-                    cx,
-                    y_f + col.step_h / 2.0,
-                    cx,
-                    y_c - col.comp_h / 2.0,
-                    "stroke-dasharray=\"2 3\"",
-                );
+                let tcc = step.kind() == StepKind::Tcc;
+                let offsets: &[f64] = if tcc { &[-2.0, 2.0] } else { &[0.0] };
+                for dx in offsets {
+                    line(
+                        &mut out,
+                        cx + dx,
+                        y_f + col.step_h / 2.0,
+                        cx + dx,
+                        y_c - col.comp_h / 2.0,
+                        "stroke-dasharray=\"2 3\"",
+                    );
+                }
                 boxed(
                     &mut out,
                     col.x,

@@ -409,3 +409,41 @@ fn policies_are_compact() {
         Some("retry 3 (backoff 10ms..5s)")
     );
 }
+
+const TCC: &[StepInfo] = &[
+    StepInfo::new("hold_seat", StepKind::Tcc)
+        .with_compensation("release_seat")
+        .with_confirm("confirm_seat"),
+    StepInfo::new("charge", StepKind::Pivot),
+    StepInfo::new("email", StepKind::Retriable),
+];
+
+#[test]
+fn a_tcc_step_draws_its_confirm_and_its_cancel_apart_from_compensations() {
+    let g = SagaGraph::new("fly", TCC);
+    let mermaid = g.to_mermaid();
+    assert!(mermaid.contains("s0 -.-|cancel| c0"), "{mermaid}");
+    assert!(mermaid.contains("f0[/\"confirm_seat\"/]"), "{mermaid}");
+    assert!(
+        mermaid.contains("s0 ==>|confirm on commit| f0"),
+        "{mermaid}"
+    );
+    // A failed try is cancelled first, and so is the pivot's failure.
+    assert!(mermaid.contains("s0 -.->|fails| c0"), "{mermaid}");
+    assert!(mermaid.contains("s1 -.->|fails| c0"), "{mermaid}");
+    assert!(mermaid.contains("c0 -.-> undone"), "{mermaid}");
+    let dot = g.to_dot();
+    assert!(
+        dot.contains("s0 -> c0 [style=dotted, arrowhead=none, label=\"cancel\"];"),
+        "{dot}"
+    );
+    assert!(dot.contains("f0 [label=\"confirm_seat\", shape=parallelogram];"));
+    assert!(dot.contains("s0 -> f0 [style=bold, penwidth=2, label=\"confirm on commit\""));
+    let svg = g.to_svg();
+    assert!(svg.contains("✓ confirm_seat on commit"), "{svg}");
+    assert!(svg.contains("release_seat"));
+    assert_eq!(
+        g.to_string(),
+        "saga fly\n1. hold_seat (tcc: confirm confirm_seat, cancel release_seat)\n2. charge (pivot: point of no return)\n3. email (retriable)"
+    );
+}

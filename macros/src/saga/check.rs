@@ -162,15 +162,42 @@ pub(super) fn pivot_checks(steps: &[&StepCall], groups: &[Range<usize>]) -> Toke
         let after = format!(
             "`{name}` runs after the saga's pivot, so it could never be undone: {retriable}, or move it before the pivot"
         );
+        let tcc_after = format!(
+            "`{name}` is a try-confirm-cancel step after the saga's pivot: the saga decides to commit at the pivot, where every try is confirmed, so a later try could never be cancelled; move `{name}` before the pivot"
+        );
         out.extend(quote_spanned! {span=>
             #[allow(clippy::nonminimal_bool)]
             const _: () = if #(#earlier)||* {
                 if ::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Pivot) {
                     ::core::panic!(#second);
                 }
+                if ::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Tcc) {
+                    ::core::panic!(#tcc_after);
+                }
                 if !::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Retriable) {
                     ::core::panic!(#after);
                 }
+            };
+        });
+    }
+    out
+}
+
+/// Const checks, in a saga with `if`/`match` branches, that no step is a TCC
+/// step: its confirms at the decision would have to know the path taken,
+/// which is not built yet (the error says so at the step's call).
+pub(super) fn branched_tcc_checks(steps: &[&StepCall]) -> TokenStream {
+    let mut out = TokenStream::new();
+    for step in steps.iter().filter(|s| s.inline.is_none()) {
+        let path = &step.path;
+        let span = step.call.span();
+        let name = step.shown();
+        let message = format!(
+            "`{name}` is a try-confirm-cancel step in a saga with `if`/`match` branches, which is not supported yet: use TCC steps in a saga without branches, or make `{name}` `compensate = <fn>`"
+        );
+        out.extend(quote_spanned! {span=>
+            const _: () = if ::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::Tcc) {
+                ::core::panic!(#message);
             };
         });
     }

@@ -166,6 +166,9 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
         &g.an.steps,
         g.an.paths.branches.iter().flat_map(|b| b.arm_steps.clone()),
     ));
+    if !g.an.paths.branches.is_empty() {
+        pivot_checks.extend(check::branched_tcc_checks(&g.an.steps));
+    }
     let mut step_checks = check::step_checks(&g.an.steps);
     let (mut assoc_checks, mut read_checks) = (TokenStream::new(), TokenStream::new());
     if !saga.type_params.is_empty() {
@@ -348,8 +351,9 @@ fn stand_in_step(saga: &Saga) -> TokenStream {
     let (vis, sig, ident) = (&saga.vis, &saga.sig, &saga.sig.ident);
     let (output_ty, error_ty) = (&saga.output_ty, &saga.error_ty);
     let name = ident.to_string();
-    let params = saga.params.iter().map(|p| &p.ty);
+    let params: Vec<&syn::Type> = saga.params.iter().map(|p| &p.ty).collect();
     let generics = &sig.generics;
+    let not_tcc = crate::step::not_tcc_fns(vis);
     let step_type = crate::step::hidden_step_type(
         vis,
         ident,
@@ -373,6 +377,7 @@ fn stand_in_step(saga: &Saga) -> TokenStream {
             ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError> {
                 ::core::unreachable!("a saga awaited as a step does not compile")
             }
+            #not_tcc
         }
     }
 }

@@ -74,10 +74,12 @@ pub(super) fn code(g: &Gen<'_>) -> Vec<TokenStream> {
 /// The end: the messages, the output, the commit.
 fn end_code(g: &Gen<'_>) -> TokenStream {
     let sends = messages_code(g);
+    let decision = super::tcc::decision_at_end(g);
     let output_ty = &g.saga.output_ty;
     let final_expr = &g.saga.final_expr;
     quote! {
         #sends
+        #decision
         let __sagaflow_output: #output_ty = #final_expr;
         // In memory the end is a plain call: an await here, never taken,
         // still costs the state machine a resume point per saga.
@@ -153,6 +155,8 @@ pub(super) fn step_code(g: &Gen<'_>, i: usize, step: &StepCall) -> TokenStream {
             ::sagaflow::__private::step_error_converts_into_saga_error(__sagaflow_failure);
     };
     let on_failure = super::arms::turn_back(g, g.an.paths.step_pred[i]);
+    let cancel_tried = super::tcc::cancel_tried(g, i);
+    let decision = super::tcc::decision_after(g, i);
     // The closure goes by `&mut`: it stays where it was built, in the saga's
     // future, instead of being copied into the step's future. That copy, read
     // back wide right after it was written narrow, cost about 3 ns per step.
@@ -161,10 +165,12 @@ pub(super) fn step_code(g: &Gen<'_>, i: usize, step: &StepCall) -> TokenStream {
             ::core::result::Result::Ok(#binding) => #binding,
             ::core::result::Result::Err(__sagaflow_failure) => {
                 #convert
+                #cancel_tried
                 #on_failure
             }
         };
         #typed
+        #decision
     }
 }
 

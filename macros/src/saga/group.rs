@@ -294,10 +294,15 @@ pub(super) fn member_checks(earlier: &[&StepCall], members: &[&StepCall]) -> Tok
         let before = format!(
             "`{name}` is retriable, and a group before the pivot is undone when a member fails, but a retriable step has no compensation: make it `compensate = <fn>` or `read_only`, or move it after the pivot"
         );
+        let tcc = format!(
+            "`{name}` is a try-confirm-cancel step, which a `sagaflow::join!` group cannot hold: call `{name}` on its own, before or after the group"
+        );
         out.extend(quote_spanned! {span=>
             #[allow(clippy::nonminimal_bool, clippy::overly_complex_bool_expr)]
             const _: () = if ::core::matches!(#kind, ::sagaflow::StepKind::Pivot) {
                 ::core::panic!(#pivot);
+            } else if ::core::matches!(#kind, ::sagaflow::StepKind::Tcc) {
+                ::core::panic!(#tcc);
             } else if false #(|| #after_pivot)* {
                 if !::core::matches!(#kind, ::sagaflow::StepKind::Retriable) {
                     ::core::panic!(#after);

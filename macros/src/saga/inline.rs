@@ -148,6 +148,13 @@ pub(super) fn read(
         }
     };
     let attr = parse_step_attr(cx, options);
+    if let Some((crate::attr::Kind::Tcc { .. }, span)) = &attr.kind {
+        cx.error_at(
+            *span,
+            "an inline step cannot be try-confirm-cancel: its confirm and cancel need the try's arguments and output; declare the try as an `async fn` marked `#[step(tcc(confirm = <fn>, cancel = <fn>))]` and call it",
+        );
+        return None;
+    }
     if !attr.kind_written {
         cx.error_spanned_by(
             &name,

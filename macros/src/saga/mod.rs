@@ -83,6 +83,7 @@ mod paths;
 mod scope;
 mod send;
 mod signature;
+mod tcc;
 mod unsupported;
 
 use proc_macro2::{Span, TokenStream};

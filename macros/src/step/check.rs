@@ -152,6 +152,49 @@ pub(crate) fn validate_options(cx: &Ctxt, attr: &StepAttr) {
                 "a `retriable` step is retried until it succeeds, so it takes no retry count: remove it, and keep only `retry(backoff = .., max_backoff = ..)` to set the waits, or make the step `compensate = <fn>` to give up after a count",
             );
     }
+    if let Some(Kind::Tcc { .. }) = kind {
+        let written = [
+            (
+                "compensate_retry",
+                "cancel_retry",
+                attr.compensate_retry.as_ref().map(|(_, t)| t),
+            ),
+            (
+                "compensate_timeout",
+                "cancel_timeout",
+                attr.compensate_timeout.as_ref().map(|(_, t)| t),
+            ),
+        ];
+        for (name, instead, tokens) in written {
+            if let Some(tokens) = tokens {
+                cx.error_spanned_by(
+                    tokens,
+                    format!(
+                        "a `tcc` step is undone by its cancel, not by a compensation: write `{instead}` instead of `{name}`"
+                    ),
+                );
+            }
+        }
+        if let Some((retry, tokens)) = &attr.tcc.confirm_retry
+            && retry.max.is_some()
+        {
+            cx.error_spanned_by(
+                retry.max_tokens.as_ref().unwrap_or(tokens),
+                "a confirm is retried until it succeeds (it never turns into a cancel), so `confirm_retry` takes no count: keep only `confirm_retry(backoff = .., max_backoff = ..)` to set the waits",
+            );
+        }
+        return;
+    }
+    if let (Some(kind), Some((name, tokens))) = (kind, attr.tcc.first_written()) {
+        cx.error_spanned_by(
+            tokens,
+            format!(
+                "`{name}` sets how a try-confirm-cancel step's {} runs, but a `{}` step has none; remove it or use `tcc(confirm = <fn>, cancel = <fn>)`",
+                if name.starts_with("confirm") { "confirm" } else { "cancel" },
+                kind.word()
+            ),
+        );
+    }
     if let Some((_, tokens)) = &attr.compensate_retry
         && let Some(kind) = kind
         && !matches!(kind, Kind::Compensate(_))

@@ -6,6 +6,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, ReturnType};
 
 use crate::attr::{Kind, Retry, StepAttr};
+use crate::compensation::Role;
 use crate::graph_doc;
 use sagaflow_graph::{RetryPolicy, StepInfo, StepKind};
 
@@ -61,12 +62,59 @@ pub(super) fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream
             arg_names.push(arg);
         }
     }
+    let nothing = quote! {
+        let _ = (#(#arg_names,)* __sagaflow_output);
+        ::sagaflow::__private::no_compensation().await
+    };
     let compensate_body = match &kind {
         Kind::Compensate(path) => crate::compensation::call(path, sig, &arg_names),
-        _ => quote! {
-            let _ = (#(#arg_names,)* __sagaflow_output);
-            ::sagaflow::__private::no_compensation().await
+        Kind::Tcc { .. } => quote! {
+            Self::__sagaflow_cancel((#(#arg_names,)*), ::core::option::Option::Some(__sagaflow_output)).await
         },
+        _ => nothing,
+    };
+    // A TCC step's confirm and cancel take the arguments as one tuple; every
+    // other step's take any tuple and do nothing, so that a mistake in a step
+    // call that `#[saga]` repeats for them is reported once, at the call.
+    let arg_tys: Vec<&syn::Type> = sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Typed(pt) => Some(&*pt.ty),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let tcc_fns = match &kind {
+        Kind::Tcc { confirm, cancel } => {
+            let output = quote_spanned!(confirm.span()=> &<Self as ::sagaflow::Step>::Output);
+            let confirm_body =
+                crate::compensation::call_as(Role::Confirm, confirm, sig, None, &arg_names, output);
+            let output = quote_spanned!(cancel.span()=> ::core::option::Option<&<Self as ::sagaflow::Step>::Output>);
+            let cancel_body =
+                crate::compensation::call_as(Role::Cancel, cancel, sig, None, &arg_names, output);
+            quote! {
+                #[doc(hidden)]
+                #vis async fn __sagaflow_confirm<#(#lifetimes),*>(
+                    (#(#arg_names,)*): (#(#arg_tys,)*),
+                    __sagaflow_output: &<Self as ::sagaflow::Step>::Output,
+                ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError>
+                #where_clause
+                {
+                    #confirm_body
+                }
+
+                #[doc(hidden)]
+                #vis async fn __sagaflow_cancel<#(#lifetimes),*>(
+                    (#(#arg_names,)*): (#(#arg_tys,)*),
+                    __sagaflow_output: ::core::option::Option<&<Self as ::sagaflow::Step>::Output>,
+                ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError>
+                #where_clause
+                {
+                    #cancel_body
+                }
+            }
+        }
+        _ => not_tcc_fns(vis),
     };
     let doc = step_doc(&kind, attr);
     let step_type = hidden_step_type(vis, ident, &output_ty, &error_ty, &info, quote!());
@@ -93,6 +141,30 @@ pub(super) fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream
             {
                 #compensate_body
             }
+
+            #tcc_fns
+        }
+    }
+}
+
+/// The confirm and the cancel of a step that is not a TCC step: never called
+/// (the runtime reads the kind first), and taking any arguments.
+pub(crate) fn not_tcc_fns(vis: &syn::Visibility) -> TokenStream {
+    quote! {
+        #[doc(hidden)]
+        #vis async fn __sagaflow_confirm<__SagaflowArgs, __SagaflowOutput: ?::core::marker::Sized>(
+            _: __SagaflowArgs,
+            _: &__SagaflowOutput,
+        ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError> {
+            ::sagaflow::__private::no_compensation().await
+        }
+
+        #[doc(hidden)]
+        #vis async fn __sagaflow_cancel<__SagaflowArgs>(
+            _: __SagaflowArgs,
+            _: ::core::option::Option<&<Self as ::sagaflow::Step>::Output>,
+        ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError> {
+            ::sagaflow::__private::no_compensation().await
         }
     }
 }
@@ -114,15 +186,22 @@ pub(crate) fn info_tokens(name: &str, kind: &Kind, attr: &StepAttr) -> TokenStre
         Kind::ReadOnly => quote!(ReadOnly),
         Kind::Pivot => quote!(Pivot),
         Kind::Retriable => quote!(Retriable),
+        Kind::Tcc { .. } => quote!(Tcc),
     };
     let mut info = quote!(::sagaflow::StepInfo::new(#name, ::sagaflow::StepKind::#kind_tokens));
-    if let Kind::Compensate(path) = kind {
-        let comp_name = path
-            .segments
+    let last = |path: &syn::Path| {
+        path.segments
             .last()
             .map(|s| s.ident.to_string())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    };
+    if let Kind::Compensate(path) = kind {
+        let comp_name = last(path);
         info = quote!(#info.with_compensation(#comp_name));
+    }
+    if let Kind::Tcc { confirm, cancel } = kind {
+        let (confirm, cancel) = (last(confirm), last(cancel));
+        info = quote!(#info.with_compensation(#cancel).with_confirm(#confirm));
     }
     if let Some((retry, _)) = &attr.retry {
         let base = if matches!(kind, Kind::Retriable) {
@@ -145,7 +224,24 @@ pub(crate) fn info_tokens(name: &str, kind: &Kind, attr: &StepAttr) -> TokenStre
         let nanos = duration_nanos(timeout);
         info = quote!(#info.with_compensation_timeout(::sagaflow::__private::Duration::from_nanos(#nanos)));
     }
-
+    let tcc = &attr.tcc;
+    if let Some((retry, _)) = &tcc.confirm_retry {
+        let policy = retry_tokens(retry, quote!(::sagaflow::RetryPolicy::FOREVER));
+        info = quote!(#info.with_confirm_retry(#policy));
+    }
+    if let Some((timeout, _)) = tcc.confirm_timeout {
+        let nanos = duration_nanos(timeout);
+        info =
+            quote!(#info.with_confirm_timeout(::sagaflow::__private::Duration::from_nanos(#nanos)));
+    }
+    if let Some((retry, _)) = &tcc.cancel_retry {
+        let policy = retry_tokens(retry, quote!(::sagaflow::RetryPolicy::COMPENSATION_DEFAULT));
+        info = quote!(#info.with_compensation_retry(#policy));
+    }
+    if let Some((timeout, _)) = tcc.cancel_timeout {
+        let nanos = duration_nanos(timeout);
+        info = quote!(#info.with_compensation_timeout(::sagaflow::__private::Duration::from_nanos(#nanos)));
+    }
     info
 }
 
@@ -182,12 +278,24 @@ pub(crate) fn info_value(name: &str, kind: &Kind, attr: &StepAttr) -> StepInfo {
         Kind::ReadOnly => StepKind::ReadOnly,
         Kind::Pivot => StepKind::Pivot,
         Kind::Retriable => StepKind::Retriable,
+        Kind::Tcc { .. } => StepKind::Tcc,
     };
     let mut info = StepInfo::new(graph_doc::leak(name.to_string()), graph_kind);
-    if let Kind::Compensate(path) = kind
-        && let Some(last) = path.segments.last()
-    {
-        info = info.with_compensation(graph_doc::leak(last.ident.to_string()));
+    let last = |path: &syn::Path| {
+        graph_doc::leak(
+            path.segments
+                .last()
+                .map(|s| s.ident.to_string())
+                .unwrap_or_default(),
+        )
+    };
+    if let Kind::Compensate(path) = kind {
+        info = info.with_compensation(last(path));
+    }
+    if let Kind::Tcc { confirm, cancel } = kind {
+        info = info
+            .with_compensation(last(cancel))
+            .with_confirm(last(confirm));
     }
     let policy = |retry: &Retry, mut base: RetryPolicy| {
         if let Some(max) = retry.max {
@@ -211,6 +319,19 @@ pub(crate) fn info_value(name: &str, kind: &Kind, attr: &StepAttr) -> StepInfo {
         info = info.with_compensation_retry(policy(retry, info.compensation_retry()));
     }
     if let Some((timeout, _)) = attr.compensate_timeout {
+        info = info.with_compensation_timeout(timeout);
+    }
+    let tcc = &attr.tcc;
+    if let Some((retry, _)) = &tcc.confirm_retry {
+        info = info.with_confirm_retry(policy(retry, info.confirm_retry()));
+    }
+    if let Some((timeout, _)) = tcc.confirm_timeout {
+        info = info.with_confirm_timeout(timeout);
+    }
+    if let Some((retry, _)) = &tcc.cancel_retry {
+        info = info.with_compensation_retry(policy(retry, info.compensation_retry()));
+    }
+    if let Some((timeout, _)) = tcc.cancel_timeout {
         info = info.with_compensation_timeout(timeout);
     }
     info
@@ -315,6 +436,14 @@ pub(crate) fn step_doc(kind: &Kind, attr: &StepAttr) -> String {
         ),
         Kind::Retriable => {
             doc.push_str("Retriable: never undone; retried until it succeeds.")
+        }
+        Kind::Tcc { confirm, cancel } => {
+            let text = |path: &syn::Path| quote!(#path).to_string().replace(' ', "");
+            doc.push_str(&format!(
+                "Try-confirm-cancel: this step is the try. Once its saga decides to commit, [`{}`] makes it final (retried until it succeeds); if the saga rolls back instead, [`{}`] releases it, also after a try that failed, timed out or panicked.",
+                text(confirm),
+                text(cancel)
+            ));
         }
     }
     if let Some((retry, _)) = &attr.retry

@@ -495,7 +495,8 @@ where
 }
 
 /// The stored shape of a saga's definition: each step's name, kind and
-/// compensation, in order. Retry and timeout policies may change between a
+/// compensation (and a TCC step's cancel and confirm: `hold:tcc=release+confirm`),
+/// in order. Retry and timeout policies may change between a
 /// saga's start and its recovery; these may not.
 pub fn fingerprint(steps: &[StepInfo]) -> String {
     fingerprint_grouped(steps, &[])
@@ -516,6 +517,10 @@ pub fn fingerprint_grouped(steps: &[StepInfo], groups: &[Range<u32>]) -> String 
                 Some(c) => format!("{}:{}={}", s.name(), s.kind().keyword(), c),
                 None => format!("{}:{}", s.name(), s.kind().keyword()),
             };
+            // A TCC step's confirm; its cancel is its compensation.
+            if let Some(confirm) = s.confirm() {
+                part.push_str(&format!("+{confirm}"));
+            }
             if let Some(g) = groups.iter().position(|r| r.contains(&(i as u32))) {
                 part.push_str(&format!("@{}", g + 1));
             }

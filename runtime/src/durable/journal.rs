@@ -62,6 +62,18 @@ pub trait Journal: Send + Sync {
         let _ = (branch, arm);
     }
 
+    /// What happened to the confirm of TCC step `index` before: `Succeeded`
+    /// once it was confirmed, else `Run` (a confirm never fails for good).
+    fn replayed_confirm(&self, index: u32) -> Replayed {
+        let _ = index;
+        Replayed::FRESH
+    }
+
+    /// Whether the saga had decided to commit before ([`Entry::Decided`]).
+    fn decided(&self) -> bool {
+        false
+    }
+
     /// Records a transition; resolves once it is durable.
     fn record(&self, entry: Entry) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -286,6 +298,24 @@ impl<St: Store + Clone> Journal for Durable<St> {
         self.replay.arms.get(&branch).copied()
     }
 
+    fn replayed_confirm(&self, index: u32) -> Replayed {
+        match self.replay.confirms.get(&index) {
+            None => Replayed::FRESH,
+            Some(Replayed::Run {
+                next_attempt,
+                spent,
+            }) => Replayed::Run {
+                next_attempt: *next_attempt,
+                spent: *spent,
+            },
+            Some(_) => Replayed::Succeeded(Vec::new()),
+        }
+    }
+
+    fn decided(&self) -> bool {
+        self.replay.decided
+    }
+
     fn record(&self, entry: Entry) -> impl Future<Output = Result<(), StoreError>> + Send {
         let (store, id) = (self.store.clone(), self.claim.id());
         TrackedWrite::new(&self.claim, async move { store.append(id, entry).await })
@@ -423,6 +453,10 @@ struct ReplayIndex {
     compensation_last: HashMap<u32, u32>,
     /// Per branch, the arm it took.
     arms: HashMap<u32, u32>,
+    /// Per TCC step, its confirm: `Run` once started, `Succeeded` once done.
+    confirms: HashMap<u32, Replayed>,
+    /// Whether the saga decided to commit: it only goes forward now.
+    decided: bool,
 }
 
 impl From<&[Entry]> for ReplayIndex {
@@ -483,6 +517,19 @@ impl From<&[Entry]> for ReplayIndex {
                 }
                 Entry::Arm { branch, arm } => {
                     index.arms.insert(*branch, *arm);
+                }
+                Entry::Decided => index.decided = true,
+                Entry::ConfirmStarted { index: i, attempt } => {
+                    index.confirms.insert(
+                        *i,
+                        Replayed::Run {
+                            next_attempt: attempt + 1,
+                            spent: *attempt,
+                        },
+                    );
+                }
+                Entry::Confirmed { index: i } => {
+                    index.confirms.insert(*i, Replayed::Succeeded(Vec::new()));
                 }
                 Entry::Intervention { retry: false, .. }
                 | Entry::Finished { .. }

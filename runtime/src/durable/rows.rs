@@ -47,6 +47,11 @@ pub(crate) fn encode(entry: Entry) -> Row {
         Entry::CompensationFailed { index, error } => {
             row("compensation_failed", Some(index), None, None, Some(error))
         }
+        Entry::Decided => row("decided", None, None, None, None),
+        Entry::ConfirmStarted { index, attempt } => {
+            row("confirm_started", Some(index), Some(attempt), None, None)
+        }
+        Entry::Confirmed { index } => row("confirmed", Some(index), None, None, None),
         Entry::Finished { status, output } => row(
             "finished",
             None,
@@ -106,6 +111,12 @@ pub(crate) fn decode(
             index: index()?,
             error: note()?,
         },
+        "decided" => Entry::Decided,
+        "confirm_started" => Entry::ConfirmStarted {
+            index: index()?,
+            attempt: attempt()?,
+        },
+        "confirmed" => Entry::Confirmed { index: index()? },
         "finished" => {
             let word = note()?;
             let status =

@@ -115,6 +115,22 @@ pub enum Entry {
         /// The last error's text.
         error: String,
     },
+    /// The saga decided to commit: at its pivot, or after its last step when it
+    /// has none. Written before the confirm of any TCC step starts; from here
+    /// on recovery only goes forward, confirming what is not confirmed yet.
+    Decided,
+    /// Attempt `attempt` of the confirm of TCC step `index` is about to start.
+    ConfirmStarted {
+        /// The step's position.
+        index: u32,
+        /// From 1.
+        attempt: u32,
+    },
+    /// The confirm of TCC step `index` succeeded.
+    Confirmed {
+        /// The step's position.
+        index: u32,
+    },
     /// The saga ended (or was parked) with this status; a committed saga's output,
     /// serialized.
     Finished {
@@ -154,8 +170,9 @@ pub enum Entry {
 
 impl Entry {
     /// The position of the step this entry is about; `None` for
-    /// [`Finished`](Entry::Finished), [`Intervention`](Entry::Intervention),
-    /// [`Sent`](Entry::Sent) and [`Arm`](Entry::Arm).
+    /// [`Decided`](Entry::Decided), [`Finished`](Entry::Finished),
+    /// [`Intervention`](Entry::Intervention), [`Sent`](Entry::Sent) and
+    /// [`Arm`](Entry::Arm).
     pub fn index(&self) -> Option<u32> {
         match self {
             Entry::StepStarted { index, .. }
@@ -163,8 +180,11 @@ impl Entry {
             | Entry::StepFailed { index, .. }
             | Entry::CompensationStarted { index, .. }
             | Entry::CompensationSucceeded { index }
-            | Entry::CompensationFailed { index, .. } => Some(*index),
-            Entry::Finished { .. }
+            | Entry::CompensationFailed { index, .. }
+            | Entry::ConfirmStarted { index, .. }
+            | Entry::Confirmed { index } => Some(*index),
+            Entry::Decided
+            | Entry::Finished { .. }
             | Entry::Intervention { .. }
             | Entry::Sent { .. }
             | Entry::Arm { .. } => None,

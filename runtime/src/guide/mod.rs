@@ -20,6 +20,8 @@
 //!     transitions, all or none, and relayed to a broker.
 //! 11. [Branches](branches): `if` and `match` over saga data, the arm taken
 //!     recorded and followed on recovery, and undone along the path taken.
+//! 12. [Try-confirm-cancel steps](tcc): reservations confirmed once the saga
+//!     decides to commit, cancelled on rollback.
 //!
 //! The pages hold no items: they are documentation only.
 
@@ -62,3 +64,5 @@ pub mod outbox {}
 
 #[doc = include_str!("branches.md")]
 pub mod branches {}
+#[doc = include_str!("tcc.md")]
+pub mod tcc {}

@@ -298,6 +298,14 @@ pub enum SendError {
         /// The saga's name.
         saga: &'static str,
     },
+    /// Sent from a TCC step's confirm, which runs after the saga's decision to
+    /// commit, with no transition left to commit a message with: send it
+    /// from the try (it goes out with the try's success), or from a step
+    /// after the pivot.
+    InConfirm {
+        /// The step whose confirm sent it.
+        step: &'static str,
+    },
     /// The message could not be serialized to JSON.
     Serialize {
         /// Where it was going.
@@ -319,6 +327,10 @@ impl fmt::Display for SendError {
                 "saga `{saga}` sends a message but runs in memory without a sink: give the \
                  runner one (`Runner::with_sink`), or run it on a durable executor, whose \
                  outbox keeps messages until a relay delivers them"
+            ),
+            SendError::InConfirm { step } => write!(
+                f,
+                "the confirm of `{step}` cannot send a message: it runs after the saga decided                  to commit, with no transition left to commit the message with; send it from                  the try, or from a step after the pivot"
             ),
             SendError::Serialize { destination, error } => {
                 write!(

@@ -112,7 +112,8 @@ impl Outgoing {
         }
         let origin = match phase {
             Phase::Forward => 's',
-            Phase::Compensation => 'u',
+            Phase::Compensation | Phase::Cancel => 'u',
+            Phase::Confirm => 'c',
         };
         let mut taken = Vec::new();
         let mut kept = Vec::new();
@@ -180,7 +181,11 @@ impl Outgoing {
     fn push(&self, cx: &StepContext, destination: &str, key: Option<String>, payload: Vec<u8>) {
         lock(&self.held).steps.push(Tagged {
             index: cx.index,
-            phase: cx.phase,
+            // A cancel's messages go out with its success, as a compensation's.
+            phase: match cx.phase {
+                Phase::Cancel => Phase::Compensation,
+                phase => phase,
+            },
             destination: destination.to_owned(),
             key,
             payload,
@@ -196,6 +201,9 @@ pub(crate) fn send_from_step<T: Serialize + ?Sized>(
     message: &T,
 ) -> Result<(), SendError> {
     let cx = StepContext::current().ok_or(SendError::NotInStep)?;
+    if cx.phase == Phase::Confirm {
+        return Err(SendError::InConfirm { step: cx.step });
+    }
     let outgoing = OUTGOING.with(Cell::get);
     // SAFETY: non-null only while `WithOutgoing::poll` runs on this thread,
     // which keeps the `Arc` it points into alive for that whole time.

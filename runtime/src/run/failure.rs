@@ -152,6 +152,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         attempts: u32,
         duration: Option<Duration>,
         last_error: Option<String>,
+        phase: Phase,
     ) {
         self.failure().undone.push(name);
         self.records.push(StepRecord {
@@ -159,7 +160,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             step: name,
             function,
             index,
-            phase: Phase::Compensation,
+            phase,
             outcome: Outcome::Succeeded,
             attempts,
             duration,

@@ -28,10 +28,19 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         let path = || (0..end).filter(on_path);
         // The kept records that take positions on the path: a forward record
         // at the position of its step, in order.
+        // A TCC saga's confirms stand among them, where the decision was made.
+        let confirms = kept.iter().any(|r| r.phase == Phase::Confirm);
         let mut matched = 0;
+        let mut at = 0;
         for index in path() {
-            match kept.get(matched) {
-                Some(r) if r.phase == Phase::Forward && r.index as usize == index => matched += 1,
+            while kept.get(at).is_some_and(|r| r.phase == Phase::Confirm) {
+                at += 1;
+            }
+            match kept.get(at) {
+                Some(r) if r.phase == Phase::Forward && r.index as usize == index => {
+                    matched += 1;
+                    at += 1;
+                }
                 _ => {}
             }
         }
@@ -55,15 +64,22 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 error: None,
             }
         };
-        if kept.capacity() - kept.len() < missing {
+        if confirms || kept.capacity() - kept.len() < missing {
             let mut all = Vec::with_capacity(kept.len() + missing);
             let mut kept = kept.into_iter();
-            let mut left = matched;
             for index in path() {
+                // Confirms ran before every forward step not kept yet: the
+                // decision to commit kept those before it (`Run::decide`).
+                while kept
+                    .as_slice()
+                    .first()
+                    .is_some_and(|r| r.phase == Phase::Confirm)
+                {
+                    all.extend(kept.next());
+                }
                 match kept.as_slice().first() {
-                    Some(r) if left > 0 && r.index as usize == index => {
+                    Some(r) if r.phase == Phase::Forward && r.index as usize == index => {
                         all.extend(kept.next());
-                        left -= 1;
                     }
                     _ => all.push(rebuilt(index)),
                 }

@@ -19,11 +19,21 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), CompensationError>>,
     {
-        let (StepKind::Compensatable, Some(function)) = (S::INFO.kind(), S::INFO.compensation())
-        else {
+        let (true, Some(function)) = (S::INFO.kind().is_undone(), S::INFO.compensation()) else {
             return Undo::Skipped;
         };
         let name = S::INFO.name();
+        let phase = if S::INFO.kind() == StepKind::Tcc {
+            if self.decided {
+                // A confirm never turns into a cancel: only messages that
+                // failed after the decision could lead here.
+                tracing::error!(parent: &self.span, step = name, "not cancelled: the saga decided to commit, and its confirm runs instead");
+                return Undo::Skipped;
+            }
+            Phase::Cancel
+        } else {
+            Phase::Compensation
+        };
         let policy = S::INFO.compensation_retry();
         let (mut pending, started) = match first {
             Some((failure, started)) => (Some(failure), started),
@@ -60,7 +70,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         let first_attempt = attempt_no;
         let mut last_error = None;
         loop {
-            let cx = self.context(name, index, attempt_no, Phase::Compensation);
+            let cx = self.context(name, index, attempt_no, phase);
             // A first attempt made on the short path (`compensate`) is not
             // made again: its failure is where this loop starts.
             let outcome = match pending.take() {
@@ -79,10 +89,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                         outgoing.discard(index, Phase::Compensation);
                     }
                     self.hooks.compensation_started(&cx);
-                    let span = self.span_for(Phase::Compensation, name, function, attempt_no);
+                    let span = self.span_for(phase, name, function, attempt_no);
                     let timeout = S::INFO.compensation_timeout();
-                    self.one_attempt(&mut call, cx, Phase::Compensation, timeout, span)
-                        .await
+                    self.one_attempt(&mut call, cx, phase, timeout, span).await
                 }
             };
             let failure = match outcome {

@@ -414,6 +414,11 @@ fn describe(entry: &Entry) -> String {
         }
         Entry::CompensationSucceeded { index } => format!("compensation {index} succeeded"),
         Entry::CompensationFailed { index, .. } => format!("compensation {index} failed"),
+        Entry::Decided => "the saga decided to commit".to_owned(),
+        Entry::ConfirmStarted { index, attempt } => {
+            format!("confirm {index} attempt {attempt} began")
+        }
+        Entry::Confirmed { index } => format!("confirm {index} succeeded"),
         Entry::Finished { status, .. } => format!("the saga finished {status}"),
         Entry::Intervention { .. } => "a person intervened".to_owned(),
         Entry::Sent { messages } => format!("{} message(s) were sent", messages.len()),

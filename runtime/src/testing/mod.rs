@@ -278,6 +278,8 @@ pub struct Plan {
     reached: AtomicBool,
     /// The arms the run took, as (branch, arm).
     arms: Vec<(u32, u32)>,
+    /// Make the first attempts of this TCC step's confirm fail (how many).
+    fail_confirm: Option<(u32, u32)>,
     /// Group members `(a, b, fails)`: `a` (the member `fail` names) starts
     /// late, and `b`'s first attempt stays in flight until `a` has failed for
     /// good, then ends (with an injected error if `fails`).
@@ -326,7 +328,12 @@ impl Journal for Plan {
             {
                 Some(fault)
             }
-            _ => None,
+            _ => match self.fail_confirm {
+                Some((i, times)) if i == index && phase == Phase::Confirm && attempt <= times => {
+                    Some(Fault::Error)
+                }
+                _ => None,
+            },
         }
     }
 

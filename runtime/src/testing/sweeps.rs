@@ -111,6 +111,7 @@ where
                     self.check(sweep, run, &summary)?;
                 }
             }
+            self.fail_confirms(sweep, report).await?;
             self.overlap_runs(report).await?;
             Ok(())
         }
@@ -153,10 +154,14 @@ where
             let path = self.last_arms.clone();
             let on_path = |i: usize| !super::arms::off_path::<S>(i as u32, &path);
             for (index, info) in S::STEPS.iter().enumerate() {
-                let (StepKind::Compensatable, Some(compensation)) =
-                    (info.kind(), info.compensation())
+                let (true, Some(compensation)) = (info.kind().is_undone(), info.compensation())
                 else {
                     continue;
+                };
+                let phase = if info.kind() == StepKind::Tcc {
+                    Phase::Cancel
+                } else {
+                    Phase::Compensation
                 };
                 if !on_path(index) {
                     continue;
@@ -191,7 +196,7 @@ where
                 );
                 let result = self
                     .run_once(Plan {
-                        repeat: Some((index as u32, Phase::Compensation)),
+                        repeat: Some((index as u32, phase)),
                         ..Plan::failing(later as u32, Fault::Error, None)
                     })
                     .await;
@@ -216,16 +221,104 @@ where
                 }
                 self.check(sweep, report.runs(), &summary)?;
             }
+            self.repeat_tcc(sweep, report).await?;
             Ok(())
         }
+    }
+
+    /// The repeat sweep's TCC cases: each confirm delivered twice, and each
+    /// cancel of a try that failed (with `None`) delivered twice.
+    async fn repeat_tcc(
+        &mut self,
+        sweep: &str,
+        report: &mut SweepReport,
+    ) -> Result<(), SweepFailure> {
+        for (index, info) in S::STEPS.iter().enumerate() {
+            let (StepKind::Tcc, Some(confirm), Some(cancel)) =
+                (info.kind(), info.confirm(), info.compensation())
+            else {
+                continue;
+            };
+            let index = index as u32;
+            let cases = [
+                (
+                    format!("`{confirm}` (confirming `{}`) delivered twice", info.name()),
+                    Plan {
+                        repeat: Some((index, Phase::Confirm)),
+                        ..Plan::default()
+                    },
+                ),
+                (
+                    format!(
+                        "`{}` made to fail, so that `{cancel}` runs with `None`, delivered twice",
+                        info.name()
+                    ),
+                    Plan {
+                        fail: Some((index, Fault::Error, None)),
+                        repeat: Some((index, Phase::Cancel)),
+                        ..Plan::default()
+                    },
+                ),
+            ];
+            for (case, plan) in cases {
+                let result = self.run_once(plan).await;
+                report.cases.push(case.clone());
+                let summary =
+                    RunSummary::of(case, &result).with_messages(core::mem::take(&mut self.sent));
+                self.check(sweep, report.runs(), &summary)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The failure sweep's TCC cases: each confirm made to fail three times,
+    /// which must be retried until it succeeds and the saga commit.
+    async fn fail_confirms(
+        &mut self,
+        sweep: &str,
+        report: &mut SweepReport,
+    ) -> Result<(), SweepFailure> {
+        for (index, info) in S::STEPS.iter().enumerate() {
+            let (StepKind::Tcc, Some(confirm)) = (info.kind(), info.confirm()) else {
+                continue;
+            };
+            let case = format!(
+                "`{confirm}` (confirming `{}`) made to fail 3 times",
+                info.name()
+            );
+            let result = self
+                .run_once(Plan {
+                    fail_confirm: Some((index as u32, 3)),
+                    ..Plan::default()
+                })
+                .await;
+            report.cases.push(case.clone());
+            let run = report.runs();
+            let wrong = |what: String| SweepFailure {
+                message: format!("{sweep}, run {run} ({case}): {what}"),
+            };
+            // A cancel after the decision would show in the invariant: the
+            // runtime never runs one once the saga decided.
+            if let Err(e) = &result {
+                return Err(wrong(format!(
+                    "a confirm is retried until it succeeds, but the saga ended with `{}` failed",
+                    e.failed_step()
+                )));
+            }
+            let summary =
+                RunSummary::of(case, &result).with_messages(core::mem::take(&mut self.sent));
+            self.check(sweep, run, &summary)?;
+        }
+        Ok(())
     }
 }
 
 /// What a saga undoes when step `index` fails for good and every other step
 /// works: the other members of its `sagaflow::join!` group, if it is in one
 /// (latest first), then the steps before it (or its group), latest first;
-/// only the compensatable ones, and only those on the path the run took
-/// (`arms`: not in an arm it did not take).
+/// only the compensatable and TCC ones, and first the step itself if it is a
+/// TCC step (its try is cancelled with `None`); only those on the path the
+/// run took (`arms`: not in an arm it did not take).
 pub(super) fn undone_when_failing<S: Saga>(index: u32, arms: &[(u32, u32)]) -> Vec<&'static str> {
     let group = S::GROUPS.iter().find(|r| r.contains(&index));
     let start = group.map_or(index, |r| r.start);
@@ -233,11 +326,15 @@ pub(super) fn undone_when_failing<S: Saga>(index: u32, arms: &[(u32, u32)]) -> V
         .into_iter()
         .flat_map(|r| r.clone().rev())
         .filter(|&i| i != index);
-    siblings
+    // A TCC step's try that failed is cancelled first (never in a group).
+    let own =
+        (group.is_none() && S::STEPS[index as usize].kind() == StepKind::Tcc).then_some(index);
+    own.into_iter()
+        .chain(siblings)
         .chain((0..start).rev())
         .filter(|&i| !super::arms::off_path::<S>(i, arms))
         .map(|i| &S::STEPS[i as usize])
-        .filter(|s| s.kind() == StepKind::Compensatable)
+        .filter(|s| s.kind().is_undone())
         .map(|s| s.name())
         .collect()
 }

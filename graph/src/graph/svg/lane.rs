@@ -10,6 +10,8 @@
 //! ```
 
 use core::ops::Range;
+
+use crate::StepKind;
 use std::fmt::Write as _;
 
 use super::{Column, GAP, can_fail, line, num};
@@ -97,6 +99,10 @@ impl SagaGraph {
             let group = self.group_of(i);
             if group.as_ref().and_then(frame_of).is_some() {
                 line(out, col.x + 8.0, top, col.x + 2.0, frame_top, &dashed_arrow);
+            } else if step.kind() == StepKind::Tcc {
+                // A TCC step's failed try goes through its own cancel.
+                let right = col.x + col.w;
+                line(out, right - 8.0, top, right + GAP / 2.0, lane.y_c, dashed);
             } else {
                 let entry = group.map_or(col.x, |r| cols[r.start].x);
                 line(out, col.x + 8.0, top, entry - GAP / 2.0, lane.y_c, dashed);
@@ -107,6 +113,11 @@ impl SagaGraph {
                 Some(&(_, x0, _)) => (r.start, x0),
                 None => (r.start, cols[r.start].x - GAP / 2.0),
             },
+            // A TCC step's own cancel is on the way back.
+            None if self.steps()[lane.last].kind() == StepKind::Tcc => {
+                let col = &cols[lane.last];
+                (lane.last + 1, col.x + col.w + GAP / 2.0)
+            }
             None => (lane.last, cols[lane.last].x - GAP / 2.0),
         };
         while i > 0 {

@@ -64,6 +64,11 @@ impl SagaGraph {
     /// frame, `‖` between them, and so do their compensations, which run at once:
     /// the lane enters their frame and leaves it from its left edge, and a
     /// member's failure leads into it (its siblings are undone).
+    /// A branch (`if`, `match`) is a fork: a diamond labelled with the
+    /// condition, its arms in parallel rows one under the other, each with its
+    /// own lane of compensations that leads back to those before the branch,
+    /// and a dot where the rows meet again; a failure after the branch forks at
+    /// that dot into every arm's lane (only the arm that ran is undone).
     /// The pivot has a thick border and says "point of no return", read-only steps
     /// have a dashed border, and retriable steps rounded corners and `↻`.
     ///

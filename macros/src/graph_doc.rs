@@ -273,7 +273,9 @@ mod tests {
         );
         assert!(text.contains("A diamond is a branch"), "{text}");
         assert!(text.contains(">order.express</text>"), "{text}");
-        assert!(text.contains(">or</text>"), "{text}");
+        // The branch is drawn as a fork: its arms' labels, and a join dot.
+        assert!(text.contains(">false</text>"), "{text}");
+        assert!(text.contains("<circle "), "{text}");
     }
 
     #[test]

@@ -189,7 +189,7 @@ impl SagaGraph {
         mut prev: f64,
         band: usize,
     ) -> (f64, usize, Vec<LaneItem>) {
-        let (y, yc) = (l.y_f(band), l.y_c(band));
+        let y = l.y_f(band);
         let mut bands = 1;
         let mut items = Vec::new();
         let mut i = range.start;
@@ -213,7 +213,6 @@ impl SagaGraph {
             if i >= range.end {
                 break;
             }
-            let step = &self.steps()[i];
             let in_group = self.group_of(i).is_some_and(|r| r.start != i);
             if in_group {
                 let _ = writeln!(
@@ -225,66 +224,82 @@ impl SagaGraph {
             } else {
                 line(&mut l.out, prev, y, x, y, &l.arrow.clone());
             }
-            let col = &mut l.cols[i];
-            col.x = x;
-            let (rx, stroke) = super::step_stroke(step);
-            let col = &l.cols[i];
-            let mut out = String::new();
-            boxed(
-                &mut out,
-                x,
-                y,
-                col.w,
-                col.step_h,
-                rx,
-                stroke,
-                step.name(),
-                &col.details,
-            );
-            if let Some(comp) = col.comp {
-                let cx = x + col.w / 2.0;
-                line(
-                    &mut out,
-                    cx,
-                    y + col.step_h / 2.0,
-                    cx,
-                    yc - col.comp_h / 2.0,
-                    "stroke-dasharray=\"2 3\"",
-                );
-                boxed(
-                    &mut out,
-                    x,
-                    yc,
-                    col.w,
-                    col.comp_h,
-                    3.0,
-                    THIN,
-                    comp,
-                    &col.comp_details,
-                );
-            }
-            let (w, step_h, has_comp) = (col.w, col.step_h, col.comp.is_some());
-            l.out.push_str(&out);
-            if can_fail(step) {
-                items.push(LaneItem::Fail(x - GAP / 2.0));
-                let d = format!(
-                    "M{},{}L{},{}",
-                    num(x + 8.0),
-                    num(y + step_h / 2.0),
-                    num(x - GAP / 2.0),
-                    num(yc)
-                );
-                l.dashed(&d, false);
-            }
-            if has_comp {
-                items.push(LaneItem::Comp(x, x + w));
-            }
+            let w = self.lay_step(l, i, x, band, &mut items);
             prev = x + w;
             x = prev + GAP;
             l.right = l.right.max(prev);
             i += 1;
         }
         (prev, bands, items)
+    }
+
+    /// Draws step `i` at `x` in band `band`, with its compensation under it
+    /// and its failure's dashed line; returns its width.
+    fn lay_step(
+        &self,
+        l: &mut Layout,
+        i: usize,
+        x: f64,
+        band: usize,
+        items: &mut Vec<LaneItem>,
+    ) -> f64 {
+        let (y, yc) = (l.y_f(band), l.y_c(band));
+        let step = &self.steps()[i];
+        let col = &mut l.cols[i];
+        col.x = x;
+        let (rx, stroke) = super::step_stroke(step);
+        let col = &l.cols[i];
+        let mut out = String::new();
+        boxed(
+            &mut out,
+            x,
+            y,
+            col.w,
+            col.step_h,
+            rx,
+            stroke,
+            step.name(),
+            &col.details,
+        );
+        if let Some(comp) = col.comp {
+            let cx = x + col.w / 2.0;
+            line(
+                &mut out,
+                cx,
+                y + col.step_h / 2.0,
+                cx,
+                yc - col.comp_h / 2.0,
+                "stroke-dasharray=\"2 3\"",
+            );
+            boxed(
+                &mut out,
+                x,
+                yc,
+                col.w,
+                col.comp_h,
+                3.0,
+                THIN,
+                comp,
+                &col.comp_details,
+            );
+        }
+        let (w, step_h, has_comp) = (col.w, col.step_h, col.comp.is_some());
+        l.out.push_str(&out);
+        if can_fail(step) {
+            items.push(LaneItem::Fail(x - GAP / 2.0));
+            let d = format!(
+                "M{},{}L{},{}",
+                num(x + 8.0),
+                num(y + step_h / 2.0),
+                num(x - GAP / 2.0),
+                num(yc)
+            );
+            l.dashed(&d, false);
+        }
+        if has_comp {
+            items.push(LaneItem::Comp(x, x + w));
+        }
+        w
     }
 
     /// Lays out branch `k` with its diamond at `x0` in band `band`; returns

@@ -12,6 +12,10 @@
 //! lane) under the arm before it. A failure after the branch forks at the
 //! join into each arm's lane; each arm's lane goes back to the compensations
 //! before the branch, not through the other arms.
+//!
+//! Known limit: in a saga with branches, a `sagaflow::join!` group's members
+//! stand with `‖` between them but without the dotted frames of the picture
+//! without branches.
 
 use std::fmt::Write as _;
 
@@ -64,6 +68,8 @@ struct Layout {
     row_c: f64,
     /// The rightmost x drawn.
     right: f64,
+    /// The lowest y drawn.
+    bottom: f64,
 }
 
 impl Layout {
@@ -114,6 +120,7 @@ impl SagaGraph {
             row_f,
             row_c,
             right: 0.0,
+            bottom: 0.0,
         };
         let fails = self.steps().iter().any(can_fail);
         let (start_w, undone_w, done_w) = (
@@ -131,7 +138,7 @@ impl SagaGraph {
         pill(&mut l.out, left_cx, y0, start_w, "start", THIN);
         let x = super::MARGIN + left_w + GAP;
         let n = self.steps().len();
-        let (end, bands, items) = self.lay_seq(&mut l, 0..n, x, left_cx + start_w / 2.0, 0);
+        let (end, _, items) = self.lay_seq(&mut l, 0..n, x, left_cx + start_w / 2.0, 0);
         let done_x = end + GAP;
         line(&mut l.out, end, y0, done_x, y0, &l.arrow.clone());
         pill(
@@ -143,7 +150,6 @@ impl SagaGraph {
             "stroke-width=\"2.5\"",
         );
         let mut width = (done_x + done_w + super::MARGIN).max(l.right + super::MARGIN);
-        let bottom = l.y_c(bands - 1) + row_c / 2.0;
         let height = if fails {
             let to = left_cx + undone_w / 2.0;
             if let Some(from) = self.draw_lane(&mut l, &items, 0, None) {
@@ -159,6 +165,7 @@ impl SagaGraph {
                 "undone",
                 "stroke-width=\"1.5\" stroke-dasharray=\"6 4\"",
             );
+            let bottom = l.bottom.max(yc0 + PILL_H / 2.0);
             let legend_y = bottom + 22.0;
             let _ = writeln!(
                 l.out,
@@ -170,7 +177,7 @@ impl SagaGraph {
             width = width.max(2.0 * super::MARGIN + text_width(LEGEND_BRANCHES, SMALL_CHAR_W));
             legend_y + super::MARGIN
         } else {
-            bottom + super::MARGIN
+            l.bottom + super::MARGIN
         };
         let mut svg = self.svg_head(p, even_ceil(width), even_ceil(height));
         svg.push_str(&l.out);
@@ -284,8 +291,15 @@ impl SagaGraph {
             );
         }
         let (w, step_h, has_comp) = (col.w, col.step_h, col.comp.is_some());
+        let low = if has_comp {
+            yc + col.comp_h / 2.0
+        } else {
+            y + step_h / 2.0
+        };
+        l.bottom = l.bottom.max(low);
         l.out.push_str(&out);
         if can_fail(step) {
+            l.bottom = l.bottom.max(yc + 2.0);
             items.push(LaneItem::Fail(x - GAP / 2.0));
             let d = format!(
                 "M{},{}L{},{}",
@@ -351,6 +365,7 @@ impl SagaGraph {
         for arm in b.arms() {
             let ab = band + used;
             let ya = l.y_f(ab);
+            l.bottom = l.bottom.max(ya + 2.0);
             let start = if used == 0 {
                 x0 + DIAMOND
             } else {
@@ -447,10 +462,12 @@ impl SagaGraph {
         for (ab, arm_items) in &arms {
             let ya = l.y_c(*ab);
             if from.is_some() && *ab != band {
+                l.bottom = l.bottom.max(ya + 2.0);
                 l.dashed(&format!("M{},{}V{}", num(x_in), num(y), num(ya)), false);
             }
             if let Some(end) = self.draw_lane(l, arm_items, *ab, from.map(|_| x_in)) {
                 any = true;
+                l.bottom = l.bottom.max(ya + 2.0);
                 let d = if *ab == band {
                     format!("M{},{}H{}", num(end), num(y), num(merge))
                 } else {

@@ -76,7 +76,8 @@ impl SagaGraph {
     }
 
     /// The same graph with the body's branches (`if` and `match`), drawn as a
-    /// diamond labelled with the condition and the arms side by side.
+    /// diamond labelled with the condition and the arms side by side (in the
+    /// SVG, parallel rows with a lane of compensations each, and a join dot).
     pub const fn with_branches(mut self, branches: &'static [BranchInfo]) -> Self {
         self.branches = branches;
         self

@@ -231,9 +231,10 @@ fn section(graph: &SagaGraph) -> String {
         branches = if graph.branches().is_empty() {
             ""
         } else {
-            " A diamond is a branch (`if` or `match`), labelled with its condition; over each arm's \
-             steps, a dashed frame names the arm, and `or` stands between arms: one of them runs, \
-             the one recorded, and a failure undoes only the steps of the path taken."
+            " A diamond is a branch (`if` or `match`), labelled with its condition; its arms, \
+             each labelled, run in parallel rows and meet again at a dot: one of them runs, the one \
+             recorded. Each arm has its own lane of compensations, which leads back to those \
+             before the branch, so a failure undoes only the steps of the path taken."
         },
     )
 }
@@ -302,7 +303,9 @@ mod tests {
         );
         assert!(text.contains("A diamond is a branch"), "{text}");
         assert!(text.contains(">order.express</text>"), "{text}");
-        assert!(text.contains(">or</text>"), "{text}");
+        // The branch is drawn as a fork: its arms' labels, and a join dot.
+        assert!(text.contains(">false</text>"), "{text}");
+        assert!(text.contains("<circle "), "{text}");
     }
 
     #[test]

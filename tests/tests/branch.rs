@@ -411,11 +411,12 @@ fn the_graph_draws_a_diamond_per_branch_with_the_arms_side_by_side() {
     assert!(dot.contains("b0 -> s2 [label=\"false\"];"), "{dot}");
     let svg = graph.to_svg();
     assert!(svg.contains(">order.express</text>"), "{svg}");
-    assert!(
-        svg.contains(">match order.region (_: no step)</text>"),
-        "{svg}"
-    );
-    assert_eq!(svg.matches(">or</text>").count(), 2, "{svg}");
+    assert!(svg.contains(">match order.region</text>"), "{svg}");
+    // Each branch a fork: every arm labelled (the one without steps too),
+    // a join dot per branch, no `or` between arms in one row.
+    assert!(svg.contains(">_</text>"), "{svg}");
+    assert_eq!(svg.matches("<circle ").count(), 2, "{svg}");
+    assert!(!svg.contains(">or</text>"), "{svg}");
     assert!(!svg.contains("\n\n"));
     assert!(
         graph

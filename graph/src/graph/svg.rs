@@ -6,6 +6,10 @@ use super::*;
 
 mod branches;
 mod lane;
+mod text;
+
+pub(super) use text::default_prefix;
+use text::{svg_prefix, xml_escape};
 
 use lane::Lane;
 
@@ -64,6 +68,11 @@ impl SagaGraph {
     /// frame, `‖` between them, and so do their compensations, which run at once:
     /// the lane enters their frame and leaves it from its left edge, and a
     /// member's failure leads into it (its siblings are undone).
+    /// A branch (`if`, `match`) is a fork: a diamond labelled with the
+    /// condition, its arms in parallel rows one under the other, each with its
+    /// own lane of compensations that leads back to those before the branch,
+    /// and a dot where the rows meet again; a failure after the branch forks at
+    /// that dot into every arm's lane (only the arm that ran is undone).
     /// The pivot has a thick border and says "point of no return", read-only steps
     /// have a dashed border, and retriable steps rounded corners and `↻`.
     ///
@@ -75,6 +84,9 @@ impl SagaGraph {
     /// do not clash; every text escaped for XML.
     pub fn to_svg_with_prefix(&self, prefix: &str) -> String {
         let p = svg_prefix(prefix);
+        if !self.branches().is_empty() {
+            return self.branched_svg(&p);
+        }
         let steps = self.steps;
         let last_fail = self.last_failing();
         let has_lower = last_fail.is_some() || steps.iter().any(|s| compensation_of(s).is_some());
@@ -82,13 +94,7 @@ impl SagaGraph {
             .groups()
             .iter()
             .any(|r| r.clone().any(|i| compensation_of(&steps[i]).is_some()));
-        let legend = if !self.branches().is_empty() {
-            branches::LEGEND_BRANCHES
-        } else if framed {
-            LEGEND_GROUPS
-        } else {
-            LEGEND
-        };
+        let legend = if framed { LEGEND_GROUPS } else { LEGEND };
 
         // Horizontal layout: a left column for `start` (and `undone` under it), one
         // column per step, wide enough for the step and its compensation, then `done`.
@@ -104,38 +110,13 @@ impl SagaGraph {
         let mut x = MARGIN + left_w + GAP;
         let mut cols = Vec::with_capacity(steps.len());
         for step in steps {
-            let details = step_details(step);
-            let comp = compensation_of(step);
-            let comp_details = match comp {
-                Some(_) => compensation_details(step),
-                None => Vec::new(),
-            };
-            let mut content = text_width(step.name(), CHAR_W);
-            for line in &details {
-                content = content.max(text_width(line, SMALL_CHAR_W));
-            }
-            if let Some(comp) = comp {
-                content = content.max(text_width(comp, CHAR_W));
-            }
-            for line in &comp_details {
-                content = content.max(text_width(line, SMALL_CHAR_W));
-            }
-            let w = even_ceil((content + 2.0 * PAD_X).max(MIN_BOX_W));
-            cols.push(Column {
-                x,
-                w,
-                step_h: box_height(details.len()),
-                details,
-                comp,
-                comp_h: box_height(comp_details.len()),
-                comp_details,
-            });
-            x += w + GAP;
+            let mut col = column(step);
+            col.x = x;
+            x += col.w + GAP;
+            cols.push(col);
         }
         let done_x = x;
-        let spans: Vec<branches::Span> = cols.iter().map(|c| (c.x, c.w)).collect();
-        let mut width =
-            (done_x + done_w + MARGIN).max(self.branches_right(&spans, done_x) + MARGIN);
+        let mut width = done_x + done_w + MARGIN;
 
         // Vertical layout: the steps' row, and under it the compensations' lane.
         let row_f = cols.iter().map(|c| c.step_h).fold(PILL_H, f64::max);
@@ -144,8 +125,7 @@ impl SagaGraph {
             .filter(|c| c.comp.is_some())
             .map(|c| c.comp_h)
             .fold(PILL_H, f64::max);
-        // Over the row, a band for the branches' diamonds, if any.
-        let y_f = MARGIN + self.branch_band() + row_f / 2.0;
+        let y_f = MARGIN + row_f / 2.0;
         let y_c = y_f + row_f / 2.0 + ROW_GAP + row_c / 2.0;
         let legend_y = y_c + row_c / 2.0 + 22.0;
         let height = if last_fail.is_some() {
@@ -159,29 +139,7 @@ impl SagaGraph {
         let width = even_ceil(width);
         let height = even_ceil(height);
 
-        let mut out = String::new();
-        // Writing to a `String` never fails, hence the ignored results below. Every
-        // element is on a line of its own, and no line is empty.
-        let _ = writeln!(
-            out,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-labelledby=\"{p}-title {p}-desc\" font-family=\"sans-serif\" font-size=\"13\" style=\"max-width:100%;height:auto\">",
-            w = num(width),
-            h = num(height),
-        );
-        let _ = writeln!(
-            out,
-            "<title id=\"{p}-title\">Saga {}: steps and compensations</title>",
-            xml_escape(self.name)
-        );
-        let _ = writeln!(
-            out,
-            "<desc id=\"{p}-desc\">{}</desc>",
-            xml_escape(&self.to_string())
-        );
-        let _ = writeln!(
-            out,
-            "<defs><marker id=\"{p}-arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0L10,5L0,10z\" fill=\"currentColor\"/></marker></defs>"
-        );
+        let mut out = self.svg_head(&p, width, height);
         let arrow = format!("marker-end=\"url(#{p}-arrow)\"");
 
         // The forward row, in source order.
@@ -190,11 +148,7 @@ impl SagaGraph {
         for (i, (step, col)) in steps.iter().zip(&cols).enumerate() {
             // Inside a `sagaflow::join!` group, no arrow between members but
             // `‖`: they run at once, in the dashed frame drawn around them.
-            // A later arm of a branch: no arrow from the arm before it, `or`.
             match self.group_of(i) {
-                _ if self.starts_later_arm(i) => {
-                    branches::or(&mut out, (prev_right + col.x) / 2.0, y_f)
-                }
                 Some(range) if range.start != i => {
                     let _ = writeln!(
                         out,
@@ -218,12 +172,7 @@ impl SagaGraph {
                 }
                 None => line(&mut out, prev_right, y_f, col.x, y_f, &arrow),
             }
-            let (rx, stroke) = match step.kind() {
-                StepKind::Compensatable | StepKind::Tcc => (3.0, THIN),
-                StepKind::ReadOnly => (3.0, "stroke-width=\"1.5\" stroke-dasharray=\"5 3\""),
-                StepKind::Pivot => (3.0, "stroke-width=\"3\""),
-                StepKind::Retriable => (12.0, THIN),
-            };
+            let (rx, stroke) = step_stroke(step);
             boxed(
                 &mut out,
                 col.x,
@@ -241,7 +190,6 @@ impl SagaGraph {
             }
         }
         line(&mut out, prev_right, y_f, done_x, y_f, &arrow);
-        self.draw_branches(&mut out, &spans, done_x, y_f, row_f);
         pill(
             &mut out,
             done_x + done_w / 2.0,
@@ -314,6 +262,77 @@ impl SagaGraph {
         }
         out.push_str("</svg>");
         out
+    }
+}
+
+impl SagaGraph {
+    /// The picture's opening: the `<svg>` element, its title and description,
+    /// and the arrow's marker.
+    fn svg_head(&self, p: &str, width: f64, height: f64) -> String {
+        let mut out = String::new();
+        // Writing to a `String` never fails, hence the ignored results below. Every
+        // element is on a line of its own, and no line is empty.
+        let _ = writeln!(
+            out,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-labelledby=\"{p}-title {p}-desc\" font-family=\"sans-serif\" font-size=\"13\" style=\"max-width:100%;height:auto\">",
+            w = num(width),
+            h = num(height),
+        );
+        let _ = writeln!(
+            out,
+            "<title id=\"{p}-title\">Saga {}: steps and compensations</title>",
+            xml_escape(self.name)
+        );
+        let _ = writeln!(
+            out,
+            "<desc id=\"{p}-desc\">{}</desc>",
+            xml_escape(&self.to_string())
+        );
+        let _ = writeln!(
+            out,
+            "<defs><marker id=\"{p}-arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0L10,5L0,10z\" fill=\"currentColor\"/></marker></defs>"
+        );
+        out
+    }
+}
+
+/// A step box's corner radius and stroke, by the step's kind.
+fn step_stroke(step: &StepInfo) -> (f64, &'static str) {
+    match step.kind() {
+        StepKind::Compensatable | StepKind::Tcc => (3.0, THIN),
+        StepKind::ReadOnly => (3.0, "stroke-width=\"1.5\" stroke-dasharray=\"5 3\""),
+        StepKind::Pivot => (3.0, "stroke-width=\"3\""),
+        StepKind::Retriable => (12.0, THIN),
+    }
+}
+
+/// A step's column, at `x = 0`: wide enough for the step and its compensation.
+fn column(step: &StepInfo) -> Column {
+    let details = step_details(step);
+    let comp = compensation_of(step);
+    let comp_details = match comp {
+        Some(_) => compensation_details(step),
+        None => Vec::new(),
+    };
+    let mut content = text_width(step.name(), CHAR_W);
+    for line in &details {
+        content = content.max(text_width(line, SMALL_CHAR_W));
+    }
+    if let Some(comp) = comp {
+        content = content.max(text_width(comp, CHAR_W));
+    }
+    for line in &comp_details {
+        content = content.max(text_width(line, SMALL_CHAR_W));
+    }
+    let w = even_ceil((content + 2.0 * PAD_X).max(MIN_BOX_W));
+    Column {
+        x: 0.0,
+        w,
+        step_h: box_height(details.len()),
+        details,
+        comp,
+        comp_h: box_height(comp_details.len()),
+        comp_details,
     }
 }
 
@@ -450,69 +469,4 @@ fn boxed(
         );
         baseline += DETAIL_LINE;
     }
-}
-
-/// Text for XML content and attribute values. Line breaks become character
-/// references, so that no user text can put a blank line into the picture; other
-/// control characters, which XML 1.0 forbids even as references, become `U+FFFD`.
-fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            '\t' => out.push_str("&#9;"),
-            c if c.is_control() => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Only `[A-Za-z0-9_-]`: safe in an XML id, a CSS selector and a `url(#…)`.
-fn sanitize_id(raw: &str) -> String {
-    raw.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// An id prefix given by the caller, made safe, and starting with a letter as HTML
-/// ids should.
-fn svg_prefix(prefix: &str) -> String {
-    let clean = sanitize_id(prefix);
-    if clean.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        clean
-    } else {
-        format!("sagaflow-{clean}")
-    }
-}
-
-/// `sagaflow-<name>`; when the name had to be changed to be safe, a hash of the
-/// real name is added, so that `a b` and `a_b` still get different prefixes.
-pub(super) fn default_prefix(name: &str) -> String {
-    let clean = sanitize_id(name);
-    if !name.is_empty() && clean == name {
-        format!("sagaflow-{clean}")
-    } else {
-        format!("sagaflow-{clean}-{:08x}", fnv1a(name))
-    }
-}
-
-/// 32-bit FNV-1a: small, stable across Rust versions and platforms (unlike
-/// `DefaultHasher`), which the snapshots of generated docs need.
-fn fnv1a(text: &str) -> u32 {
-    text.bytes().fold(0x811c_9dc5, |hash, byte| {
-        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
-    })
 }

@@ -4,6 +4,8 @@ use super::*;
 use dot::dot_escape;
 use svg::default_prefix;
 
+mod svg_branches;
+
 const TRAVEL: &[StepInfo] = &[
     StepInfo::new("debit_customer", StepKind::Compensatable).with_compensation("refund_customer"),
     StepInfo::new("book_flight", StepKind::Compensatable)

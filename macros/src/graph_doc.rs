@@ -292,7 +292,7 @@ mod tests {
 
     #[test]
     fn branches_travel_after_the_groups() {
-        let step = |name: &str| quote!({ #name "compensate" "undo" "0" "1" "2" "" "5" "1" "2" "" });
+        let step = |name: &str| quote!({ #name "compensate" "undo" "0" "1" "2" "" "5" "1" "2" "" "" "0" "0" "" });
         let (a, b, c) = (step("a"), step("b"), step("c"));
         let branch = "?order.express\u{1f}true\u{1e}1..2\u{1f}false\u{1e}2..3";
         let out = expand(quote!("trip" #branch #a #b #c));

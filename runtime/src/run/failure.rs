@@ -143,7 +143,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         self.undone::<S>(index, undo);
     }
 
-    /// Records a compensation that succeeded: its step is undone.
+    /// Records a compensation (or a TCC cancel, by `phase`) that succeeded: its
+    /// step is undone.
+    #[allow(clippy::too_many_arguments)] // the record's fields, each one plain value
     pub(super) fn record_undone(
         &mut self,
         name: &'static str,

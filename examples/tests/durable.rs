@@ -164,6 +164,9 @@ fn a_step_cut_short_runs_again_with_its_key_and_the_service_does_it_once() {
     let lines = ledger(&db);
     assert_eq!(done(&lines, &id, "hotel"), 1, "booked once");
     assert_eq!(done(&lines, &id, "again:hotel"), 1, "asked twice");
+    // Its sibling in the group was either recorded or run again with its
+    // key: either way the airline booked one seat.
+    assert_eq!(done(&lines, &id, "flight"), 1, "the flight booked once");
     assert!(
         lines
             .iter()

@@ -9,13 +9,14 @@
 
 use core::any::Any;
 use core::future::Future;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::claim::{Claim, TrackedWrite};
+use super::replay::ReplayIndex;
+pub use super::resources::{MissingResource, Resources};
 use super::store::{Entry, Store, StoreError};
 use crate::Phase;
 
@@ -440,197 +441,6 @@ impl Replayed {
         spent: 0,
     };
 }
-
-/// A persisted journal, indexed for replay.
-#[derive(Default)]
-struct ReplayIndex {
-    steps: HashMap<u32, Replayed>,
-    compensations: HashMap<u32, Replayed>,
-    /// Per compensation, the last attempt number started before a person's
-    /// last `retry_compensations`: the retry budget counts from there.
-    compensation_base: HashMap<u32, u32>,
-    /// Per compensation, the last attempt number started.
-    compensation_last: HashMap<u32, u32>,
-    /// Per branch, the arm it took.
-    arms: HashMap<u32, u32>,
-    /// Per TCC step, its confirm: `Run` once started, `Succeeded` once done.
-    confirms: HashMap<u32, Replayed>,
-    /// Whether the saga decided to commit: it only goes forward now.
-    decided: bool,
-}
-
-impl From<&[Entry]> for ReplayIndex {
-    fn from(journal: &[Entry]) -> Self {
-        let mut index = ReplayIndex::default();
-        for entry in journal {
-            match entry {
-                Entry::StepStarted { index: i, attempt } => {
-                    index.steps.insert(
-                        *i,
-                        Replayed::Run {
-                            next_attempt: attempt + 1,
-                            spent: *attempt,
-                        },
-                    );
-                }
-                Entry::StepSucceeded { index: i, output } => {
-                    index.steps.insert(*i, Replayed::Succeeded(output.clone()));
-                }
-                Entry::StepFailed { index: i, error } => {
-                    index.steps.insert(*i, Replayed::Failed(error.clone()));
-                }
-                Entry::CompensationStarted { index: i, attempt } => {
-                    let base = index.compensation_base.get(i).copied().unwrap_or(0);
-                    index.compensation_last.insert(*i, *attempt);
-                    index.compensations.insert(
-                        *i,
-                        Replayed::Run {
-                            next_attempt: attempt + 1,
-                            spent: attempt.saturating_sub(base),
-                        },
-                    );
-                }
-                Entry::CompensationSucceeded { index: i } => {
-                    index
-                        .compensations
-                        .insert(*i, Replayed::Succeeded(Vec::new()));
-                }
-                Entry::CompensationFailed { index: i, error } => {
-                    index
-                        .compensations
-                        .insert(*i, Replayed::Failed(error.clone()));
-                }
-                Entry::Intervention { retry: true, .. } => {
-                    // A person asked to try the failed compensations again: they
-                    // run again with a whole budget, their attempt numbers going
-                    // on from where they stopped.
-                    for (i, replayed) in index.compensations.iter_mut() {
-                        if matches!(replayed, Replayed::Failed(_)) {
-                            let last = index.compensation_last.get(i).copied().unwrap_or(0);
-                            index.compensation_base.insert(*i, last);
-                            *replayed = Replayed::Run {
-                                next_attempt: last + 1,
-                                spent: 0,
-                            };
-                        }
-                    }
-                }
-                Entry::Arm { branch, arm } => {
-                    index.arms.insert(*branch, *arm);
-                }
-                Entry::Decided => index.decided = true,
-                Entry::ConfirmStarted { index: i, attempt } => {
-                    index.confirms.insert(
-                        *i,
-                        Replayed::Run {
-                            next_attempt: attempt + 1,
-                            spent: *attempt,
-                        },
-                    );
-                }
-                Entry::Confirmed { index: i } => {
-                    index.confirms.insert(*i, Replayed::Succeeded(Vec::new()));
-                }
-                Entry::Intervention { retry: false, .. }
-                | Entry::Finished { .. }
-                | Entry::Sent { .. } => {}
-            }
-        }
-        index
-    }
-}
-
-impl ReplayIndex {
-    fn get(&self, index: u32, compensation: bool) -> Replayed {
-        let map = if compensation {
-            &self.compensations
-        } else {
-            &self.steps
-        };
-        match map.get(&index) {
-            None => Replayed::FRESH,
-            Some(Replayed::Run {
-                next_attempt,
-                spent,
-            }) => Replayed::Run {
-                next_attempt: *next_attempt,
-                spent: *spent,
-            },
-            Some(Replayed::Succeeded(b)) => Replayed::Succeeded(b.clone()),
-            Some(Replayed::Failed(e)) => Replayed::Failed(e.clone()),
-        }
-    }
-}
-
-/// Resources handed to durable sagas: one value per type, shared.
-///
-/// A saga's `&T` parameters are resources (clients, pools). They are not
-/// persisted: the executor holds them and hands them to the saga when it starts
-/// and again when it is recovered after a restart.
-#[derive(Default, Clone)]
-pub struct Resources {
-    by_type: HashMap<core::any::TypeId, Arc<dyn Any + Send + Sync>>,
-}
-
-impl core::fmt::Debug for Resources {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Resources")
-            .field("count", &self.by_type.len())
-            .finish()
-    }
-}
-
-impl Resources {
-    /// No resources.
-    pub fn new() -> Self {
-        Resources::default()
-    }
-
-    /// Adds (or replaces) the resource of type `T`.
-    pub fn insert<T: Any + Send + Sync>(&mut self, value: T) {
-        self.by_type
-            .insert(core::any::TypeId::of::<T>(), Arc::new(value));
-    }
-
-    /// The resource of type `T`.
-    pub fn get<T: Any + Send + Sync>(&self) -> Result<&T, MissingResource> {
-        self.by_type
-            .get(&core::any::TypeId::of::<T>())
-            .and_then(|r| r.downcast_ref::<T>())
-            .ok_or_else(MissingResource::of::<T>)
-    }
-}
-
-/// A durable saga needs a resource that was not registered on the executor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MissingResource {
-    type_name: &'static str,
-}
-
-impl MissingResource {
-    pub(crate) fn of<T: ?Sized>() -> Self {
-        MissingResource {
-            type_name: core::any::type_name::<T>(),
-        }
-    }
-
-    /// The missing resource's type.
-    pub fn type_name(&self) -> &'static str {
-        self.type_name
-    }
-}
-
-impl core::fmt::Display for MissingResource {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "no resource of type `{}` is registered on the executor; add it with `Executor::resource`",
-            self.type_name
-        )
-    }
-}
-
-impl std::error::Error for MissingResource {}
 
 /// The owned inputs of a durable saga as stored: a JSON object by parameter name,
 /// readable by a person repairing a saga by hand. Not public API.

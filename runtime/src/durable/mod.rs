@@ -2,12 +2,15 @@
 //! before they go on, so that a process that dies mid-saga loses nothing.
 
 mod claim;
+mod entry;
 mod executor;
 pub(crate) mod journal;
 mod outbox_rows;
 mod outcome;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod replay;
+mod resources;
 mod rows;
 mod saga;
 #[cfg(feature = "sqlite")]

@@ -50,6 +50,7 @@ pub fn list_page(sagas: &[SagaView], filter: &SagaFilter, now: SystemTime) -> St
     for status in [
         SagaStatus::Parked,
         SagaStatus::Running,
+        SagaStatus::Confirming,
         SagaStatus::Committed,
         SagaStatus::Compensated,
         SagaStatus::Resolved,

@@ -404,7 +404,7 @@ fn purged(ids: &[SagaId], dry_run: bool, json: bool) -> String {
 
 pub(crate) fn parse_status(word: &str) -> Result<SagaStatus, String> {
     SagaStatus::parse(word).ok_or_else(|| {
-        format!("`{word}` is not a status: use running, parked, committed, compensated or resolved")
+        format!("`{word}` is not a status: use running, confirming, parked, committed, compensated or resolved")
     })
 }
 

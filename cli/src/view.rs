@@ -22,6 +22,11 @@ pub enum StepState {
     Running,
     /// Succeeded and not undone.
     Done,
+    /// A TCC step whose try succeeded, with its confirm started and not
+    /// finished (the saga is confirming).
+    Confirming,
+    /// A TCC step whose confirm succeeded: final.
+    Confirmed,
     /// Failed for good.
     Failed,
     /// Its compensation started and has not finished.
@@ -39,6 +44,8 @@ impl StepState {
             StepState::NotReached => "not reached",
             StepState::Running => "running",
             StepState::Done => "done",
+            StepState::Confirming => "confirming",
+            StepState::Confirmed => "confirmed",
             StepState::Failed => "failed",
             StepState::Compensating => "compensating",
             StepState::Compensated => "compensated",
@@ -50,8 +57,8 @@ impl StepState {
     pub fn colour(self) -> &'static str {
         match self {
             StepState::NotReached => "#8c959f",
-            StepState::Running | StepState::Compensating => "#0969da",
-            StepState::Done => "#1a7f37",
+            StepState::Running | StepState::Compensating | StepState::Confirming => "#0969da",
+            StepState::Done | StepState::Confirmed => "#1a7f37",
             StepState::Failed | StepState::CompensationFailed => "#cf222e",
             StepState::Compensated => "#9a6700",
         }
@@ -138,8 +145,8 @@ impl SagaView {
                     step.state = StepState::CompensationFailed;
                     step.error = Some(error.clone());
                 }
-                // A TCC step's confirm: the try stays done.
-                Entry::ConfirmStarted { .. } | Entry::Confirmed { .. } => {}
+                Entry::ConfirmStarted { .. } => step.state = StepState::Confirming,
+                Entry::Confirmed { .. } => step.state = StepState::Confirmed,
                 Entry::Decided
                 | Entry::Finished { .. }
                 | Entry::Intervention { .. }

@@ -335,6 +335,11 @@ fn check(dir: &Path, end: bool) -> Counts {
                 );
                 continue;
             }
+            SagaStatus::Confirming => panic!(
+                "saga {id} is confirming, but travel has no TCC step to confirm: {:?}, {}",
+                record.journal,
+                context()
+            ),
             SagaStatus::Committed => {
                 counts.committed += 1;
                 for effect in ["debit", "flight", "hotel", "email"] {

@@ -189,12 +189,26 @@ async fn recovery_after_the_decision_confirms_and_never_cancels<S: Store + Clone
         ],
     )
     .await;
+    // The decision set the stored status: an operator sees it cannot roll
+    // back, and recovery takes it up as it does a running saga.
+    let before = store.get(id).await.unwrap().unwrap();
+    assert_eq!(before.status, SagaStatus::Confirming);
+    let confirming = store.with_status(SagaStatus::Confirming).await.unwrap();
+    assert_eq!(confirming.iter().map(|r| r.id).collect::<Vec<_>>(), [id]);
+    assert!(
+        store
+            .with_status(SagaStatus::Running)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Even a participant that now refuses tries: nothing runs backward.
     let executor = executor(store, true);
     let report = executor.recover().await.unwrap();
     assert_eq!(report.sagas[0].outcome, RecoveredOutcome::Committed);
     assert_eq!(seen(&executor), ["confirm 4 40", "email"]);
     let record = store.get(id).await.unwrap().unwrap();
+    assert_eq!(record.status, SagaStatus::Committed);
     let kinds = kinds(&record.journal);
     assert_eq!(
         kinds[5..],

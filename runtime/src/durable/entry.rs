@@ -10,6 +10,12 @@ use core::fmt;
 pub enum SagaStatus {
     /// Started and not finished: recovery resumes it.
     Running,
+    /// Decided to commit ([`Entry::Decided`], written by a saga with TCC
+    /// steps at its pivot, or after its last step when it has none): it can no
+    /// longer roll back. Recovery resumes it and only goes forward, confirming
+    /// what is not confirmed yet and running the steps after the pivot; it
+    /// becomes committed when it ends.
+    Confirming,
     /// Every step succeeded.
     Committed,
     /// A step failed and everything was undone.
@@ -22,10 +28,21 @@ pub enum SagaStatus {
 }
 
 impl SagaStatus {
+    /// Every status, in the order a saga can pass through them.
+    pub const ALL: [SagaStatus; 6] = [
+        SagaStatus::Running,
+        SagaStatus::Confirming,
+        SagaStatus::Parked,
+        SagaStatus::Committed,
+        SagaStatus::Compensated,
+        SagaStatus::Resolved,
+    ];
+
     /// The word stored for this status.
     pub fn as_str(self) -> &'static str {
         match self {
             SagaStatus::Running => "running",
+            SagaStatus::Confirming => "confirming",
             SagaStatus::Committed => "committed",
             SagaStatus::Compensated => "compensated",
             SagaStatus::Parked => "parked",
@@ -37,12 +54,19 @@ impl SagaStatus {
     pub fn parse(word: &str) -> Option<SagaStatus> {
         Some(match word {
             "running" => SagaStatus::Running,
+            "confirming" => SagaStatus::Confirming,
             "committed" => SagaStatus::Committed,
             "compensated" => SagaStatus::Compensated,
             "parked" => SagaStatus::Parked,
             "resolved" => SagaStatus::Resolved,
             _ => return None,
         })
+    }
+
+    /// Whether recovery resumes a saga in this status on its own: running or
+    /// confirming (a parked saga waits for a person).
+    pub fn is_resumable(self) -> bool {
+        matches!(self, SagaStatus::Running | SagaStatus::Confirming)
     }
 
     /// Whether the saga has ended (a parked saga has not: it waits for a person).

@@ -333,7 +333,8 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Executor<St, H> {
                 .into_iter()
                 .map(|(claim, record)| (record.id, claim))
                 .collect();
-            let fresh = self.inner.store.with_status(SagaStatus::Running).await?;
+            let mut fresh = self.inner.store.with_status(SagaStatus::Running).await?;
+            fresh.extend(self.inner.store.with_status(SagaStatus::Confirming).await?);
             claimed = fresh
                 .into_iter()
                 .filter_map(|record| Some((by_id.remove(&record.id)?, record)))

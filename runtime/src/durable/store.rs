@@ -179,8 +179,8 @@ pub trait Store: Send + Sync + 'static {
     fn create(&self, saga: NewSaga) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Appends one transition to a saga's journal. A [`Entry::Finished`] also sets
-    /// the saga's status; an [`Entry::Intervention`] sets it to `Running` (retry)
-    /// or `Resolved`.
+    /// the saga's status; an [`Entry::Decided`] sets it to `Confirming`; an
+    /// [`Entry::Intervention`] sets it to `Running` (retry) or `Resolved`.
     fn append(
         &self,
         id: SagaId,
@@ -308,13 +308,7 @@ pub trait Store: Send + Sync + 'static {
             }
             let statuses = match filter.status {
                 Some(status) => vec![status],
-                None => vec![
-                    SagaStatus::Running,
-                    SagaStatus::Parked,
-                    SagaStatus::Committed,
-                    SagaStatus::Compensated,
-                    SagaStatus::Resolved,
-                ],
+                None => SagaStatus::ALL.to_vec(),
             };
             let mut found = Vec::new();
             for status in statuses {

@@ -201,7 +201,7 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Worker<St, H> {
             let mut fresh = Vec::with_capacity(claimed.len());
             for (claim, record) in claimed {
                 match executor.store().get(record.id).await? {
-                    Some(now) if now.status == SagaStatus::Running => fresh.push((claim, now)),
+                    Some(now) if now.status.is_resumable() => fresh.push((claim, now)),
                     _ => {}
                 }
             }
@@ -335,7 +335,7 @@ where
             .unwrap_or_default()
     };
     Ok(Some(match record.status {
-        SagaStatus::Running => return Ok(None),
+        SagaStatus::Running | SagaStatus::Confirming => return Ok(None),
         SagaStatus::Resolved => Waited::Resolved,
         SagaStatus::Compensated => {
             let (failed_step, error) = failure();

@@ -41,7 +41,7 @@ use crate::SagaId;
 /// time, so the workers' clocks do not matter) and a fencing token that grows by
 /// one with every claim by another store. [`create`](Store::create) makes a saga leased to this
 /// store; [`claim_unfinished`](Store::claim_unfinished) and
-/// [`claim_runnable`](Store::claim_runnable) lease the running sagas that
+/// [`claim_runnable`](Store::claim_runnable) lease the running and confirming sagas that
 /// nobody holds, whose lease expired, or that this store holds but no run in
 /// this process drives (`FOR UPDATE SKIP LOCKED`: a claim never waits for
 /// another worker's rows); [`submit`](Store::submit) makes one that

@@ -103,7 +103,7 @@ impl Sql {
                      token = CASE WHEN s.owner = $1 THEN s.token ELSE s.token + 1 END,
                      lease_until = clock_timestamp() + $2::float8 * interval '1 millisecond'
                  FROM (SELECT id FROM {s}.sagas
-                       WHERE status = 'running'
+                       WHERE status IN ('running', 'confirming')
                          AND (owner IS NULL OR owner = $1 OR lease_until < clock_timestamp())
                          AND id <> ALL($4::text[])
                        ORDER BY n

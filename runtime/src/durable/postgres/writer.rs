@@ -111,6 +111,7 @@ impl Params {
         for (ord, entry) in (1_i64..).zip(entries) {
             let changes = match &entry {
                 Entry::Finished { status, .. } => Some(*status),
+                Entry::Decided => Some(SagaStatus::Confirming),
                 Entry::Intervention { retry: true, .. } => Some(SagaStatus::Running),
                 Entry::Intervention { retry: false, .. } => Some(SagaStatus::Resolved),
                 _ => None,
@@ -448,7 +449,7 @@ impl Statements<'_> {
                 client.query(self.create, &values).await
             }
             Write::Append { token, .. } => {
-                let release = p.status.is_some_and(|s| s != SagaStatus::Running.as_str());
+                let release = p.status.is_some_and(ends_the_run);
                 let m = &p.messages;
                 let values: [&(dyn ToSql + Sync); 17] = [
                     &p.id,
@@ -525,7 +526,7 @@ async fn outcome(
             }
         }
         Write::Append { id, token, .. } if written => {
-            let ends = p.status.is_some_and(|s| s != SagaStatus::Running.as_str());
+            let ends = p.status.is_some_and(ends_the_run);
             let effect = if ends {
                 Effect::Drop(*id, *token)
             } else {
@@ -615,4 +616,10 @@ fn describe(write: &Write) -> String {
         }
         Write::AppendIf { id, .. } => format!("cannot append to saga {id}"),
     }
+}
+
+/// Whether a saga that takes status `word` leaves its run: every status but
+/// running and confirming, which recovery resumes, ends the lease.
+fn ends_the_run(word: &str) -> bool {
+    SagaStatus::parse(word).is_none_or(|status| !status.is_resumable())
 }

@@ -411,8 +411,14 @@ impl Store for SqliteStore {
     }
 
     async fn claim_unfinished(&self) -> Result<Vec<SagaRecord>, StoreError> {
-        // One process owns the file: every running saga is ours to resume.
-        self.read(|r| r.by_status(SagaStatus::Running)).await
+        // One process owns the file: every running or confirming saga is
+        // ours to resume.
+        self.read(|r| {
+            let mut unfinished = r.by_status(SagaStatus::Running)?;
+            unfinished.extend(r.by_status(SagaStatus::Confirming)?);
+            Ok(unfinished)
+        })
+        .await
     }
 
     async fn get(&self, id: SagaId) -> Result<Option<SagaRecord>, StoreError> {

@@ -401,6 +401,7 @@ fn apply(
             };
             let new_status = match entry {
                 Entry::Finished { status, .. } => Some(*status),
+                Entry::Decided => Some(SagaStatus::Confirming),
                 Entry::Intervention { retry: true, .. } => Some(SagaStatus::Running),
                 Entry::Intervention { retry: false, .. } => Some(SagaStatus::Resolved),
                 _ => None,

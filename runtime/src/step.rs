@@ -25,6 +25,13 @@ pub trait Step {
     #[doc(hidden)]
     const __SAGAFLOW_MARKER: core::marker::PhantomData<Self> = core::marker::PhantomData;
 
+    /// True for a try-confirm-cancel step, as `#[step]` writes it. The saga's
+    /// generated code tests this constant around each TCC block (a try's
+    /// cancel, the confirms at the decision), so that rustc drops the blocks of
+    /// a saga without TCC steps from its machine code.
+    #[doc(hidden)]
+    const __SAGAFLOW_TCC: bool = false;
+
     /// True only for the stand-in that `#[saga]` defines under a saga function's
     /// name, so that a saga awaited as a step is a compile error that says so.
     #[doc(hidden)]

@@ -18,7 +18,9 @@
 //! - `failure`: both of the above with step 8 of 10 failing, so that seven
 //!   compensations run; the ratio, and allocations per saga and per compensation.
 //! - `in_flight`: 1,000 tasks on a 2-worker multi-thread runtime running yielding
-//!   sagas at once; sagas per second, as a share of the hand-written rate.
+//!   sagas at once; sagas per second, as a share of the hand-written rate, and
+//!   the hand-written sagas again in a future padded to the saga's size, which
+//!   tells the cost of the size from the driver's (see `overhead/in_flight.rs`).
 //! - `groups`: the ten steps as five `sagaflow::join!` groups of two, against
 //!   five `tokio::join!`s by hand with manual rollback, trivial and with each
 //!   step sleeping 1 ms; the ratio saga/hand (see `overhead/groups.rs`).
@@ -424,6 +426,8 @@ flavour!(sleeping, Counter, tokio::time::sleep(std::time::Duration::from_millis(
 // In a directory of its own: a file beside this one would be a bench of its own.
 #[path = "overhead/groups.rs"]
 pub mod groups;
+#[path = "overhead/in_flight.rs"]
+mod in_flight_run;
 
 /// The trivial flavour's ten steps as methods of the resource
 /// (`#[sagaflow::steps] impl Counter`), called as `c.m0(x).await?`: the
@@ -707,84 +711,6 @@ macro_rules! measure {
     }};
 }
 
-/// Throughput with many sagas in flight at once, both sides on the same runtime.
-struct InFlight {
-    tasks: usize,
-    per_task: u64,
-    hand: Samples,
-    saga: Samples,
-}
-
-impl InFlight {
-    fn rate(&self, samples: &Samples, best: bool) -> f64 {
-        let took = if best {
-            samples.best()
-        } else {
-            samples.median()
-        };
-        (self.tasks as u64 * self.per_task) as f64 / took.as_secs_f64()
-    }
-    fn hand_rate(&self, best: bool) -> f64 {
-        self.rate(&self.hand, best)
-    }
-    fn saga_rate(&self, best: bool) -> f64 {
-        self.rate(&self.saga, best)
-    }
-}
-
-/// `tasks` tasks on a 2-worker multi-thread runtime, each running `per_task`
-/// ten-step sagas of yielding steps one after the other; hand-written and
-/// sagaflow interleaved.
-fn measure_in_flight(tasks: usize, per_task: u64, reps: u64) -> InFlight {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("a multi-thread runtime");
-    // Leaked: the tasks need a `'static` resource; one per process.
-    let counter: &'static SharedCounter = Box::leak(Box::new(SharedCounter::new(NO_FAILURE)));
-    let run = |saga: bool| -> Duration {
-        rt.block_on(async {
-            let start = Instant::now();
-            let handles: Vec<_> = (0..tasks)
-                .map(|t| {
-                    tokio::spawn(async move {
-                        for i in 0..per_task {
-                            let x = black_box(t as u64 * per_task + i);
-                            if saga {
-                                let _ = black_box(in_flight::ten(counter, x).await);
-                            } else {
-                                let _ = black_box(in_flight::hand_ten(counter, x).await);
-                            }
-                        }
-                    })
-                })
-                .collect();
-            for handle in handles {
-                handle.await.expect("a bench task");
-            }
-            start.elapsed()
-        })
-    };
-    run(false);
-    run(true);
-    let (mut hand, mut saga) = (Vec::new(), Vec::new());
-    for rep in 0..reps {
-        if rep % 2 == 0 {
-            hand.push(run(false));
-            saga.push(run(true));
-        } else {
-            saga.push(run(true));
-            hand.push(run(false));
-        }
-    }
-    InFlight {
-        tasks,
-        per_task,
-        hand: Samples(hand),
-        saga: Samples(saga),
-    }
-}
-
 /// Both sides must do the same thing, on success and on each failure: same result,
 /// same steps undone, the resource back where it started after a rollback.
 fn sanity_check(rt: &tokio::runtime::Runtime) {
@@ -909,7 +835,7 @@ fn main() {
         Vec::new()
     };
     let in_flight = (only.is_empty() || only == "in_flight")
-        .then(|| measure_in_flight(1000, (iters / 2000).max(1), reps));
+        .then(|| in_flight_run::measure(1000, (iters / 2000).max(1), reps));
 
     println!();
     println!(
@@ -1002,21 +928,7 @@ fn main() {
         }
     }
     if let Some(flight) = &in_flight {
-        println!();
-        println!(
-            "{} sagas in flight on a 2-worker multi-thread runtime, yielding steps, {} each \
-             (best of {reps}; median in brackets):",
-            flight.tasks, flight.per_task
-        );
-        println!(
-            "  hand {:.0} [{:.0}] sagas/s, sagaflow {:.0} [{:.0}] sagas/s: {:.2} [{:.2}] of hand-written",
-            flight.hand_rate(true),
-            flight.hand_rate(false),
-            flight.saga_rate(true),
-            flight.saga_rate(false),
-            flight.saga_rate(true) / flight.hand_rate(true),
-            flight.saga_rate(false) / flight.hand_rate(false),
-        );
+        in_flight_run::print(flight, reps);
     }
     let saga_ns = |name: &str| {
         rows.iter()

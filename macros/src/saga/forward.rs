@@ -160,14 +160,20 @@ pub(super) fn step_code(g: &Gen<'_>, i: usize, step: &StepCall) -> TokenStream {
     // The closure goes by `&mut`: it stays where it was built, in the saga's
     // future, instead of being copied into the step's future. That copy, read
     // back wide right after it was written narrow, cost about 3 ns per step.
+    // The failure is taken out of the outcome before anything awaits: a
+    // temporary of a `match`'s scrutinee (the closure, the outcome) lives to
+    // the end of the `match`, so awaits in its failure arm would keep both in
+    // the saga's future, in a place of their own for every step (about 480
+    // bytes in a ten-step saga). The failure arm diverges.
     quote! {
-        let #binding = match __sagaflow_run.step(<#path as ::sagaflow::Step>::__SAGAFLOW_MARKER, #index, &mut #closure).await {
-            ::core::result::Result::Ok(#binding) => #binding,
-            ::core::result::Result::Err(__sagaflow_failure) => {
-                #convert
-                #cancel_tried
-                #on_failure
-            }
+        let #binding = '__sagaflow_step: {
+            let __sagaflow_failure = match __sagaflow_run.step(<#path as ::sagaflow::Step>::__SAGAFLOW_MARKER, #index, &mut #closure).await {
+                ::core::result::Result::Ok(#binding) => break '__sagaflow_step #binding,
+                ::core::result::Result::Err(__sagaflow_failure) => __sagaflow_failure,
+            };
+            #convert
+            #cancel_tried
+            #on_failure
         };
         #typed
         #decision

@@ -112,6 +112,13 @@ fn is(step: &StepCall, kind: TokenStream) -> TokenStream {
     quote_spanned!(path.span()=> ::core::matches!(<#path as ::sagaflow::Step>::INFO.kind(), ::sagaflow::StepKind::#kind))
 }
 
+/// Step `step` is a TCC step: the constant that `#[step]` writes, which
+/// rustc folds before it generates any code.
+fn is_tcc(step: &StepCall) -> TokenStream {
+    let path = &step.path;
+    quote_spanned!(path.span()=> <#path as ::sagaflow::Step>::__SAGAFLOW_TCC)
+}
+
 /// In the failure arm of step `i`: a TCC step's try that failed for good,
 /// timed out or panicked is cancelled with `None`, since its effect may have
 /// landed all the same.
@@ -122,7 +129,7 @@ pub(super) fn cancel_tried(g: &Gen<'_>, i: usize) -> TokenStream {
     let step = g.an.steps[i];
     let path = &step.path;
     let index = i as u32;
-    let condition = is(step, quote!(Tcc));
+    let condition = is_tcc(step);
     let call = closure(g, i, Call::CancelTried);
     quote! {
         if #condition {
@@ -163,7 +170,7 @@ pub(super) fn decision_at_end(g: &Gen<'_>) -> TokenStream {
 
 fn confirm_code(g: &Gen<'_>, tried: &[usize], decides: TokenStream) -> TokenStream {
     let steps: Vec<&StepCall> = tried.iter().map(|&j| g.an.steps[j]).collect();
-    let any_tcc = steps.iter().map(|s| is(s, quote!(Tcc)));
+    let any_tcc = steps.iter().map(|s| is_tcc(s));
     let names: Vec<_> = tried
         .iter()
         .map(|j| format_ident!("__sagaflow_confirmed{}", j))

@@ -117,7 +117,8 @@ pub(super) fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream
         _ => not_tcc_fns(vis),
     };
     let doc = step_doc(&kind, attr);
-    let step_type = hidden_step_type(vis, ident, &output_ty, &error_ty, &info, quote!());
+    let extra = tcc_const(matches!(kind, Kind::Tcc { .. }));
+    let step_type = hidden_step_type(vis, ident, &output_ty, &error_ty, &info, extra);
     let callback = graph_callback(vis, ident, &info_value(&name, &kind, attr), salt);
     quote! {
         #callback
@@ -243,6 +244,17 @@ pub(crate) fn info_tokens(name: &str, kind: &Kind, attr: &StepAttr) -> TokenStre
         info = quote!(#info.with_compensation_timeout(::sagaflow::__private::Duration::from_nanos(#nanos)));
     }
     info
+}
+
+/// `Step::__SAGAFLOW_TCC` for a TCC step (the trait's default says `false`).
+pub(crate) fn tcc_const(tcc: bool) -> TokenStream {
+    if tcc {
+        quote!(
+            const __SAGAFLOW_TCC: bool = true;
+        )
+    } else {
+        TokenStream::new()
+    }
 }
 
 /// The hidden type under a step's name that implements `Step`: `#[step]`'s, and

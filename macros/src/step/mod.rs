@@ -35,6 +35,7 @@ pub(crate) use check::{validate_options, validate_signature};
 use expand::generate;
 pub(crate) use expand::{
     graph_rules, hidden_step_type, info_tokens, info_value, not_tcc_fns, step_doc, step_kind,
+    tcc_const,
 };
 
 #[cfg(test)]

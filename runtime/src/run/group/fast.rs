@@ -63,6 +63,9 @@ pub(super) struct MemberFuture<'r, 'h, H, J, S: Step, F, Fut, D, A, G, L> {
     stage: Stage<Fut, A, L, Member<S::Output, S::Error>>,
 }
 
+/// Names types a member's methods use, without owning any.
+type Marker<T> = PhantomData<fn() -> T>;
+
 /// What a member keeps beside its stage.
 struct Parts<'r, 'h, H, J, S, F, Fut, D, A, G, L> {
     run: &'r Run<'h, H, J>,
@@ -74,7 +77,7 @@ struct Parts<'r, 'h, H, J, S, F, Fut, D, A, G, L> {
     decorated: Option<D>,
     /// Starts the retry machinery, after a failed first attempt or at once.
     long: Option<G>,
-    _types: PhantomData<fn() -> (S, Fut, A, L)>,
+    _types: Marker<(S, Fut, A, L)>,
 }
 
 impl<'r, 'h, H, J, S: Step, F, Fut, D, A, G, L> MemberFuture<'r, 'h, H, J, S, F, Fut, D, A, G, L> {

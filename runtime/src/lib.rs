@@ -143,7 +143,9 @@ pub mod __private {
         InputMap, Journal, Keep, NoJournal, Share, Shareable, ThreadSafe,
     };
     pub use crate::outbox::in_run::Sendable;
-    pub use crate::run::{Both, CompensationError, Confirmed, Group, Joined, Member, Run, Undo};
+    pub use crate::run::{
+        Both, CompensationError, Confirmed, Group, Joinable, Joined, Member, Run, Undo,
+    };
     pub use core::time::Duration;
     pub use sagaflow_macros::saga_graph_doc;
 

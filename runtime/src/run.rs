@@ -37,7 +37,7 @@ mod tcc;
 mod undo;
 
 use attempts::*;
-pub use group::{Group, Joined, Member, Undo};
+pub use group::{Group, Joinable, Joined, Member, Undo};
 pub use tcc::{Both, Confirmed};
 
 /// The error text of a compensation that failed; built only on failure.

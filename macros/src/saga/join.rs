@@ -8,8 +8,8 @@
 //! ```text
 //! if DURABLE { run.group_started(&[1, 2]).await; }
 //! let (m1, m2) = { let group = Group::new(); let shared = &*run;
-//!                  let a = pin!(Joined::new(shared.member(book_flight, 1, &group, &mut || ..)));
-//!                  let b = pin!(Joined::new(shared.member(book_hotel, 2, &group, &mut || ..)));
+//!                  let a = pin!(shared.member(book_flight, 1, &group, &mut || ..));
+//!                  let b = pin!(shared.member(book_hotel, 2, &group, &mut || ..));
 //!                  poll_fn(|cx| a.poll_done(cx) & b.poll_done(cx)).await; (a.take(), b.take()) };
 //! let flight: Option<_> = match run.settle(1, m1) { Ok(v) => Some(v), Err((rank, f)) => { first_failure(..); None } };
 //! let hotel: Option<_> = ..;
@@ -70,7 +70,7 @@ fn poll_together(futures: &[Ident]) -> TokenStream {
         ::core::future::poll_fn(|__sagaflow_cx| {
             // Every member at every wake: `&`, not `&&`.
             let mut __sagaflow_done = true;
-            #(__sagaflow_done &= #futures.as_mut().poll_done(__sagaflow_cx);)*
+            #(__sagaflow_done &= ::sagaflow::__private::Joinable::poll_done(#futures.as_mut(), __sagaflow_cx);)*
             if __sagaflow_done {
                 ::core::task::Poll::Ready(())
             } else {
@@ -78,7 +78,7 @@ fn poll_together(futures: &[Ident]) -> TokenStream {
             }
         })
         .await;
-        (#(#futures.as_mut().take(),)*)
+        (#(::sagaflow::__private::Joinable::take(#futures.as_mut()),)*)
     }
 }
 
@@ -130,9 +130,9 @@ pub(super) fn forward(g: &Gen<'_>, range: &Range<usize>) -> TokenStream {
             let __sagaflow_group = ::sagaflow::__private::Group::new();
             let __sagaflow_shared = &*__sagaflow_run;
             #(let mut #calls = #closures;)*
-            #(let mut #futures = ::core::pin::pin!(::sagaflow::__private::Joined::new(
-                __sagaflow_shared.member(#markers, #indexes, &__sagaflow_group, &mut #calls),
-            ));)*
+            #(let mut #futures = ::core::pin::pin!(
+                __sagaflow_shared.member(#markers, #indexes, &__sagaflow_group, &mut #calls)
+            );)*
             #join
         };
         let mut __sagaflow_first: ::core::option::Option<::sagaflow::StepFailure<#error_ty>> =

@@ -7,8 +7,8 @@
 //! ```text
 //! run.group_started(&[(0, book_flight), (1, book_hotel)]).await;   // durable: one commit of intents
 //! let group = Group::new();
-//! let (m0, m1) = { let a = pin!(Joined::new(run.member(book_flight, 0, &group, ..)));
-//!                  let b = pin!(Joined::new(run.member(book_hotel, 1, &group, ..)));
+//! let (m0, m1) = { let a = pin!(run.member(book_flight, 0, &group, ..));
+//!                  let b = pin!(run.member(book_hotel, 1, &group, ..));
 //!                  poll_fn(|cx| poll a and b, both done?).await; (a.take(), b.take()) };
 //! let flight = run.settle(0, m0); let hotel = run.settle(1, m1);
 //! ```
@@ -37,11 +37,13 @@ use crate::hooks::Hooks;
 use crate::report::Outcome;
 use crate::step::Step;
 
+mod fast;
 mod first;
 mod member;
 mod overlap;
 mod persist;
 
+pub use fast::Joinable;
 pub use member::Member;
 use member::{More, Tally};
 
@@ -152,6 +154,20 @@ impl<F: Future> Joined<F> {
     }
 }
 
+impl<F: Future> Joinable for Joined<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll_done(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+        Joined::poll_done(self, cx)
+    }
+
+    #[inline]
+    fn take(self: Pin<&mut Self>) -> F::Output {
+        Joined::take(self)
+    }
+}
+
 /// What undoing one step came to, for [`Run::undone`].
 #[doc(hidden)]
 pub enum Undo {
@@ -199,43 +215,42 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         }
     }
 
-    /// Runs member `S` of `group` (at position `index`) to success, or to
-    /// failure after its retries or once a sibling has failed for good. Each
-    /// attempt's intent is durable before it starts (the first one's by
-    /// [`group_started`](Self::group_started)), and its outcome right after it.
-    pub async fn member<S, F, Fut>(
-        &self,
+    /// Member `S` of `group` (at position `index`), to poll with its
+    /// siblings until it has succeeded, or failed after its retries or once a
+    /// sibling has failed for good. Each attempt's intent is durable before it
+    /// starts (the first one's by [`group_started`](Self::group_started)), and
+    /// its outcome right after it.
+    ///
+    /// In memory, the first attempt takes the short path a step in sequence
+    /// takes (`Run::step`), polled by the member itself; the retry machinery
+    /// is boxed, entered only once that attempt has failed, so that a
+    /// member's future carries a pointer for it instead of its state.
+    /// Durable runs, the test kit and runs that may send take the long way.
+    #[inline]
+    pub fn member<'r, S, F, Fut>(
+        &'r self,
         _step: PhantomData<S>,
         index: u32,
-        group: &Group,
-        mut call: F,
-    ) -> Member<S::Output, S::Error>
+        group: &'r Group,
+        call: F,
+    ) -> impl Joinable<Output = Member<S::Output, S::Error>>
     where
         S: Step,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<S::Output, S::Error>>,
         J: Keep<S::Output>,
     {
-        let started = self.now();
-        // In memory, the first attempt takes the short path a step in
-        // sequence takes (`Run::step`); the retry machinery is boxed, entered
-        // only once that attempt has failed, so that a member's future carries
-        // a pointer for it instead of its state. Durable runs, the test kit and
-        // runs that may send take the long way.
-        let first = if !J::DURABLE && !J::FAULTS && self.outgoing.is_none() {
-            match self
-                .first_member_attempt::<S, F, Fut>(index, &mut call, started)
-                .await
-            {
-                Ok(output) => return Member::succeeded(output, started),
-                Err(failure) => Some(failure),
-            }
-        } else {
-            None
-        };
-        Box::pin(self.member_attempts::<S, F, Fut>(index, group, call, first, started))
-            .await
-            .into_member()
+        fast::MemberFuture::<'r, 'h, H, J, S, F, Fut, _, _, _, _>::new(
+            self,
+            index,
+            call,
+            move |call, cx, span, started| {
+                self.decorated_first::<S, F, Fut>(call, cx, span, started)
+            },
+            move |call, first, started| {
+                Box::pin(self.member_attempts::<S, F, Fut>(index, group, call, first, started))
+            },
+        )
     }
 
     /// Every attempt of member `S` but an in-memory first one that succeeded:

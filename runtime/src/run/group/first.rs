@@ -1,13 +1,14 @@
-//! The first attempt of an in-memory group member: the short path a step in
-//! sequence takes (`Run::step`), no retry state, no timer unless the step has
-//! a timeout, no span unless someone listens, no hook call for silent hooks.
+//! The first attempt of an in-memory group member when the step has a timeout
+//! or someone listens to its span: the short path a step in sequence takes
+//! (`Run::step`), no retry state. The plain case (no timeout, no span) is
+//! polled by [`MemberFuture`](super::fast::MemberFuture) itself.
 
 use core::future::Future;
 use std::time::Instant;
 
 use tracing::Instrument;
 
-use crate::context::Phase;
+use crate::context::StepContext;
 use crate::durable::journal::Journal;
 use crate::error::StepFailure;
 use crate::hooks::Hooks;
@@ -16,24 +17,22 @@ use crate::run::attempts::{Guarded, settle};
 use crate::step::Step;
 
 impl<H: Hooks, J: Journal> Run<'_, H, J> {
-    /// Attempt 1 of member `S` (at `index`); tells the hooks it started, and
-    /// that it succeeded if it did (a failure is told by the retry machinery).
-    pub(super) async fn first_member_attempt<S, F, Fut>(
+    /// Attempt 1 of member `S`, whose start the hooks have been told (`cx`),
+    /// under its timeout and in `span`; tells the hooks it succeeded if it
+    /// did (a failure is told by the retry machinery). Gives `call` back, for
+    /// the retries.
+    pub(super) async fn decorated_first<S, F, Fut>(
         &self,
-        index: u32,
-        call: &mut F,
+        mut call: F,
+        cx: StepContext,
+        span: Option<tracing::Span>,
         started: Option<Instant>,
-    ) -> Result<S::Output, StepFailure<S::Error>>
+    ) -> (F, Result<S::Output, StepFailure<S::Error>>)
     where
         S: Step,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<S::Output, S::Error>>,
     {
-        let cx = self.context(S::INFO.name(), index, 1, Phase::Forward);
-        if !H::__SILENT {
-            self.hooks.step_started(&cx);
-        }
-        let span = self.span_for(Phase::Forward, S::INFO.name(), "", 1);
         let guarded = Guarded {
             future: call(),
             cx: &cx,
@@ -61,6 +60,6 @@ impl<H: Hooks, J: Journal> Run<'_, H, J> {
             let elapsed = started.map(|s| s.elapsed()).unwrap_or_default();
             self.hooks.step_succeeded(&cx, elapsed);
         }
-        outcome
+        (call, outcome)
     }
 }

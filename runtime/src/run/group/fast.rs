@@ -1,0 +1,278 @@
+//! A group member's future, written by hand: one layer between the group's
+//! poll and the step's own future on the default path (in memory, no timeout,
+//! nobody listening to spans), where two nested `async fn`s and a slot for
+//! the output (`Joined`) used to be.
+//!
+//! ```text
+//! Start ──plain──▶ First { step's future, context } ──ok──▶ Done(Member)
+//!   │                        └──failed──▶ Long (boxed retries) ──▶ Done
+//!   ├──timeout or span──▶ Decorated (first attempt as an async fn) ──ok──▶ Done
+//!   │                        └──failed──▶ Long
+//!   └──durable, test kit or outbox──▶ Long
+//! ```
+//! Every state but `Long` is inline, so the success path allocates nothing.
+
+use core::future::Future;
+use core::marker::PhantomData;
+use core::panic::AssertUnwindSafe;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use std::time::Instant;
+
+use super::member::{Member, Tally};
+use crate::context::{Phase, StepContext};
+use crate::durable::journal::Journal;
+use crate::error::StepFailure;
+use crate::hooks::Hooks;
+use crate::run::Run;
+use crate::run::attempts::panic_message;
+use crate::step::Step;
+
+/// What a member's future is doing.
+enum Stage<Fut, A, L, M> {
+    /// Not polled yet.
+    Start,
+    /// The plain first attempt: the step's future, under its context.
+    First { future: Fut, cx: StepContext },
+    /// The first attempt with a timeout or a span.
+    Decorated(A),
+    /// The retry machinery (boxed), or a durable or test-kit run.
+    Long(L),
+    /// Finished: what `Run::settle` takes.
+    Done(M),
+    /// Taken by [`Joinable::take`].
+    Taken,
+}
+
+/// A member of a group polled with its siblings: the generated code polls it
+/// with [`Joinable::poll_done`] until it has finished, then takes its output
+/// with [`Joinable::take`].
+#[doc(hidden)]
+pub trait Joinable {
+    /// What the member leaves once finished.
+    type Output;
+    /// Polls unless finished; whether it has finished.
+    fn poll_done(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool;
+    /// The output, once [`poll_done`](Self::poll_done) said it finished.
+    fn take(self: Pin<&mut Self>) -> Self::Output;
+}
+
+/// One member's run: see the module's text for its states.
+pub(super) struct MemberFuture<'r, 'h, H, J, S: Step, F, Fut, D, A, G, L> {
+    parts: Parts<'r, 'h, H, J, S, F, Fut, D, A, G, L>,
+    stage: Stage<Fut, A, L, Member<S::Output, S::Error>>,
+}
+
+/// Names types a member's methods use, without owning any.
+type Marker<T> = PhantomData<fn() -> T>;
+
+/// What a member keeps beside its stage.
+struct Parts<'r, 'h, H, J, S, F, Fut, D, A, G, L> {
+    run: &'r Run<'h, H, J>,
+    index: u32,
+    started: Option<Instant>,
+    /// The step's call; moved to `decorated` or `long` when they start.
+    call: Option<F>,
+    /// Starts the first attempt with a timeout or span.
+    decorated: Option<D>,
+    /// Starts the retry machinery, after a failed first attempt or at once.
+    long: Option<G>,
+    _types: Marker<(S, Fut, A, L)>,
+}
+
+impl<'r, 'h, H, J, S: Step, F, Fut, D, A, G, L> MemberFuture<'r, 'h, H, J, S, F, Fut, D, A, G, L> {
+    /// A member not polled yet.
+    #[inline]
+    pub(super) fn new(run: &'r Run<'h, H, J>, index: u32, call: F, decorated: D, long: G) -> Self {
+        MemberFuture {
+            parts: Parts {
+                run,
+                index,
+                started: None,
+                call: Some(call),
+                decorated: Some(decorated),
+                long: Some(long),
+                _types: PhantomData,
+            },
+            stage: Stage::Start,
+        }
+    }
+}
+
+/// How a member's first poll goes on.
+enum Begin {
+    /// The plain first attempt, polled by the member.
+    Plain(StepContext),
+    /// The first attempt under a timeout or in a span.
+    Decorated(StepContext, Option<tracing::Span>),
+    /// The long way at once.
+    Long,
+}
+
+impl<H, J, S, F, Fut, D, A, G, L> Parts<'_, '_, H, J, S, F, Fut, D, A, G, L>
+where
+    H: Hooks,
+    J: Journal,
+    S: Step,
+    F: FnMut() -> Fut,
+    G: FnOnce(F, Option<StepFailure<S::Error>>, Option<Instant>) -> L,
+{
+    /// Which way the first attempt goes; tells the hooks it started unless
+    /// it goes the long way (which tells them itself).
+    #[inline]
+    fn begin(&mut self) -> Begin {
+        let run = self.run;
+        self.started = run.now();
+        if J::DURABLE || J::FAULTS || run.outgoing.is_some() {
+            return Begin::Long;
+        }
+        let cx = run.context(S::INFO.name(), self.index, 1, Phase::Forward);
+        if !H::__SILENT {
+            run.hooks.step_started(&cx);
+        }
+        let span = run.span_for(Phase::Forward, S::INFO.name(), "", 1);
+        if span.is_some() || S::INFO.timeout().is_some() {
+            Begin::Decorated(cx, span)
+        } else {
+            Begin::Plain(cx)
+        }
+    }
+
+    /// The step's call, while no stage has taken it.
+    #[inline]
+    fn call(&mut self) -> F {
+        match self.call.take() {
+            Some(call) => call,
+            None => unreachable!("a group member's call is taken by one stage at a time"),
+        }
+    }
+
+    /// The retry machinery, after `first` failed (or at once if `None`).
+    #[inline]
+    fn long(&mut self, call: F, first: Option<StepFailure<S::Error>>) -> L {
+        match self.long.take() {
+            Some(long) => long(call, first, self.started),
+            None => unreachable!("a group member's retries start once"),
+        }
+    }
+
+    /// Tells the hooks the plain first attempt succeeded.
+    #[inline]
+    fn succeeded(&self, cx: &StepContext) {
+        if !H::__SILENT {
+            let elapsed = self.started.map(|s| s.elapsed()).unwrap_or_default();
+            self.run.hooks.step_succeeded(cx, elapsed);
+        }
+    }
+}
+
+impl<H, J, S, F, Fut, D, A, G, L> Joinable for MemberFuture<'_, '_, H, J, S, F, Fut, D, A, G, L>
+where
+    H: Hooks,
+    J: Journal,
+    S: Step,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<S::Output, S::Error>>,
+    D: FnOnce(F, StepContext, Option<tracing::Span>, Option<Instant>) -> A,
+    A: Future<Output = (F, Result<S::Output, StepFailure<S::Error>>)>,
+    G: FnOnce(F, Option<StepFailure<S::Error>>, Option<Instant>) -> L,
+    L: Future<Output = Tally<S::Output, S::Error>> + Unpin,
+{
+    type Output = Member<S::Output, S::Error>;
+
+    // Each stage is written in place (`*stage = ..`), never returned by
+    // value: a stage is as large as the largest (the decorated attempt), and
+    // moving it costs more than the rest of the member.
+    #[inline]
+    fn poll_done(self: Pin<&mut Self>, task: &mut Context<'_>) -> bool {
+        // SAFETY: only `stage` is structurally pinned. The futures in it are
+        // polled in place and dropped in place, by the assignments to
+        // `*stage`, never moved out.
+        let this = unsafe { self.get_unchecked_mut() };
+        let (parts, stage) = (&mut this.parts, &mut this.stage);
+        loop {
+            match stage {
+                Stage::Start => match parts.begin() {
+                    Begin::Plain(cx) => {
+                        let mut call = parts.call();
+                        let future = call();
+                        parts.call = Some(call);
+                        *stage = Stage::First { future, cx };
+                    }
+                    Begin::Decorated(cx, span) => {
+                        let call = parts.call();
+                        let Some(decorated) = parts.decorated.take() else {
+                            unreachable!("a group member's first attempt starts once")
+                        };
+                        *stage = Stage::Decorated(decorated(call, cx, span, parts.started));
+                    }
+                    Begin::Long => {
+                        let call = parts.call();
+                        *stage = Stage::Long(parts.long(call, None));
+                    }
+                },
+                Stage::First { future, cx } => {
+                    // SAFETY: see above.
+                    let future = unsafe { Pin::new_unchecked(future) };
+                    let polled = StepContext::enter(cx, || {
+                        std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(task)))
+                    });
+                    let failure = match polled {
+                        Ok(Poll::Pending) => return false,
+                        Ok(Poll::Ready(Ok(output))) => {
+                            parts.succeeded(cx);
+                            *stage = Stage::Done(Member::succeeded(output, parts.started));
+                            return true;
+                        }
+                        Ok(Poll::Ready(Err(error))) => StepFailure::Error(error),
+                        Err(payload) => StepFailure::Panicked {
+                            message: panic_message(payload.as_ref()),
+                        },
+                    };
+                    let call = parts.call();
+                    *stage = Stage::Long(parts.long(call, Some(failure)));
+                }
+                Stage::Decorated(first) => {
+                    // SAFETY: see above.
+                    let first = unsafe { Pin::new_unchecked(first) };
+                    let Poll::Ready((call, outcome)) = first.poll(task) else {
+                        return false;
+                    };
+                    match outcome {
+                        Ok(output) => {
+                            *stage = Stage::Done(Member::succeeded(output, parts.started));
+                            return true;
+                        }
+                        Err(failure) => *stage = Stage::Long(parts.long(call, Some(failure))),
+                    }
+                }
+                Stage::Long(long) => {
+                    let Poll::Ready(tally) = Pin::new(long).poll(task) else {
+                        return false;
+                    };
+                    *stage = Stage::Done(tally.into_member());
+                    return true;
+                }
+                Stage::Done(_) | Stage::Taken => return true,
+            }
+        }
+    }
+
+    #[inline]
+    fn take(self: Pin<&mut Self>) -> Self::Output {
+        // SAFETY: a finished stage holds no pinned future, and an unfinished
+        // one is not moved.
+        let this = unsafe { self.get_unchecked_mut() };
+        let Stage::Done(member) = &mut this.stage else {
+            unreachable!("a group member's output is taken once, after it finished")
+        };
+        // SAFETY: the member is read out once, and the stage it was in is
+        // overwritten at once without being dropped. A plain `mem::replace`
+        // would copy the whole stage, as large as the largest.
+        unsafe {
+            let member = core::ptr::read(member);
+            core::ptr::write(&mut this.stage, Stage::Taken);
+            member
+        }
+    }
+}

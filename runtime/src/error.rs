@@ -3,6 +3,7 @@
 use core::fmt;
 use core::time::Duration;
 
+use crate::FailedRun;
 use crate::report::{Outcome, RunReport, StepRecord};
 
 /// Why a step failed for good, after its retries.
@@ -160,39 +161,34 @@ fn plural(n: u32) -> &'static str {
 pub enum SagaError<E> {
     /// A step failed for good and every completed compensatable step was undone.
     Compensated {
-        /// The failed step's name.
-        step: &'static str,
         /// Why it failed.
         failure: StepFailure<E>,
-        /// The steps that were undone, in the order their compensations ran.
-        undone: Vec<&'static str>,
-        /// Everything that happened in the run.
-        report: Box<RunReport>,
+        /// The rest, one box: which step failed, what was undone, and the
+        /// report (built when it is read). See the accessors.
+        run: Box<FailedRun>,
     },
     /// A step failed for good and at least one compensation failed too. The other
-    /// steps were still compensated; the failed ones need a person.
+    /// steps were still compensated; the failed ones need a person
+    /// ([`failed_compensations`](Self::failed_compensations)).
     CompensationFailed {
-        /// The failed step's name.
-        step: &'static str,
         /// Why it failed.
         failure: StepFailure<E>,
-        /// The steps that were undone, in the order their compensations ran.
-        undone: Vec<&'static str>,
-        /// The compensations that failed for good, in the order they ran.
-        failed: Vec<FailedCompensation>,
-        /// Everything that happened in the run.
-        report: Box<RunReport>,
+        /// The rest, one box: which step failed, what was undone, which
+        /// compensations failed, and the report (built when it is read).
+        run: Box<FailedRun>,
     },
 }
 
 impl<E> SagaError<E> {
+    fn run(&self) -> &FailedRun {
+        match self {
+            SagaError::Compensated { run, .. } | SagaError::CompensationFailed { run, .. } => run,
+        }
+    }
+
     /// The name of the step function that failed.
     pub fn failed_step(&self) -> &str {
-        match self {
-            SagaError::Compensated { step, .. } | SagaError::CompensationFailed { step, .. } => {
-                step
-            }
-        }
+        self.run().step
     }
 
     /// Every step that failed for good, the one that failed first
@@ -245,27 +241,19 @@ impl<E> SagaError<E> {
 
     /// The steps that were undone, in the order their compensations ran.
     pub fn undone(&self) -> &[&'static str] {
-        match self {
-            SagaError::Compensated { undone, .. }
-            | SagaError::CompensationFailed { undone, .. } => undone,
-        }
+        self.run().undone()
     }
 
     /// Each compensation that failed for good, in the order they ran.
     pub fn failed_compensations(&self) -> &[FailedCompensation] {
-        match self {
-            SagaError::Compensated { .. } => &[],
-            SagaError::CompensationFailed { failed, .. } => failed,
-        }
+        &self.run().failed
     }
 
     /// Everything that happened in the run: each step's and compensation's outcome,
-    /// attempts, timings and errors.
+    /// attempts, timings and errors. Built at the first call, unless hooks
+    /// or `run_reported` needed it when the run ended.
     pub fn report(&self) -> &RunReport {
-        match self {
-            SagaError::Compensated { report, .. }
-            | SagaError::CompensationFailed { report, .. } => report,
-        }
+        self.run().report()
     }
 }
 
@@ -304,9 +292,9 @@ impl<E: fmt::Display> fmt::Display for SagaError<E> {
                     write_names(f, undone)
                 }
             }
-            SagaError::CompensationFailed { failed, .. } => {
+            SagaError::CompensationFailed { .. } => {
                 f.write_str("; could not undo ")?;
-                for (i, c) in failed.iter().enumerate() {
+                for (i, c) in self.failed_compensations().iter().enumerate() {
                     if i > 0 {
                         f.write_str(", ")?;
                     }

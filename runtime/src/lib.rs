@@ -85,6 +85,7 @@ pub mod barrier;
 mod context;
 pub mod durable;
 mod error;
+mod failed_run;
 pub mod guide;
 mod hooks;
 mod inline;
@@ -100,6 +101,7 @@ pub mod testing;
 
 pub use context::{IdempotencyKey, ParseSagaIdError, Phase, SagaId, StepContext};
 pub use error::{FailedCompensation, SagaError, StepFailure};
+pub use failed_run::FailedRun;
 pub use hooks::{Hooks, NoHooks};
 pub use report::{Outcome, RunOutcome, RunReport, StepRecord};
 pub use run::CompensationResult;

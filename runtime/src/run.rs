@@ -21,6 +21,7 @@ use crate::context::{Phase, SagaId, StepContext};
 use crate::durable::journal::{Fault, Journal, Keep, NoJournal, Replayed};
 use crate::durable::{Entry, SagaStatus, StoreError};
 use crate::error::{FailedCompensation, SagaError, StepFailure};
+use crate::failed_run::{FailedRun, Pending};
 use crate::hooks::Hooks;
 use crate::outbox::sending::Outgoing;
 use crate::report::{Outcome, RunOutcome, RunReport, StepRecord};
@@ -35,6 +36,8 @@ mod group;
 mod report;
 mod tcc;
 mod undo;
+
+pub(crate) use report::rebuild;
 
 use attempts::*;
 pub use group::{Group, Joinable, Joined, Member, Undo};
@@ -62,17 +65,6 @@ impl<E: Display> CompensationResult for Result<(), E> {
     fn into_compensation_result(self) -> Result<(), CompensationError> {
         self.map_err(|e| CompensationError(text_of(&e)))
     }
-}
-
-/// What a failed run has done about its failure so far.
-#[derive(Default)]
-struct Failure {
-    /// The step that failed for good.
-    step: &'static str,
-    /// The steps undone, in the order their compensations ran.
-    undone: Vec<&'static str>,
-    /// The compensations that failed for good.
-    failed: Vec<FailedCompensation>,
 }
 
 /// The state of one saga run that is not the saga's own data: who to tell,
@@ -113,8 +105,8 @@ pub struct Run<'h, H, J = NoJournal> {
     /// in an untimed run is not pushed, so the default success path never allocates.
     records: Vec<StepRecord>,
     /// What compensating leaves: boxed, made at the first failure, so that a
-    /// committed run carries a pointer for it, not three vectors.
-    failure: Option<Box<Failure>>,
+    /// committed run carries a pointer for it; the saga's error then owns it.
+    failure: Option<Box<FailedRun>>,
     /// The report kept for a caller that takes it; boxed for the same reason.
     report: Option<Box<RunReport>>,
     /// What the saga sent and has not committed yet, and in memory where it

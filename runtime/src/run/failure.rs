@@ -86,8 +86,6 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         // the plain successes that the report rebuilds in place at the end.
         let steps = self.steps.len();
         self.records.reserve(2 * steps + 1);
-        let failure = self.failure.get_or_insert_with(Box::default);
-        failure.undone.reserve(steps);
         self.records.push(StepRecord {
             group: None,
             step: name,
@@ -99,7 +97,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             duration: started.map(|s| s.elapsed()),
             error: Some(text),
         });
-        failure.step = name;
+        self.failure().step = name;
     }
 
     /// Tells that attempt `retry` of a step failed and another follows, and
@@ -156,7 +154,6 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         last_error: Option<String>,
         phase: Phase,
     ) {
-        self.failure().undone.push(name);
         self.records.push(StepRecord {
             group: None,
             step: name,
@@ -191,35 +188,23 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         } else {
             RunOutcome::CompensationFailed
         };
-        // The report first: it rebuilds the plain successes before the failed
-        // step, which it counts from the failure still being there.
-        let report = Box::new(self.finish(outcome));
-        let Failure {
-            step,
-            undone,
-            failed,
-        } = self.failure.take().map(|f| *f).unwrap_or_default();
-        if failed.is_empty() {
-            SagaError::Compensated {
-                step,
-                failure,
-                undone,
-                report,
-            }
+        self.failure();
+        let Some(mut run) = self.failure.take() else {
+            unreachable!("made above")
+        };
+        self.finish_failed(outcome, &mut run);
+        if run.failed.is_empty() {
+            SagaError::Compensated { failure, run }
         } else {
-            SagaError::CompensationFailed {
-                step,
-                failure,
-                undone,
-                failed,
-                report,
-            }
+            SagaError::CompensationFailed { failure, run }
         }
     }
 
     /// What the run's failure left so far; made if the run has not failed yet
     /// (a compensation runs only after a failure, so in practice it was made).
-    pub(super) fn failure(&mut self) -> &mut Failure {
-        self.failure.get_or_insert_with(Box::default)
+    pub(super) fn failure(&mut self) -> &mut FailedRun {
+        let (saga, id) = (self.saga, self.id);
+        self.failure
+            .get_or_insert_with(|| Box::new(FailedRun::new(saga, id)))
     }
 }

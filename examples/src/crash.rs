@@ -67,21 +67,7 @@ pub fn kind_of(entry: &Entry) -> &'static str {
 
 /// The step index an entry is about, if it is about one.
 pub fn index_of(entry: &Entry) -> Option<u32> {
-    match entry {
-        Entry::StepStarted { index, .. }
-        | Entry::StepSucceeded { index, .. }
-        | Entry::StepFailed { index, .. }
-        | Entry::CompensationStarted { index, .. }
-        | Entry::CompensationSucceeded { index }
-        | Entry::CompensationFailed { index, .. }
-        | Entry::ConfirmStarted { index, .. }
-        | Entry::Confirmed { index } => Some(*index),
-        Entry::Decided
-        | Entry::Finished { .. }
-        | Entry::Intervention { .. }
-        | Entry::Sent { .. }
-        | Entry::Arm { .. } => None,
-    }
+    entry.index()
 }
 
 /// Whether the process dies before the chosen write reaches the store, or

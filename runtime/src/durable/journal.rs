@@ -22,6 +22,7 @@ use crate::Phase;
 
 /// What the journal knows of a step from before a restart.
 #[doc(hidden)]
+#[derive(Clone)]
 pub enum Replayed {
     /// Nothing finished: run it, numbering attempts from `next_attempt`.
     ///

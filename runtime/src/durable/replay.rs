@@ -114,17 +114,6 @@ impl ReplayIndex {
         } else {
             &self.steps
         };
-        match map.get(&index) {
-            None => Replayed::FRESH,
-            Some(Replayed::Run {
-                next_attempt,
-                spent,
-            }) => Replayed::Run {
-                next_attempt: *next_attempt,
-                spent: *spent,
-            },
-            Some(Replayed::Succeeded(b)) => Replayed::Succeeded(b.clone()),
-            Some(Replayed::Failed(e)) => Replayed::Failed(e.clone()),
-        }
+        map.get(&index).cloned().unwrap_or(Replayed::FRESH)
     }
 }

@@ -182,6 +182,20 @@ pub enum Entry {
 }
 
 impl Entry {
+    /// The status a store gives the saga when it writes this entry, in the
+    /// same commit: the final one for [`Finished`](Entry::Finished),
+    /// `Confirming` for [`Decided`](Entry::Decided), `Running` or `Resolved`
+    /// for an [`Intervention`](Entry::Intervention); `None` for the rest.
+    pub fn sets_status(&self) -> Option<SagaStatus> {
+        match self {
+            Entry::Finished { status, .. } => Some(*status),
+            Entry::Decided => Some(SagaStatus::Confirming),
+            Entry::Intervention { retry: true, .. } => Some(SagaStatus::Running),
+            Entry::Intervention { retry: false, .. } => Some(SagaStatus::Resolved),
+            _ => None,
+        }
+    }
+
     /// The position of the step this entry is about; `None` for
     /// [`Decided`](Entry::Decided), [`Finished`](Entry::Finished),
     /// [`Intervention`](Entry::Intervention), [`Sent`](Entry::Sent) and

@@ -399,13 +399,7 @@ fn apply(
                     path.display()
                 ))));
             };
-            let new_status = match entry {
-                Entry::Finished { status, .. } => Some(*status),
-                Entry::Decided => Some(SagaStatus::Confirming),
-                Entry::Intervention { retry: true, .. } => Some(SagaStatus::Running),
-                Entry::Intervention { retry: false, .. } => Some(SagaStatus::Resolved),
-                _ => None,
-            };
+            let new_status = entry.sets_status();
             let row = encode(entry.clone());
             tx.prepare_cached(
                 "INSERT INTO journal (saga_id, seq, kind, step_index, attempt, payload, note, at)

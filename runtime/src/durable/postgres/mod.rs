@@ -6,6 +6,7 @@ mod error;
 mod lease;
 mod operate;
 mod outbox;
+mod params;
 mod read;
 mod schema;
 mod sql;

@@ -11,9 +11,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::error::{is_transient, pg_error};
+use super::params::{Params, ends_the_run};
 use super::{Backoff, Shared, connection, lock};
 use crate::SagaId;
-use crate::durable::rows::encode;
 use crate::durable::store::{Entry, NewSaga, SagaStatus, StoreError};
 
 /// The most writes committed in one transaction: bounds the latency of the
@@ -63,85 +63,6 @@ enum Effect {
 }
 
 type Outcome = (Result<Done, StoreError>, Effect);
-
-/// A write's statement parameters, made once however often it is tried.
-struct Params {
-    id: String,
-    kinds: Vec<&'static str>,
-    steps: Vec<Option<i64>>,
-    attempts: Vec<Option<i64>>,
-    payloads: Vec<Option<Vec<u8>>>,
-    notes: Vec<Option<String>>,
-    /// The status the entries leave, if they change it.
-    status: Option<&'static str>,
-    /// The messages of the `sent` entries, as the outbox's parallel arrays.
-    messages: Messages,
-}
-
-/// The outbox rows of one write's `sent` entries, column by column.
-#[derive(Default)]
-struct Messages {
-    ids: Vec<String>,
-    /// The ordinal (from 1) of the entry that carries each, in the write.
-    ords: Vec<i64>,
-    ns: Vec<i64>,
-    destinations: Vec<String>,
-    keys: Vec<Option<String>>,
-    payloads: Vec<Vec<u8>>,
-    created: Vec<i64>,
-}
-
-impl Params {
-    fn of(write: &Write) -> Params {
-        let (id, entries): (SagaId, Vec<Entry>) = match write {
-            Write::Create { saga, .. } => (saga.id, Vec::new()),
-            Write::Append { id, entries, .. } => (*id, entries.clone()),
-            Write::AppendIf { id, entry, .. } => (*id, vec![entry.clone()]),
-        };
-        let mut params = Params {
-            id: id.to_string(),
-            kinds: Vec::with_capacity(entries.len()),
-            steps: Vec::with_capacity(entries.len()),
-            attempts: Vec::with_capacity(entries.len()),
-            payloads: Vec::with_capacity(entries.len()),
-            notes: Vec::with_capacity(entries.len()),
-            status: None,
-            messages: Messages::default(),
-        };
-        for (ord, entry) in (1_i64..).zip(entries) {
-            let changes = match &entry {
-                Entry::Finished { status, .. } => Some(*status),
-                Entry::Decided => Some(SagaStatus::Confirming),
-                Entry::Intervention { retry: true, .. } => Some(SagaStatus::Running),
-                Entry::Intervention { retry: false, .. } => Some(SagaStatus::Resolved),
-                _ => None,
-            };
-            if let Some(status) = changes {
-                params.status = Some(status.as_str());
-            }
-            if let Entry::Sent { messages } = &entry {
-                let m = &mut params.messages;
-                for (n, message) in (0_i64..).zip(messages) {
-                    m.ids.push(message.id.clone());
-                    m.ords.push(ord);
-                    m.ns.push(n);
-                    m.destinations.push(message.destination.clone());
-                    m.keys.push(message.key.clone());
-                    m.payloads.push(message.payload.clone());
-                    m.created
-                        .push(i64::try_from(message.created_ms).unwrap_or(i64::MAX));
-                }
-            }
-            let row = encode(entry);
-            params.kinds.push(row.kind);
-            params.steps.push(row.step_index.map(i64::from));
-            params.attempts.push(row.attempt.map(i64::from));
-            params.payloads.push(row.payload);
-            params.notes.push(row.note);
-        }
-        params
-    }
-}
 
 /// Commits what is sent, in batches, until every store clone is gone and what
 /// was sent is answered.
@@ -616,10 +537,4 @@ fn describe(write: &Write) -> String {
         }
         Write::AppendIf { id, .. } => format!("cannot append to saga {id}"),
     }
-}
-
-/// Whether a saga that takes status `word` leaves its run: every status but
-/// running and confirming, which recovery resumes, ends the lease.
-fn ends_the_run(word: &str) -> bool {
-    SagaStatus::parse(word).is_none_or(|status| !status.is_resumable())
 }

@@ -1,12 +1,21 @@
-//! Checking out an order: take the payment, allocate the stock, book the
+//! Checking out an order: take the payment, hold the stock, book the
 //! shipment, and tell the rest of the company, through the outbox, only what
 //! really happened.
 //!
-//! | step | kind | undone by | sends (committed with the step) |
-//! |---|---|---|---|
-//! | [`take_payment`] | compensatable | [`refund_payment`] | `payments`: "payment taken"; the refund sends "payment refunded" |
-//! | [`allocate_stock`] | compensatable | [`release_stock`] | nothing |
-//! | [`book_shipment`] | pivot | (the point of no return) | nothing |
+//! | step | kind | undone by | on commit | sends (committed with the step) |
+//! |---|---|---|---|---|
+//! | [`take_payment`] | compensatable | [`refund_payment`] | | `payments`: "payment taken"; the refund sends "payment refunded" |
+//! | [`reserve_stock`] | try-confirm-cancel | [`release_stock`] (the cancel) | [`ship_stock`] (the confirm) | nothing |
+//! | [`book_shipment`] | pivot | (the point of no return) | | nothing |
+//!
+//! The stock is a TCC step: the [`Warehouse`] is a participant with a database
+//! of its own, which holds the items under the step's idempotency key (the
+//! try), ships them once the saga has decided to commit (the confirm, after the
+//! shipment is booked), or puts them back (the cancel, also run with `None`
+//! when the try failed, timed out or panicked). Each phase is guarded by
+//! [`sagaflow::barrier::SqliteBarrier`] in the warehouse's own transaction, so
+//! a retried try holds once, a cancel whose try never arrived does nothing, and
+//! a try that arrives after its cancel holds nothing.
 //!
 //! The saga body sends two messages with `sagaflow::send!`: an [`AuditEvent`]
 //! to `audit` and a [`Notice`] to `notifications`, keyed by the order. They are
@@ -15,8 +24,9 @@
 //! whose stock runs out refunds the payment, and the world hears of the payment
 //! and its refund, never of an order that did not happen.
 //!
-//! The services are in-memory fakes ([`Payments`], [`Warehouse`], [`Carrier`])
-//! that can be told to fail and remember what happened to them.
+//! [`Payments`] and [`Carrier`] are in-memory fakes that can be told to fail
+//! and remember what happened to them; the [`Warehouse`] keeps its stock in an
+//! in-memory SQLite database.
 //!
 //! ```
 //! use sagaflow::Runner;
@@ -34,21 +44,28 @@
 //! let sent: Vec<String> = sink.messages().into_iter().map(|m| m.destination).collect();
 //! assert_eq!(sent, ["payments", "audit", "notifications"]);
 //!
+//! assert_eq!(warehouse.holds(), [("lamp".to_owned(), 1, "shipped".to_owned())]);
+//!
 //! // The lamp is gone: the second order is refunded, and nobody is told it shipped.
 //! let saga = CheckoutSaga::new(&payments, &warehouse, &carrier, Order::new("o-2", "lamp", 1, 4_900));
 //! assert!(runner.run(saga).await.is_err());
 //! let sent: Vec<String> = sink.messages().into_iter().map(|m| m.destination).collect();
 //! assert_eq!(sent, ["payments", "audit", "notifications", "payments", "payments"]);
+//! assert_eq!(warehouse.holds().len(), 1);
 //! # }
 //! ```
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sagaflow::outbox::SendError;
 use sagaflow::{StepContext, saga, step};
 use serde::{Deserialize, Serialize};
+
+mod warehouse;
+
+pub use warehouse::Warehouse;
 
 /// Locks a fake's state; a panic in another test thread does not make it unusable.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,6 +111,8 @@ pub enum CheckoutError {
     },
     /// The carrier could not take the parcel.
     NoCarrier(String),
+    /// The warehouse's database or its barrier failed.
+    Warehouse(String),
     /// A message could not be sent.
     Outbox(SendError),
 }
@@ -106,6 +125,7 @@ impl fmt::Display for CheckoutError {
                 write!(f, "not enough `{sku}` in stock ({left} left)")
             }
             CheckoutError::NoCarrier(why) => write!(f, "no carrier: {why}"),
+            CheckoutError::Warehouse(why) => write!(f, "the warehouse: {why}"),
             CheckoutError::Outbox(e) => write!(f, "{e}"),
         }
     }
@@ -128,11 +148,12 @@ pub struct Payment {
     pub amount_cents: u64,
 }
 
-/// Stock set aside for an order.
+/// Stock held for an order: what the try returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Allocation {
-    /// The warehouse's id for it.
-    pub id: String,
+pub struct Reservation {
+    /// The hold's key at the warehouse: the step's idempotency key, which
+    /// its confirm and its cancel share with the try.
+    pub key: String,
 }
 
 /// A booked shipment.
@@ -154,12 +175,12 @@ pub struct Receipt {
 }
 
 /// The fake payment provider: takes and refunds payments, once per
-/// idempotency key.
-#[derive(Debug, Default)]
+/// idempotency key. A handle: its clones share one provider.
+#[derive(Debug, Default, Clone)]
 pub struct Payments {
-    taken: Mutex<HashMap<String, Payment>>,
-    refunded: Mutex<Vec<String>>,
-    declines: Mutex<bool>,
+    taken: Arc<Mutex<HashMap<String, Payment>>>,
+    refunded: Arc<Mutex<Vec<String>>>,
+    declines: Arc<Mutex<bool>>,
 }
 
 impl Payments {
@@ -193,32 +214,11 @@ impl Payments {
     }
 }
 
-/// The fake warehouse: stock per item.
-#[derive(Debug, Default)]
-pub struct Warehouse {
-    stock: Mutex<HashMap<String, u32>>,
-    allocations: Mutex<HashMap<String, (String, u32)>>,
-}
-
-impl Warehouse {
-    /// A warehouse with `count` of `sku`.
-    pub fn with_stock(sku: &str, count: u32) -> Self {
-        let warehouse = Warehouse::default();
-        lock(&warehouse.stock).insert(sku.to_owned(), count);
-        warehouse
-    }
-
-    /// How many of `sku` are left.
-    pub fn left(&self, sku: &str) -> u32 {
-        lock(&self.stock).get(sku).copied().unwrap_or(0)
-    }
-}
-
-/// The fake carrier.
-#[derive(Debug, Default)]
+/// The fake carrier. A handle: its clones share one carrier.
+#[derive(Debug, Default, Clone)]
 pub struct Carrier {
-    booked: Mutex<Vec<String>>,
-    down: Mutex<bool>,
+    booked: Arc<Mutex<Vec<String>>>,
+    down: Arc<Mutex<bool>>,
 }
 
 impl Carrier {
@@ -309,39 +309,36 @@ pub async fn refund_payment(
     Ok(())
 }
 
-/// Sets the order's stock aside.
-#[step(compensate = release_stock)]
-pub async fn allocate_stock(
+/// The try: holds the order's stock at the warehouse, under the step's
+/// idempotency key.
+#[step(tcc(confirm = ship_stock, cancel = release_stock), timeout = "2s")]
+pub async fn reserve_stock(
     warehouse: &Warehouse,
     order: &Order,
-) -> Result<Allocation, CheckoutError> {
+) -> Result<Reservation, CheckoutError> {
     let key = key();
-    if let Some((_, _)) = lock(&warehouse.allocations).get(&key) {
-        return Ok(Allocation { id: key });
-    }
-    let mut stock = lock(&warehouse.stock);
-    let left = stock.get(&order.sku).copied().unwrap_or(0);
-    if left < order.quantity {
-        return Err(CheckoutError::OutOfStock {
-            sku: order.sku.clone(),
-            left,
-        });
-    }
-    stock.insert(order.sku.clone(), left - order.quantity);
-    lock(&warehouse.allocations).insert(key.clone(), (order.sku.clone(), order.quantity));
-    Ok(Allocation { id: key })
+    warehouse.hold(&key, &order.sku, order.quantity)?;
+    Ok(Reservation { key })
 }
 
-/// Puts the stock back.
+/// The confirm, once the saga has decided to commit: the held stock ships.
+pub async fn ship_stock(
+    warehouse: &Warehouse,
+    _order: &Order,
+    reservation: &Reservation,
+) -> Result<(), CheckoutError> {
+    warehouse.ship(&reservation.key)
+}
+
+/// The cancel: the held stock goes back on the shelf. With `None` (the try
+/// failed, timed out or panicked) it goes by the key, which is the try's; if
+/// no try reached the warehouse, its barrier makes this an empty cancel.
 pub async fn release_stock(
     warehouse: &Warehouse,
     _order: &Order,
-    allocation: &Allocation,
+    _reservation: Option<&Reservation>,
 ) -> Result<(), CheckoutError> {
-    if let Some((sku, quantity)) = lock(&warehouse.allocations).remove(&allocation.id) {
-        *lock(&warehouse.stock).entry(sku).or_insert(0) += quantity;
-    }
-    Ok(())
+    warehouse.release(&key())
 }
 
 /// Books the shipment: once the carrier has the parcel, there is no going back.
@@ -405,8 +402,9 @@ impl Notice {
     }
 }
 
-/// The checkout saga: payment, stock, shipment; the audit event and the
-/// customer's notice leave with the commit, and only if it happens.
+/// The checkout saga: payment, stock (held, then shipped on commit), shipment;
+/// the audit event and the customer's notice leave with the commit, and only
+/// if it happens.
 #[saga]
 pub async fn checkout(
     payments: &Payments,
@@ -415,7 +413,7 @@ pub async fn checkout(
     order: Order,
 ) -> Result<Receipt, CheckoutError> {
     let payment = take_payment(payments, &order).await?;
-    let _ = allocate_stock(warehouse, &order).await?;
+    let _ = reserve_stock(warehouse, &order).await?;
     let shipment = book_shipment(carrier, &order).await?;
     sagaflow::send!("audit", &AuditEvent::checkout(&order, &payment, &shipment));
     sagaflow::send!(

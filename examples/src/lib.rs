@@ -10,14 +10,13 @@
 //! - [`provision`]: create a user, a VM for it and an IP address for the VM, then
 //!   check that the machine answers, with per-step timeouts and retries, and
 //!   hooks that print a summary. `cargo run -p sagaflow-examples --bin provision`
-//! - [`checkout`]: take a payment, allocate stock, book a shipment; the audit
-//!   event and the customer's notice leave through the outbox with the commit,
-//!   and only if it happens. `cargo run -p sagaflow-examples --bin checkout`
-//!   (durable, with a relay that prints; `-- --memory`; `-- --redis URL` with
-//!   the `redis` feature).
-//! - [`stock`]: a stock reservation as a try-confirm-cancel step, whose
-//!   warehouse guards each phase with `sagaflow::barrier::SqliteBarrier` in its
-//!   own database; the pivot charges the card, which ships the stock.
+//! - [`checkout`]: take a payment, hold the stock (a try-confirm-cancel step,
+//!   whose warehouse guards each phase with `sagaflow::barrier::SqliteBarrier`
+//!   in its own database), book a shipment, and ship the held stock once the
+//!   saga commits; the audit event and the customer's notice leave through the
+//!   outbox with the commit, and only if it happens. `cargo run -p
+//!   sagaflow-examples --bin checkout` (durable, with a relay that prints;
+//!   `-- --memory`; `-- --redis URL` with the `redis` feature).
 //!
 //! and three helpers: [`ledger`], the file in which the fake services write what
 //! they do in the durable mode, so that it outlives the process; [`crash`], a
@@ -29,6 +28,5 @@ pub mod checkout;
 pub mod crash;
 pub mod ledger;
 pub mod provision;
-pub mod stock;
 pub mod travel;
 pub mod words;

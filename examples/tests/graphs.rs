@@ -30,8 +30,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use sagaflow::{ArmInfo, BranchInfo, RetryPolicy, SagaGraph, StepInfo, StepKind};
+use sagaflow_examples::checkout::CheckoutSaga;
 use sagaflow_examples::provision::ProvisionSaga;
-use sagaflow_examples::stock::ReserveAndChargeSaga;
 use sagaflow_examples::travel::BookTripSaga;
 
 const BLESS: &str = "SAGAFLOW_BLESS=1 cargo test -p sagaflow-examples --test graphs";
@@ -40,7 +40,7 @@ const BLESS: &str = "SAGAFLOW_BLESS=1 cargo test -p sagaflow-examples --test gra
 fn examples() -> [(&'static str, SagaGraph); 3] {
     [
         ("travel", BookTripSaga::graph()),
-        ("stock", ReserveAndChargeSaga::graph()),
+        ("checkout", CheckoutSaga::graph()),
         ("provision", ProvisionSaga::graph()),
     ]
 }

@@ -1,6 +1,7 @@
 //! The example sagas through the test kit (`sagaflow::testing`): every step made
 //! to fail, every step and compensation delivered twice, and (for the travel
-//! saga, which can run durably) a crash after every persisted transition. After
+//! and checkout sagas, which can run durably) a crash after every persisted
+//! transition. After
 //! each run, the invariant a person would state about the saga must hold.
 //!
 //! `cargo test -p sagaflow-examples --test kit -- --nocapture` prints what each
@@ -10,6 +11,7 @@ use std::cell::Cell;
 
 use sagaflow::durable::Executor;
 use sagaflow::testing::{RunSummary, SagaTest};
+use sagaflow_examples::checkout::{Carrier, CheckoutSaga, Order, Payments, Warehouse};
 use sagaflow_examples::provision::{Cloud, Directory, Network, ProvisionSaga, Request};
 use sagaflow_examples::travel::{
     Airline, Bank, BookTripSaga, Cents, Hotels, Mailer, Trip, euros, format_euros,
@@ -305,3 +307,179 @@ fn provision_repeat_sweep() {
 // the saga's input and each step's output as JSON, and `Request`, `User`, `Vm`
 // and `Machine` are not `Serialize`/`Deserialize`; and its fakes own their state,
 // so the executor's resources could not share it with the saga `make` builds.
+
+// ---------------------------------------------------------------------------
+// Checkout: a compensatable step, a TCC step and the outbox
+// ---------------------------------------------------------------------------
+
+/// The checkout services (handles, shared with a durable executor), and a
+/// fresh order id for each run.
+struct Checkout {
+    payments: Payments,
+    warehouse: Warehouse,
+    carrier: Carrier,
+    runs: Cell<u32>,
+    /// What the services held when the current run started.
+    before: Cell<Shop>,
+}
+
+/// What the checkout services hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shop {
+    payments: usize,
+    on_shelf: u32,
+    shipped: usize,
+    held: usize,
+    parcels: usize,
+}
+
+impl Checkout {
+    fn new() -> Self {
+        Checkout {
+            payments: Payments::new(),
+            // Enough lamps for every committed run of a sweep.
+            warehouse: Warehouse::with_stock("lamp", 1_000),
+            carrier: Carrier::new(),
+            runs: Cell::new(0),
+            before: Cell::new(Shop {
+                payments: 0,
+                on_shelf: 0,
+                shipped: 0,
+                held: 0,
+                parcels: 0,
+            }),
+        }
+    }
+
+    fn shop(&self) -> Shop {
+        let holds = self.warehouse.holds();
+        let count = |state: &str| holds.iter().filter(|(_, _, s)| s == state).count();
+        Shop {
+            payments: self.payments.kept().len(),
+            on_shelf: self.warehouse.left("lamp"),
+            shipped: count("shipped"),
+            held: count("held"),
+            parcels: self.carrier.booked().len(),
+        }
+    }
+
+    fn saga(&self) -> CheckoutSaga<'_> {
+        self.before.set(self.shop());
+        self.runs.set(self.runs.get() + 1);
+        // A new order each run: the carrier's tracking number is the order's.
+        let order = Order::new(&format!("o-{}", self.runs.get()), "lamp", 1, 4_900);
+        CheckoutSaga::new(&self.payments, &self.warehouse, &self.carrier, order)
+    }
+
+    /// Unless the checkout committed, no payment is kept, no lamp is held,
+    /// shipped or missing from the shelf, no parcel is booked, and neither the
+    /// audit log nor the customer hears of it; if it did, one of each. No hold
+    /// is ever left hanging.
+    fn nothing_kept_unless_committed(&self, run: &RunSummary) -> Result<(), String> {
+        let before = self.before.get();
+        let want = if run.committed() {
+            Shop {
+                payments: before.payments + 1,
+                on_shelf: before.on_shelf - 1,
+                shipped: before.shipped + 1,
+                held: 0,
+                parcels: before.parcels + 1,
+            }
+        } else {
+            Shop { held: 0, ..before }
+        };
+        let now = self.shop();
+        if now != want {
+            return Err(format!("the services hold {now:?}; expected {want:?}"));
+        }
+        let told: Vec<&str> = run
+            .messages()
+            .iter()
+            .map(|m| m.destination.as_str())
+            .filter(|d| *d != "payments")
+            .collect();
+        let want_told: &[&str] = if run.committed() {
+            &["audit", "notifications"]
+        } else {
+            &[]
+        };
+        if told != want_told {
+            return Err(format!("sent to {told:?}; expected {want_told:?}"));
+        }
+        Ok(())
+    }
+
+    fn test(&self) -> SagaTest<'_, CheckoutSaga<'_>> {
+        SagaTest::new(|| self.saga()).invariant(|run| self.nothing_kept_unless_committed(run))
+    }
+}
+
+#[test]
+fn checkout_failure_sweep() {
+    let checkout = Checkout::new();
+    let report = checkout
+        .test()
+        .failure_sweep()
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!("checkout, {report}");
+    // A clean run, 3 steps × 3 faults (a try that times out or panics may
+    // have held the lamp, and its cancel puts it back), then the confirm made
+    // to fail 3 times: retried until it succeeds, never turned into a cancel.
+    assert_eq!(report.runs(), 11, "{report}");
+    for case in [
+        "`reserve_stock` made to fail by a timeout",
+        "`ship_stock` (confirming `reserve_stock`) made to fail 3 times",
+    ] {
+        assert!(report.cases().contains(&case.to_owned()), "{report}");
+    }
+}
+
+#[test]
+fn checkout_repeat_sweep() {
+    let checkout = Checkout::new();
+    let report = checkout
+        .test()
+        .repeat_sweep()
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!("checkout, {report}");
+    // Each of 3 steps and the confirm twice, then the refund, the cancel with
+    // the try's output and the cancel with `None` twice.
+    assert_eq!(report.runs(), 7, "{report}");
+    assert!(
+        report.cases().contains(
+            &"`reserve_stock` made to fail, so that `release_stock` runs with `None`, delivered twice"
+                .to_owned()
+        ),
+        "{report}"
+    );
+}
+
+#[test]
+fn checkout_crash_sweep() {
+    let checkout = Checkout::new();
+    let report = checkout
+        .test()
+        .crash_sweep(|store| {
+            Executor::new(store)
+                .resource(checkout.payments.clone())
+                .resource(checkout.warehouse.clone())
+                .resource(checkout.carrier.clone())
+                .register::<CheckoutSaga>()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!("checkout, {report}");
+    // Killed after each transition: after the decision and before the confirm
+    // began, recovery only goes forward and ships the stock.
+    for cut in [
+        "step 1 attempt 1 began",
+        "the saga decided to commit",
+        "confirm 1 attempt 1 began",
+        "confirm 1 succeeded",
+    ] {
+        assert!(
+            report.cases().iter().any(|c| c.contains(cut)),
+            "no crash after {cut}: {report}"
+        );
+    }
+    assert_eq!(report.cases().last().unwrap(), "ran to its end", "{report}");
+}

@@ -11,10 +11,12 @@
 //! destination, named `P<destination>` (`--prefix`, default `checkout:`).
 //! With `--memory` the sagas run in memory on a runner whose sink prints.
 //!
-//! The first order commits: its payment, its audit event and its notice are
-//! sent. The second finds the lamp sold out: its payment is refunded, and the
-//! payments service hears of the payment and of the refund, while nobody hears
-//! of an order that did not happen. The third order's card is declined: nothing
+//! The first order commits: the warehouse holds its lamp (the TCC step's try)
+//! and ships it once the shipment is booked (the confirm); its payment, its
+//! audit event and its notice are sent. The second finds the lamp sold out: its
+//! try holds nothing, its cancel is an empty one, its payment is refunded, and
+//! the payments service hears of the payment and of the refund, while nobody
+//! hears of an order that did not happen. The third order's card is declined: nothing
 //! happened, nothing is sent.
 //!
 //! Run it with `cargo run -p sagaflow-examples --bin checkout`.

@@ -413,12 +413,7 @@ impl Store for SqliteStore {
     async fn claim_unfinished(&self) -> Result<Vec<SagaRecord>, StoreError> {
         // One process owns the file: every running or confirming saga is
         // ours to resume.
-        self.read(|r| {
-            let mut unfinished = r.by_status(SagaStatus::Running)?;
-            unfinished.extend(r.by_status(SagaStatus::Confirming)?);
-            Ok(unfinished)
-        })
-        .await
+        self.read(|r| r.resumable()).await
     }
 
     async fn get(&self, id: SagaId) -> Result<Option<SagaRecord>, StoreError> {

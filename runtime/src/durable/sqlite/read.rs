@@ -38,6 +38,22 @@ impl Reader {
         self.query(&sql, status.as_str().to_owned())
     }
 
+    /// Every saga a recovery resumes (`SagaStatus::is_resumable`), in the
+    /// order they were created.
+    pub(super) fn resumable(&mut self) -> Result<Vec<SagaRecord>, StoreError> {
+        let statuses: Vec<String> = SagaStatus::ALL
+            .iter()
+            .filter(|s| s.is_resumable())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        let sql = format!(
+            "{SELECT_SAGAS} WHERE s.status IN ({}) ORDER BY s.rowid, j.seq",
+            statuses.join(", ")
+        );
+        let sagas = self.query_timed(&sql, &[])?;
+        Ok(sagas.into_iter().map(|s| s.record).collect())
+    }
+
     pub(super) fn history(&mut self, id: SagaId) -> Result<Option<StoredSaga>, StoreError> {
         let sql = format!("{SELECT_SAGAS} WHERE s.id = ?1 ORDER BY j.seq");
         Ok(self.query_timed(&sql, &[&id_text(id)])?.pop())

@@ -46,14 +46,13 @@ fn status(db: &Path, id: &str) -> SagaStatus {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let store = SqliteStore::open_existing(db, Durability::Full).unwrap();
-        for status in [
-            SagaStatus::Running,
-            SagaStatus::Committed,
-            SagaStatus::Compensated,
-            SagaStatus::Parked,
-        ] {
-            let sagas = store.with_status(status).await.unwrap();
+        let store = SqliteStore::open_existing(db, Durability::Full)
+            .unwrap_or_else(|e| panic!("opening {} after the run: {e}", db.display()));
+        for status in SagaStatus::ALL {
+            let sagas = store
+                .with_status(status)
+                .await
+                .unwrap_or_else(|e| panic!("reading {}: {e}", db.display()));
             if sagas.iter().any(|s| s.id.to_string() == id) {
                 return status;
             }

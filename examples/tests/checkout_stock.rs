@@ -3,7 +3,7 @@
 //! the warehouse's barrier against repeated and late phases.
 
 use sagaflow::outbox::MemorySink;
-use sagaflow::{Phase, Runner};
+use sagaflow::{Phase, Runner, SagaError};
 use sagaflow_examples::checkout::{
     Carrier, CheckoutError, CheckoutSaga, Order, Payments, Warehouse,
 };
@@ -14,6 +14,19 @@ fn runner() -> Runner {
 
 fn order(quantity: u32) -> Order {
     Order::new("o-1", "lamp", quantity, 4_900)
+}
+
+/// Checks out 3 lamps, which must fail.
+async fn rolled_back(
+    payments: &Payments,
+    warehouse: &Warehouse,
+    carrier: &Carrier,
+) -> SagaError<CheckoutError> {
+    let saga = CheckoutSaga::new(payments, warehouse, carrier, order(3));
+    match runner().run(saga).await {
+        Ok(receipt) => panic!("the checkout committed: {receipt:?}"),
+        Err(error) => error,
+    }
 }
 
 fn held(quantity: u32, state: &str) -> Vec<(String, u32, String)> {
@@ -39,15 +52,7 @@ async fn a_committed_checkout_ships_its_held_stock() {
 async fn a_carrier_that_is_down_puts_the_stock_back_and_refunds() {
     let payments = Payments::new();
     let warehouse = Warehouse::with_stock("lamp", 10);
-    let error = runner()
-        .run(CheckoutSaga::new(
-            &payments,
-            &warehouse,
-            &Carrier::down(),
-            order(3),
-        ))
-        .await
-        .unwrap_err();
+    let error = rolled_back(&payments, &warehouse, &Carrier::down()).await;
     assert_eq!(error.failed_step(), "book_shipment");
     // The cancel first, then the refund: the reverse of the order they ran in.
     assert_eq!(error.undone(), ["reserve_stock", "take_payment"]);
@@ -61,15 +66,7 @@ async fn a_carrier_that_is_down_puts_the_stock_back_and_refunds() {
 async fn a_try_that_found_no_stock_is_cancelled_empty() {
     let payments = Payments::new();
     let warehouse = Warehouse::with_stock("lamp", 2);
-    let error = runner()
-        .run(CheckoutSaga::new(
-            &payments,
-            &warehouse,
-            &Carrier::new(),
-            order(3),
-        ))
-        .await
-        .unwrap_err();
+    let error = rolled_back(&payments, &warehouse, &Carrier::new()).await;
     assert_eq!(error.failed_step(), "reserve_stock");
     assert!(
         matches!(

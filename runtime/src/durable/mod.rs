@@ -4,6 +4,7 @@
 mod claim;
 mod entry;
 mod executor;
+mod fingerprint;
 pub(crate) mod journal;
 mod outbox_rows;
 mod outcome;
@@ -19,7 +20,8 @@ mod started;
 mod store;
 mod worker;
 
-pub use executor::{Executor, fingerprint, fingerprint_branched, fingerprint_grouped};
+pub use executor::Executor;
+pub use fingerprint::{fingerprint, fingerprint_branched, fingerprint_grouped};
 pub use journal::{Durable, MissingResource, Resources};
 pub use outcome::{DurableError, Recovered, RecoveredOutcome, RecoveryReport};
 #[cfg(feature = "postgres")]

@@ -13,7 +13,8 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::watch;
 
 use super::claim::{Claim, lock};
-use super::executor::{Executor, fingerprint_branched};
+use super::executor::Executor;
+use super::fingerprint::fingerprint_branched;
 use super::journal::{Durable, Keep};
 use super::outcome::{DurableError, Recovered, RecoveredOutcome};
 use super::saga::DurableSaga;

@@ -38,6 +38,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, ErrorCode};
 use tokio::sync::oneshot;
 
+mod apply;
 mod open;
 mod outbox;
 mod read;

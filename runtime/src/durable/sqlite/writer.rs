@@ -6,13 +6,13 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
+use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::outbox::{self, OutboxWrite};
-use super::{finished_before, id_text, now_millis, sql_error};
+use super::apply::Batch;
+use super::outbox::OutboxWrite;
+use super::{now_millis, sql_error};
 use crate::SagaId;
-use crate::durable::rows::encode;
 use crate::durable::store::{Entry, NewSaga, SagaStatus, StoreError};
 use crate::outbox::ClaimedMessages;
 
@@ -148,7 +148,15 @@ impl Writer {
             if results[i].is_some() {
                 continue;
             }
-            match apply(&tx, path, &self.next_seq, &mut pending, &request.write, now) {
+            let outcome = Batch {
+                tx: &tx,
+                path,
+                cache: &self.next_seq,
+                pending: &mut pending,
+                now,
+            }
+            .apply(&request.write);
+            match outcome {
                 Ok(done) => applied.push((i, done)),
                 Err(Failure::Refused(error)) => results[i] = Some(Err(error)),
                 Err(Failure::Statement(error, own)) => {
@@ -251,186 +259,4 @@ impl FileId {
     pub(super) fn of(_: &Path) -> Option<FileId> {
         None
     }
-}
-
-/// The next sequence number of saga `id`, or `None` if it does not exist: from
-/// this transaction, else from the cache, else from the file.
-fn next_seq(
-    tx: &Transaction<'_>,
-    path: &Path,
-    cache: &HashMap<SagaId, i64>,
-    pending: &HashMap<SagaId, Option<i64>>,
-    id: SagaId,
-) -> Result<Option<i64>, Failure> {
-    if let Some(&next) = pending.get(&id) {
-        if next.is_some() {
-            return Ok(next);
-        }
-        // Finished in this transaction: not cached, but it exists; look it up.
-    } else if let Some(&next) = cache.get(&id) {
-        return Ok(Some(next));
-    }
-    let found: Option<Option<i64>> = tx
-        .prepare_cached(
-            "SELECT (SELECT max(seq) FROM journal WHERE saga_id = ?1) FROM sagas WHERE id = ?1",
-        )
-        .and_then(|mut stmt| stmt.query_row([id_text(id)], |row| row.get(0)).optional())
-        .map_err(|e| {
-            Failure::Statement(
-                sql_error(path, &format!("cannot look up saga {id}"), &e),
-                false,
-            )
-        })?;
-    Ok(found.map(|max| max.map_or(0, |max| max + 1)))
-}
-
-fn apply(
-    tx: &Transaction<'_>,
-    path: &Path,
-    cache: &HashMap<SagaId, i64>,
-    pending: &mut HashMap<SagaId, Option<i64>>,
-    write: &Write,
-    now: i64,
-) -> Result<Done, Failure> {
-    let statement = |doing: String| {
-        move |e: rusqlite::Error| {
-            let own = matches!(
-                e.sqlite_error_code(),
-                Some(ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch)
-            );
-            Failure::Statement(sql_error(path, &doing, &e), own)
-        }
-    };
-    match write {
-        Write::AppendAll(id, entries) => {
-            for entry in entries {
-                apply(
-                    tx,
-                    path,
-                    cache,
-                    pending,
-                    &Write::Append(*id, entry.clone()),
-                    now,
-                )?;
-            }
-        }
-        Write::AppendIf(id, expected, entry) => {
-            // Sees this transaction's earlier writes: of two conditional appends
-            // in one batch, the second finds the status the first left.
-            let found: Option<String> = tx
-                .prepare_cached("SELECT status FROM sagas WHERE id = ?1")
-                .and_then(|mut stmt| stmt.query_row([id_text(*id)], |row| row.get(0)).optional())
-                .map_err(|e| {
-                    Failure::Statement(
-                        sql_error(path, &format!("cannot look up saga {id}"), &e),
-                        false,
-                    )
-                })?;
-            let Some(word) = found else {
-                return Ok(Done::Skipped(None));
-            };
-            let status = SagaStatus::parse(&word).ok_or_else(|| {
-                Failure::Refused(StoreError::new(format!(
-                    "sagaflow store {}: saga {id} has unknown status {word:?}; the file is \
-                     damaged or was written by a newer sagaflow",
-                    path.display()
-                )))
-            })?;
-            if status != *expected {
-                return Ok(Done::Skipped(Some(status)));
-            }
-            return apply(
-                tx,
-                path,
-                cache,
-                pending,
-                &Write::Append(*id, entry.clone()),
-                now,
-            );
-        }
-        Write::Purge(before) => {
-            let ids =
-                finished_before(tx, path, *before).map_err(|e| Failure::Statement(e, false))?;
-            for id in &ids {
-                for table in [
-                    "DELETE FROM outbox WHERE saga_id = ?1",
-                    "DELETE FROM journal WHERE saga_id = ?1",
-                    "DELETE FROM sagas WHERE id = ?1",
-                ] {
-                    tx.prepare_cached(table)
-                        .and_then(|mut stmt| stmt.execute([id_text(*id)]))
-                        .map_err(statement(format!("cannot purge saga {id}")))?;
-                }
-                pending.insert(*id, None);
-            }
-            return Ok(Done::Purged(ids));
-        }
-        Write::Outbox(write) => return outbox::apply(tx, path, write, now),
-        Write::Create(saga) => {
-            let id = saga.id;
-            if next_seq(tx, path, cache, pending, id)?.is_some() {
-                return Err(Failure::Refused(StoreError::new(format!(
-                    "sagaflow store {}: saga {id} already exists; a saga id is created once",
-                    path.display()
-                ))));
-            }
-            tx.prepare_cached(
-                "INSERT INTO sagas (id, saga_type, fingerprint, input, status, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    id_text(id),
-                    saga.saga_type,
-                    saga.fingerprint,
-                    saga.input,
-                    SagaStatus::Running.as_str(),
-                    now
-                ])
-            })
-            .map_err(statement(format!("cannot create saga {id}")))?;
-            pending.insert(id, Some(0));
-        }
-        Write::Append(id, entry) => {
-            let id = *id;
-            let Some(seq) = next_seq(tx, path, cache, pending, id)? else {
-                return Err(Failure::Refused(StoreError::new(format!(
-                    "sagaflow store {}: cannot append to saga {id}: no such saga in this store",
-                    path.display()
-                ))));
-            };
-            let new_status = entry.sets_status();
-            let row = encode(entry.clone());
-            tx.prepare_cached(
-                "INSERT INTO journal (saga_id, seq, kind, step_index, attempt, payload, note, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    id_text(id),
-                    seq,
-                    row.kind,
-                    row.step_index,
-                    row.attempt,
-                    row.payload,
-                    row.note,
-                    now
-                ])
-            })
-            .map_err(statement(format!("cannot append entry {seq} to saga {id}")))?;
-            if let Entry::Sent { messages } = entry {
-                outbox::insert(tx, path, id, seq, messages, now)?;
-            }
-            if let Some(status) = new_status {
-                tx.prepare_cached("UPDATE sagas SET status = ?2, updated_at = ?3 WHERE id = ?1")
-                    .and_then(|mut stmt| stmt.execute(params![id_text(id), status.as_str(), now]))
-                    .map_err(statement(format!("cannot set the status of saga {id}")))?;
-            }
-            // A finished saga is rarely written again: forget it rather than
-            // keep one cache entry per saga ever run. A retried one is reloaded.
-            let keep = !matches!(entry, Entry::Finished { .. });
-            pending.insert(id, keep.then_some(seq + 1));
-        }
-    }
-    Ok(Done::Written)
 }

@@ -277,37 +277,7 @@ where
                 let Some(saga) = recovered.sagas.iter().find(|s| s.id == id) else {
                     return Err(wrong("recovery did not take the saga up".to_owned()));
                 };
-                match &saga.outcome {
-                    RecoveredOutcome::Committed => {
-                        summary_of(case.clone(), true, None, vec![], vec![])
-                    }
-                    RecoveredOutcome::Compensated {
-                        failed_step,
-                        undone,
-                    } => summary_of(
-                        case.clone(),
-                        false,
-                        Some(failed_step.clone()),
-                        undone.clone(),
-                        vec![],
-                    ),
-                    RecoveredOutcome::Parked {
-                        failed_step,
-                        failed,
-                    } => summary_of(
-                        case.clone(),
-                        false,
-                        Some(failed_step.clone()),
-                        vec![],
-                        failed.clone(),
-                    ),
-                    RecoveredOutcome::Halted(e) => {
-                        return Err(wrong(format!("recovery stopped: {e}")));
-                    }
-                    RecoveredOutcome::Refused(reason) => {
-                        return Err(wrong(format!("recovery refused the saga: {reason}")));
-                    }
-                }
+                recovered_summary(&case, &saga.outcome).map_err(wrong)?
             } else {
                 match outcome {
                     Ok(result) => RunSummary::of(case.clone(), &result),
@@ -324,20 +294,15 @@ where
                     Entry::Arm { branch, arm } => Some((*branch, *arm)),
                     _ => None,
                 }));
-            if record.status == SagaStatus::Running {
-                return Err(wrong("the saga is still running after recovery".to_owned()));
+            if record.status.is_resumable() {
+                return Err(wrong(format!(
+                    "the saga is still {} after recovery",
+                    record.status.as_str()
+                )));
             }
             // What the store holds for the outbox, after recovery: each
             // message once, a body's messages only if the saga committed.
-            let stored: Vec<crate::outbox::Message> = record
-                .journal
-                .iter()
-                .filter_map(|e| match e {
-                    Entry::Sent { messages } => Some(messages.iter().cloned()),
-                    _ => None,
-                })
-                .flatten()
-                .collect();
+            let stored = stored_messages(&record.journal);
             let summary = summary.with_messages(stored);
             self.check(sweep, run, &summary)?;
             if !crashed {
@@ -424,6 +389,50 @@ fn describe(entry: &Entry) -> String {
         Entry::Sent { messages } => format!("{} message(s) were sent", messages.len()),
         Entry::Arm { branch, arm } => format!("branch {branch} took arm {arm}"),
     }
+}
+
+/// What a recovered saga's outcome says of the run, or why it is wrong.
+fn recovered_summary(case: &str, outcome: &RecoveredOutcome) -> Result<RunSummary, String> {
+    let case = case.to_owned();
+    Ok(match outcome {
+        RecoveredOutcome::Committed => summary_of(case, true, None, vec![], vec![]),
+        RecoveredOutcome::Compensated {
+            failed_step,
+            undone,
+        } => summary_of(
+            case,
+            false,
+            Some(failed_step.clone()),
+            undone.clone(),
+            vec![],
+        ),
+        RecoveredOutcome::Parked {
+            failed_step,
+            failed,
+        } => summary_of(
+            case,
+            false,
+            Some(failed_step.clone()),
+            vec![],
+            failed.clone(),
+        ),
+        RecoveredOutcome::Halted(e) => return Err(format!("recovery stopped: {e}")),
+        RecoveredOutcome::Refused(reason) => {
+            return Err(format!("recovery refused the saga: {reason}"));
+        }
+    })
+}
+
+/// Every message a journal holds for the outbox, in order.
+fn stored_messages(journal: &[Entry]) -> Vec<crate::outbox::Message> {
+    journal
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Sent { messages } => Some(messages.iter().cloned()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
 }
 
 #[cfg(test)]

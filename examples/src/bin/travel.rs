@@ -51,8 +51,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sagaflow::durable::{
-    Durability, Entry, Executor, RecoveredOutcome, RecoveryReport, SagaRecord, SagaStatus,
-    SqliteStore, Store,
+    Durability, Entry, Executor, RecoveredOutcome, RecoveryReport, Resources, SagaRecord,
+    SagaStatus, SqliteStore, Store,
 };
 use sagaflow::{Runner, Saga};
 use sagaflow_examples::crash::{CrashPlan, CrashingStore, Moment};
@@ -333,8 +333,18 @@ async fn durable<St: Store + Clone>(
         )
         .resource(Mailer::new().with_ledger(ledger.clone()))
         .register::<BookTripSaga>();
+    recover_unfinished(&executor, path, lease, &ledger).await?;
+    book_a_new_trip(&executor, path, options).await?;
+    tell_totals(executor.resources(), &ledger)
+}
 
-    // 1. What did an earlier run leave unfinished?
+/// 1. What did an earlier run leave unfinished? Tells it, and recovers it.
+async fn recover_unfinished<St: Store + Clone>(
+    executor: &Executor<CrashingStore<St>, Narrator>,
+    path: &str,
+    lease: Option<Duration>,
+    ledger: &Ledger,
+) -> Result<(), String> {
     println!("\n== Looking for trips that an earlier run left unfinished ==");
     let unfinished = executor
         .store()
@@ -350,7 +360,7 @@ async fn durable<St: Store + Clone>(
             unfinished.len()
         );
         for record in &unfinished {
-            describe(record, &ledger);
+            describe(record, ledger);
         }
         println!("\nRecovering them now:");
     }
@@ -369,10 +379,17 @@ async fn durable<St: Store + Clone>(
         report.sagas.extend(later.sagas);
     }
     if !unfinished.is_empty() {
-        tell_recovery(&report, &ledger);
+        tell_recovery(&report, ledger);
     }
+    Ok(())
+}
 
-    // 2. A new trip.
+/// 2. A new trip, which crashes on purpose if the options say so.
+async fn book_a_new_trip<St: Store + Clone>(
+    executor: &Executor<CrashingStore<St>, Narrator>,
+    path: &str,
+    options: &Options,
+) -> Result<(), String> {
     let trip = Trip::new("ada", "ada@example.com", &options.to, 3, euros(900));
     println!(
         "\n== A new trip: Ada, 3 nights in {} for {} ==",
@@ -405,8 +422,11 @@ async fn durable<St: Store + Clone>(
     if let Some((_, name)) = &options.crash {
         println!("(`{name}` did not run to the end in this trip, so there was no crash.)");
     }
+    Ok(())
+}
 
-    // 3. Where things stand.
+/// 3. Where things stand, from the ledger: every run so far.
+fn tell_totals(resources: &Resources, ledger: &Ledger) -> Result<(), String> {
     let bank = resources.get::<Bank>().map_err(|e| e.to_string())?;
     let airline = resources.get::<Airline>().map_err(|e| e.to_string())?;
     let hotels = resources.get::<Hotels>().map_err(|e| e.to_string())?;

@@ -25,9 +25,26 @@ impl SagaGraph {
     /// assert!(dot.contains("s1 -> c0 [style=dashed, label=\"fails\", constraint=false];"));
     /// ```
     pub fn to_dot(&self) -> String {
-        let steps = self.steps;
-        let last_fail = self.last_failing();
         let mut out = String::new();
+        self.dot_nodes(&mut out);
+        self.dot_edges(&mut out);
+        // Each compensation in its step's column, `undone` under `start`.
+        for (i, step) in self.steps.iter().enumerate() {
+            if compensation_of(step).is_some() {
+                let _ = writeln!(out, "    {{ rank=same; s{i}; c{i}; }}");
+            }
+        }
+        if self.last_failing().is_some() {
+            out.push_str("    { rank=same; start; undone; }\n");
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    /// The graph's header and its nodes: steps, compensations, confirms, the
+    /// groups' clusters and the branches' diamonds.
+    fn dot_nodes(&self, out: &mut String) {
+        let steps = self.steps;
         // Writing to a `String` never fails, hence the ignored results below.
         let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(self.name));
         out.push_str("    rankdir=LR;\n");
@@ -62,7 +79,7 @@ impl SagaGraph {
                 let _ = writeln!(out, "    f{i} [label=\"{label}\", shape=parallelogram];");
             }
         }
-        if last_fail.is_some() {
+        if self.last_failing().is_some() {
             out.push_str("    undone [label=\"undone\", shape=doublecircle, style=dashed];\n");
         }
 
@@ -84,6 +101,11 @@ impl SagaGraph {
                 dot_escape(b.label())
             );
         }
+    }
+
+    /// Forward edges, each step's compensation, confirm and failure edges, and
+    /// the undo edges from one compensation to the next.
+    fn dot_edges(&self, out: &mut String) {
         for (from, to, label) in self.forward_edges() {
             match label {
                 Some(label) => {
@@ -94,7 +116,7 @@ impl SagaGraph {
                 }
             }
         }
-        for (i, step) in steps.iter().enumerate() {
+        for (i, step) in self.steps.iter().enumerate() {
             if compensation_of(step).is_some() {
                 if step.kind() == StepKind::Tcc {
                     let _ = writeln!(
@@ -128,18 +150,6 @@ impl SagaGraph {
                 );
             }
         }
-
-        // Each compensation in its step's column, `undone` under `start`.
-        for (i, step) in steps.iter().enumerate() {
-            if compensation_of(step).is_some() {
-                let _ = writeln!(out, "    {{ rank=same; s{i}; c{i}; }}");
-            }
-        }
-        if last_fail.is_some() {
-            out.push_str("    { rank=same; start; undone; }\n");
-        }
-        out.push_str("}\n");
-        out
     }
 }
 

@@ -31,9 +31,17 @@ impl SagaGraph {
     /// assert!(mermaid.contains(r#"c0(["cancel_flight"])"#));
     /// ```
     pub fn to_mermaid(&self) -> String {
-        let steps = self.steps;
-        let last_fail = self.last_failing();
         let mut out = String::from("flowchart LR\n");
+        self.mermaid_nodes(&mut out);
+        self.mermaid_edges(&mut out);
+        self.mermaid_classes(&mut out);
+        out
+    }
+
+    /// The steps, branches, compensations, confirms and `undone`, and each
+    /// group as a subgraph.
+    fn mermaid_nodes(&self, out: &mut String) {
+        let steps = self.steps;
         // Writing to a `String` never fails, hence the ignored results below.
         out.push_str("    %% steps, in the order they run\n");
         out.push_str("    start((\"start\"))\n");
@@ -65,7 +73,7 @@ impl SagaGraph {
                 let _ = writeln!(out, "    f{i}[/\"{label}\"/]");
             }
         }
-        if last_fail.is_some() {
+        if self.last_failing().is_some() {
             out.push_str("    undone((\"undone\"))\n");
         }
 
@@ -77,6 +85,12 @@ impl SagaGraph {
             }
             out.push_str("    end\n");
         }
+    }
+
+    /// Forward edges; on failure, each step's compensation and failure edges
+    /// and the undo edges; on commit, the confirms.
+    fn mermaid_edges(&self, out: &mut String) {
+        let steps = self.steps;
         out.push_str("    %% forward\n");
         for (from, to, label) in self.forward_edges() {
             match label {
@@ -90,7 +104,7 @@ impl SagaGraph {
             }
         }
 
-        if last_fail.is_some() {
+        if self.last_failing().is_some() {
             out.push_str("    %% on failure\n");
         }
         for (i, step) in steps.iter().enumerate() {
@@ -120,7 +134,11 @@ impl SagaGraph {
                 let _ = writeln!(out, "    s{i} ==>|confirm on commit| f{i}");
             }
         }
+    }
 
+    /// The pivot's and the read-only steps' styles.
+    fn mermaid_classes(&self, out: &mut String) {
+        let steps = self.steps;
         let classes = [
             (StepKind::Pivot, "pivot", "stroke-width:3px"),
             (StepKind::ReadOnly, "readOnly", "stroke-dasharray:5 5"),
@@ -137,7 +155,6 @@ impl SagaGraph {
                 let _ = writeln!(out, "    class {} {class}", ids.join(","));
             }
         }
-        out
     }
 }
 

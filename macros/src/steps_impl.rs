@@ -341,6 +341,7 @@ fn step_items(
     let kind = step_kind(attr);
     let info = info_tokens(&name, &kind, attr);
     let tcc_const = crate::step::tcc_const(tcc.is_some());
+    let limit = crate::step::limit_type(attr);
     let hash = method_hash(&ident.to_string());
     let step_ident = format_ident!(
         "__sagaflow_step_{}",
@@ -430,6 +431,7 @@ fn step_items(
             type Output = #output_ty;
             type Error = #error_ty;
             const INFO: ::sagaflow::StepInfo = #info;
+            type __SagaflowLimit = #limit;
             #tcc_const
         }
 

@@ -33,14 +33,19 @@ mod branch;
 mod durable;
 mod failure;
 mod group;
+mod limit;
 mod report;
+mod span;
 mod tcc;
 mod undo;
 
 pub(crate) use report::rebuild;
+pub(crate) use span::InSpan;
+use span::SpanRef;
 
 use attempts::*;
 pub use group::{Group, Joinable, Joined, Member, Undo};
+pub use limit::{Limit, Timed, Untimed};
 pub use tcc::{Both, Confirmed};
 
 /// The error text of a compensation that failed; built only on failure.
@@ -76,7 +81,8 @@ pub struct Run<'h, H, J = NoJournal> {
     pub(crate) journal: J,
     pub(crate) saga: &'static str,
     id: SagaId,
-    pub(crate) span: tracing::Span,
+    /// The saga's span, kept by whoever made the run (see `span`).
+    pub(crate) span: SpanRef<'h>,
     /// Whether to read the clock for each step. Off in the default configuration:
     /// on this kind of machine one clock read costs about as much as the whole
     /// per-step budget, and without hooks or `run_reported` nobody sees a duration.
@@ -121,7 +127,7 @@ impl<'h, H: Hooks> Run<'h, H, NoJournal> {
         saga: &'static str,
         id: SagaId,
         steps: &'static [StepInfo],
-        span: tracing::Span,
+        span: &'h tracing::Span,
         timed: bool,
         reported: bool,
     ) -> Self {
@@ -137,7 +143,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         saga: &'static str,
         id: SagaId,
         steps: &'static [StepInfo],
-        span: tracing::Span,
+        span: &'h tracing::Span,
         timed: bool,
         reported: bool,
     ) -> Self {
@@ -147,7 +153,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             journal,
             saga,
             id,
-            span,
+            span: SpanRef(span),
             timed,
             reported: reported || !H::__SILENT,
             keeps_report: reported,
@@ -260,29 +266,30 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             if !H::__SILENT {
                 self.hooks.step_started(&cx);
             }
-            let span = self.span_for(Phase::Forward, S::INFO.name(), "", 1);
             let guarded = Guarded {
                 future: call(),
                 cx: &cx,
             };
-            // Nested matches, not one over a `(timeout, span)` pair: the pair
-            // would be kept, 56 bytes of it, across the step's await.
-            let outcome = match S::INFO.timeout() {
-                None => match span {
-                    None => settle(guarded.await),
-                    Some(span) => settle(guarded.instrument(span).await),
-                },
-                Some(after) => {
-                    let limited = tokio::time::timeout(after, guarded);
-                    let result = match span {
-                        None => limited.await,
-                        Some(span) => limited.instrument(span).await,
-                    };
-                    match result {
-                        Ok(outcome) => settle(outcome),
-                        Err(_elapsed) => Err(StepFailure::TimedOut { after }),
-                    }
-                }
+            // The timer, if any, is the step's limit type's (see `limit`): a
+            // step without a timeout has no room for one in its future. The
+            // timeout is read again after the await, not kept across it.
+            let limited = <S::__SagaflowLimit as Limit>::limit(guarded, S::INFO.timeout());
+            // The span is made in the branch that awaits in it, and moved
+            // there: a `match` on an `Option<Span>` local kept the local, 40
+            // bytes, across the await of the branch without one.
+            let result = if self.span.is_disabled() {
+                limited.await
+            } else {
+                let span = self.span_for(Phase::Forward, S::INFO.name(), "", 1);
+                limited
+                    .instrument(span.unwrap_or_else(tracing::Span::none))
+                    .await
+            };
+            let outcome = match result {
+                Some(outcome) => settle(outcome),
+                None => Err(StepFailure::TimedOut {
+                    after: S::INFO.timeout().unwrap_or_default(),
+                }),
             };
             match outcome {
                 Ok(output) => {

@@ -4,7 +4,6 @@ use core::future::Future;
 use std::sync::Arc;
 
 use futures_util::FutureExt as _;
-use tracing::Instrument;
 
 use crate::SagaGraph;
 use crate::StepInfo;
@@ -14,7 +13,7 @@ use crate::hooks::{Hooks, NoHooks};
 use crate::outbox::Sink;
 use crate::outbox::sending::{DynSink, Outgoing, WithOutgoing};
 use crate::report::RunReport;
-use crate::run::Run;
+use crate::run::{InSpan, Run};
 
 /// A saga as a value: its input, ready to run. `#[saga]` implements it on the
 /// generated `…Saga` type.
@@ -196,20 +195,21 @@ impl<H: Hooks> Runner<H> {
             let sink = sink.clone();
             return Box::pin(self.run_sending(saga, id, timed, reported, sink)).await;
         }
-        let mut run = self.new_run::<S>(id, timed, reported);
-        // The run's span, cloned only for someone who listens: a second span
-        // held across the await would cost every saga's future 40 bytes.
-        let result = if run.span.is_disabled() {
-            saga.__sagaflow_drive(&mut run).await
-        } else {
-            let span = run.span.clone();
-            saga.__sagaflow_drive(&mut run).instrument(span).await
-        };
+        // The span here, borrowed by the run and by the future that polls
+        // the saga in it: one span in every saga's future, and no clone.
+        let span = saga_span::<S>(id);
+        let mut run = self.new_run::<S>(id, &span, timed, reported);
+        let result = InSpan::new(saga.__sagaflow_drive(&mut run), &span).await;
         (result, run.take_report())
     }
 
-    fn new_run<S: Saga>(&self, id: SagaId, timed: bool, reported: bool) -> Run<'_, H> {
-        let span = tracing::info_span!("saga", saga = S::NAME, id = %id);
+    fn new_run<'r, S: Saga>(
+        &'r self,
+        id: SagaId,
+        span: &'r tracing::Span,
+        timed: bool,
+        reported: bool,
+    ) -> Run<'r, H> {
         Run::new(&self.hooks, S::NAME, id, S::STEPS, span, timed, reported)
     }
 
@@ -223,14 +223,19 @@ impl<H: Hooks> Runner<H> {
         reported: bool,
         sink: Arc<dyn DynSink>,
     ) -> (Result<S::Output, SagaError<S::Error>>, Option<RunReport>) {
-        let mut run = self.new_run::<S>(id, timed, reported);
-        let span = run.span.clone();
+        let span = saga_span::<S>(id);
+        let mut run = self.new_run::<S>(id, &span, timed, reported);
         let outgoing = Outgoing::new(S::NAME, id, Some(sink));
         run.outgoing = Some(outgoing.clone());
         let drive = WithOutgoing::new(saga.__sagaflow_drive(&mut run), Some(outgoing));
-        let result = drive.instrument(span).await;
+        let result = InSpan::new(drive, &span).await;
         (result, run.take_report())
     }
+}
+
+/// The span of one run of saga `S`, with its name and id.
+pub(crate) fn saga_span<S: Saga>(id: SagaId) -> tracing::Span {
+    tracing::info_span!("saga", saga = S::NAME, id = %id)
 }
 
 // The generated state machine always ends through `Run::committed` or `Run::failed`,

@@ -36,4 +36,12 @@ pub trait Step {
     /// name, so that a saga awaited as a step is a compile error that says so.
     #[doc(hidden)]
     const __SAGAFLOW_SAGA: bool = false;
+
+    /// How the step's first attempt is limited in time: `Timed` when it has a
+    /// `timeout`, `Untimed` otherwise, as `#[step]` writes it. A type, not a
+    /// test of [`INFO`](Self::INFO): rustc lays the saga's future out before
+    /// it folds constants, so only a type keeps the timer out of the future
+    /// of a step that has no timeout.
+    #[doc(hidden)]
+    type __SagaflowLimit: crate::__private::Limit;
 }

@@ -360,6 +360,7 @@ fn stand_in_step(saga: &Saga) -> TokenStream {
         &quote!(#output_ty),
         &quote!(::sagaflow::__private::ASagaIsNotAStep<#error_ty>),
         &quote!(::sagaflow::StepInfo::new(#name, ::sagaflow::StepKind::ReadOnly)),
+        &quote!(::sagaflow::__private::Untimed),
         quote!(
             const __SAGAFLOW_SAGA: bool = true;
         ),

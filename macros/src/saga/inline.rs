@@ -244,6 +244,7 @@ pub(super) fn items(g: &Gen<'_>) -> TokenStream {
             &quote!(#output_ty),
             &quote!(#error_ty),
             &info,
+            &crate::step::limit_type(&inline.attr),
             quote!(),
         ));
     }

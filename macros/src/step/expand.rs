@@ -118,7 +118,8 @@ pub(super) fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream
     };
     let doc = step_doc(&kind, attr);
     let extra = tcc_const(matches!(kind, Kind::Tcc { .. }));
-    let step_type = hidden_step_type(vis, ident, &output_ty, &error_ty, &info, extra);
+    let limit = limit_type(attr);
+    let step_type = hidden_step_type(vis, ident, &output_ty, &error_ty, &info, &limit, extra);
     let callback = graph_callback(vis, ident, &info_value(&name, &kind, attr), salt);
     quote! {
         #callback
@@ -257,6 +258,16 @@ pub(crate) fn tcc_const(tcc: bool) -> TokenStream {
     }
 }
 
+/// `Step::__SagaflowLimit`: a timer for the first attempt only if the step has
+/// a `timeout`, so that the future of a step without one has no room for it.
+pub(crate) fn limit_type(attr: &StepAttr) -> TokenStream {
+    if attr.timeout.is_some() {
+        quote!(::sagaflow::__private::Timed)
+    } else {
+        quote!(::sagaflow::__private::Untimed)
+    }
+}
+
 /// The hidden type under a step's name that implements `Step`: `#[step]`'s, and
 /// the stand-in `#[saga]` defines under a saga's name, whose `extra` items say so.
 pub(crate) fn hidden_step_type(
@@ -265,6 +276,7 @@ pub(crate) fn hidden_step_type(
     output_ty: &TokenStream,
     error_ty: &TokenStream,
     info: &TokenStream,
+    limit: &TokenStream,
     extra: TokenStream,
 ) -> TokenStream {
     quote! {
@@ -277,6 +289,7 @@ pub(crate) fn hidden_step_type(
             type Output = #output_ty;
             type Error = #error_ty;
             const INFO: ::sagaflow::StepInfo = #info;
+            type __SagaflowLimit = #limit;
             #extra
         }
     }

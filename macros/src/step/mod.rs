@@ -9,7 +9,10 @@
 //! ```text
 //! async fn book_flight(airline: &Airline, trip: &Trip) -> Result<Booking, E> { .. }
 //! struct book_flight {}                       // same name: travels with the fn through `use`
-//! impl Step for book_flight { type Output = Booking; type Error = E; const INFO = .. }
+//! impl Step for book_flight {
+//!     type Output = Booking; type Error = E; const INFO = ..;
+//!     type __SagaflowLimit = Untimed;         // `Timed` with a `timeout`
+//! }
 //! impl book_flight {
 //!     async fn __sagaflow_compensate(a0: &Airline, a1: &Trip, out: &Booking) -> Result<(), ..> {
 //!         compensation_result(cancel_flight(a0, a1, out).await)   // spanned at `cancel_flight`
@@ -34,8 +37,8 @@ use crate::ctxt::Ctxt;
 pub(crate) use check::{validate_options, validate_signature};
 use expand::generate;
 pub(crate) use expand::{
-    graph_rules, hidden_step_type, info_tokens, info_value, not_tcc_fns, step_doc, step_kind,
-    tcc_const,
+    graph_rules, hidden_step_type, info_tokens, info_value, limit_type, not_tcc_fns, step_doc,
+    step_kind, tcc_const,
 };
 
 #[cfg(test)]

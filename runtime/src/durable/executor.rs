@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use tracing::Instrument;
 
 use super::claim::{Claim, TrackedWrite, lock};
 use super::fingerprint::{definition_change, fingerprint_branched};
@@ -436,23 +435,22 @@ impl<St: Store + Clone, H: Hooks + Send + Sync + 'static> Executor<St, H> {
         S: DurableSaga<Durable<St>>,
     {
         let id = claim.id();
-        let span = tracing::info_span!("saga", saga = S::NAME, id = %id);
+        let span = crate::saga::saga_span::<S>(id);
         let mut run = Run::with_journal(
             &*self.inner.hooks,
             Durable::new(self.inner.store.clone(), claim, journal),
             S::NAME,
             id,
             S::STEPS,
-            span.clone(),
+            &span,
             H::TIMED,
             false,
         );
         let outgoing = crate::outbox::sending::Outgoing::new(S::NAME, id, None);
         run.outgoing = Some(outgoing.clone());
         let drive = saga.__sagaflow_drive_with(&mut run);
-        let result = crate::outbox::sending::WithOutgoing::new(drive, Some(outgoing))
-            .instrument(span)
-            .await;
+        let drive = crate::outbox::sending::WithOutgoing::new(drive, Some(outgoing));
+        let result = crate::run::InSpan::new(drive, &span).await;
         let stopped = match (run.take_refusal(), run.take_halt()) {
             (Some(reason), _) => Some(Stopped::Refused(reason)),
             (None, Some(error)) => Some(Stopped::Halted(error)),

@@ -502,16 +502,8 @@ where
         let hooks = NoHooks;
         let kept = crate::outbox::sending::Kept::default();
         let id = SagaId::random();
-        let mut run = Run::with_journal(
-            &hooks,
-            plan,
-            S::NAME,
-            id,
-            S::STEPS,
-            tracing::Span::none(),
-            false,
-            true,
-        );
+        let span = tracing::Span::none();
+        let mut run = Run::with_journal(&hooks, plan, S::NAME, id, S::STEPS, &span, false, true);
         // What the saga sends is kept for the run's summary.
         let sink: std::sync::Arc<dyn crate::outbox::sending::DynSink> =
             std::sync::Arc::new(kept.clone());

@@ -21,7 +21,7 @@ use crate::context::{Phase, SagaId, StepContext};
 use crate::durable::journal::{Fault, Journal, Keep, NoJournal, Replayed};
 use crate::durable::{Entry, SagaStatus, StoreError};
 use crate::error::{FailedCompensation, SagaError, StepFailure};
-use crate::failed_run::{FailedRun, Pending};
+use crate::failed_run::{FailedRun, Pending, Short};
 use crate::hooks::Hooks;
 use crate::outbox::sending::Outgoing;
 use crate::report::{Outcome, RunOutcome, RunReport, StepRecord};
@@ -335,7 +335,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         duration: Option<Duration>,
         last_error: Option<String>,
     ) {
-        self.records.push(StepRecord {
+        self.push_record(StepRecord {
             group: None,
             step: S::INFO.name(),
             function: S::INFO.name(),
@@ -452,7 +452,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 // A failure replayed from the journal was recorded by the run
                 // that saw it; only the error remembers it.
                 if let Some(outcome) = outcome {
-                    self.records.push(StepRecord {
+                    self.push_record(StepRecord {
                         group: None,
                         step: name,
                         function,

@@ -11,6 +11,10 @@ use crate::context::{Phase, SagaId};
 use crate::error::FailedCompensation;
 use crate::report::{Outcome, RunOutcome, RunReport, StepRecord};
 
+mod kept;
+
+pub(crate) use kept::{Kept, Short, StepText};
+
 /// What a failed run did about its failure: the step that failed, the
 /// compensations that failed for good, and what its report is built from.
 ///
@@ -34,6 +38,11 @@ pub struct FailedRun {
     pub(crate) report: OnceLock<RunReport>,
     /// The steps undone, once read: taken from the records.
     pub(crate) undone: OnceLock<Vec<&'static str>>,
+    /// The records that the run kept here rather than in its `Vec` (they
+    /// follow those), and the failed step's error text that one of them
+    /// reads: a failed run whose report nobody reads allocates for neither.
+    pub(crate) kept: Kept,
+    pub(crate) text: StepText,
 }
 
 /// The run's records as it left them (the plain successes not rebuilt), and
@@ -52,7 +61,14 @@ pub(crate) struct Pending {
 impl Pending {
     /// The report: the records with the plain successes rebuilt, each
     /// marked with its group.
-    pub(crate) fn into_report(self, saga: &'static str, id: SagaId) -> RunReport {
+    pub(crate) fn into_report(
+        mut self,
+        saga: &'static str,
+        id: SagaId,
+        kept: &Kept,
+        text: &StepText,
+    ) -> RunReport {
+        kept.extend_into(&mut self.records, self.steps, text);
         let skipped = self.skipped.as_deref().map_or(&[][..], |s| s.as_slice());
         let mut records =
             crate::run::rebuild(self.records, self.steps, skipped, self.succeeded, true);
@@ -85,6 +101,8 @@ impl FailedRun {
             pending: None,
             report: OnceLock::new(),
             undone: OnceLock::new(),
+            kept: Kept::new(),
+            text: StepText::new(),
         }
     }
 
@@ -96,7 +114,7 @@ impl FailedRun {
                 skipped: p.skipped.clone(),
                 ..*p
             }
-            .into_report(self.saga, self.id),
+            .into_report(self.saga, self.id, &self.kept, &self.text),
             // Not reached: the run leaves its records or its report.
             None => RunReport {
                 saga: self.saga,
@@ -112,9 +130,9 @@ impl FailedRun {
     /// compensations and cancels that succeeded.
     pub(crate) fn undone(&self) -> &[&'static str] {
         self.undone.get_or_init(|| {
-            let records = match (&self.pending, self.report.get()) {
-                (_, Some(report)) => &report.records,
-                (Some(p), None) => &p.records,
+            let (records, kept) = match (&self.pending, self.report.get()) {
+                (_, Some(report)) => (&report.records, None),
+                (Some(p), None) => (&p.records, Some(self.kept.undone(p.steps))),
                 (None, None) => return Vec::new(),
             };
             records
@@ -124,6 +142,7 @@ impl FailedRun {
                         && r.outcome == Outcome::Succeeded
                 })
                 .map(|r| r.step)
+                .chain(kept.into_iter().flatten())
                 .collect()
         })
     }

@@ -21,7 +21,7 @@ use crate::context::{Phase, SagaId, StepContext};
 use crate::durable::journal::{Fault, Journal, Keep, NoJournal, Replayed};
 use crate::durable::{Entry, SagaStatus, StoreError};
 use crate::error::{FailedCompensation, SagaError, StepFailure};
-use crate::failed_run::{FailedRun, Pending};
+use crate::failed_run::{FailedRun, Pending, Short};
 use crate::hooks::Hooks;
 use crate::outbox::sending::Outgoing;
 use crate::report::{Outcome, RunOutcome, RunReport, StepRecord};
@@ -342,7 +342,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         duration: Option<Duration>,
         last_error: Option<String>,
     ) {
-        self.records.push(StepRecord {
+        self.push_record(StepRecord {
             group: None,
             step: S::INFO.name(),
             function: S::INFO.name(),
@@ -389,9 +389,31 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             if !H::__SILENT {
                 self.hooks.compensation_started(&cx);
             }
-            let span = self.span_for(Phase::Compensation, name, function, 1);
-            let timeout = S::INFO.compensation_timeout();
-            match attempt(call(), &cx, timeout, span).await {
+            // Asked here, where it folds into one test: the span's builder is
+            // kept out of line.
+            let span = if self.span.is_disabled() {
+                None
+            } else {
+                self.span_for(Phase::Compensation, name, function, 1)
+            };
+            // Awaited in place without a timeout, as a step's first attempt
+            // is: `attempt`'s future, with the room of a timer's await, would
+            // be built, moved in and polled as a layer of its own for each
+            // compensation.
+            let outcome = match S::INFO.compensation_timeout() {
+                None => {
+                    let guarded = Guarded {
+                        future: call(),
+                        cx: &cx,
+                    };
+                    match span {
+                        None => settle(guarded.await),
+                        Some(span) => settle(guarded.instrument(span).await),
+                    }
+                }
+                timeout => attempt(call(), &cx, timeout, span).await,
+            };
+            match outcome {
                 Ok(()) => {
                     let duration = started.map(|s| s.elapsed());
                     if !H::__SILENT {
@@ -459,7 +481,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 // A failure replayed from the journal was recorded by the run
                 // that saw it; only the error remembers it.
                 if let Some(outcome) = outcome {
-                    self.records.push(StepRecord {
+                    self.push_record(StepRecord {
                         group: None,
                         step: name,
                         function,

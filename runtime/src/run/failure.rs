@@ -32,7 +32,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
 
     /// [`step_failed`](Self::step_failed) in memory, where nothing is
     /// written: not `async`, so that a failed first attempt without retries
-    /// need not enter the boxed retry loop.
+    /// need not enter the boxed retry loop. The error text is written in the
+    /// failure's box, not in a `String` of its own: a failed run whose report
+    /// nobody reads allocates nothing for it.
     #[cold]
     #[inline(never)]
     pub(super) fn step_failed_in_memory<S: Step>(
@@ -41,8 +43,30 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         failure: &StepFailure<S::Error>,
         started: Option<Instant>,
     ) {
-        let cx = self.context(S::INFO.name(), index, 1, Phase::Forward);
-        self.step_failed_for_good::<S>(&cx, failure, text_of(failure), started);
+        let name = S::INFO.name();
+        let cx = self.context(name, index, 1, Phase::Forward);
+        // Untimed, its record is a short one, which reads the text kept.
+        let long = match started {
+            None => self.failure().text.keep(failure),
+            Some(_) => Some(text_of(failure)),
+        };
+        // Read only by a subscriber or hooks that listen.
+        let text = || match (&long, &self.failure) {
+            (Some(long), _) => long.as_str(),
+            (None, Some(run)) => run.text.as_str(),
+            (None, None) => "",
+        };
+        tracing::warn!(parent: &self.span, step = name, attempts = cx.attempt, error = %text(), "step failed for good, compensating");
+        if !H::__SILENT {
+            self.hooks.step_failed(&cx, text());
+        }
+        match long {
+            None => {
+                self.push_short(Short::Failed(index, outcome_of(failure)));
+                self.failure().step = name;
+            }
+            long => self.push_failed_record(name, index, 1, outcome_of(failure), started, long),
+        }
     }
 
     /// Tells of a step that failed for good and records it, for the report and
@@ -69,6 +93,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         );
     }
 
+    /// Records a step that failed for good, with its error's text.
     #[cold]
     #[inline(never)]
     pub(crate) fn push_failure(
@@ -80,13 +105,27 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         started: Option<Instant>,
         text: String,
     ) {
+        self.push_failed_record(name, index, attempts, outcome, started, Some(text));
+    }
+
+    /// [`push_failure`](Self::push_failure), with `text` `None` when the
+    /// failure's box keeps it ([`StepText`](crate::failed_run::StepText)).
+    fn push_failed_record(
+        &mut self,
+        name: &'static str,
+        index: u32,
+        attempts: u32,
+        outcome: Outcome,
+        started: Option<Instant>,
+        text: Option<String>,
+    ) {
         // The failure path from here on: the failed step and each
         // compensation add a record, each compensation a name. Room for all at
         // once, so that compensating allocates per saga, not per step, and for
         // the plain successes that the report rebuilds in place at the end.
         let steps = self.steps.len();
         self.records.reserve(2 * steps + 1);
-        self.records.push(StepRecord {
+        self.push_record(StepRecord {
             group: None,
             step: name,
             function: name,
@@ -95,9 +134,35 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             outcome,
             attempts,
             duration: started.map(|s| s.elapsed()),
-            error: Some(text),
+            error: text,
         });
         self.failure().step = name;
+    }
+
+    /// Pushes a record after every other, the ones the failure's box keeps
+    /// included.
+    pub(super) fn push_record(&mut self, record: StepRecord) {
+        if let Some(run) = self.failure.as_deref_mut()
+            && !run.kept.is_empty()
+        {
+            run.kept.spill(&mut self.records, self.steps, &run.text);
+        }
+        self.records.push(record);
+    }
+
+    /// Keeps a record in the failure's box, after every other: in a few
+    /// bytes, where a failed run allocates nothing for it. A box that is full
+    /// spills what it keeps into the records first.
+    fn push_short(&mut self, short: Short) {
+        let (saga, id) = (self.saga, self.id);
+        let run = self
+            .failure
+            .get_or_insert_with(|| Box::new(FailedRun::new(saga, id)));
+        if !run.kept.push(short) {
+            self.records.reserve(2 * self.steps.len() + 1);
+            run.kept.spill(&mut self.records, self.steps, &run.text);
+            run.kept.push(short);
+        }
     }
 
     /// Tells that attempt `retry` of a step failed and another follows, and
@@ -154,7 +219,15 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         last_error: Option<String>,
         phase: Phase,
     ) {
-        self.records.push(StepRecord {
+        if attempts == 1
+            && duration.is_none()
+            && last_error.is_none()
+            && phase == Phase::Compensation
+        {
+            self.push_short(Short::Undone(index));
+            return;
+        }
+        self.push_record(StepRecord {
             group: None,
             step: name,
             function,

@@ -11,6 +11,10 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     /// output is the kept records in their order, with the rebuilt ones at
     /// their steps' positions on the path.
     pub(super) fn all_records(&mut self) -> Vec<StepRecord> {
+        // The records the failure's box keeps come last.
+        if let Some(run) = self.failure.as_deref_mut() {
+            run.kept.spill(&mut self.records, self.steps, &run.text);
+        }
         let kept = core::mem::take(&mut self.records);
         let skipped = self.skipped.as_deref().map_or(&[][..], |s| s.as_slice());
         rebuild(
@@ -53,6 +57,8 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     /// when it is read.
     pub(super) fn finish_failed(&mut self, outcome: RunOutcome, run: &mut FailedRun) {
         if self.keeps_report || !H::__SILENT {
+            // The box is out of the run by now: what it keeps goes in first.
+            run.kept.spill(&mut self.records, self.steps, &run.text);
             let report = self.finish(outcome);
             // Set once: the box is this run's, and nothing read it yet.
             let _ = run.report.set(report);

@@ -162,7 +162,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                 attempts,
                 duration,
                 last_error,
-            } => self.records.push(StepRecord {
+            } => self.push_record(StepRecord {
                 group: None,
                 step: S::INFO.name(),
                 function: S::INFO.confirm().unwrap_or_default(),

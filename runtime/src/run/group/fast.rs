@@ -99,6 +99,9 @@ impl<Fut, A, L, M> Stage<Fut, A, L, M> {
     }
 }
 
+/// A member's stage, for a step `S` whose first attempt is `Fut`.
+type MemberStage<S, Fut, A, L> = Stage<Fut, A, L, Member<<S as Step>::Output, <S as Step>::Error>>;
+
 /// One member's run: see the module's text for its states.
 ///
 /// The stage is dropped by hand: a member that has been taken holds nothing,
@@ -106,7 +109,7 @@ impl<Fut, A, L, M> Stage<Fut, A, L, M> {
 /// glue (about 19 instructions a member).
 pub(super) struct MemberFuture<'r, 'h, H, J, S: Step, F, Fut, D, A, G, L> {
     parts: Parts<'r, 'h, H, J, S, F, Fut, D, A, G, L>,
-    stage: ManuallyDrop<Stage<Fut, A, L, Member<S::Output, S::Error>>>,
+    stage: ManuallyDrop<MemberStage<S, Fut, A, L>>,
 }
 
 impl<H, J, S: Step, F, Fut, D, A, G, L> Drop for MemberFuture<'_, '_, H, J, S, F, Fut, D, A, G, L> {

@@ -15,7 +15,7 @@ use crate::ctxt::Ctxt;
 mod tcc;
 mod values;
 
-use values::{PathString, did_you_mean, parse_duration, parse_retry};
+use values::{PathString, did_you_mean, parse_retry, parse_timeout};
 
 /// The kind of a step, as written.
 #[derive(Clone)]
@@ -236,16 +236,7 @@ fn timeout_option(cx: &Ctxt, attr: &mut StepAttr, name: &str, meta: &Meta, seen:
     } else {
         "a compensation"
     };
-    let value = match meta {
-        Meta::NameValue(nv) => parse_duration(cx, name, &nv.value),
-        _ => {
-            cx.error_spanned_by(
-                meta,
-                format!("`{name}` takes a duration: write `{name} = \"2s\"`"),
-            );
-            None
-        }
-    };
+    let value = parse_timeout(cx, name, meta);
     if *seen {
         cx.error_spanned_by(
             meta,
@@ -256,9 +247,7 @@ fn timeout_option(cx: &Ctxt, attr: &mut StepAttr, name: &str, meta: &Meta, seen:
     }
     *seen = true;
     if let Some(d) = value {
-        if d.is_zero() {
-            cx.error_spanned_by(meta, format!("`{name}` must be longer than zero"));
-        } else if name == "timeout" {
+        if name == "timeout" {
             attr.timeout = Some(d);
         } else {
             attr.compensate_timeout = Some((d, meta.to_token_stream()));

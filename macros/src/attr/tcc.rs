@@ -15,7 +15,7 @@ use quote::ToTokens;
 use syn::punctuated::Punctuated;
 use syn::{Expr, Meta, Token};
 
-use super::{Kind, Retry, parse_duration, parse_retry};
+use super::{Kind, Retry, parse_retry, parse_timeout};
 use crate::ctxt::Ctxt;
 
 const SHAPE: &str = "`tcc(confirm = confirm_seat, cancel = release_seat)`";
@@ -171,24 +171,11 @@ pub(super) fn parse_option(cx: &Ctxt, options: &mut TccOptions, name: &str, meta
             } else {
                 &mut options.cancel_timeout
             };
-            let value = match meta {
-                Meta::NameValue(nv) => parse_duration(cx, name, &nv.value),
-                _ => {
-                    cx.error_spanned_by(
-                        meta,
-                        format!("`{name}` takes a duration: write `{name} = \"2s\"`"),
-                    );
-                    None
-                }
-            };
+            let value = parse_timeout(cx, name, meta);
             if slot.is_some() {
                 duplicate();
             } else if let Some(d) = value {
-                if d.is_zero() {
-                    cx.error_spanned_by(meta, format!("`{name}` must be longer than zero"));
-                } else {
-                    *slot = Some((d, meta.to_token_stream()));
-                }
+                *slot = Some((d, meta.to_token_stream()));
             }
         }
     }

@@ -196,6 +196,24 @@ fn parse_u32(cx: &Ctxt, name: &str, value: &Expr) -> Option<u32> {
     None
 }
 
+/// A `*timeout = "<duration>"` option's value: a duration longer than zero,
+/// or `None` once the error is reported at the option.
+pub(super) fn parse_timeout(cx: &Ctxt, name: &str, meta: &Meta) -> Option<Duration> {
+    let Meta::NameValue(nv) = meta else {
+        cx.error_spanned_by(
+            meta,
+            format!("`{name}` takes a duration: write `{name} = \"2s\"`"),
+        );
+        return None;
+    };
+    let d = parse_duration(cx, name, &nv.value)?;
+    if d.is_zero() {
+        cx.error_spanned_by(meta, format!("`{name}` must be longer than zero"));
+        return None;
+    }
+    Some(d)
+}
+
 pub(super) fn parse_duration(cx: &Ctxt, name: &str, value: &Expr) -> Option<Duration> {
     let Expr::Lit(syn::ExprLit {
         lit: Lit::Str(s), ..

@@ -68,12 +68,7 @@ impl Batch<'_, '_> {
             .tx
             .prepare_cached("SELECT status FROM sagas WHERE id = ?1")
             .and_then(|mut stmt| stmt.query_row([id_text(id)], |row| row.get(0)).optional())
-            .map_err(|e| {
-                Failure::Statement(
-                    sql_error(self.path, &format!("cannot look up saga {id}"), &e),
-                    false,
-                )
-            })?;
+            .map_err(|e| self.lookup_failed(id, &e))?;
         let Some(word) = found else {
             return Ok(Done::Skipped(None));
         };
@@ -198,12 +193,17 @@ impl Batch<'_, '_> {
                 "SELECT (SELECT max(seq) FROM journal WHERE saga_id = ?1) FROM sagas WHERE id = ?1",
             )
             .and_then(|mut stmt| stmt.query_row([id_text(id)], |row| row.get(0)).optional())
-            .map_err(|e| {
-                Failure::Statement(
-                    sql_error(self.path, &format!("cannot look up saga {id}"), &e),
-                    false,
-                )
-            })?;
+            .map_err(|e| self.lookup_failed(id, &e))?;
         Ok(found.map(|max| max.map_or(0, |max| max + 1)))
+    }
+
+    /// A read that `append_if` and `next_seq` make before they write failed.
+    /// A read cannot break a constraint, so the failure is never the write's
+    /// own: the whole batch is rolled back, not retried without this write.
+    fn lookup_failed(&self, id: SagaId, e: &rusqlite::Error) -> Failure {
+        Failure::Statement(
+            sql_error(self.path, &format!("cannot look up saga {id}"), e),
+            false,
+        )
     }
 }

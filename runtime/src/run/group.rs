@@ -45,7 +45,7 @@ mod persist;
 
 pub use fast::Joinable;
 pub use member::Member;
-use member::{More, Tally};
+use member::Tally;
 
 /// What the members of one group share while they run: how many of them have
 /// failed for good. An atomic, though the members run on one task, so that a
@@ -242,13 +242,14 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
     {
         fast::MemberFuture::<'r, 'h, H, J, S, F, Fut, _, _, _, _>::new(
             self,
+            group,
             index,
             call,
-            move |call, cx, span, started| {
-                self.decorated_first::<S, F, Fut>(call, cx, span, started)
+            |run: &'r Self, call, cx, span, started| {
+                run.decorated_first::<S, F, Fut>(call, cx, span, started)
             },
-            move |call, first, started| {
-                Box::pin(self.member_attempts::<S, F, Fut>(index, group, call, first, started))
+            |run: &'r Self, index, group: &'r Group, call, first, started| {
+                Box::pin(run.member_attempts::<S, F, Fut>(index, group, call, first, started))
             },
         )
     }
@@ -392,16 +393,13 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         member: Member<S::Output, S::Error>,
     ) -> Result<S::Output, (u32, StepFailure<S::Error>)> {
         // The default success path: one attempt, untimed, nothing to report.
-        if member.more.is_none() && member.started.is_none() {
-            match member.result {
-                Some(Ok(output)) => {
-                    self.succeeded += 1;
-                    return Ok(output);
-                }
-                result => return self.settle_other::<S>(index, Member { result, ..member }),
+        match member {
+            Member::Plain(output) => {
+                self.succeeded += 1;
+                Ok(output)
             }
+            other => self.settle_other::<S>(index, other),
         }
-        self.settle_other::<S>(index, member)
     }
 
     /// [`settle`](Self::settle) but for the default success path.
@@ -411,28 +409,28 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         index: u32,
         member: Member<S::Output, S::Error>,
     ) -> Result<S::Output, (u32, StepFailure<S::Error>)> {
-        let Member {
+        let Tally {
             result,
-            started,
-            more,
-        } = member;
-        let More {
             attempts,
+            started,
             last_error,
             rank,
             replayed,
             stop,
-        } = more.map_or(
-            More {
+        } = match member {
+            Member::Plain(output) => Tally {
+                result: Some(Ok(output)),
                 attempts: 1,
-                last_error: None,
-                rank: u32::MAX,
-                replayed: false,
-                stop: None,
+                ..Tally::new(None)
             },
-            |m| *m,
-        );
-        match stop {
+            Member::Timed(output, started) => Tally {
+                result: Some(Ok(output)),
+                attempts: 1,
+                ..Tally::new(Some(started))
+            },
+            Member::Other(tally) => *tally,
+        };
+        match stop.map(|stop| *stop) {
             Some(Stop::Halt(e)) => self.halt(e),
             Some(Stop::Refuse(reason)) => self.refuse(reason),
             None => {}

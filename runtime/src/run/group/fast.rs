@@ -25,8 +25,8 @@ use crate::context::{Phase, StepContext};
 use crate::durable::journal::Journal;
 use crate::error::StepFailure;
 use crate::hooks::Hooks;
-use crate::run::Run;
 use crate::run::attempts::panic_message;
+use crate::run::{Group, Run};
 use crate::step::Step;
 
 /// What a member's future is doing.
@@ -59,33 +59,41 @@ pub trait Joinable {
 }
 
 impl<Fut, A, L, M> Stage<Fut, A, L, M> {
-    /// Writes `next` over a `First` stage whose future has finished: drops
-    /// that future and its context in place, inline, where an assignment
-    /// would call the whole stage's drop glue out of line (about 15
-    /// instructions a member, twice). `next` is written even if the
-    /// future's drop panics, as an assignment would.
+    /// Writes `wrap(value)` over a `First` stage whose future has finished:
+    /// drops that future and its context in place, inline, where an
+    /// assignment would call the whole stage's drop glue out of line (about
+    /// 15 instructions a member, twice). The next stage is built at its
+    /// place from the small `value`: a whole stage built beforehand and
+    /// moved in would be copied at the size of the largest stage (the
+    /// decorated attempt), about 40 instructions a member. It is written
+    /// even if the future's drop panics, as an assignment would.
     ///
     /// # Safety
     /// `self` is `First`, and pinned: its future is not moved.
     #[inline]
-    unsafe fn after_first(&mut self, next: Self) {
-        /// Writes `next` into `place` when dropped, unwinding or not.
-        struct Then<T> {
+    unsafe fn after_first<V>(&mut self, value: V, wrap: fn(V) -> Self) {
+        /// Writes `wrap(value)` into `place` when dropped, unwinding or not.
+        struct Then<T, V> {
             place: *mut T,
-            next: ManuallyDrop<T>,
+            value: ManuallyDrop<V>,
+            wrap: fn(V) -> T,
         }
-        impl<T> Drop for Then<T> {
+        impl<T, V> Drop for Then<T, V> {
             #[inline]
             fn drop(&mut self) {
                 // SAFETY: `place` is valid and its old value has been
-                // dropped (or leaked by a panicking drop); `next` is taken
+                // dropped (or leaked by a panicking drop); `value` is taken
                 // once.
-                unsafe { core::ptr::write(self.place, ManuallyDrop::take(&mut self.next)) }
+                unsafe {
+                    let value = ManuallyDrop::take(&mut self.value);
+                    core::ptr::write(self.place, (self.wrap)(value))
+                }
             }
         }
         let then = Then {
             place: self as *mut Self,
-            next: ManuallyDrop::new(next),
+            value: ManuallyDrop::new(value),
+            wrap,
         };
         // SAFETY: the caller says the stage is `First`; its fields are
         // dropped in place, once, and `then` overwrites them.
@@ -136,29 +144,40 @@ type Marker<T> = PhantomData<fn() -> T>;
 /// What a member keeps beside its stage.
 struct Parts<'r, 'h, H, J, S, F, Fut, D, A, G, L> {
     run: &'r Run<'h, H, J>,
+    group: &'r Group,
     index: u32,
     started: Option<Instant>,
     /// The step's call; moved to `decorated` or `long` when they start.
     call: Option<F>,
-    /// Starts the first attempt with a timeout or span.
-    decorated: Option<D>,
+    /// Starts the first attempt with a timeout or span. Captures nothing
+    /// (it is given the run), so that building a member writes nothing for
+    /// it; so does `long`.
+    decorated: D,
     /// Starts the retry machinery, after a failed first attempt or at once.
-    long: Option<G>,
+    long: G,
     _types: Marker<(S, Fut, A, L)>,
 }
 
 impl<'r, 'h, H, J, S: Step, F, Fut, D, A, G, L> MemberFuture<'r, 'h, H, J, S, F, Fut, D, A, G, L> {
     /// A member not polled yet.
     #[inline]
-    pub(super) fn new(run: &'r Run<'h, H, J>, index: u32, call: F, decorated: D, long: G) -> Self {
+    pub(super) fn new(
+        run: &'r Run<'h, H, J>,
+        group: &'r Group,
+        index: u32,
+        call: F,
+        decorated: D,
+        long: G,
+    ) -> Self {
         MemberFuture {
             parts: Parts {
                 run,
+                group,
                 index,
                 started: None,
                 call: Some(call),
-                decorated: Some(decorated),
-                long: Some(long),
+                decorated,
+                long,
                 _types: PhantomData,
             },
             stage: ManuallyDrop::new(Stage::Start),
@@ -176,13 +195,20 @@ enum Begin {
     Long,
 }
 
-impl<H, J, S, F, Fut, D, A, G, L> Parts<'_, '_, H, J, S, F, Fut, D, A, G, L>
+impl<'r, 'h, H, J, S, F, Fut, D, A, G, L> Parts<'r, 'h, H, J, S, F, Fut, D, A, G, L>
 where
     H: Hooks,
     J: Journal,
     S: Step,
     F: FnMut() -> Fut,
-    G: FnOnce(F, Option<StepFailure<S::Error>>, Option<Instant>) -> L,
+    G: Fn(
+        &'r Run<'h, H, J>,
+        u32,
+        &'r Group,
+        F,
+        Option<StepFailure<S::Error>>,
+        Option<Instant>,
+    ) -> L,
 {
     /// Which way the first attempt goes; tells the hooks it started unless
     /// it goes the long way (which tells them itself).
@@ -217,10 +243,7 @@ where
     /// The retry machinery, after `first` failed (or at once if `None`).
     #[inline]
     fn long(&mut self, call: F, first: Option<StepFailure<S::Error>>) -> L {
-        match self.long.take() {
-            Some(long) => long(call, first, self.started),
-            None => unreachable!("a group member's retries start once"),
-        }
+        (self.long)(self.run, self.index, self.group, call, first, self.started)
     }
 
     /// Tells the hooks the plain first attempt succeeded.
@@ -233,16 +256,24 @@ where
     }
 }
 
-impl<H, J, S, F, Fut, D, A, G, L> Joinable for MemberFuture<'_, '_, H, J, S, F, Fut, D, A, G, L>
+impl<'r, 'h, H, J, S, F, Fut, D, A, G, L> Joinable
+    for MemberFuture<'r, 'h, H, J, S, F, Fut, D, A, G, L>
 where
     H: Hooks,
     J: Journal,
     S: Step,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<S::Output, S::Error>>,
-    D: FnOnce(F, StepContext, Option<tracing::Span>, Option<Instant>) -> A,
+    D: Fn(&'r Run<'h, H, J>, F, StepContext, Option<tracing::Span>, Option<Instant>) -> A,
     A: Future<Output = (F, Result<S::Output, StepFailure<S::Error>>)>,
-    G: FnOnce(F, Option<StepFailure<S::Error>>, Option<Instant>) -> L,
+    G: Fn(
+        &'r Run<'h, H, J>,
+        u32,
+        &'r Group,
+        F,
+        Option<StepFailure<S::Error>>,
+        Option<Instant>,
+    ) -> L,
     L: Future<Output = Tally<S::Output, S::Error>> + Unpin,
 {
     type Output = Member<S::Output, S::Error>;
@@ -271,10 +302,8 @@ where
                     }
                     Begin::Decorated(cx, span) => {
                         let call = parts.call();
-                        let Some(decorated) = parts.decorated.take() else {
-                            unreachable!("a group member's first attempt starts once")
-                        };
-                        let next = Stage::Decorated(decorated(call, cx, span, parts.started));
+                        let first = (parts.decorated)(parts.run, call, cx, span, parts.started);
+                        let next = Stage::Decorated(first);
                         // SAFETY: `Start` holds nothing to drop.
                         unsafe { core::ptr::write(stage, next) };
                     }
@@ -295,9 +324,9 @@ where
                         Ok(Poll::Pending) => return false,
                         Ok(Poll::Ready(Ok(output))) => {
                             parts.succeeded(cx);
-                            let done = Stage::Done(Member::succeeded(output, parts.started));
+                            let done = Member::succeeded(output, parts.started);
                             // SAFETY: the stage is `First`, pinned.
-                            unsafe { stage.after_first(done) };
+                            unsafe { stage.after_first(done, Stage::Done) };
                             return true;
                         }
                         Ok(Poll::Ready(Err(error))) => StepFailure::Error(error),
@@ -306,9 +335,9 @@ where
                         },
                     };
                     let call = parts.call();
-                    let long = Stage::Long(parts.long(call, Some(failure)));
+                    let long = parts.long(call, Some(failure));
                     // SAFETY: the stage is `First`, pinned.
-                    unsafe { stage.after_first(long) };
+                    unsafe { stage.after_first(long, Stage::Long) };
                 }
                 Stage::Decorated(first) => {
                     // SAFETY: see above.

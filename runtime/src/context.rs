@@ -166,7 +166,10 @@ impl StepContext {
     }
 
     /// Makes `cx` current while `f` runs; restores what was there before, even on panic.
-    #[inline]
+    // Always: two thread-local writes around every poll of a step, which
+    // rustc sometimes left as a call (36 instructions a step) in a saga
+    // whose steps were also polled by `sagaflow::join!` groups.
+    #[inline(always)]
     pub(crate) fn enter<R>(cx: &StepContext, f: impl FnOnce() -> R) -> R {
         struct Restore(*const StepContext);
         impl Drop for Restore {

@@ -146,8 +146,8 @@ pub mod __private {
     };
     pub use crate::outbox::in_run::Sendable;
     pub use crate::run::{
-        Both, CompensationError, Confirmed, Group, Joinable, Joined, Limit, Member, Run, Timed,
-        Undo, Untimed,
+        Both, CompensationError, Confirmed, Group, JoinAll, Joinable, Joined, Limit, Member, Run,
+        Timed, Undo, Untimed,
     };
     pub use core::time::Duration;
     pub use sagaflow_macros::saga_graph_doc;

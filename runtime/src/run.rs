@@ -44,7 +44,7 @@ pub(crate) use span::InSpan;
 use span::SpanRef;
 
 use attempts::*;
-pub use group::{Group, Joinable, Joined, Member, Undo};
+pub use group::{Group, JoinAll, Joinable, Joined, Member, Undo};
 pub use limit::{Limit, Timed, Untimed};
 pub use tcc::{Both, Confirmed};
 

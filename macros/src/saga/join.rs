@@ -67,17 +67,7 @@ fn markers(members: &[&StepCall]) -> Vec<TokenStream> {
 /// takes their outputs as a tuple.
 fn poll_together(futures: &[Ident]) -> TokenStream {
     quote! {
-        ::core::future::poll_fn(|__sagaflow_cx| {
-            // Every member at every wake: `&`, not `&&`.
-            let mut __sagaflow_done = true;
-            #(__sagaflow_done &= ::sagaflow::__private::Joinable::poll_done(#futures.as_mut(), __sagaflow_cx);)*
-            if __sagaflow_done {
-                ::core::task::Poll::Ready(())
-            } else {
-                ::core::task::Poll::Pending
-            }
-        })
-        .await;
+        ::sagaflow::__private::JoinAll((#(#futures.as_mut(),)*)).await;
         (#(::sagaflow::__private::Joinable::take(#futures.as_mut()),)*)
     }
 }

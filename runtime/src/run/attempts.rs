@@ -17,7 +17,10 @@ pin_project_lite::pin_project! {
 impl<F: Future> Future for Guarded<'_, F> {
     type Output = Result<F::Output, String>;
 
-    #[inline]
+    // Always: a thin layer around the step's own poll, which rustc stopped
+    // inlining into a saga of steps in a row (31 instructions a step) once
+    // the same steps were also polled, inline, by `sagaflow::join!` groups.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let future = this.future;

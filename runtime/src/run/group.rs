@@ -37,12 +37,14 @@ use crate::hooks::Hooks;
 use crate::report::Outcome;
 use crate::step::Step;
 
+mod all;
 mod fast;
 mod first;
 mod member;
 mod overlap;
 mod persist;
 
+pub use all::JoinAll;
 pub use fast::Joinable;
 pub use member::Member;
 use member::Tally;

@@ -64,7 +64,8 @@ pin_project_lite::pin_project! {
 impl<G: Future> Future for Unlimited<G> {
     type Output = Option<G::Output>;
 
-    #[inline]
+    // Always, as `Guarded`'s poll: a layer of nothing around the step's.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Self::Output> {
         self.project().future.poll(task).map(Some)
     }

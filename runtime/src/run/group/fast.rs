@@ -294,9 +294,10 @@ where
             match stage {
                 Stage::Start => match parts.begin() {
                     Begin::Plain(cx) => {
-                        let mut call = parts.call();
+                        let Some(call) = parts.call.as_mut() else {
+                            unreachable!("a group member's call is kept until its first attempt")
+                        };
                         let future = call();
-                        parts.call = Some(call);
                         // SAFETY: `Start` holds nothing to drop.
                         unsafe { core::ptr::write(stage, Stage::First { future, cx }) };
                     }

@@ -10,12 +10,12 @@
 //! let (m1, m2) = { let group = Group::new(); let shared = &*run;
 //!                  let a = pin!(shared.member(book_flight, 1, &group, &mut || ..));
 //!                  let b = pin!(shared.member(book_hotel, 2, &group, &mut || ..));
-//!                  poll_fn(|cx| a.poll_done(cx) & b.poll_done(cx)).await; (a.take(), b.take()) };
+//!                  JoinAll((a.as_mut(), b.as_mut())).await; (a.take(), b.take()) };
 //! let flight: Option<_> = match run.settle(1, m1) { Ok(v) => Some(v), Err((rank, f)) => { first_failure(..); None } };
 //! let hotel: Option<_> = ..;
-//! let (flight, hotel) = match (flight, hotel, first) {
-//!     (Some(flight), Some(hotel), None) => (flight, hotel),
-//!     (flight, hotel, first) => break 'forward State::G0 { airline, trip, flight, hotel, failure },
+//! let (flight, hotel) = match (flight, hotel) {
+//!     (Some(flight), Some(hotel)) => (flight, hotel),
+//!     (flight, hotel) => break 'forward State::G0 { airline, trip, flight, hotel, failure: group_failure(first) },
 //! };
 //! ```
 //! and backward, where `G0` holds the members' outputs as options and the
@@ -128,9 +128,11 @@ pub(super) fn forward(g: &Gen<'_>, range: &Range<usize>) -> TokenStream {
         let mut __sagaflow_first: ::core::option::Option<::sagaflow::StepFailure<#error_ty>> =
             ::core::option::Option::None;
         #(#settles)*
-        let (#(#bindings,)*) = match (#(#bindings,)* __sagaflow_first) {
-            (#(::core::option::Option::Some(#bindings),)* ::core::option::Option::None) => (#(#bindings,)*),
-            (#(#bindings,)* __sagaflow_first) => {
+        // Every member's output is there only if none failed: `first` is
+        // read only to turn back.
+        let (#(#bindings,)*) = match (#(#bindings,)*) {
+            (#(::core::option::Option::Some(#bindings),)*) => (#(#bindings,)*),
+            (#(#bindings,)*) => {
                 let __sagaflow_failure = ::sagaflow::__private::group_failure(__sagaflow_first);
                 break '__sagaflow_forward __SagaflowState::#state { #(#fields,)* __sagaflow_failure };
             }

@@ -9,7 +9,7 @@
 //! let group = Group::new();
 //! let (m0, m1) = { let a = pin!(run.member(book_flight, 0, &group, ..));
 //!                  let b = pin!(run.member(book_hotel, 1, &group, ..));
-//!                  poll_fn(|cx| poll a and b, both done?).await; (a.take(), b.take()) };
+//!                  JoinAll((a.as_mut(), b.as_mut())).await; (a.take(), b.take()) };
 //! let flight = run.settle(0, m0); let hotel = run.settle(1, m1);
 //! ```
 //! The members are polled on the saga's own task, every one at every wake, so

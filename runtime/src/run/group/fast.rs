@@ -81,9 +81,9 @@ impl<Fut, A, L, M> Stage<Fut, A, L, M> {
         impl<T, V> Drop for Then<T, V> {
             #[inline]
             fn drop(&mut self) {
-                // SAFETY: `place` is valid and its old value has been
-                // dropped (or leaked by a panicking drop); `value` is taken
-                // once.
+                // SAFETY: `place` is valid and its old future has been
+                // dropped (or left, by a panicking drop, with nothing else
+                // to drop); `value` is taken once.
                 unsafe {
                     let value = ManuallyDrop::take(&mut self.value);
                     core::ptr::write(self.place, (self.wrap)(value))
@@ -95,17 +95,21 @@ impl<Fut, A, L, M> Stage<Fut, A, L, M> {
             value: ManuallyDrop::new(value),
             wrap,
         };
-        // SAFETY: the caller says the stage is `First`; its fields are
-        // dropped in place, once, and `then` overwrites them.
+        // SAFETY: the caller says the stage is `First`; its future is
+        // dropped in place, once, and `then` overwrites the stage. Its
+        // context needs no drop (asserted below), so a panicking drop of the
+        // future leaks nothing.
         unsafe {
-            if let Stage::First { future, cx } = &mut *then.place {
+            if let Stage::First { future, .. } = &mut *then.place {
                 core::ptr::drop_in_place(future);
-                core::ptr::drop_in_place(cx);
             }
         }
         drop(then);
     }
 }
+
+// `after_first` drops a finished attempt's future but not its context.
+const _: () = assert!(!core::mem::needs_drop::<StepContext>());
 
 /// A member's stage, for a step `S` whose first attempt is `Fut`.
 type MemberStage<S, Fut, A, L> = Stage<Fut, A, L, Member<<S as Step>::Output, <S as Step>::Error>>;
@@ -124,17 +128,22 @@ impl<H, J, S: Step, F, Fut, D, A, G, L> Drop for MemberFuture<'_, '_, H, J, S, F
     #[inline]
     fn drop(&mut self) {
         if !matches!(*self.stage, Stage::Taken) {
-            drop_stage(&mut self.stage);
+            // SAFETY: the member is being dropped: its stage is not used
+            // again.
+            unsafe { drop_stage(&mut self.stage) };
         }
     }
 }
 
 /// Drops a member's stage that was not taken: a saga dropped while the group
 /// ran, or a group that turned back before taking its members.
+///
+/// # Safety
+/// Called at most once, and the stage is not used afterwards.
 #[inline(never)]
-fn drop_stage<T>(stage: &mut ManuallyDrop<T>) {
-    // SAFETY: called once, from the member's drop; the stage is dropped in
-    // place, as it is pinned.
+unsafe fn drop_stage<T>(stage: &mut ManuallyDrop<T>) {
+    // SAFETY: the caller drops the stage once; it is dropped in place, as it
+    // is pinned.
     unsafe { ManuallyDrop::drop(stage) }
 }
 
@@ -285,9 +294,10 @@ where
     // drop glue.
     #[inline]
     fn poll_done(self: Pin<&mut Self>, task: &mut Context<'_>) -> bool {
-        // SAFETY: only `stage` is structurally pinned. The futures in it are
-        // polled in place and dropped in place, by `after_first` and the
-        // assignments to `*stage`, never moved out.
+        // SAFETY: only `stage` is structurally pinned (`MemberFuture` has no
+        // `Unpin` impl of its own, so it is `Unpin` only when they are). The
+        // futures in it are polled in place and dropped in place, by
+        // `after_first` and the assignments to `*stage`, never moved out.
         let this = unsafe { self.get_unchecked_mut() };
         let (parts, stage) = (&mut this.parts, &mut *this.stage);
         loop {

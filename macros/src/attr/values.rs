@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use quote::ToTokens;
 use syn::punctuated::Punctuated;
-use syn::{Expr, Lit, Meta, Token};
+use syn::{Expr, Lit, Meta, MetaList, Token};
 
 use super::Retry;
 use crate::ctxt::Ctxt;
@@ -54,94 +54,7 @@ pub(super) fn parse_retry(cx: &Ctxt, name: &str, meta: &Meta) -> Option<Retry> {
             max_tokens: Some(meta.to_token_stream()),
             ..Retry::default()
         }),
-        Meta::List(list) => {
-            let inner = match list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)
-            {
-                Ok(inner) => inner,
-                Err(e) => {
-                    cx.push(syn::Error::new(
-                        e.span(),
-                        format!("{e}; expected `{name}(max = 3, backoff = \"10ms\", max_backoff = \"5s\")`"),
-                    ));
-                    return None;
-                }
-            };
-            if inner.is_empty() {
-                cx.error_spanned_by(
-                    meta,
-                    format!(
-                        "`{name}()` sets nothing: write `{name} = 3` or `{name}(max = 3, backoff = \"10ms\")`, or remove it"
-                    ),
-                );
-                return None;
-            }
-            let mut retry = Retry::default();
-            let mut ok = true;
-            for item in inner {
-                let key = item
-                    .path()
-                    .get_ident()
-                    .map(|i| i.to_string())
-                    .unwrap_or_default();
-                let Meta::NameValue(nv) = &item else {
-                    cx.error_spanned_by(
-                        &item,
-                        format!(
-                            "expected `key = value` inside `{name}(...)`, with keys {RETRY_KEYS}"
-                        ),
-                    );
-                    ok = false;
-                    continue;
-                };
-                let duplicate = match key.as_str() {
-                    "max" => retry.max.is_some(),
-                    "backoff" => retry.backoff.is_some(),
-                    "max_backoff" => retry.max_backoff.is_some(),
-                    _ => {
-                        cx.error_spanned_by(
-                            item.path(),
-                            format!(
-                                "unknown `{name}` option `{}`{}; expected one of {RETRY_KEYS}",
-                                item.path().to_token_stream_string(),
-                                did_you_mean(&key, RETRY_WORDS)
-                            ),
-                        );
-                        ok = false;
-                        continue;
-                    }
-                };
-                if duplicate {
-                    cx.error_spanned_by(
-                        &item,
-                        format!("duplicate `{name}` option `{key}`: remove one of them"),
-                    );
-                    ok = false;
-                    continue;
-                }
-                match key.as_str() {
-                    "max" => {
-                        retry.max = parse_u32(cx, "max", &nv.value);
-                        retry.max_tokens = Some(item.to_token_stream());
-                    }
-                    "backoff" => retry.backoff = parse_duration(cx, "backoff", &nv.value),
-                    _ => retry.max_backoff = parse_duration(cx, "max_backoff", &nv.value),
-                }
-            }
-            if let (Some(b), Some(m)) = (retry.backoff, retry.max_backoff)
-                && b > m
-            {
-                cx.error_spanned_by(
-                        list,
-                        format!(
-                            "`backoff` ({}) is longer than `max_backoff` ({}); the first wait cannot exceed the cap",
-                            humantime::format_duration(b),
-                            humantime::format_duration(m)
-                        ),
-                    );
-                ok = false;
-            }
-            ok.then_some(retry)
-        }
+        Meta::List(list) => parse_retry_list(cx, name, meta, list),
         Meta::Path(_) => {
             cx.error_spanned_by(
                 meta,
@@ -150,6 +63,100 @@ pub(super) fn parse_retry(cx: &Ctxt, name: &str, meta: &Meta) -> Option<Retry> {
             None
         }
     }
+}
+
+/// `retry(max = .., backoff = .., max_backoff = ..)`: every key is read, so
+/// that each mistake is reported, before the policy is given up on.
+fn parse_retry_list(cx: &Ctxt, name: &str, meta: &Meta, list: &MetaList) -> Option<Retry> {
+    let inner = match list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated) {
+        Ok(inner) => inner,
+        Err(e) => {
+            cx.push(syn::Error::new(
+                e.span(),
+                format!(
+                    "{e}; expected `{name}(max = 3, backoff = \"10ms\", max_backoff = \"5s\")`"
+                ),
+            ));
+            return None;
+        }
+    };
+    if inner.is_empty() {
+        cx.error_spanned_by(
+            meta,
+            format!(
+                "`{name}()` sets nothing: write `{name} = 3` or `{name}(max = 3, backoff = \"10ms\")`, or remove it"
+            ),
+        );
+        return None;
+    }
+    let mut retry = Retry::default();
+    let mut ok = true;
+    for item in inner {
+        ok &= parse_retry_key(cx, name, &item, &mut retry);
+    }
+    if let (Some(b), Some(m)) = (retry.backoff, retry.max_backoff)
+        && b > m
+    {
+        cx.error_spanned_by(
+                list,
+                format!(
+                    "`backoff` ({}) is longer than `max_backoff` ({}); the first wait cannot exceed the cap",
+                    humantime::format_duration(b),
+                    humantime::format_duration(m)
+                ),
+            );
+        ok = false;
+    }
+    ok.then_some(retry)
+}
+
+/// One `key = value` of a retry policy into `retry`; `false` if the key itself
+/// is wrong (a bad value is reported, and leaves the key unset).
+fn parse_retry_key(cx: &Ctxt, name: &str, item: &Meta, retry: &mut Retry) -> bool {
+    let key = item
+        .path()
+        .get_ident()
+        .map(|i| i.to_string())
+        .unwrap_or_default();
+    let Meta::NameValue(nv) = item else {
+        cx.error_spanned_by(
+            item,
+            format!("expected `key = value` inside `{name}(...)`, with keys {RETRY_KEYS}"),
+        );
+        return false;
+    };
+    let duplicate = match key.as_str() {
+        "max" => retry.max.is_some(),
+        "backoff" => retry.backoff.is_some(),
+        "max_backoff" => retry.max_backoff.is_some(),
+        _ => {
+            cx.error_spanned_by(
+                item.path(),
+                format!(
+                    "unknown `{name}` option `{}`{}; expected one of {RETRY_KEYS}",
+                    item.path().to_token_stream_string(),
+                    did_you_mean(&key, RETRY_WORDS)
+                ),
+            );
+            return false;
+        }
+    };
+    if duplicate {
+        cx.error_spanned_by(
+            item,
+            format!("duplicate `{name}` option `{key}`: remove one of them"),
+        );
+        return false;
+    }
+    match key.as_str() {
+        "max" => {
+            retry.max = parse_u32(cx, "max", &nv.value);
+            retry.max_tokens = Some(item.to_token_stream());
+        }
+        "backoff" => retry.backoff = parse_duration(cx, "backoff", &nv.value),
+        _ => retry.max_backoff = parse_duration(cx, "max_backoff", &nv.value),
+    }
+    true
 }
 
 pub(super) trait PathString {

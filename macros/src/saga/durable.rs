@@ -31,42 +31,35 @@ use super::expand::Gen;
 use super::{backward, forward};
 
 pub(super) fn durable_saga_impl(g: &Gen<'_>) -> TokenStream {
+    let keep_bounds = keep_bounds(g);
+    let trait_impl = trait_impl(g, &keep_bounds);
+    let body_impl = body_impl(g, &keep_bounds);
+    quote! {
+        #trait_impl
+
+        #body_impl
+    }
+}
+
+/// `J: Share<..>` / `J: Keep<..>` for everything a journal stores or lends:
+/// both the trait impl and the body ask them.
+fn keep_bounds(g: &Gen<'_>) -> Vec<TokenStream> {
     let saga = g.saga;
-    let (type_ident, output_ty, error_ty) = (&saga.type_ident, &saga.output_ty, &saga.error_ty);
-    let (lifetimes, generics, impl_generics) = (&g.lifetimes, &g.generics, &g.impl_generics);
-    let (predicates, static_bounds) = (&g.more.predicates, &g.more.static_bounds);
-    let type_params = saga.type_params.iter().map(|t| {
-        let mut t = t.clone();
-        (t.eq_token, t.default) = (None, None);
-        t
-    });
-    let type_names = &g.more.type_names;
-    let state_ty = &g.more.inferred;
-    let param_names = saga.params.iter().map(|p| &p.name);
+    let output_ty = &saga.output_ty;
     let journal = quote!(__SagaflowJournal);
     let mut keep_bounds = Vec::new();
-    let mut encode_inputs = Vec::new();
-    let mut rebuild_fields = Vec::new();
     for p in &saga.params {
-        let (name, ty) = (&p.name, &p.state_ty);
-        let key = name.to_string();
+        let ty = &p.state_ty;
         match ty {
             Type::Reference(r) => {
                 let referent = &r.elem;
                 keep_bounds.push(
                     quote_spanned!(p.ty.span()=> #journal: ::sagaflow::__private::Share<#referent>),
                 );
-                rebuild_fields.push(quote! {
-                    #name: <#journal as ::sagaflow::__private::Share<#referent>>::get(__sagaflow_resources)
-                        .map_err(|e| ::std::string::ToString::to_string(&e))?
-                });
             }
             _ => {
                 keep_bounds
                     .push(quote_spanned!(p.ty.span()=> #journal: ::sagaflow::__private::Keep<#ty>));
-                encode_inputs
-                    .push(quote!(__sagaflow_input.put::<#journal, _>(#key, &self.#name)?;));
-                rebuild_fields.push(quote!(#name: __sagaflow_input.take::<#journal, _>(#key)?));
             }
         }
     }
@@ -76,12 +69,50 @@ pub(super) fn durable_saga_impl(g: &Gen<'_>) -> TokenStream {
     }
     keep_bounds
         .push(quote_spanned!(output_ty.span()=> #journal: ::sagaflow::__private::Keep<#output_ty>));
-    let with_type = if lifetimes.is_empty() && type_names.is_empty() {
-        quote!(#type_ident)
-    } else {
-        let same = lifetimes.iter().map(|_| quote!('__sagaflow_a));
-        quote!(#type_ident<#(#same,)* #(#type_names,)*>)
-    };
+    keep_bounds
+}
+
+/// How each parameter crosses a restart: an owned input is written to the
+/// stored input and read back; a resource is fetched again from `Resources`.
+fn input_codec(g: &Gen<'_>) -> (Vec<TokenStream>, Vec<TokenStream>) {
+    let journal = quote!(__SagaflowJournal);
+    let mut encode_inputs = Vec::new();
+    let mut rebuild_fields = Vec::new();
+    for p in &g.saga.params {
+        let (name, ty) = (&p.name, &p.state_ty);
+        let key = name.to_string();
+        match ty {
+            Type::Reference(r) => {
+                let referent = &r.elem;
+                rebuild_fields.push(quote! {
+                    #name: <#journal as ::sagaflow::__private::Share<#referent>>::get(__sagaflow_resources)
+                        .map_err(|e| ::std::string::ToString::to_string(&e))?
+                });
+            }
+            _ => {
+                encode_inputs
+                    .push(quote!(__sagaflow_input.put::<#journal, _>(#key, &self.#name)?;));
+                rebuild_fields.push(quote!(#name: __sagaflow_input.take::<#journal, _>(#key)?));
+            }
+        }
+    }
+    (encode_inputs, rebuild_fields)
+}
+
+/// The `DurableSaga` impl: what a durable executor needs to persist, rebuild
+/// and drive the saga; its bounds apply only there.
+fn trait_impl(g: &Gen<'_>, keep_bounds: &[TokenStream]) -> TokenStream {
+    let saga = g.saga;
+    let (type_ident, output_ty, error_ty) = (&saga.type_ident, &saga.output_ty, &saga.error_ty);
+    let (lifetimes, generics) = (&g.lifetimes, &g.generics);
+    let (predicates, static_bounds) = (&g.more.predicates, &g.more.static_bounds);
+    let type_params = saga.type_params.iter().map(|t| {
+        let mut t = t.clone();
+        (t.eq_token, t.default) = (None, None);
+        t
+    });
+    let (encode_inputs, rebuild_fields) = input_codec(g);
+    let with_type = with_type(g);
     let marker_init = g.if_lifetimes(quote!(__sagaflow_marker: ::core::marker::PhantomData,));
     // What the durable impl's `Send` future holds, held by reference too:
     // asked as bounds of that impl rather than checked where it is written, so
@@ -90,8 +121,6 @@ pub(super) fn durable_saga_impl(g: &Gen<'_>) -> TokenStream {
     // or the test kit fails, naming the type. The `for<'_>` keeps each bound
     // from being a trivial one, which stable Rust would check at once.
     let send_bounds = send_bounds(g);
-    let forward_code = forward::code(g);
-    let arms = backward::arms(g);
     quote! {
         // Hidden from the type's page: its where-clause over journals is the
         // runtime's business; the `Saga` impl is what a user reads.
@@ -140,7 +169,34 @@ pub(super) fn durable_saga_impl(g: &Gen<'_>) -> TokenStream {
                 Self::__sagaflow_body::<__SagaflowHooks, __SagaflowJournal>(self, __sagaflow_run)
             }
         }
+    }
+}
 
+/// `With<'a>`: the saga rebuilt from storage borrows its resources for `'a`,
+/// so every lifetime of the type is that one.
+fn with_type(g: &Gen<'_>) -> TokenStream {
+    let (type_ident, lifetimes) = (&g.saga.type_ident, &g.lifetimes);
+    let type_names = &g.more.type_names;
+    if lifetimes.is_empty() && type_names.is_empty() {
+        quote!(#type_ident)
+    } else {
+        let same = lifetimes.iter().map(|_| quote!('__sagaflow_a));
+        quote!(#type_ident<#(#same,)* #(#type_names,)*>)
+    }
+}
+
+/// The state machine, generic over the journal so that it is generated once
+/// for the in-memory and the durable drive.
+fn body_impl(g: &Gen<'_>, keep_bounds: &[TokenStream]) -> TokenStream {
+    let saga = g.saga;
+    let (type_ident, output_ty, error_ty) = (&saga.type_ident, &saga.output_ty, &saga.error_ty);
+    let (generics, impl_generics) = (&g.generics, &g.impl_generics);
+    let predicates = &g.more.predicates;
+    let state_ty = &g.more.inferred;
+    let param_names = saga.params.iter().map(|p| &p.name);
+    let forward_code = forward::code(g);
+    let arms = backward::arms(g);
+    quote! {
         // The state machine, once, for every journal; in memory its future
         // need not be `Send`.
         #[automatically_derived]

@@ -134,6 +134,94 @@ impl<'a> Gen<'a> {
 
 pub(super) fn generate(saga: &Saga) -> TokenStream {
     let g = Gen::new(saga);
+    let saga_name = saga.sig.ident.to_string();
+    let (impl_generics, predicates) = (&g.impl_generics, &g.more.predicates);
+    let (variants, marker_variant) = backward::state_variants(&g);
+    let checks = Checks::new(&g);
+    let branches = super::arms::branch_literals(&g);
+    let graph_doc = doc::graph_doc_call(&g.an.steps, &g.an.groups, &branches, &saga_name);
+    let durable_impl = durable::durable_saga_impl(&g);
+    let arms_enums = super::arms::enums(&g);
+    let saga_impl = saga_trait_impl(&g);
+    let not_a_step = stand_in_step(saga);
+    let inline_steps = super::inline::items(&g);
+    let method_checks = super::method::checks(&g.an.steps, !saga.type_params.is_empty());
+    let in_memory_fn = in_memory_fn(saga, &graph_doc);
+    let saga_type = saga_type(&g, &checks, &graph_doc);
+    let Checks {
+        pivot: pivot_checks,
+        step: step_checks,
+        ..
+    } = checks;
+
+    quote! {
+        #method_checks
+
+        #in_memory_fn
+
+        #not_a_step
+
+        #inline_steps
+
+        #saga_type
+
+        const _: () = {
+            #step_checks
+
+            #[allow(non_camel_case_types, clippy::large_enum_variant, clippy::enum_variant_names)]
+            enum __SagaflowState #impl_generics where #predicates {
+                #(#variants,)*
+                #marker_variant
+            }
+
+            #arms_enums
+
+            #saga_impl
+
+            #durable_impl
+        };
+
+        #pivot_checks
+    }
+}
+
+/// The const checks of the steps and their pivot order: beside the saga, or,
+/// for a generic saga, in its impl, where the type parameters are in scope.
+struct Checks {
+    pivot: TokenStream,
+    step: TokenStream,
+    assoc: TokenStream,
+    read: TokenStream,
+}
+
+impl Checks {
+    fn new(g: &Gen<'_>) -> Self {
+        let mut pivot = check::pivot_checks(&g.an.steps, &g.an.groups);
+        pivot.extend(check::arm_pivot_checks(
+            &g.an.steps,
+            g.an.paths.branches.iter().flat_map(|b| b.arm_steps.clone()),
+        ));
+        if !g.an.paths.branches.is_empty() {
+            pivot.extend(check::branched_tcc_checks(&g.an.steps));
+        }
+        let mut step = check::step_checks(&g.an.steps);
+        let (mut assoc, mut read) = (TokenStream::new(), TokenStream::new());
+        if !g.saga.type_params.is_empty() {
+            let all = quote!(#step #pivot);
+            (assoc, read) = super::generic::checks_in_impl(all);
+            (pivot, step) = (TokenStream::new(), TokenStream::new());
+        }
+        Checks {
+            pivot,
+            step,
+            assoc,
+            read,
+        }
+    }
+}
+
+/// The user's function, now running the saga in memory.
+fn in_memory_fn(saga: &Saga, graph_doc: &TokenStream) -> TokenStream {
     let Saga {
         attrs,
         vis,
@@ -145,54 +233,16 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
         ..
     } = saga;
     let fn_ident = &sig.ident;
-    let saga_name = fn_ident.to_string();
-    let (generics, impl_generics) = (&g.generics, &g.impl_generics);
-    let predicates = &g.more.predicates;
-    let (variants, marker_variant) = backward::state_variants(&g);
-    let param_names: Vec<&Ident> = params.iter().map(|p| &p.name).collect();
-    let param_state_tys: Vec<&Type> = params.iter().map(|p| &p.state_ty).collect();
-    let fn_params: Vec<TokenStream> = params
-        .iter()
-        .map(|p| {
-            let (name, ty) = (&p.name, &p.ty);
-            quote!(#name: #ty)
-        })
-        .collect();
-    let marker_ty = &g.marker_ty;
-    let marker_field = g.if_lifetimes(quote!(__sagaflow_marker: #marker_ty,));
-    let marker_init = g.if_lifetimes(quote!(__sagaflow_marker: ::core::marker::PhantomData,));
-    let mut pivot_checks = check::pivot_checks(&g.an.steps, &g.an.groups);
-    pivot_checks.extend(check::arm_pivot_checks(
-        &g.an.steps,
-        g.an.paths.branches.iter().flat_map(|b| b.arm_steps.clone()),
-    ));
-    if !g.an.paths.branches.is_empty() {
-        pivot_checks.extend(check::branched_tcc_checks(&g.an.steps));
-    }
-    let mut step_checks = check::step_checks(&g.an.steps);
-    let (mut assoc_checks, mut read_checks) = (TokenStream::new(), TokenStream::new());
-    if !saga.type_params.is_empty() {
-        let all = quote!(#step_checks #pivot_checks);
-        (assoc_checks, read_checks) = super::generic::checks_in_impl(all);
-        (pivot_checks, step_checks) = (TokenStream::new(), TokenStream::new());
-    }
+    let param_names = params.iter().map(|p| &p.name);
+    let fn_params = params.iter().map(|p| {
+        let (name, ty) = (&p.name, &p.ty);
+        quote!(#name: #ty)
+    });
     let fn_generics = &sig.generics;
     let where_clause = &sig.generics.where_clause;
     let fn_doc = doc::saga_doc(saga);
-    let type_doc = doc::type_doc(saga);
     let asyncness = &sig.asyncness;
-    let branches = super::arms::branch_literals(&g);
-    let graph_doc = doc::graph_doc_call(&g.an.steps, &g.an.groups, &branches, &saga_name);
-    let durable_impl = durable::durable_saga_impl(&g);
-    let arms_enums = super::arms::enums(&g);
-    let saga_impl = saga_trait_impl(&g);
-    let not_a_step = stand_in_step(saga);
-    let inline_steps = super::inline::items(&g);
-    let method_checks = super::method::checks(&g.an.steps, !saga.type_params.is_empty());
-
     quote! {
-        #method_checks
-
         #(#attrs)*
         #[doc = ""]
         #[doc = #fn_doc]
@@ -203,11 +253,27 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
         {
             ::sagaflow::__private::run_in_memory(#type_ident::new(#(#param_names),*)).await
         }
+    }
+}
 
-        #not_a_step
-
-        #inline_steps
-
+/// The saga as a value: its inputs, `new` and `graph`.
+fn saga_type(g: &Gen<'_>, checks: &Checks, graph_doc: &TokenStream) -> TokenStream {
+    let Saga {
+        vis,
+        type_ident,
+        params,
+        ..
+    } = g.saga;
+    let (generics, impl_generics) = (&g.generics, &g.impl_generics);
+    let predicates = &g.more.predicates;
+    let param_names: Vec<&Ident> = params.iter().map(|p| &p.name).collect();
+    let param_state_tys: Vec<&Type> = params.iter().map(|p| &p.state_ty).collect();
+    let marker_ty = &g.marker_ty;
+    let marker_field = g.if_lifetimes(quote!(__sagaflow_marker: #marker_ty,));
+    let marker_init = g.if_lifetimes(quote!(__sagaflow_marker: ::core::marker::PhantomData,));
+    let (read_checks, assoc_checks) = (&checks.read, &checks.assoc);
+    let type_doc = doc::type_doc(g.saga);
+    quote! {
         #[doc = #type_doc]
         #[cfg_attr(doc, doc = #graph_doc)]
         #vis struct #type_ident #impl_generics where #predicates {
@@ -232,24 +298,6 @@ pub(super) fn generate(saga: &Saga) -> TokenStream {
                 <Self as ::sagaflow::Saga>::graph()
             }
         }
-
-        const _: () = {
-            #step_checks
-
-            #[allow(non_camel_case_types, clippy::large_enum_variant, clippy::enum_variant_names)]
-            enum __SagaflowState #impl_generics where #predicates {
-                #(#variants,)*
-                #marker_variant
-            }
-
-            #arms_enums
-
-            #saga_impl
-
-            #durable_impl
-        };
-
-        #pivot_checks
     }
 }
 

@@ -77,55 +77,12 @@ pub(super) fn read(
     saga_fn: &Ident,
     known: &HashSet<String>,
 ) -> Option<StepCall> {
-    let mut options = TokenStream::new();
-    let mut compensation: Option<syn::ExprClosure> = None;
-    let parser = |input: ParseStream| -> syn::Result<(Ident, syn::ExprAsync)> {
-        let name: Ident = input.parse().map_err(|e| {
-            syn::Error::new(
-                e.span(),
-                "an inline step starts with its name, its identity in the journal, the graph and the report: `sagaflow::inline!(log_booking, read_only, async { .. })`",
-            )
-        })?;
-        input.parse::<Token![,]>()?;
-        loop {
-            if input.peek(Token![async]) && !input.peek2(Token![|]) {
-                let body: syn::ExprAsync = input.parse()?;
-                if !input.is_empty() {
-                    input.parse::<Token![,]>()?;
-                }
-                if !input.is_empty() {
-                    return Err(
-                        input.error("the `async { .. }` body comes last in `sagaflow::inline!`")
-                    );
-                }
-                return Ok((name, body));
-            }
-            if input.is_empty() {
-                return Err(input.error(
-                    "an inline step ends with its body, an `async { .. }` block: `sagaflow::inline!(name, read_only, async { .. })`",
-                ));
-            }
-            if input.peek(Ident)
-                && input.peek2(Token![=])
-                && input.fork().parse::<Ident>()? == "compensate"
-            {
-                input.parse::<Ident>()?;
-                input.parse::<Token![=]>()?;
-                let closure: syn::ExprClosure = input.parse().map_err(|e| {
-                    syn::Error::new(
-                        e.span(),
-                        "an inline step's compensation is an async closure over a reference to its output: `compensate = async |hold| seats.release(hold).await`",
-                    )
-                })?;
-                compensation = Some(closure);
-            } else {
-                let meta: syn::Meta = input.parse()?;
-                options.extend(quote!(#meta,));
-            }
-            input.parse::<Token![,]>()?;
-        }
-    };
-    let (name, body) = match parser.parse2(m.mac.tokens.clone()) {
+    let Parsed {
+        name,
+        body,
+        mut options,
+        compensation,
+    } = match parse_args.parse2(m.mac.tokens.clone()) {
         Ok(parsed) => parsed,
         Err(e) => {
             cx.push(e);
@@ -134,19 +91,117 @@ pub(super) fn read(
     };
     let compensation = match compensation {
         None => None,
-        Some(c) => {
-            if c.asyncness.is_none() || c.inputs.len() != 1 {
-                cx.error_spanned_by(
-                    &c,
-                    "an inline step's compensation is an async closure of one parameter, a reference to the step's output: `compensate = async |hold| seats.release(hold).await`",
-                );
-                return None;
-            }
-            let undo = format_ident!("undo_{}", name);
-            options.extend(quote!(compensate = #undo,));
-            Some((c.inputs[0].clone(), (*c.body).clone()))
-        }
+        Some(c) => Some(read_compensation(cx, c, &name, &mut options)?),
     };
+    let attr = read_kind(cx, &name, options)?;
+    let output_ty = match binding_ty {
+        Some(ty) => ty.clone(),
+        None => syn::parse_quote!(()),
+    };
+    let (body_names, compensation_names) = names_read(&body, compensation.as_ref(), known);
+    Some(step_call(
+        saga_fn,
+        question,
+        Inline {
+            name,
+            attr,
+            body,
+            compensation,
+            output_ty,
+            body_names,
+            compensation_names,
+        },
+    ))
+}
+
+/// The macro's arguments as written, before any is checked.
+struct Parsed {
+    name: Ident,
+    body: syn::ExprAsync,
+    /// The options other than `compensate`, as `#[step(..)]` would take them.
+    options: TokenStream,
+    compensation: Option<syn::ExprClosure>,
+}
+
+/// `name, option, .., async { .. }`, where `compensate = ..` is a closure and
+/// not a path, so `#[step]`'s attribute parser cannot read it.
+fn parse_args(input: ParseStream) -> syn::Result<Parsed> {
+    let mut options = TokenStream::new();
+    let mut compensation: Option<syn::ExprClosure> = None;
+    let name: Ident = input.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "an inline step starts with its name, its identity in the journal, the graph and the report: `sagaflow::inline!(log_booking, read_only, async { .. })`",
+        )
+    })?;
+    input.parse::<Token![,]>()?;
+    loop {
+        if input.peek(Token![async]) && !input.peek2(Token![|]) {
+            let body: syn::ExprAsync = input.parse()?;
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
+            if !input.is_empty() {
+                return Err(
+                    input.error("the `async { .. }` body comes last in `sagaflow::inline!`")
+                );
+            }
+            return Ok(Parsed {
+                name,
+                body,
+                options,
+                compensation,
+            });
+        }
+        if input.is_empty() {
+            return Err(input.error(
+                "an inline step ends with its body, an `async { .. }` block: `sagaflow::inline!(name, read_only, async { .. })`",
+            ));
+        }
+        if input.peek(Ident)
+            && input.peek2(Token![=])
+            && input.fork().parse::<Ident>()? == "compensate"
+        {
+            input.parse::<Ident>()?;
+            input.parse::<Token![=]>()?;
+            let closure: syn::ExprClosure = input.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "an inline step's compensation is an async closure over a reference to its output: `compensate = async |hold| seats.release(hold).await`",
+                )
+            })?;
+            compensation = Some(closure);
+        } else {
+            let meta: syn::Meta = input.parse()?;
+            options.extend(quote!(#meta,));
+        }
+        input.parse::<Token![,]>()?;
+    }
+}
+
+/// The compensation's parameter and body; `options` gets a `compensate = ..`
+/// so that the step's kind is read as `#[step]`'s would be.
+fn read_compensation(
+    cx: &Ctxt,
+    c: syn::ExprClosure,
+    name: &Ident,
+    options: &mut TokenStream,
+) -> Option<(syn::Pat, Expr)> {
+    if c.asyncness.is_none() || c.inputs.len() != 1 {
+        cx.error_spanned_by(
+            &c,
+            "an inline step's compensation is an async closure of one parameter, a reference to the step's output: `compensate = async |hold| seats.release(hold).await`",
+        );
+        return None;
+    }
+    let undo = format_ident!("undo_{}", name);
+    options.extend(quote!(compensate = #undo,));
+    Some((c.inputs[0].clone(), (*c.body).clone()))
+}
+
+/// The step's options, or `None` once the kinds an inline step cannot have
+/// are reported.
+fn read_kind(cx: &Ctxt, name: &Ident, options: TokenStream) -> Option<StepAttr> {
     let attr = parse_step_attr(cx, options);
     if let Some((crate::attr::Kind::Tcc { .. }, span)) = &attr.kind {
         cx.error_at(
@@ -157,17 +212,23 @@ pub(super) fn read(
     }
     if !attr.kind_written {
         cx.error_spanned_by(
-            &name,
+            name,
             "an inline step must say what undoes it when a later step fails: add `compensate = async |output| ..`, or mark it `read_only`, `pivot` or `retriable`",
         );
         return None;
     }
-    let output_ty = match binding_ty {
-        Some(ty) => ty.clone(),
-        None => syn::parse_quote!(()),
-    };
+    Some(attr)
+}
+
+/// The saga names the body reads (with those the compensation reads, which the
+/// layout must keep too), and those the compensation reads.
+fn names_read(
+    body: &syn::ExprAsync,
+    compensation: Option<&(syn::Pat, Expr)>,
+    known: &HashSet<String>,
+) -> (Vec<Ident>, Vec<Ident>) {
     let mut body_names: Vec<Ident> = sorted(names_used(&body.block, known));
-    let compensation_names: Vec<Ident> = match &compensation {
+    let compensation_names: Vec<Ident> = match compensation {
         Some((pat, expr)) => {
             let mut names = names_used(expr, known);
             for bound in names_used(pat, known) {
@@ -182,13 +243,21 @@ pub(super) fn read(
             body_names.push(n.clone());
         }
     }
+    (body_names, compensation_names)
+}
+
+/// The step call the inline step stands for: a call of its generated type
+/// with the names it reads as arguments, so that the layout keeps them.
+fn step_call(saga_fn: &Ident, question: Token![?], inline: Inline) -> StepCall {
+    let name = &inline.name;
     let type_ident = format_ident!(
         "__sagaflow_inline_{}_{}",
         saga_fn.to_string().trim_start_matches("r#"),
         name
     );
     let path: syn::Path = syn::parse_quote_spanned!(name.span()=> #type_ident);
-    let args = body_names
+    let args = inline
+        .body_names
         .iter()
         .map(|n| -> Expr { syn::parse_quote!(#n) })
         .collect();
@@ -198,7 +267,7 @@ pub(super) fn read(
         paren_token: Default::default(),
         args,
     };
-    Some(StepCall {
+    StepCall {
         binding: format_ident!("__sagaflow_unset"),
         named_by_user: false,
         binding_ty: None,
@@ -206,16 +275,8 @@ pub(super) fn read(
         call,
         question,
         method: None,
-        inline: Some(Box::new(Inline {
-            name,
-            attr,
-            body,
-            compensation,
-            output_ty,
-            body_names,
-            compensation_names,
-        })),
-    })
+        inline: Some(Box::new(inline)),
+    }
 }
 
 fn sorted(names: HashSet<String>) -> Vec<Ident> {

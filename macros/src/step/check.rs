@@ -1,7 +1,7 @@
 //! Validate: the step function's shape and the combination of its options.
 
 use quote::quote;
-use syn::{FnArg, GenericParam, ItemFn, ReturnType, Type};
+use syn::{FnArg, GenericParam, ItemFn, ReturnType, Signature, Type};
 
 use super::expand::STD_MACROS;
 use crate::attr::{Kind, StepAttr};
@@ -12,6 +12,16 @@ use crate::ctxt::Ctxt;
 /// (`#[sagaflow::steps]`, its receiver taken off) does not.
 pub(crate) fn validate_signature(cx: &Ctxt, func: &ItemFn, free: bool) -> bool {
     let sig = &func.sig;
+    // Each check reports its own mistakes, so all of them run.
+    let mut ok = validate_qualifiers(cx, sig, free);
+    ok &= validate_output(cx, sig);
+    ok &= validate_params(cx, sig);
+    ok
+}
+
+/// The name and what comes before `fn`: what makes the function something a
+/// saga cannot call as a step.
+fn validate_qualifiers(cx: &Ctxt, sig: &Signature, free: bool) -> bool {
     let mut ok = true;
     if free && STD_MACROS.contains(&sig.ident.to_string().as_str()) {
         cx.error_spanned_by(
@@ -44,6 +54,12 @@ pub(crate) fn validate_signature(cx: &Ctxt, func: &ItemFn, free: bool) -> bool {
         );
         ok = false;
     }
+    ok
+}
+
+/// `Result<T, E>`, with a `T` the saga can keep until it ends.
+fn validate_output(cx: &Ctxt, sig: &Signature) -> bool {
+    let mut ok = true;
     match &sig.output {
         ReturnType::Default => {
             cx.error_spanned_by(
@@ -77,6 +93,13 @@ pub(crate) fn validate_signature(cx: &Ctxt, func: &ItemFn, free: bool) -> bool {
             }
         }
     }
+    ok
+}
+
+/// Generics and parameters: one concrete step whose arguments can be
+/// evaluated again.
+fn validate_params(cx: &Ctxt, sig: &Signature) -> bool {
+    let mut ok = true;
     for param in &sig.generics.params {
         match param {
             GenericParam::Lifetime(_) => {}

@@ -5,31 +5,11 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, ReturnType};
 
-use crate::attr::{Kind, Retry, StepAttr};
+use super::info::{info_tokens, info_value};
+use crate::attr::{Kind, StepAttr};
 use crate::compensation::Role;
 use crate::graph_doc;
-use sagaflow_graph::{RetryPolicy, StepInfo, StepKind};
-
-fn retry_tokens(retry: &Retry, base: TokenStream) -> TokenStream {
-    let mut tokens = base;
-    if let Some(max) = retry.max {
-        tokens = quote!(::sagaflow::RetryPolicy::retries(#max));
-    }
-    if let Some(backoff) = retry.backoff {
-        let nanos = duration_nanos(backoff);
-        tokens = quote!(#tokens.with_backoff(::sagaflow::__private::Duration::from_nanos(#nanos)));
-    }
-    if let Some(max_backoff) = retry.max_backoff {
-        let nanos = duration_nanos(max_backoff);
-        tokens =
-            quote!(#tokens.with_max_backoff(::sagaflow::__private::Duration::from_nanos(#nanos)));
-    }
-    tokens
-}
-
-fn duration_nanos(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
+use sagaflow_graph::StepInfo;
 
 pub(super) fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream {
     let ItemFn {
@@ -62,60 +42,8 @@ pub(super) fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream
             arg_names.push(arg);
         }
     }
-    let nothing = quote! {
-        let _ = (#(#arg_names,)* __sagaflow_output);
-        ::sagaflow::__private::no_compensation().await
-    };
-    let compensate_body = match &kind {
-        Kind::Compensate(path) => crate::compensation::call(path, sig, &arg_names),
-        Kind::Tcc { .. } => quote! {
-            Self::__sagaflow_cancel((#(#arg_names,)*), ::core::option::Option::Some(__sagaflow_output)).await
-        },
-        _ => nothing,
-    };
-    // A TCC step's confirm and cancel take the arguments as one tuple; every
-    // other step's take any tuple and do nothing, so that a mistake in a step
-    // call that `#[saga]` repeats for them is reported once, at the call.
-    let arg_tys: Vec<&syn::Type> = sig
-        .inputs
-        .iter()
-        .filter_map(|input| match input {
-            FnArg::Typed(pt) => Some(&*pt.ty),
-            FnArg::Receiver(_) => None,
-        })
-        .collect();
-    let tcc_fns = match &kind {
-        Kind::Tcc { confirm, cancel } => {
-            let output = quote_spanned!(confirm.span()=> &<Self as ::sagaflow::Step>::Output);
-            let confirm_body =
-                crate::compensation::call_as(Role::Confirm, confirm, sig, None, &arg_names, output);
-            let output = quote_spanned!(cancel.span()=> ::core::option::Option<&<Self as ::sagaflow::Step>::Output>);
-            let cancel_body =
-                crate::compensation::call_as(Role::Cancel, cancel, sig, None, &arg_names, output);
-            quote! {
-                #[doc(hidden)]
-                #vis async fn __sagaflow_confirm<#(#lifetimes),*>(
-                    (#(#arg_names,)*): (#(#arg_tys,)*),
-                    __sagaflow_output: &<Self as ::sagaflow::Step>::Output,
-                ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError>
-                #where_clause
-                {
-                    #confirm_body
-                }
-
-                #[doc(hidden)]
-                #vis async fn __sagaflow_cancel<#(#lifetimes),*>(
-                    (#(#arg_names,)*): (#(#arg_tys,)*),
-                    __sagaflow_output: ::core::option::Option<&<Self as ::sagaflow::Step>::Output>,
-                ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError>
-                #where_clause
-                {
-                    #cancel_body
-                }
-            }
-        }
-        _ => not_tcc_fns(vis),
-    };
+    let compensate_body = compensate_body(&kind, sig, &arg_names);
+    let tcc_fns = tcc_fns(&kind, vis, sig, &arg_names);
     let doc = step_doc(&kind, attr);
     let extra = tcc_const(matches!(kind, Kind::Tcc { .. }));
     let limit = limit_type(attr);
@@ -149,6 +77,74 @@ pub(super) fn generate(func: &ItemFn, attr: &StepAttr, salt: u64) -> TokenStream
     }
 }
 
+/// `__sagaflow_compensate`'s body: every kind has one, so that the saga can
+/// call it for any step; only a compensatable or TCC step's does anything.
+fn compensate_body(kind: &Kind, sig: &syn::Signature, arg_names: &[syn::Ident]) -> TokenStream {
+    let nothing = quote! {
+        let _ = (#(#arg_names,)* __sagaflow_output);
+        ::sagaflow::__private::no_compensation().await
+    };
+    match kind {
+        Kind::Compensate(path) => crate::compensation::call(path, sig, arg_names),
+        Kind::Tcc { .. } => quote! {
+            Self::__sagaflow_cancel((#(#arg_names,)*), ::core::option::Option::Some(__sagaflow_output)).await
+        },
+        _ => nothing,
+    }
+}
+
+/// A TCC step's confirm and cancel take the arguments as one tuple; every
+/// other step's take any tuple and do nothing, so that a mistake in a step
+/// call that `#[saga]` repeats for them is reported once, at the call.
+fn tcc_fns(
+    kind: &Kind,
+    vis: &syn::Visibility,
+    sig: &syn::Signature,
+    arg_names: &[syn::Ident],
+) -> TokenStream {
+    let Kind::Tcc { confirm, cancel } = kind else {
+        return not_tcc_fns(vis);
+    };
+    let lifetimes: Vec<_> = sig.generics.lifetimes().collect();
+    let where_clause = &sig.generics.where_clause;
+    let arg_tys: Vec<&syn::Type> = sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Typed(pt) => Some(&*pt.ty),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let output = quote_spanned!(confirm.span()=> &<Self as ::sagaflow::Step>::Output);
+    let confirm_body =
+        crate::compensation::call_as(Role::Confirm, confirm, sig, None, arg_names, output);
+    let output =
+        quote_spanned!(cancel.span()=> ::core::option::Option<&<Self as ::sagaflow::Step>::Output>);
+    let cancel_body =
+        crate::compensation::call_as(Role::Cancel, cancel, sig, None, arg_names, output);
+    quote! {
+        #[doc(hidden)]
+        #vis async fn __sagaflow_confirm<#(#lifetimes),*>(
+            (#(#arg_names,)*): (#(#arg_tys,)*),
+            __sagaflow_output: &<Self as ::sagaflow::Step>::Output,
+        ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError>
+        #where_clause
+        {
+            #confirm_body
+        }
+
+        #[doc(hidden)]
+        #vis async fn __sagaflow_cancel<#(#lifetimes),*>(
+            (#(#arg_names,)*): (#(#arg_tys,)*),
+            __sagaflow_output: ::core::option::Option<&<Self as ::sagaflow::Step>::Output>,
+        ) -> ::core::result::Result<(), ::sagaflow::__private::CompensationError>
+        #where_clause
+        {
+            #cancel_body
+        }
+    }
+}
+
 /// The confirm and the cancel of a step that is not a TCC step: never called
 /// (the runtime reads the kind first), and taking any arguments.
 pub(crate) fn not_tcc_fns(vis: &syn::Visibility) -> TokenStream {
@@ -178,73 +174,6 @@ pub(crate) fn step_kind(attr: &StepAttr) -> Kind {
         .as_ref()
         .map(|(k, _)| k.clone())
         .unwrap_or(Kind::ReadOnly)
-}
-
-/// The `StepInfo` expression of a step named `name` (its identity in the
-/// journal, the graph and the report).
-pub(crate) fn info_tokens(name: &str, kind: &Kind, attr: &StepAttr) -> TokenStream {
-    let kind_tokens = match kind {
-        Kind::Compensate(_) => quote!(Compensatable),
-        Kind::ReadOnly => quote!(ReadOnly),
-        Kind::Pivot => quote!(Pivot),
-        Kind::Retriable => quote!(Retriable),
-        Kind::Tcc { .. } => quote!(Tcc),
-    };
-    let mut info = quote!(::sagaflow::StepInfo::new(#name, ::sagaflow::StepKind::#kind_tokens));
-    let last = |path: &syn::Path| {
-        path.segments
-            .last()
-            .map(|s| s.ident.to_string())
-            .unwrap_or_default()
-    };
-    if let Kind::Compensate(path) = kind {
-        let comp_name = last(path);
-        info = quote!(#info.with_compensation(#comp_name));
-    }
-    if let Kind::Tcc { confirm, cancel } = kind {
-        let (confirm, cancel) = (last(confirm), last(cancel));
-        info = quote!(#info.with_compensation(#cancel).with_confirm(#confirm));
-    }
-    if let Some((retry, _)) = &attr.retry {
-        let base = if matches!(kind, Kind::Retriable) {
-            quote!(::sagaflow::RetryPolicy::FOREVER)
-        } else {
-            quote!(::sagaflow::RetryPolicy::NONE)
-        };
-        let policy = retry_tokens(retry, base);
-        info = quote!(#info.with_retry(#policy));
-    }
-    if let Some(timeout) = attr.timeout {
-        let nanos = duration_nanos(timeout);
-        info = quote!(#info.with_timeout(::sagaflow::__private::Duration::from_nanos(#nanos)));
-    }
-    if let Some((retry, _)) = &attr.compensate_retry {
-        let policy = retry_tokens(retry, quote!(::sagaflow::RetryPolicy::COMPENSATION_DEFAULT));
-        info = quote!(#info.with_compensation_retry(#policy));
-    }
-    if let Some((timeout, _)) = attr.compensate_timeout {
-        let nanos = duration_nanos(timeout);
-        info = quote!(#info.with_compensation_timeout(::sagaflow::__private::Duration::from_nanos(#nanos)));
-    }
-    let tcc = &attr.tcc;
-    if let Some((retry, _)) = &tcc.confirm_retry {
-        let policy = retry_tokens(retry, quote!(::sagaflow::RetryPolicy::FOREVER));
-        info = quote!(#info.with_confirm_retry(#policy));
-    }
-    if let Some((timeout, _)) = tcc.confirm_timeout {
-        let nanos = duration_nanos(timeout);
-        info =
-            quote!(#info.with_confirm_timeout(::sagaflow::__private::Duration::from_nanos(#nanos)));
-    }
-    if let Some((retry, _)) = &tcc.cancel_retry {
-        let policy = retry_tokens(retry, quote!(::sagaflow::RetryPolicy::COMPENSATION_DEFAULT));
-        info = quote!(#info.with_compensation_retry(#policy));
-    }
-    if let Some((timeout, _)) = tcc.cancel_timeout {
-        let nanos = duration_nanos(timeout);
-        info = quote!(#info.with_compensation_timeout(::sagaflow::__private::Duration::from_nanos(#nanos)));
-    }
-    info
 }
 
 /// `Step::__SAGAFLOW_TCC` for a TCC step (the trait's default says `false`).
@@ -293,73 +222,6 @@ pub(crate) fn hidden_step_type(
             #extra
         }
     }
-}
-
-/// The step's declaration as a value, for the saga's rustdoc picture: the same
-/// values as the `INFO` tokens, with the runtime's defaults filled in.
-pub(crate) fn info_value(name: &str, kind: &Kind, attr: &StepAttr) -> StepInfo {
-    let graph_kind = match kind {
-        Kind::Compensate(_) => StepKind::Compensatable,
-        Kind::ReadOnly => StepKind::ReadOnly,
-        Kind::Pivot => StepKind::Pivot,
-        Kind::Retriable => StepKind::Retriable,
-        Kind::Tcc { .. } => StepKind::Tcc,
-    };
-    let mut info = StepInfo::new(graph_doc::leak(name.to_string()), graph_kind);
-    let last = |path: &syn::Path| {
-        graph_doc::leak(
-            path.segments
-                .last()
-                .map(|s| s.ident.to_string())
-                .unwrap_or_default(),
-        )
-    };
-    if let Kind::Compensate(path) = kind {
-        info = info.with_compensation(last(path));
-    }
-    if let Kind::Tcc { confirm, cancel } = kind {
-        info = info
-            .with_compensation(last(cancel))
-            .with_confirm(last(confirm));
-    }
-    let policy = |retry: &Retry, mut base: RetryPolicy| {
-        if let Some(max) = retry.max {
-            base = RetryPolicy::retries(max);
-        }
-        if let Some(b) = retry.backoff {
-            base = base.with_backoff(b);
-        }
-        if let Some(m) = retry.max_backoff {
-            base = base.with_max_backoff(m);
-        }
-        base
-    };
-    if let Some((retry, _)) = &attr.retry {
-        info = info.with_retry(policy(retry, info.retry()));
-    }
-    if let Some(timeout) = attr.timeout {
-        info = info.with_timeout(timeout);
-    }
-    if let Some((retry, _)) = &attr.compensate_retry {
-        info = info.with_compensation_retry(policy(retry, info.compensation_retry()));
-    }
-    if let Some((timeout, _)) = attr.compensate_timeout {
-        info = info.with_compensation_timeout(timeout);
-    }
-    let tcc = &attr.tcc;
-    if let Some((retry, _)) = &tcc.confirm_retry {
-        info = info.with_confirm_retry(policy(retry, info.confirm_retry()));
-    }
-    if let Some((timeout, _)) = tcc.confirm_timeout {
-        info = info.with_confirm_timeout(timeout);
-    }
-    if let Some((retry, _)) = &tcc.cancel_retry {
-        info = info.with_compensation_retry(policy(retry, info.compensation_retry()));
-    }
-    if let Some((timeout, _)) = tcc.cancel_timeout {
-        info = info.with_compensation_timeout(timeout);
-    }
-    info
 }
 
 /// The per-step `macro_rules!` callback that carries the declaration to `#[saga]`'s

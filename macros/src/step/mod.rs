@@ -27,6 +27,7 @@
 
 mod check;
 mod expand;
+mod info;
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
@@ -37,9 +38,9 @@ use crate::ctxt::Ctxt;
 pub(crate) use check::{validate_options, validate_signature};
 use expand::generate;
 pub(crate) use expand::{
-    graph_rules, hidden_step_type, info_tokens, info_value, limit_type, not_tcc_fns, step_doc,
-    step_kind, tcc_const,
+    graph_rules, hidden_step_type, limit_type, not_tcc_fns, step_doc, step_kind, tcc_const,
 };
+pub(crate) use info::{info_tokens, info_value};
 
 #[cfg(test)]
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {

@@ -224,10 +224,6 @@ pub(crate) fn hidden_step_type(
     }
 }
 
-/// The per-step `macro_rules!` callback that carries the declaration to `#[saga]`'s
-/// rustdoc picture (see `graph_doc`). Exported under a name unique in the crate
-/// (the step's name and its call site), and re-exported under the step's own name
-/// in the macro namespace, so that it travels with the function through `use`.
 /// The macros of the standard library's prelude: a step's callback under the
 /// same name would make every use of that macro in the module ambiguous.
 pub(super) const STD_MACROS: &[&str] = &[
@@ -268,6 +264,10 @@ pub(super) const STD_MACROS: &[&str] = &[
     "writeln",
 ];
 
+/// The per-step `macro_rules!` callback that carries the declaration to `#[saga]`'s
+/// rustdoc picture (see `graph_doc`). Exported under a name unique in the crate
+/// (the step's name and its call site), and re-exported under the step's own name
+/// in the macro namespace, so that it travels with the function through `use`.
 fn graph_callback(
     vis: &syn::Visibility,
     ident: &syn::Ident,

@@ -43,6 +43,7 @@ mod first;
 mod member;
 mod overlap;
 mod persist;
+mod retry;
 
 pub use all::JoinAll;
 pub use fast::Joinable;
@@ -276,35 +277,9 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         let policy = S::INFO.retry();
         let mut member = Tally::new(started);
         let (mut attempt_no, mut tries) = if J::DURABLE {
-            if self.journal.halted() {
-                member.rank = group.fail();
-                return member;
-            }
-            match self.journal.replayed(index, false) {
-                Replayed::Succeeded(bytes) => {
-                    match J::decode(&bytes) {
-                        Ok(output) => {
-                            member.result = Some(Ok(output));
-                            member.replayed = true;
-                        }
-                        Err(e) => {
-                            let reason = self.output_changed(name, index, &e);
-                            member.stop = Some(Box::new(Stop::Refuse(reason)));
-                            member.rank = group.fail();
-                        }
-                    }
-                    return member;
-                }
-                Replayed::Failed(message) => {
-                    member.result = Some(Err(StepFailure::Recovered { message }));
-                    member.replayed = true;
-                    member.rank = group.fail();
-                    return member;
-                }
-                Replayed::Run {
-                    next_attempt,
-                    spent,
-                } => (next_attempt, spent),
+            match self.member_resumed::<S>(index, group, &mut member) {
+                Some(resumed) => resumed,
+                None => return member,
             }
         } else {
             (1, 0)
@@ -328,21 +303,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
             let outcome = match first.take() {
                 // The first attempt, made on the short path, failed.
                 Some(failure) => Err(failure),
-                None => {
-                    if let Some(outgoing) = &self.outgoing {
-                        outgoing.discard(index, Phase::Forward);
-                    }
-                    self.hooks.step_started(&cx);
-                    let span = self.span_for(Phase::Forward, name, "", attempt_no);
-                    if J::FAULTS {
-                        let timeout = S::INFO.timeout();
-                        Box::pin(self.overlapping_attempt(&mut call, cx, group, timeout, span))
-                            .await
-                    } else {
-                        self.one_attempt(&mut call, cx, Phase::Forward, S::INFO.timeout(), span)
-                            .await
-                    }
-                }
+                None => self.member_attempt::<S, F, Fut>(&mut call, cx, group).await,
             };
             let failure = match outcome {
                 Ok(output) => match self.persist_output::<S>(index, &output).await {
@@ -366,23 +327,7 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
                     continue;
                 }
             }
-            let text = failure.to_string();
-            if J::DURABLE {
-                let entry = Entry::StepFailed {
-                    index,
-                    error: text.clone(),
-                };
-                if let Err(e) = self.journal.record(entry).await {
-                    return self.member_stopped(member, group, Stop::Halt(e)).await;
-                }
-            }
-            member.rank = group.fail();
-            wake_siblings().await;
-            tracing::warn!(parent: &self.span, step = name, attempts = attempt_no, error = %text, "group member failed for good, compensating");
-            self.hooks.step_failed(&cx, &text);
-            member.last_error = Some(text);
-            member.result = Some(Err(failure));
-            return member;
+            return self.member_failed(&cx, member, group, failure).await;
         }
     }
 

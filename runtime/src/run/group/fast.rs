@@ -60,9 +60,9 @@ pub trait Joinable {
 
 impl<Fut, A, L, M> Stage<Fut, A, L, M> {
     /// Writes `wrap(value)` over a `First` stage whose future has finished:
-    /// drops that future and its context in place, inline, where an
-    /// assignment would call the whole stage's drop glue out of line (about
-    /// 15 instructions a member, twice). The next stage is built at its
+    /// drops that future in place, inline (its context needs no drop), where
+    /// an assignment would call the whole stage's drop glue out of line
+    /// (about 15 instructions a member, twice). The next stage is built at its
     /// place from the small `value`: a whole stage built beforehand and
     /// moved in would be copied at the size of the largest stage (the
     /// decorated attempt), about 40 instructions a member. It is written

@@ -65,15 +65,14 @@ impl<T, E> Tally<T, E> {
 
     /// The member it comes to: boxed only if it is not a first-attempt
     /// success.
-    pub(super) fn into_member(mut self) -> Member<T, E> {
+    pub(super) fn into_member(self) -> Member<T, E> {
         let plain = self.stop.is_none()
             && self.attempts == 1
             && self.last_error.is_none()
-            && !self.replayed
-            && matches!(self.result, Some(Ok(_)));
-        if plain && let Some(Ok(output)) = self.result.take() {
-            return Member::succeeded(output, self.started);
+            && !self.replayed;
+        match self.result {
+            Some(Ok(output)) if plain => Member::succeeded(output, self.started),
+            result => Member::Other(Box::new(Tally { result, ..self })),
         }
-        Member::Other(Box::new(self))
     }
 }

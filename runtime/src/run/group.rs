@@ -340,13 +340,13 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         member: Member<S::Output, S::Error>,
     ) -> Result<S::Output, (u32, StepFailure<S::Error>)> {
         // The default success path: one attempt, untimed, nothing to report.
-        match member {
-            Member::Plain(output) => {
-                self.succeeded += 1;
-                Ok(output)
-            }
-            other => self.settle_other::<S>(index, other),
+        // Not a `match` with an `other` arm: that moved the whole member into
+        // a copy of its own, before the test, on every path.
+        if let Member::Plain(output) = member {
+            self.succeeded += 1;
+            return Ok(output);
         }
+        self.settle_other::<S>(index, member)
     }
 
     /// [`settle`](Self::settle) but for the default success path.

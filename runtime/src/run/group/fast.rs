@@ -224,7 +224,10 @@ where
     #[inline]
     fn begin(&mut self) -> Begin {
         let run = self.run;
-        self.started = run.now();
+        // Written only in a run that keeps times: it is `None` already.
+        if let Some(now) = run.now() {
+            self.started = Some(now);
+        }
         if J::DURABLE || J::FAULTS || run.outgoing.is_some() {
             return Begin::Long;
         }
@@ -300,56 +303,61 @@ where
         // `after_first` and the assignments to `*stage`, never moved out.
         let this = unsafe { self.get_unchecked_mut() };
         let (parts, stage) = (&mut this.parts, &mut *this.stage);
+        if let Stage::Start = stage {
+            match parts.begin() {
+                Begin::Plain(cx) => {
+                    let Some(call) = parts.call.as_mut() else {
+                        unreachable!("a group member's call is kept until its first attempt")
+                    };
+                    let future = call();
+                    // SAFETY: `Start` holds nothing to drop.
+                    unsafe { core::ptr::write(stage, Stage::First { future, cx }) };
+                }
+                Begin::Decorated(cx, span) => {
+                    let call = parts.call();
+                    let first = (parts.decorated)(parts.run, call, cx, span, parts.started);
+                    let next = Stage::Decorated(first);
+                    // SAFETY: `Start` holds nothing to drop.
+                    unsafe { core::ptr::write(stage, next) };
+                }
+                Begin::Long => {
+                    let call = parts.call();
+                    let next = Stage::Long(parts.long(call, None));
+                    // SAFETY: `Start` holds nothing to drop.
+                    unsafe { core::ptr::write(stage, next) };
+                }
+            }
+        }
+        // A test of its own, not an arm of the loop below: just after the
+        // plain start above, the stage is known to be `First`, and the test
+        // folds away (a `match` in the loop went through its jump table).
+        if let Stage::First { future, cx } = stage {
+            // SAFETY: see above.
+            let future = unsafe { Pin::new_unchecked(future) };
+            let polled = StepContext::enter(cx, || {
+                std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(task)))
+            });
+            let failure = match polled {
+                Ok(Poll::Pending) => return false,
+                Ok(Poll::Ready(Ok(output))) => {
+                    parts.succeeded(cx);
+                    let done = Member::succeeded(output, parts.started);
+                    // SAFETY: the stage is `First`, pinned.
+                    unsafe { stage.after_first(done, Stage::Done) };
+                    return true;
+                }
+                Ok(Poll::Ready(Err(error))) => StepFailure::Error(error),
+                Err(payload) => StepFailure::Panicked {
+                    message: panic_message(payload.as_ref()),
+                },
+            };
+            let call = parts.call();
+            let long = parts.long(call, Some(failure));
+            // SAFETY: the stage is `First`, pinned.
+            unsafe { stage.after_first(long, Stage::Long) };
+        }
         loop {
             match stage {
-                Stage::Start => match parts.begin() {
-                    Begin::Plain(cx) => {
-                        let Some(call) = parts.call.as_mut() else {
-                            unreachable!("a group member's call is kept until its first attempt")
-                        };
-                        let future = call();
-                        // SAFETY: `Start` holds nothing to drop.
-                        unsafe { core::ptr::write(stage, Stage::First { future, cx }) };
-                    }
-                    Begin::Decorated(cx, span) => {
-                        let call = parts.call();
-                        let first = (parts.decorated)(parts.run, call, cx, span, parts.started);
-                        let next = Stage::Decorated(first);
-                        // SAFETY: `Start` holds nothing to drop.
-                        unsafe { core::ptr::write(stage, next) };
-                    }
-                    Begin::Long => {
-                        let call = parts.call();
-                        let next = Stage::Long(parts.long(call, None));
-                        // SAFETY: `Start` holds nothing to drop.
-                        unsafe { core::ptr::write(stage, next) };
-                    }
-                },
-                Stage::First { future, cx } => {
-                    // SAFETY: see above.
-                    let future = unsafe { Pin::new_unchecked(future) };
-                    let polled = StepContext::enter(cx, || {
-                        std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(task)))
-                    });
-                    let failure = match polled {
-                        Ok(Poll::Pending) => return false,
-                        Ok(Poll::Ready(Ok(output))) => {
-                            parts.succeeded(cx);
-                            let done = Member::succeeded(output, parts.started);
-                            // SAFETY: the stage is `First`, pinned.
-                            unsafe { stage.after_first(done, Stage::Done) };
-                            return true;
-                        }
-                        Ok(Poll::Ready(Err(error))) => StepFailure::Error(error),
-                        Err(payload) => StepFailure::Panicked {
-                            message: panic_message(payload.as_ref()),
-                        },
-                    };
-                    let call = parts.call();
-                    let long = parts.long(call, Some(failure));
-                    // SAFETY: the stage is `First`, pinned.
-                    unsafe { stage.after_first(long, Stage::Long) };
-                }
                 Stage::Decorated(first) => {
                     // SAFETY: see above.
                     let first = unsafe { Pin::new_unchecked(first) };
@@ -372,6 +380,9 @@ where
                     return true;
                 }
                 Stage::Done(_) | Stage::Taken => return true,
+                Stage::Start | Stage::First { .. } => {
+                    unreachable!("a group member's first attempt is started and polled above")
+                }
             }
         }
     }

@@ -319,8 +319,8 @@ impl Saga for Direct {
             let mut late = || stuck(W(w));
             match how {
                 How::DropPanicsAfterReady => {
-                    let b = pin!(shared.member(PhantomData::<stuck>, 1, &group, &mut late));
-                    let a = pin!(shared.member(PhantomData::<quick>, 0, &group, &mut bomb));
+                    let b = shared.member(PhantomData::<stuck>, 1, &group, &mut late);
+                    let a = shared.member(PhantomData::<quick>, 0, &group, &mut bomb);
                     // The pending member first, so that it has a future to drop.
                     JoinAll((b, a)).await;
                 }
@@ -332,7 +332,11 @@ impl Saga for Direct {
                     let mut a = pin!(shared.member(PhantomData::<quick>, 0, &group, &mut plain));
                     let mut q = || quick(W(w));
                     let mut b = pin!(shared.member(PhantomData::<quick>, 1, &group, &mut q));
-                    JoinAll((a.as_mut(), b.as_mut())).await;
+                    poll_fn(|cx| {
+                        let done = a.as_mut().poll_done(cx) & b.as_mut().poll_done(cx);
+                        if done { Poll::Ready(()) } else { Poll::Pending }
+                    })
+                    .await;
                     drop(Joinable::take(a.as_mut()));
                     assert_eq!(w.out.get(), (2, 1), "the taken output, dropped");
                     let done = poll_fn(|cx| Poll::Ready(a.as_mut().poll_done(cx))).await;

@@ -8,9 +8,8 @@
 //! ```text
 //! if DURABLE { run.group_started(&[1, 2]).await; }
 //! let (m1, m2) = { let group = Group::new(); let shared = &*run;
-//!                  let a = pin!(shared.member(book_flight, 1, &group, &mut || ..));
-//!                  let b = pin!(shared.member(book_hotel, 2, &group, &mut || ..));
-//!                  JoinAll((a.as_mut(), b.as_mut())).await; (a.take(), b.take()) };
+//!                  JoinAll((shared.member(book_flight, 1, &group, &mut || ..),
+//!                           shared.member(book_hotel, 2, &group, &mut || ..))).await };
 //! let flight: Option<_> = match run.settle(1, m1) { Ok(v) => Some(v), Err((rank, f)) => { first_failure(..); None } };
 //! let hotel: Option<_> = ..;
 //! let (flight, hotel) = match (flight, hotel) {
@@ -63,12 +62,11 @@ fn markers(members: &[&StepCall]) -> Vec<TokenStream> {
         .collect()
 }
 
-/// Polls the pinned `futures` together until every one has finished, then
-/// takes their outputs as a tuple.
-fn poll_together(futures: &[Ident]) -> TokenStream {
+/// Polls the member futures `futures` together until every one has finished,
+/// then takes their outputs as a tuple.
+fn poll_together(futures: &[TokenStream]) -> TokenStream {
     quote! {
-        ::sagaflow::__private::JoinAll((#(#futures.as_mut(),)*)).await;
-        (#(::sagaflow::__private::Joinable::take(#futures.as_mut()),)*)
+        ::sagaflow::__private::JoinAll((#(#futures,)*)).await
     }
 }
 
@@ -83,16 +81,24 @@ pub(super) fn forward(g: &Gen<'_>, range: &Range<usize>) -> TokenStream {
     let calls: Vec<Ident> = (0..members.len())
         .map(|k| format_ident!("__sagaflow_call{}", k))
         .collect();
-    let futures: Vec<Ident> = (0..members.len())
-        .map(|k| format_ident!("__sagaflow_member{}", k))
-        .collect();
     let closures = members.iter().map(|m| {
         let span = m.call.span();
         let call = reusable_call(&m.call, &g.an.known);
         quote_spanned!(span=> || #call)
     });
-    let join = poll_together(&futures);
-    let settles = members.iter().zip(&indexes).zip(&futures).map(|((m, index), fut)| {
+    let starts: Vec<TokenStream> = markers
+        .iter()
+        .zip(&indexes)
+        .zip(&calls)
+        .map(|((marker, index), call)| {
+            quote!(__sagaflow_shared.member(#marker, #index, &__sagaflow_group, &mut #call))
+        })
+        .collect();
+    let join = poll_together(&starts);
+    let outcomes: Vec<Ident> = (0..members.len())
+        .map(|k| format_ident!("__sagaflow_member{}", k))
+        .collect();
+    let settles = members.iter().zip(&indexes).zip(&outcomes).map(|((m, index), fut)| {
         let (path, binding) = (&m.path, &m.binding);
         let q = m.question.span;
         let convert = quote_spanned! {q=>
@@ -116,13 +122,10 @@ pub(super) fn forward(g: &Gen<'_>, range: &Range<usize>) -> TokenStream {
         if <__SagaflowJournal as ::sagaflow::__private::Journal>::DURABLE {
             __sagaflow_run.group_started(&[#(#indexes),*]).await;
         }
-        let (#(#futures,)*) = {
+        let (#(#outcomes,)*) = {
             let __sagaflow_group = ::sagaflow::__private::Group::new();
             let __sagaflow_shared = &*__sagaflow_run;
             #(let mut #calls = #closures;)*
-            #(let mut #futures = ::core::pin::pin!(
-                __sagaflow_shared.member(#markers, #indexes, &__sagaflow_group, &mut #calls)
-            );)*
             #join
         };
         let mut __sagaflow_first: ::core::option::Option<::sagaflow::StepFailure<#error_ty>> =
@@ -208,7 +211,7 @@ fn group_arm(g: &Gen<'_>, k: usize, range: &Range<usize>) -> TokenStream {
     let members: &[&StepCall] = &g.an.steps[range.clone()];
     let markers = markers(members);
     let indexes: Vec<u32> = range.clone().map(|i| i as u32).collect();
-    let futures: Vec<Ident> = (0..members.len())
+    let outcomes: Vec<Ident> = (0..members.len())
         .map(|k| format_ident!("__sagaflow_undo{}", k))
         .collect();
     let undos = members
@@ -229,22 +232,23 @@ fn group_arm(g: &Gen<'_>, k: usize, range: &Range<usize>) -> TokenStream {
                 None => quote_spanned!(span=> || <#path>::__sagaflow_compensate(#args, #output)),
             };
             quote! {
-                async {
+                ::sagaflow::__private::Joined::new(async {
                     match &#output {
                         ::core::option::Option::Some(#output) => {
                             __sagaflow_shared.undo(#marker, #index, #comp_call).await
                         }
                         ::core::option::Option::None => ::sagaflow::__private::Undo::Skipped,
                     }
-                }
+                })
             }
-        });
-    let join = poll_together(&futures);
+        })
+        .collect::<Vec<_>>();
+    let join = poll_together(&undos);
     // Recorded latest first, as steps in sequence are undone.
     let records = members
         .iter()
         .zip(&indexes)
-        .zip(&futures)
+        .zip(&outcomes)
         .rev()
         .map(|((m, index), fut)| {
             let path = &m.path;
@@ -253,9 +257,8 @@ fn group_arm(g: &Gen<'_>, k: usize, range: &Range<usize>) -> TokenStream {
     let then = super::arms::goto(g, g.an.paths.group_pred[k]);
     quote! {
         __SagaflowState::#v { #(#fields,)* __sagaflow_failure } => {
-            let (#(#futures,)*) = {
+            let (#(#outcomes,)*) = {
                 let __sagaflow_shared = &*__sagaflow_run;
-                #(let mut #futures = ::core::pin::pin!(::sagaflow::__private::Joined::new(#undos));)*
                 #join
             };
             #(#records)*

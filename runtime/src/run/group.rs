@@ -7,9 +7,8 @@
 //! ```text
 //! run.group_started(&[(0, book_flight), (1, book_hotel)]).await;   // durable: one commit of intents
 //! let group = Group::new();
-//! let (m0, m1) = { let a = pin!(run.member(book_flight, 0, &group, ..));
-//!                  let b = pin!(run.member(book_hotel, 1, &group, ..));
-//!                  JoinAll((a.as_mut(), b.as_mut())).await; (a.take(), b.take()) };
+//! let (m0, m1) = JoinAll((run.member(book_flight, 0, &group, ..),
+//!                         run.member(book_hotel, 1, &group, ..))).await;
 //! let flight = run.settle(0, m0); let hotel = run.settle(1, m1);
 //! ```
 //! The members are polled on the saga's own task, every one at every wake, so

@@ -1,5 +1,5 @@
 //! Polling a group's members together: the future the generated code awaits
-//! for a `sagaflow::join!`, over the pinned members.
+//! for a `sagaflow::join!`, which owns the members.
 
 use core::future::Future;
 use core::pin::Pin;
@@ -7,29 +7,39 @@ use core::task::{Context, Poll};
 
 use super::Joinable;
 
-/// The members of a group, pinned, polled together until every one has
-/// finished: every member at every wake (`&`, not `&&`), as a member that
-/// fails for good wakes the task so that a sibling in its backoff sees it.
+/// The members of a group, polled together until every one has finished,
+/// then taken: its output is theirs, in order. Every member is polled at
+/// every wake (`&`, not `&&`), as a member that fails for good wakes the task
+/// so that a sibling in its backoff sees it.
 ///
-/// A type of its own rather than a `poll_fn` closure, so that its poll can
-/// be marked to be inlined into the saga's: rustc left the closure as a call
-/// per group, and inlining it took about 23 instructions off each group of
-/// two (callgrind, the `overhead` bench's `groups` run).
+/// It owns the members, rather than borrowing them pinned: awaited, it is a
+/// field of the saga's future, so its members are at known places in the
+/// saga's state, where pinned borrows kept across the await were pointers
+/// loaded back at every use. A type of its own rather than a `poll_fn`
+/// closure, so that its poll can be marked to be inlined into the saga's.
 #[doc(hidden)]
 pub struct JoinAll<T>(pub T);
 
 macro_rules! join_all {
     ($($member:ident),+) => {
-        impl<'p, $($member: Joinable),+> Future for JoinAll<($(Pin<&'p mut $member>,)+)> {
-            type Output = ();
+        impl<$($member: Joinable),+> Future for JoinAll<($($member,)+)> {
+            type Output = ($($member::Output,)+);
 
             #[inline(always)]
             #[allow(non_snake_case)]
-            fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-                let ($($member,)+) = &mut self.get_mut().0;
+            fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+                // SAFETY: the members are structurally pinned: polled and
+                // taken in place, never moved out (`JoinAll` has no `Unpin`
+                // impl of its own).
+                let ($($member,)+) = unsafe { &mut self.get_unchecked_mut().0 };
                 let mut done = true;
-                $(done &= $member.as_mut().poll_done(cx);)+
-                if done { Poll::Ready(()) } else { Poll::Pending }
+                // SAFETY: as above.
+                $(done &= unsafe { Pin::new_unchecked(&mut *$member) }.poll_done(cx);)+
+                if !done {
+                    return Poll::Pending;
+                }
+                // SAFETY: as above.
+                Poll::Ready(($(unsafe { Pin::new_unchecked($member) }.take(),)+))
             }
         }
     };

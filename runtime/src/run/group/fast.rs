@@ -45,9 +45,9 @@ enum Stage<Fut, A, L, M> {
     Taken,
 }
 
-/// A member of a group polled with its siblings: the generated code polls it
-/// with [`Joinable::poll_done`] until it has finished, then takes its output
-/// with [`Joinable::take`].
+/// A member of a group polled with its siblings: [`JoinAll`](super::JoinAll)
+/// polls it with [`Joinable::poll_done`] until it has finished, then takes its
+/// output with [`Joinable::take`].
 #[doc(hidden)]
 pub trait Joinable {
     /// What the member leaves once finished.

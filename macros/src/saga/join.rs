@@ -118,6 +118,7 @@ pub(super) fn forward(g: &Gen<'_>, range: &Range<usize>) -> TokenStream {
     });
     let state = variant(group_index(g, range));
     let fields = &g.an.layout.backward[range.end];
+    let count = members.len() as u32;
     quote! {
         if <__SagaflowJournal as ::sagaflow::__private::Journal>::DURABLE {
             __sagaflow_run.group_started(&[#(#indexes),*]).await;
@@ -128,16 +129,26 @@ pub(super) fn forward(g: &Gen<'_>, range: &Range<usize>) -> TokenStream {
             #(let mut #calls = #closures;)*
             #join
         };
-        let mut __sagaflow_first: ::core::option::Option<::sagaflow::StepFailure<#error_ty>> =
-            ::core::option::Option::None;
-        #(#settles)*
-        // Every member's output is there only if none failed: `first` is
-        // read only to turn back.
-        let (#(#bindings,)*) = match (#(#bindings,)*) {
-            (#(::core::option::Option::Some(#bindings),)*) => (#(#bindings,)*),
-            (#(#bindings,)*) => {
-                let __sagaflow_failure = ::sagaflow::__private::group_failure(__sagaflow_first);
-                break '__sagaflow_forward __SagaflowState::#state { #(#fields,)* __sagaflow_failure };
+        // The default path, every member plain (one attempt, untimed, nothing
+        // to report), in one test of the members; the rest settles each one.
+        let (#(#bindings,)*) = match (#(#outcomes,)*) {
+            (#(::sagaflow::__private::Member::Plain(#bindings),)*) => {
+                __sagaflow_run.plain_succeeded(#count);
+                (#(#bindings,)*)
+            }
+            (#(#outcomes,)*) => {
+                let mut __sagaflow_first: ::core::option::Option<::sagaflow::StepFailure<#error_ty>> =
+                    ::core::option::Option::None;
+                #(#settles)*
+                // Every member's output is there only if none failed: `first`
+                // is read only to turn back.
+                match (#(#bindings,)*) {
+                    (#(::core::option::Option::Some(#bindings),)*) => (#(#bindings,)*),
+                    (#(#bindings,)*) => {
+                        let __sagaflow_failure = ::sagaflow::__private::group_failure(__sagaflow_first);
+                        break '__sagaflow_forward __SagaflowState::#state { #(#fields,)* __sagaflow_failure };
+                    }
+                }
             }
         };
     }

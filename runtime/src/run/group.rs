@@ -330,6 +330,14 @@ impl<'h, H: Hooks, J: Journal> Run<'h, H, J> {
         }
     }
 
+    /// Counts `members` that succeeded on the default path (a
+    /// [`Member::Plain`]: one attempt, in a run that keeps no times), as
+    /// [`settle`](Self::settle) would one by one: nothing else is recorded.
+    #[inline]
+    pub fn plain_succeeded(&mut self, members: u32) {
+        self.succeeded += members;
+    }
+
     /// Records how member `S` (at `index`) ended, once the whole group has:
     /// its output, or its failure with its rank among the group's failures.
     #[inline]

@@ -33,6 +33,8 @@ struct World {
     /// Both cancellations wait here: they end only if they run at once.
     undo_barrier: Option<Barrier>,
     flight_attempts: AtomicU32,
+    /// The flight fails at its first attempt only.
+    flight_fails_once: bool,
 }
 
 impl World {
@@ -75,6 +77,10 @@ async fn book_flight(world: &World, trip: &u32) -> Result<u64, Oops> {
     world.log("flight started");
     if let (Some(b), true) = (&world.barrier, first) {
         b.wait().await;
+    }
+    if world.flight_fails_once && first {
+        world.log("flight failed once");
+        return Err(Oops("flight busy".into()));
     }
     if let Err(e) = world.check("flight") {
         world.flight_failed.notify_one();
@@ -278,6 +284,40 @@ async fn a_bare_group_of_three_with_a_read_only_member() {
     assert!(world.entries().contains(&"quote 9".to_owned()));
     let world = World::default();
     assert_eq!(three_at_once(&world, 9).await.unwrap(), 1);
+}
+
+/// A member that succeeds at its second attempt beside one that succeeds at
+/// its first: the group's outputs are bound from both, in an untimed run (one
+/// member plain, the other not) and in a reported one.
+#[tokio::test(start_paused = true)]
+async fn a_member_retried_to_success_is_bound_with_its_plain_sibling() {
+    let world = World {
+        flight_fails_once: true,
+        ..World::default()
+    };
+    assert_eq!(trip(&world, 4).await.unwrap(), 180);
+    assert_eq!(world.flight_attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(world.hotel_attempts.load(Ordering::SeqCst), 1);
+    assert_eq!(world.entries().last().unwrap(), "charge 180");
+    assert!(!world.entries().iter().any(|e| e.starts_with("undo")));
+
+    let world = World {
+        flight_fails_once: true,
+        ..World::default()
+    };
+    let (result, report) = Runner::new().run_reported(TripSaga::new(&world, 4)).await;
+    assert_eq!(result.unwrap(), 180);
+    assert_eq!(report.outcome(), RunOutcome::Committed);
+    let attempts: Vec<(&str, u32)> = report.steps().map(|r| (r.step(), r.attempts())).collect();
+    assert_eq!(
+        attempts,
+        [
+            ("reserve", 1),
+            ("book_flight", 2),
+            ("book_hotel", 1),
+            ("charge", 1)
+        ]
+    );
 }
 
 #[tokio::test]

@@ -288,7 +288,8 @@ async fn a_bare_group_of_three_with_a_read_only_member() {
 
 /// A member that succeeds at its second attempt beside one that succeeds at
 /// its first: the group's outputs are bound from both, in an untimed run (one
-/// member plain, the other not) and in a reported one.
+/// member plain, the other not) and in a reported one (a timed run: neither
+/// member is plain).
 #[tokio::test(start_paused = true)]
 async fn a_member_retried_to_success_is_bound_with_its_plain_sibling() {
     let world = World {
@@ -316,6 +317,45 @@ async fn a_member_retried_to_success_is_bound_with_its_plain_sibling() {
             ("book_flight", 2),
             ("book_hotel", 1),
             ("charge", 1)
+        ]
+    );
+}
+
+/// In a run that keeps no times, a group whose members are all plain is
+/// counted at once; the report, rebuilt from that count, still has a row for
+/// each member: when the saga fails after the group, and when it commits.
+#[tokio::test]
+async fn plain_members_are_counted_in_an_untimed_run() {
+    let world = World::failing(&["charge"]);
+    let err = trip(&world, 5).await.unwrap_err();
+    let rows: Vec<(&str, Outcome, u32)> = err
+        .report()
+        .steps()
+        .filter(|r| r.phase() == Phase::Forward)
+        .map(|r| (r.step(), r.outcome(), r.attempts()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("reserve", Outcome::Succeeded, 1),
+            ("book_flight", Outcome::Succeeded, 1),
+            ("book_hotel", Outcome::Succeeded, 1),
+            ("charge", Outcome::Failed, 1)
+        ]
+    );
+
+    let world = World::default();
+    let runner = Runner::new().with_timings(false);
+    let (result, report) = runner.run_reported(TripSaga::new(&world, 5)).await;
+    assert_eq!(result.unwrap(), 180);
+    let rows: Vec<(&str, Outcome)> = report.steps().map(|r| (r.step(), r.outcome())).collect();
+    assert_eq!(
+        rows,
+        [
+            ("reserve", Outcome::Succeeded),
+            ("book_flight", Outcome::Succeeded),
+            ("book_hotel", Outcome::Succeeded),
+            ("charge", Outcome::Succeeded)
         ]
     );
 }

@@ -10,11 +10,16 @@
 //! let (m1, m2) = { let group = Group::new(); let shared = &*run;
 //!                  JoinAll((shared.member(book_flight, 1, &group, &mut || ..),
 //!                           shared.member(book_hotel, 2, &group, &mut || ..))).await };
-//! let flight: Option<_> = match run.settle(1, m1) { Ok(v) => Some(v), Err((rank, f)) => { first_failure(..); None } };
-//! let hotel: Option<_> = ..;
-//! let (flight, hotel) = match (flight, hotel) {
-//!     (Some(flight), Some(hotel)) => (flight, hotel),
-//!     (flight, hotel) => break 'forward State::G0 { airline, trip, flight, hotel, failure: group_failure(first) },
+//! let (flight, hotel) = match (m1, m2) {
+//!     (Member::Plain(flight), Member::Plain(hotel)) => { run.plain_succeeded(2); (flight, hotel) }
+//!     (m1, m2) => {
+//!         let flight: Option<_> = match run.settle(1, m1) { Ok(v) => Some(v), Err((rank, f)) => { first_failure(..); None } };
+//!         let hotel: Option<_> = ..;
+//!         match (flight, hotel) {
+//!             (Some(flight), Some(hotel)) => (flight, hotel),
+//!             (flight, hotel) => break 'forward State::G0 { airline, trip, flight, hotel, failure: group_failure(first) },
+//!         }
+//!     }
 //! };
 //! ```
 //! and backward, where `G0` holds the members' outputs as options and the
@@ -62,11 +67,11 @@ fn markers(members: &[&StepCall]) -> Vec<TokenStream> {
         .collect()
 }
 
-/// Polls the member futures `futures` together until every one has finished,
+/// Polls the member futures `members` together until every one has finished,
 /// then takes their outputs as a tuple.
-fn poll_together(futures: &[TokenStream]) -> TokenStream {
+fn poll_together(members: &[TokenStream]) -> TokenStream {
     quote! {
-        ::sagaflow::__private::JoinAll((#(#futures,)*)).await
+        ::sagaflow::__private::JoinAll((#(#members,)*)).await
     }
 }
 
@@ -98,7 +103,7 @@ pub(super) fn forward(g: &Gen<'_>, range: &Range<usize>) -> TokenStream {
     let outcomes: Vec<Ident> = (0..members.len())
         .map(|k| format_ident!("__sagaflow_member{}", k))
         .collect();
-    let settles = members.iter().zip(&indexes).zip(&outcomes).map(|((m, index), fut)| {
+    let settles = members.iter().zip(&indexes).zip(&outcomes).map(|((m, index), outcome)| {
         let (path, binding) = (&m.path, &m.binding);
         let q = m.question.span;
         let convert = quote_spanned! {q=>
@@ -106,7 +111,7 @@ pub(super) fn forward(g: &Gen<'_>, range: &Range<usize>) -> TokenStream {
                 ::sagaflow::__private::step_error_converts_into_saga_error(__sagaflow_failure);
         };
         quote! {
-            let #binding = match __sagaflow_run.settle::<#path>(#index, #fut) {
+            let #binding = match __sagaflow_run.settle::<#path>(#index, #outcome) {
                 ::core::result::Result::Ok(#binding) => ::core::option::Option::Some(#binding),
                 ::core::result::Result::Err((__sagaflow_rank, __sagaflow_failure)) => {
                     #convert
@@ -261,9 +266,9 @@ fn group_arm(g: &Gen<'_>, k: usize, range: &Range<usize>) -> TokenStream {
         .zip(&indexes)
         .zip(&outcomes)
         .rev()
-        .map(|((m, index), fut)| {
+        .map(|((m, index), outcome)| {
             let path = &m.path;
-            quote!(__sagaflow_run.undone::<#path>(#index, #fut);)
+            quote!(__sagaflow_run.undone::<#path>(#index, #outcome);)
         });
     let then = super::arms::goto(g, g.an.paths.group_pred[k]);
     quote! {

@@ -9,7 +9,10 @@
 //! let group = Group::new();
 //! let (m0, m1) = JoinAll((run.member(book_flight, 0, &group, ..),
 //!                         run.member(book_hotel, 1, &group, ..))).await;
-//! let flight = run.settle(0, m0); let hotel = run.settle(1, m1);
+//! let (flight, hotel) = match (m0, m1) {
+//!     (Member::Plain(flight), Member::Plain(hotel)) => { run.plain_succeeded(2); (flight, hotel) }
+//!     (m0, m1) => (run.settle(0, m0), run.settle(1, m1)),   // then turn back on a failure
+//! };
 //! ```
 //! The members are polled on the saga's own task, every one at every wake, so
 //! nothing is spawned and nothing is allocated per member. A member runs on a
@@ -129,10 +132,13 @@ impl<F: Future> Joined<F> {
             output: None,
         }
     }
+}
 
-    /// Polls the future unless it has finished; whether it has.
+impl<F: Future> Joinable for Joined<F> {
+    type Output = F::Output;
+
     #[inline]
-    pub fn poll_done(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+    fn poll_done(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
         let this = self.project();
         if this.output.is_some() {
             return true;
@@ -146,27 +152,12 @@ impl<F: Future> Joined<F> {
         }
     }
 
-    /// The output, once [`poll_done`](Self::poll_done) said it finished.
     #[inline]
-    pub fn take(self: Pin<&mut Self>) -> F::Output {
+    fn take(self: Pin<&mut Self>) -> F::Output {
         match self.project().output.take() {
             Some(output) => output,
             None => unreachable!("a group member's output is taken once, after it finished"),
         }
-    }
-}
-
-impl<F: Future> Joinable for Joined<F> {
-    type Output = F::Output;
-
-    #[inline]
-    fn poll_done(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
-        Joined::poll_done(self, cx)
-    }
-
-    #[inline]
-    fn take(self: Pin<&mut Self>) -> F::Output {
-        Joined::take(self)
     }
 }
 
